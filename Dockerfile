@@ -1,0 +1,27 @@
+# The worker image: `meta-agent worker` against the Postgres and Temporal in its environment.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN useradd --create-home --uid 10001 worker
+WORKDIR /app
+
+# Dependencies first, so a code change does not reinstall them.
+COPY pyproject.toml README.md ./
+RUN mkdir -p workflows activities persistence workers \
+    && touch workflows/__init__.py activities/__init__.py persistence/__init__.py workers/__init__.py \
+    && pip install . \
+    && pip uninstall -y meta-agent-worker
+
+COPY workflows ./workflows
+COPY activities ./activities
+COPY persistence ./persistence
+COPY workers ./workers
+RUN pip install --no-deps .
+
+USER worker
+# Migrations are idempotent and serialised by an advisory lock, so every replica may run them.
+CMD ["sh", "-c", "meta-agent migrate && exec meta-agent worker"]

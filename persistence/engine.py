@@ -1,0 +1,72 @@
+"""Async engine and sessions from a plain libpq-style `postgresql://` URL.
+
+The platform writes DATABASE_URL as libpq does; SQLAlchemy needs the asyncpg
+driver named, and asyncpg spells TLS `ssl`, not `sslmode`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+def async_url(database_url: str) -> URL:
+    """Translate a libpq URL into SQLAlchemy's asyncpg URL."""
+    url = make_url(database_url).set(drivername="postgresql+asyncpg")
+    query = dict(url.query)
+    if "sslmode" in query:
+        query["ssl"] = query.pop("sslmode")
+    return url.set(query=query)
+
+
+def sync_url(database_url: str) -> URL:
+    """The same URL for libpq-compatible tools (psql, pg_dump) and log lines."""
+    return make_url(database_url).set(drivername="postgresql")
+
+
+def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        async_url(database_url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        # JSONB columns hold user data; keep non-ASCII as it is.
+        json_serializer=_json_dumps,
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def tenant_session(
+    factory: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID | str
+) -> AsyncIterator[AsyncSession]:
+    """A transaction in which row-level security shows only `tenant_id`'s rows.
+
+    `set_config(..., true)` scopes the setting to the transaction, so a pooled
+    connection never carries one tenant's identity into the next checkout.
+    """
+    async with factory() as session, session.begin():
+        await session.execute(
+            text("SELECT set_config('app.tenant_id', :tenant, true)"),
+            {"tenant": str(uuid.UUID(str(tenant_id)))},
+        )
+        yield session
+
+
+def _json_dumps(value: object) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

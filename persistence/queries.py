@@ -1,0 +1,202 @@
+"""The few statements the worker runs, each idempotent.
+
+Temporal retries activities and replays workflows, and a worker may die
+between a write and its acknowledgement, so every write here is an upsert on
+the Temporal identity of what it records: re-running it converges on the same
+row instead of adding one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence.models import TaskInstance, Workflow, WorkflowRun, WorkflowVersion
+
+#: Columns that keep their first value when a row is written again (a retried
+#: "running" write must not move the start time of a task that began earlier).
+_KEEP_FIRST = frozenset({"started_at"})
+
+
+class NotFoundError(LookupError):
+    """The row a caller named does not exist; the message names what was looked for."""
+
+
+def _columns(table: Table, values: Mapping[str, Any], *, keys: tuple[str, ...]) -> dict[str, Any]:
+    unknown = set(values) - set(table.c.keys())
+    if unknown:
+        raise ValueError(f"{table.name} has no column(s) {', '.join(sorted(unknown))}")
+    clash = set(values) & set(keys)
+    if clash:
+        raise ValueError(f"{', '.join(sorted(clash))} is the key of {table.name}; pass it apart")
+    return dict(values)
+
+
+async def _upsert(
+    session: AsyncSession,
+    table: Table,
+    key: dict[str, Any],
+    values: Mapping[str, Any],
+) -> uuid.UUID:
+    columns = _columns(table, values, keys=tuple(key))
+    stmt = insert(table).values(**key, **columns)
+    excluded = stmt.excluded
+    set_: dict[str, Any] = {
+        name: (
+            func.coalesce(table.c[name], excluded[name]) if name in _KEEP_FIRST else excluded[name]
+        )
+        for name in columns
+    }
+    if "updated_at" in table.c:
+        set_["updated_at"] = func.now()
+    if set_:
+        stmt2 = stmt.on_conflict_do_update(index_elements=list(key), set_=set_)
+    else:
+        # Nothing to change: still return the existing row's id.
+        stmt2 = stmt.on_conflict_do_update(
+            index_elements=list(key), set_={next(iter(key)): excluded[next(iter(key))]}
+        )
+    row_id = (await session.execute(stmt2.returning(table.c.id))).scalar_one()
+    return row_id
+
+
+async def upsert_run(
+    session: AsyncSession, orchestrator_run_id: str, values: Mapping[str, Any]
+) -> uuid.UUID:
+    """Create or update the `workflow_runs` row of a Temporal workflow ID.
+
+    A row the platform created beforehand (status `queued`) is updated in place;
+    only the columns in `values` change.
+    """
+    return await _upsert(
+        session,
+        WorkflowRun.__table__,  # type: ignore[arg-type]
+        {"orchestrator_run_id": orchestrator_run_id},
+        values,
+    )
+
+
+async def upsert_task_instance(
+    session: AsyncSession,
+    workflow_run_id: uuid.UUID,
+    orchestrator_task_id: str,
+    values: Mapping[str, Any],
+) -> uuid.UUID:
+    """Create or update the `task_instances` row of one node execution (one activity ID)."""
+    return await _upsert(
+        session,
+        TaskInstance.__table__,  # type: ignore[arg-type]
+        {"workflow_run_id": workflow_run_id, "orchestrator_task_id": orchestrator_task_id},
+        values,
+    )
+
+
+@dataclass(frozen=True)
+class StoredDefinition:
+    workflow_id: uuid.UUID
+    name: str
+    version: int
+    definition: dict[str, Any]
+    tenant_id: uuid.UUID | None
+    workspace_id: uuid.UUID | None
+
+
+async def load_definition(
+    session: AsyncSession, workflow_id: uuid.UUID | str, version: int | None = None
+) -> StoredDefinition:
+    """A workflow's definition at `version`, or at its current version when none is given."""
+    try:
+        wf_id = uuid.UUID(str(workflow_id))
+    except ValueError:
+        raise NotFoundError(f"workflow_id {workflow_id!r} is not a UUID") from None
+    workflow = await session.get(Workflow, wf_id)
+    if workflow is None:
+        raise NotFoundError(f"no workflow with id {wf_id}")
+    wanted = workflow.version if version is None else version
+    stored = (
+        await session.execute(
+            select(WorkflowVersion.definition).where(
+                WorkflowVersion.workflow_id == wf_id, WorkflowVersion.version == wanted
+            )
+        )
+    ).scalar_one_or_none()
+    if stored is None:
+        if version is not None and version != workflow.version:
+            raise NotFoundError(f"workflow {wf_id} ({workflow.name!r}) has no version {version}")
+        # A workflow row written without a versions row: its own definition is current.
+        stored = workflow.definition
+    return StoredDefinition(
+        workflow_id=wf_id,
+        name=workflow.name,
+        version=wanted,
+        definition=stored,
+        tenant_id=workflow.tenant_id,
+        workspace_id=workflow.workspace_id,
+    )
+
+
+async def save_workflow_version(
+    session: AsyncSession,
+    *,
+    name: str,
+    definition: dict[str, Any],
+    tenant_id: uuid.UUID | None = None,
+    workspace_id: uuid.UUID | None = None,
+    created_by: uuid.UUID | None = None,
+    comment: str | None = None,
+) -> StoredDefinition:
+    """Store `definition` as the next version of the workflow called `name` (created if new).
+
+    The workflow row is locked while the next number is taken, so two imports
+    at once get consecutive versions instead of a unique-key error.
+    """
+    query = select(Workflow).where(Workflow.name == name).with_for_update()
+    query = query.where(
+        Workflow.tenant_id.is_(None) if tenant_id is None else Workflow.tenant_id == tenant_id
+    )
+    workflow = (await session.execute(query)).scalars().first()
+    if workflow is None:
+        workflow = Workflow(
+            name=name,
+            definition=definition,
+            version=1,
+            status="published",
+            tenant_id=tenant_id,
+            workspace_id=workspace_id,
+            creator_id=created_by,
+        )
+        session.add(workflow)
+        await session.flush()
+        version = 1
+    else:
+        version = workflow.version + 1
+        await session.execute(
+            update(Workflow)
+            .where(Workflow.id == workflow.id)
+            .values(version=version, definition=definition, updated_at=func.now())
+        )
+    session.add(
+        WorkflowVersion(
+            workflow_id=workflow.id,
+            version=version,
+            definition=definition,
+            created_by=created_by,
+            comment=comment,
+            status="published",
+        )
+    )
+    await session.flush()
+    return StoredDefinition(
+        workflow_id=workflow.id,
+        name=name,
+        version=version,
+        definition=definition,
+        tenant_id=workflow.tenant_id,
+        workspace_id=workflow.workspace_id,
+    )

@@ -1,0 +1,41 @@
+"""Helpers shared by the test modules (not fixtures: those live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def make_tenant(session: AsyncSession, name: str | None = None) -> uuid.UUID:
+    tenant_id = uuid.uuid4()
+    await session.execute(
+        text("INSERT INTO tenants (id, name) VALUES (:id, :name)"),
+        {"id": tenant_id, "name": name or f"tenant-{tenant_id.hex[:6]}"},
+    )
+    return tenant_id
+
+
+async def make_user(
+    session: AsyncSession, tenant_id: uuid.UUID | None, username: str | None = None
+) -> uuid.UUID:
+    user_id = uuid.uuid4()
+    await session.execute(
+        text("INSERT INTO users (id, username, tenant_id) VALUES (:id, :u, :t)"),
+        {"id": user_id, "u": username or f"user-{user_id.hex[:8]}", "t": tenant_id},
+    )
+    return user_id
+
+
+async def fetch_one(session: AsyncSession, sql: str, **params: Any) -> dict[str, Any]:
+    row = (await session.execute(text(sql), params)).mappings().one()
+    return dict(row)

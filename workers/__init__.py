@@ -1,0 +1,1 @@
+"""Configuration, the worker process, the dev stack and the `meta-agent` CLI."""

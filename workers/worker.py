@@ -1,0 +1,64 @@
+"""The worker process: one Temporal worker polling the flow task queue, one DB engine.
+
+Activities are methods of objects that hold the shared engine and HTTP client,
+so a node's activity reuses pooled connections instead of opening its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from persistence.engine import create_engine, session_factory
+from workers.settings import Settings
+
+log = logging.getLogger("meta_agent.worker")
+
+
+def workflow_classes() -> Sequence[type]:
+    """Every workflow type this worker runs."""
+    from workflows.registry import WORKFLOWS
+
+    return WORKFLOWS
+
+
+def activity_functions(dependencies: Any) -> Sequence[Callable[..., Any]]:
+    from activities.registry import activities_for
+
+    return activities_for(dependencies)
+
+
+def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=list(workflow_classes()),
+        activities=list(activity_functions(dependencies)),
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+    )
+
+
+async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:
+    """Run until `stop` is set, then let in-flight tasks finish and close the pool."""
+    from activities.registry import Dependencies
+
+    engine = create_engine(settings.require_database_url(), pool_size=settings.db_pool_size)
+    deps = Dependencies(sessions=session_factory(engine))
+    try:
+        worker = build_worker(client, settings, deps)
+        async with worker:
+            log.info(
+                "worker polling task queue %r in namespace %r",
+                settings.temporal_task_queue,
+                client.namespace,
+            )
+            await stop.wait()
+    finally:
+        await deps.aclose()
+        await engine.dispose()

@@ -1,0 +1,1 @@
+"""Deterministic interpretation of flow definitions. No I/O lives here."""

@@ -1,0 +1,60 @@
+"""What the workflow asks the write-back activities to record.
+
+One pydantic model per activity argument, so fields can be added later
+without breaking histories of runs in flight (absent fields take defaults).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+RunStatus = Literal[
+    "queued", "running", "waiting_hitl", "paused", "completed", "failed", "cancelled"
+]
+TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled", "paused", "skipped"]
+
+
+class RunRecord(BaseModel):
+    """A change to the `workflow_runs` row of a Temporal workflow ID; None keeps a column."""
+
+    orchestrator_run_id: str
+    status: RunStatus
+    workflow_id: str | None = None
+    workflow_version: int | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    triggered_by: str | None = None
+    tenant_id: str | None = None
+    workspace_id: str | None = None
+    tags: list[str] | None = None
+    parent_run_id: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class TaskRecord(BaseModel):
+    """One node execution's `task_instances` row (keyed by the activity-like task ID)."""
+
+    orchestrator_task_id: str
+    node_id: str
+    status: TaskStatus
+    agent_type: str | None = None
+    agent_config: dict[str, Any] | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: Any = None
+    error: str | None = None
+    retry_count: int | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class TaskBatch(BaseModel):
+    """Rows of nodes that ran inside the workflow itself (no activity of their own)."""
+
+    workflow_run_id: str
+    tenant_id: str | None = None
+    tasks: list[TaskRecord] = Field(default_factory=list)

@@ -1,0 +1,5 @@
+"""Every workflow type the worker registers."""
+
+from __future__ import annotations
+
+WORKFLOWS: list[type] = []

@@ -1,0 +1,17 @@
+"""The search attributes of CONTRACT section 2, set on every run so operators can filter.
+
+Pure declarations: the workflow upserts them, the worker registers them.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
+WORKSPACE_ID = SearchAttributeKey.for_keyword("WorkspaceId")
+FLOW_ID = SearchAttributeKey.for_keyword("FlowId")
+TRIGGERED_BY = SearchAttributeKey.for_keyword("TriggeredBy")
+FLOW_VERSION = SearchAttributeKey.for_int("FlowVersion")
+FLOW_STATUS = SearchAttributeKey.for_keyword("FlowStatus")
+
+ALL = (TENANT_ID, WORKSPACE_ID, FLOW_ID, TRIGGERED_BY, FLOW_VERSION, FLOW_STATUS)
