@@ -1,4 +1,4 @@
-"""docker-compose.yml cannot be run here (no image registry), so its wiring is checked by reading it."""
+"""docker-compose.yml cannot run here (no image registry): its wiring is checked by reading it."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def test_the_worker_gets_valid_settings(compose: dict[str, Any], monkeypatch) ->
     assert settings.temporal_address == "temporal:7233"
     assert settings.temporal_task_queue == "meta-agent-flows"
     url = settings.require_database_url()
-    assert f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}" in url
+    credentials = f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}"
+    assert f"{credentials}@postgres:5432/{pg['POSTGRES_DB']}" in url
     assert compose["services"]["worker"]["build"] == "."
     assert (ROOT / "Dockerfile").exists()
 
