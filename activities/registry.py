@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from activities.secrets import EnvironmentSecrets, SecretProvider
 
 
 @dataclass
@@ -14,13 +17,27 @@ class Dependencies:
     """Long-lived clients shared by every activity of one worker process."""
 
     sessions: async_sessionmaker[AsyncSession]
+    secrets: SecretProvider = field(default_factory=EnvironmentSecrets)
+    http: httpx.AsyncClient = field(
+        default_factory=lambda: httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+    )
 
     async def aclose(self) -> None:
-        return None
+        await self.http.aclose()
 
 
 def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
+    from activities.agent_runtime import AgentRuntime
+    from activities.api import ApiAgent
+    from activities.flows import FlowPreparation
     from activities.writeback import WriteBack
 
-    writeback = WriteBack(deps.sessions)
-    return [writeback.record_run, writeback.record_tasks]
+    runtime = AgentRuntime(deps.sessions, deps.secrets)
+    return [
+        WriteBack(deps.sessions).record_run,
+        FlowPreparation(deps.sessions).prepare_flow,
+        runtime.activity("api", ApiAgent(deps.http)),
+    ]

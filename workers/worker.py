@@ -13,6 +13,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from persistence.engine import create_engine, session_factory
 from workers.settings import Settings
@@ -33,11 +34,19 @@ def activity_functions(dependencies: Any) -> Sequence[Callable[..., Any]]:
     return activities_for(dependencies)
 
 
+#: Pure, deterministic libraries the workflow uses: loaded once, not re-imported per run
+#: (Jinja2 imports parts of itself lazily, which the sandbox would otherwise warn about).
+PASSTHROUGH_MODULES = ("jinja2", "markupsafe", "pydantic", "pydantic_core")
+
+
 def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=list(workflow_classes()),
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        ),
         activities=list(activity_functions(dependencies)),
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 RunStatus = Literal[
     "queued", "running", "waiting_hitl", "paused", "completed", "failed", "cancelled"
@@ -50,11 +50,3 @@ class TaskRecord(BaseModel):
     retry_count: int | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
-
-
-class TaskBatch(BaseModel):
-    """Rows of nodes that ran inside the workflow itself (no activity of their own)."""
-
-    workflow_run_id: str
-    tenant_id: str | None = None
-    tasks: list[TaskRecord] = Field(default_factory=list)

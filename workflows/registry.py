@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-WORKFLOWS: list[type] = []
+from workflows.flow_run import FlowRun
+
+WORKFLOWS: list[type] = [FlowRun]

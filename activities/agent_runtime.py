@@ -1,0 +1,143 @@
+"""What every agent activity does around its own work.
+
+An agent activity records its own `task_instances` row (running, then
+completed or failed), so the workflow spends no extra round trip on
+bookkeeping; renders its config with secrets, which exist only here;
+heartbeats so cancellation and worker death are noticed quickly; and turns
+errors into retryable or non-retryable Temporal failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.secrets import MissingSecretError, SecretProvider, masked
+from activities.writeback import write_tasks
+from workflows import templates
+from workflows.messages import AGENT_ACTIVITY_PREFIX, AgentTask
+from workflows.records import TaskRecord
+
+AgentHandler = Callable[[dict[str, Any], AgentTask], Awaitable[Any]]
+_HEARTBEAT_EVERY = 1.0
+_MAX_ERROR_CHARS = 4000
+
+
+class AgentRuntime:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], secrets: SecretProvider) -> None:
+        self._sessions = sessions
+        self._secrets = secrets
+
+    async def _record(self, task: AgentTask, row: TaskRecord) -> None:
+        async with self._sessions() as session, session.begin():
+            await write_tasks(session, uuid.UUID(task.run_row_id), task.tenant_id, [row])
+
+    def activity(
+        self, agent_type: str, handler: AgentHandler
+    ) -> Callable[[AgentTask], Awaitable[Any]]:
+        """The `agent.<type>` activity running `handler` inside the common envelope."""
+
+        @activity.defn(name=f"{AGENT_ACTIVITY_PREFIX}{agent_type}")
+        async def run_agent(task: AgentTask) -> Any:
+            return await self.run(task, handler)
+
+        return run_agent
+
+    async def run(self, task: AgentTask, handler: AgentHandler) -> Any:
+        info = activity.info()
+        refs = templates.references(task.config)
+        try:
+            public = templates.render(task.config, {**task.scope, "secrets": masked(refs.secrets)})
+        except templates.TemplateError as exc:
+            raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from None
+        row = TaskRecord(
+            orchestrator_task_id=task.task_id,
+            node_id=task.node_id,
+            status="running",
+            agent_type=task.node_type,
+            agent_config=task.config,
+            inputs=public,
+            retry_count=info.attempt - 1,
+            started_at=datetime.now(UTC),
+        )
+        await self._record(task, row)
+        heartbeat = asyncio.create_task(_heartbeat_forever())
+        try:
+            secrets = self._secrets.resolve(refs.secrets) if refs.secrets else {}
+            config = (
+                templates.render(task.config, {**task.scope, "secrets": secrets})
+                if secrets
+                else public
+            )
+            output = await handler(config, task)
+        except asyncio.CancelledError:
+            await self._record(
+                task,
+                row.model_copy(
+                    update={
+                        "status": "cancelled",
+                        "error": "cancelled",
+                        "completed_at": datetime.now(UTC),
+                    }
+                ),
+            )
+            raise
+        except Exception as exc:
+            failure = _as_application_error(exc)
+            last = failure.non_retryable or _is_last_attempt(info)
+            await self._record(
+                task,
+                row.model_copy(
+                    update={
+                        "status": "failed" if last else "running",
+                        "error": str(failure)[:_MAX_ERROR_CHARS],
+                        "completed_at": datetime.now(UTC) if last else None,
+                    }
+                ),
+            )
+            if failure is exc:
+                raise
+            raise failure from exc
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        await self._record(
+            task,
+            row.model_copy(
+                update={
+                    "status": "completed",
+                    "outputs": output,
+                    "error": None,
+                    "completed_at": datetime.now(UTC),
+                }
+            ),
+        )
+        return output
+
+
+async def _heartbeat_forever() -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(_HEARTBEAT_EVERY)
+
+
+def _is_last_attempt(info: activity.Info) -> bool:
+    policy = info.retry_policy
+    return bool(policy and policy.maximum_attempts and info.attempt >= policy.maximum_attempts)
+
+
+def _as_application_error(exc: Exception) -> ApplicationError:
+    if isinstance(exc, ApplicationError):
+        return exc
+    if isinstance(exc, MissingSecretError):
+        return ApplicationError(str(exc), type="MissingSecret", non_retryable=True)
+    return ApplicationError(f"{type(exc).__name__}: {exc}", type=type(exc).__name__)

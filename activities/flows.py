@@ -1,0 +1,113 @@
+"""Loading and checking a flow before any node runs (`prepare_flow`).
+
+One activity does the whole start of a run in one round trip: load the
+definition (stored or inline), validate it and the inputs completely, and
+write the run row as `running`, or as `failed` with every problem listed.
+The definition travels back in the activity result, so replays never read
+the database again.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.writeback import run_values
+from persistence import queries
+from workflows.messages import PREPARE_FLOW, PreparedFlow, PrepareInput
+from workflows.records import RunRecord
+from workflows.validation import DefinitionError, input_problems, parse_definition
+
+
+class FlowPreparation:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name=PREPARE_FLOW)
+    async def prepare_flow(self, data: PrepareInput) -> PreparedFlow:
+        req = data.request
+        problems: list[str] = []
+        definition_raw = req.definition
+        workflow_id, version = req.workflow_id, req.version
+        tenant_id, workspace_id = req.tenant_id, req.workspace_id
+        async with self._sessions() as session, session.begin():
+            if definition_raw is None:
+                if not workflow_id:
+                    problems.append(
+                        "the run names neither `workflow_id` nor an inline `definition`"
+                    )
+                else:
+                    try:
+                        stored = await queries.load_definition(session, workflow_id, version)
+                    except queries.NotFoundError as exc:
+                        problems.append(str(exc))
+                    else:
+                        definition_raw, version = stored.definition, stored.version
+                        tenant_id = tenant_id or _str(stored.tenant_id)
+                        workspace_id = workspace_id or _str(stored.workspace_id)
+            normalized: dict = {}
+            if definition_raw is not None:
+                try:
+                    definition = parse_definition(definition_raw)
+                except DefinitionError as exc:
+                    problems.extend(exc.problems)
+                else:
+                    problems.extend(input_problems(definition, req.inputs))
+                    normalized = definition.model_dump(mode="json", exclude_defaults=True)
+            record = RunRecord(
+                orchestrator_run_id=data.orchestrator_run_id,
+                status="failed" if problems else "running",
+                workflow_id=workflow_id if _is_uuid(workflow_id) else None,
+                workflow_version=version,
+                inputs=req.inputs,
+                triggered_by=req.triggered_by,
+                tenant_id=tenant_id,
+                workspace_id=workspace_id,
+                tags=req.tags or None,
+                parent_run_id=req.parent_run_id,
+                started_at=data.started_at,
+                error=_problem_text(problems) if problems else None,
+                completed_at=data.started_at if problems else None,
+            )
+            try:
+                run_id = await queries.upsert_run(
+                    session, data.orchestrator_run_id, run_values(record)
+                )
+            except Exception as exc:  # a foreign key to a tenant/user that does not exist
+                raise ApplicationError(
+                    f"cannot record the run: {exc.__class__.__name__}: {_first_line(exc)}",
+                    type="RunRecordRejected",
+                    non_retryable=True,
+                ) from exc
+        return PreparedFlow(
+            run_row_id=str(run_id),
+            definition=normalized,
+            workflow_id=workflow_id,
+            version=version,
+            tenant_id=tenant_id,
+            workspace_id=workspace_id,
+            problems=problems,
+        )
+
+
+def _problem_text(problems: list[str]) -> str:
+    return f"invalid flow ({len(problems)} problems):\n- " + "\n- ".join(problems)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+
+
+def _str(value: uuid.UUID | None) -> str | None:
+    return str(value) if value else None
+
+
+def _is_uuid(value: str | None) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return value is not None

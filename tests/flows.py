@@ -1,0 +1,104 @@
+"""Starting flows in tests and reading back what they wrote."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowHandle
+
+from workflows.messages import FlowResult, FlowRunInput
+
+SHARED_FLOWS = Path(__file__).resolve().parents[2] / "shared" / "flows"
+
+
+def shared_flow(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((SHARED_FLOWS / f"{name}.json").read_text())
+    return data
+
+
+def node(
+    node_id: str, type_: str, config: dict[str, Any] | None = None, **data: Any
+) -> dict[str, Any]:
+    return {
+        "id": node_id,
+        "type": type_,
+        "position": {"x": 0, "y": 0},
+        "data": {"label": data.pop("label", node_id), "config": config or {}, **data},
+    }
+
+
+def edge(source: str, target: str, handle: str | None = None) -> dict[str, Any]:
+    e: dict[str, Any] = {"id": f"{source}-{target}", "source": source, "target": target}
+    if handle is not None:
+        e["sourceHandle"] = handle
+    return e
+
+
+@dataclass
+class FlowWorker:
+    client: Client
+    task_queue: str
+    sessions: async_sessionmaker[AsyncSession]
+
+    async def start(
+        self,
+        definition: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        workflow_id: str | None = None,
+        **fields: Any,
+    ) -> WorkflowHandle[Any, FlowResult]:
+        params = FlowRunInput(definition=definition, inputs=inputs or {}, **fields)
+        return await self.client.start_workflow(
+            "FlowRun",
+            params,
+            id=workflow_id or f"run-{uuid.uuid4().hex[:12]}",
+            task_queue=self.task_queue,
+            result_type=FlowResult,
+        )
+
+    async def run(
+        self,
+        definition: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> tuple[FlowResult, str]:
+        handle = await self.start(definition, inputs, **fields)
+        return await handle.result(), handle.id
+
+    async def run_row(self, orchestrator_run_id: str) -> dict[str, Any]:
+        async with self.sessions() as s:
+            row = (
+                (
+                    await s.execute(
+                        text("SELECT * FROM workflow_runs WHERE orchestrator_run_id = :o"),
+                        {"o": orchestrator_run_id},
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            return dict(row)
+
+    async def task_rows(self, orchestrator_run_id: str) -> dict[str, dict[str, Any]]:
+        """task_instances of a run, by orchestrator_task_id."""
+        async with self.sessions() as s:
+            rows = (
+                (
+                    await s.execute(
+                        text(
+                            "SELECT t.* FROM task_instances t JOIN workflow_runs r "
+                            "ON r.id = t.workflow_run_id WHERE r.orchestrator_run_id = :o"
+                        ),
+                        {"o": orchestrator_run_id},
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            return {r["orchestrator_task_id"]: dict(r) for r in rows}

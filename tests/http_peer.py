@@ -1,0 +1,102 @@
+"""A real HTTP server on loopback for the `api` agent tests, with routes set per test."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+Route = Callable[[Request], Reply]
+
+
+class HttpPeer:
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], Route] = {}
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        peer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                req = Request(self.command, self.path, dict(self.headers), self.rfile.read(length))
+                with peer._lock:
+                    peer.requests.append(req)
+                route = peer.routes.get((self.command, self.path.split("?")[0]))
+                reply = route(req) if route else Reply(404, {"error": "no route"})
+                if reply.delay:
+                    threading.Event().wait(reply.delay)
+                raw = (
+                    reply.body.encode()
+                    if isinstance(reply.body, str)
+                    else json.dumps(reply.body).encode()
+                )
+                self.send_response(reply.status)
+                ctype = "text/plain" if isinstance(reply.body, str) else "application/json"
+                self.send_header("Content-Type", reply.headers.get("Content-Type", ctype))
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(raw)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def route(self, method: str, path: str, reply: Reply | Route) -> None:
+        if isinstance(reply, Reply):
+            fixed = reply
+
+            def answer(_request: Request) -> Reply:
+                return fixed
+
+            self.routes[(method, path)] = answer
+        else:
+            self.routes[(method, path)] = reply
+
+    def calls(self, method: str, path: str) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if r.method == method and r.path.split("?")[0] == path]
+
+    def start(self) -> HttpPeer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

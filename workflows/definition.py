@@ -1,0 +1,102 @@
+"""The stored React Flow drawing, reduced to what carries meaning (CONTRACT section 1).
+
+React Flow adds layout fields (position, measured, style, selected, viewport,
+edge type/markerEnd ...); they are accepted and dropped here, so the rest of
+the interpreter sees only ids, types, parents, data and edge handles.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AGENT_TYPES = ("docker", "api", "a2a", "llm", "vision", "audio", "sensor", "workflow")
+CONTROL_TYPES = ("condition", "hitl", "loop", "wait", "transform")
+NODE_TYPES = ("start", "end", *AGENT_TYPES, *CONTROL_TYPES)
+
+#: Agent types whose work is an activity of the same name prefix (`agent.api` ...).
+ACTIVITY_AGENT_TYPES = ("docker", "api", "a2a", "llm", "vision", "audio", "sensor")
+
+ERROR_HANDLE = "error"
+
+
+class RetrySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    maxAttempts: int | None = Field(default=None, ge=1, le=100)
+    initialIntervalSeconds: float | None = Field(default=None, gt=0)
+    backoffCoefficient: float | None = Field(default=None, ge=1)
+    maxIntervalSeconds: float | None = Field(default=None, gt=0)
+    nonRetryableErrors: list[str] = Field(default_factory=list)
+
+
+class NodeData(BaseModel):
+    # The builder may keep its own keys in data (icons, colours ...): allowed, ignored.
+    model_config = ConfigDict(extra="allow")
+
+    label: str | None = None
+    agentId: str | None = None
+    timeoutSeconds: float | None = Field(default=None, gt=0)
+    retry: RetrySpec | None = None
+    onError: Literal["fail", "continue", "route"] = "fail"
+    config: dict[str, Any] = Field(default_factory=dict)
+    inputSchema: dict[str, Any] | None = None
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1)
+    type: str
+    parentId: str | None = None
+    data: NodeData = Field(default_factory=NodeData)
+
+    @property
+    def label(self) -> str:
+        return self.data.label or self.id
+
+
+class Edge(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | None = None
+    source: str
+    target: str
+    sourceHandle: str | None = None
+    targetHandle: str | None = None
+
+
+class FlowDefinition(BaseModel):
+    """A validated definition; build it with `workflows.validation.parse_definition`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    nodes: list[Node]
+    edges: list[Edge] = Field(default_factory=list)
+
+    @cached_property
+    def by_id(self) -> dict[str, Node]:
+        return {n.id: n for n in self.nodes}
+
+    @cached_property
+    def outgoing(self) -> dict[str, list[Edge]]:
+        out: dict[str, list[Edge]] = {n.id: [] for n in self.nodes}
+        for e in self.edges:
+            out.setdefault(e.source, []).append(e)
+        return out
+
+    @cached_property
+    def incoming(self) -> dict[str, list[Edge]]:
+        inc: dict[str, list[Edge]] = {n.id: [] for n in self.nodes}
+        for e in self.edges:
+            inc.setdefault(e.target, []).append(e)
+        return inc
+
+    def children(self, parent: str | None) -> list[Node]:
+        """Nodes directly inside `parent` (a loop), or the top level for None; in drawing order."""
+        return [n for n in self.nodes if n.parentId == parent]
+
+    def start_node(self) -> Node:
+        return next(n for n in self.nodes if n.type == "start" and n.parentId is None)

@@ -1,0 +1,846 @@
+"""`FlowRun`: one stored React Flow drawing, interpreted as a durable Temporal execution.
+
+Deterministic by construction: the definition arrives once through the
+`prepare_flow` activity (so replays never read the database), nodes are
+visited in drawing order, and every side effect (HTTP, Postgres) is an
+activity. Agent activities write their own `task_instances` rows; rows of
+nodes evaluated here (condition, transform, wait, loop, ...) are buffered and
+written in the background by `record_run`, so bookkeeping adds no round trip
+to the path from one node to the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
+from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import search_attributes as sa
+    from workflows import templates
+    from workflows.definition import ACTIVITY_AGENT_TYPES, ERROR_HANDLE, Edge, FlowDefinition, Node
+    from workflows.messages import (
+        AGENT_ACTIVITY_PREFIX,
+        PREPARE_FLOW,
+        RECORD_RUN,
+        AgentTask,
+        Checkpoint,
+        EventMessage,
+        FlowResult,
+        FlowRunInput,
+        LoopProgress,
+        NodeState,
+        PreparedFlow,
+        PrepareInput,
+        RunUpdate,
+    )
+    from workflows.records import RunRecord, RunStatus, TaskRecord
+
+#: Write-back must eventually succeed: retry without limit, backing off to a minute.
+_BOOKKEEPING_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+_BOOKKEEPING_TIMEOUT = timedelta(seconds=60)
+_DEFAULT_AGENT_TIMEOUT = timedelta(minutes=5)
+_AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+_ROWS_PER_WRITE = 500
+_TERMINAL = ("completed", "failed", "skipped", "cancelled")
+
+
+class NodeFailed(Exception):
+    """A node failed and its onError did not absorb it: the run fails with this message."""
+
+    def __init__(self, node: Node, message: str) -> None:
+        self.node = node
+        label = f" ({node.data.label})" if node.data.label and node.data.label != node.id else ""
+        super().__init__(f"node {node.id!r}{label} failed: {message}")
+
+
+class _NodeError(Exception):
+    """A node's own failure, before its onError decides what it means."""
+
+
+class _Suspended(Exception):
+    """A node stopped for continue-as-new; it resumes in the next run from the checkpoint."""
+
+
+def _error_text(exc: BaseException) -> str:
+    """The innermost useful message of a Temporal failure chain."""
+    while isinstance(exc, FailureError) and exc.cause is not None:
+        exc = exc.cause
+    return str(exc) or type(exc).__name__
+
+
+@workflow.defn(name="FlowRun")
+class FlowRun:
+    @workflow.init
+    def __init__(self, params: FlowRunInput) -> None:
+        cp = params.checkpoint
+        self._params = params
+        self._status: RunStatus = "running" if cp else "queued"
+        self._paused = cp.paused if cp else False
+        self._events: list[EventMessage] = list(cp.events) if cp else []
+        self._states: dict[str, NodeState] = dict(cp.nodes) if cp else {}
+        self._loops: dict[str, LoopProgress] = dict(cp.loops) if cp else {}
+        self._wait_deadlines: dict[str, datetime] = dict(cp.wait_deadlines) if cp else {}
+        self._continued = cp.continued if cp else 0
+        self._run_row_id: str | None = cp.run_row_id if cp else None
+        self._tenant_id = cp.tenant_id if cp else params.tenant_id
+        self._definition: FlowDefinition | None = None
+        self._task_view: dict[str, dict[str, Any]] = {}
+        self._pending_rows: dict[str, TaskRecord] = {}
+        self._status_dirty = False
+        self._flush_task: asyncio.Task[None] | None = None
+        self._drain = False
+        self._refs: dict[str, templates.References] = {}
+
+    # -- signals, queries -------------------------------------------------------------------------
+
+    @workflow.signal(name="pause")
+    def pause(self) -> None:
+        self._paused = True
+
+    @workflow.signal(name="resume")
+    def resume(self) -> None:
+        self._paused = False
+
+    @workflow.signal(name="event")
+    def event(self, message: EventMessage) -> None:
+        self._events.append(message)
+
+    @workflow.query(name="status")
+    def status(self) -> dict[str, Any]:
+        return {
+            "status": self._status,
+            "run_id": self._run_row_id,
+            "paused": self._paused,
+            "continued_as_new": self._continued,
+            "nodes": self._task_view,
+            "open_hitl_tasks": [],
+        }
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, params: FlowRunInput) -> FlowResult:
+        info = workflow.info()
+        if params.checkpoint is None:
+            prepared = await workflow.execute_activity(
+                PREPARE_FLOW,
+                PrepareInput(
+                    orchestrator_run_id=info.workflow_id,
+                    request=params.model_copy(update={"checkpoint": None}),
+                    started_at=workflow.now(),
+                ),
+                result_type=PreparedFlow,
+                start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+                retry_policy=_BOOKKEEPING_RETRY,
+                summary="Load and validate the flow",
+            )
+            self._run_row_id = prepared.run_row_id
+            self._tenant_id = prepared.tenant_id
+            self._set_search_attributes(prepared)
+            if prepared.problems:
+                self._set_status("failed")
+                raise ApplicationError(
+                    f"invalid flow ({len(prepared.problems)} problems):\n- "
+                    + "\n- ".join(prepared.problems),
+                    type="InvalidFlow",
+                    non_retryable=True,
+                )
+            definition_raw = prepared.definition
+            checkpoint_base = Checkpoint(
+                run_row_id=prepared.run_row_id,
+                definition=prepared.definition,
+                workflow_id=prepared.workflow_id,
+                version=prepared.version,
+                tenant_id=prepared.tenant_id,
+                workspace_id=prepared.workspace_id,
+            )
+        else:
+            definition_raw = params.checkpoint.definition
+            checkpoint_base = params.checkpoint
+        self._definition = FlowDefinition.model_validate(definition_raw)
+        self._set_status("paused" if self._paused else "running")
+
+        top = _Scope(
+            self, parent=None, prefix="", local={}, outer={}, states=self._states, top=True
+        )
+        try:
+            await top.run()
+        except asyncio.CancelledError:
+            await self._finish("cancelled", error="cancelled")
+            raise
+        except NodeFailed as failure:
+            await self._finish("failed", error=str(failure))
+            raise ApplicationError(str(failure), type="NodeFailed", non_retryable=True) from None
+        except _Suspended:
+            await self._continue_as_new(checkpoint_base)
+        outputs = self._outputs()
+        await self._finish("completed", outputs=outputs)
+        return FlowResult(outputs=outputs)
+
+    async def _continue_as_new(self, base: Checkpoint) -> None:
+        await self._flush_all()
+        checkpoint = base.model_copy(
+            update={
+                "nodes": self._states,
+                "loops": self._loops,
+                "wait_deadlines": self._wait_deadlines,
+                "events": self._events,
+                "paused": self._paused,
+                "continued": self._continued + 1,
+            }
+        )
+        workflow.continue_as_new(self._params.model_copy(update={"checkpoint": checkpoint}))
+
+    def _outputs(self) -> dict[str, Any]:
+        assert self._definition is not None
+        ends = [
+            n
+            for n in self._definition.children(None)
+            if n.type == "end" and self._states.get(n.id, NodeState()).status == "completed"
+        ]
+        if ends:
+            merged: dict[str, Any] = {}
+            for end in ends:
+                out = self._states[end.id].output
+                if isinstance(out, dict):
+                    merged.update(out)
+            return merged
+        return {
+            n.id: self._states[n.id].output
+            for n in self._definition.children(None)
+            if not self._definition.outgoing.get(n.id)
+            and self._states.get(n.id, NodeState()).status == "completed"
+        }
+
+    # -- status, search attributes, write-back -------------------------------------------------
+
+    def _set_search_attributes(self, prepared: PreparedFlow) -> None:
+        p = self._params
+        updates: list[SearchAttributeUpdate[Any]] = []
+        for key, value in (
+            (sa.TENANT_ID, prepared.tenant_id),
+            (sa.WORKSPACE_ID, prepared.workspace_id),
+            (sa.FLOW_ID, prepared.workflow_id),
+            (sa.TRIGGERED_BY, p.triggered_by),
+        ):
+            if value:
+                updates.append(key.value_set(value))
+        if prepared.version is not None:
+            updates.append(sa.FLOW_VERSION.value_set(prepared.version))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+
+    def _set_status(self, status: RunStatus) -> None:
+        if status == self._status:
+            return
+        self._status = status
+        self._status_dirty = True
+        workflow.upsert_search_attributes([sa.FLOW_STATUS.value_set(status)])
+
+    def record_row(self, row: TaskRecord) -> None:
+        self._pending_rows[row.orchestrator_task_id] = row
+        view = self._task_view.setdefault(row.orchestrator_task_id, {"node_id": row.node_id})
+        view["status"] = row.status
+        if row.error:
+            view["error"] = row.error
+        if row.retry_count is not None:
+            view["attempts"] = row.retry_count + 1
+
+    def view(self, task_id: str, node_id: str, **fields: Any) -> None:
+        self._task_view.setdefault(task_id, {"node_id": node_id}).update(fields)
+
+    def maybe_flush(self) -> None:
+        """Start a background write of buffered rows unless one is already under way."""
+        if (self._pending_rows or self._status_dirty) and (
+            self._flush_task is None or self._flush_task.done()
+        ):
+            self._flush_task = asyncio.create_task(self._flush_once())
+
+    async def _flush_once(self, **run_fields: Any) -> None:
+        rows = list(self._pending_rows.values())[:_ROWS_PER_WRITE]
+        for row in rows:
+            del self._pending_rows[row.orchestrator_task_id]
+        self._status_dirty = False
+        await workflow.execute_activity(
+            RECORD_RUN,
+            RunUpdate(
+                run=RunRecord(
+                    orchestrator_run_id=workflow.info().workflow_id,
+                    status=self._status,
+                    **run_fields,
+                ),
+                tenant_id=self._tenant_id,
+                tasks=rows,
+            ),
+            result_type=str,
+            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+            retry_policy=_BOOKKEEPING_RETRY,
+            summary=f"Record {len(rows)} node rows" if rows else "Record run status",
+        )
+
+    async def _flush_all(self, **final_run_fields: Any) -> None:
+        if self._flush_task is not None:
+            await self._flush_task
+        while len(self._pending_rows) > _ROWS_PER_WRITE:
+            await self._flush_once()
+        if self._pending_rows or self._status_dirty or final_run_fields:
+            await self._flush_once(**final_run_fields)
+
+    async def _finish(
+        self, status: RunStatus, *, outputs: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        self._set_status(status)
+        for task_id, view in self._task_view.items():
+            if view.get("status") in ("pending", "running", "queued") and status == "cancelled":
+                self.record_row(
+                    TaskRecord(
+                        orchestrator_task_id=task_id,
+                        node_id=view["node_id"],
+                        status="cancelled",
+                        completed_at=workflow.now(),
+                    )
+                )
+        await self._flush_all(outputs=outputs, error=error, completed_at=workflow.now())
+
+    # -- helpers for scopes ---------------------------------------------------------------------
+
+    @property
+    def definition(self) -> FlowDefinition:
+        assert self._definition is not None
+        return self._definition
+
+    def references(self, node: Node) -> templates.References:
+        if node.id not in self._refs:
+            self._refs[node.id] = templates.references(node.data.config)
+        return self._refs[node.id]
+
+    def run_scope(self) -> dict[str, Any]:
+        p = self._params
+        return {
+            "id": workflow.info().workflow_id,
+            "tenant_id": self._tenant_id,
+            "workspace_id": p.workspace_id,
+            "triggered_by": p.triggered_by,
+        }
+
+    def check_drain(self) -> None:
+        if self._drain:
+            return
+        info = workflow.info()
+        limit = self._params.history_limit
+        if info.is_continue_as_new_suggested() or (
+            limit and info.get_current_history_length() > limit
+        ):
+            self._drain = True
+
+    async def until_unpaused(self) -> None:
+        if self._paused:
+            self._set_status("paused")
+            self.maybe_flush()
+            await workflow.wait_condition(lambda: not self._paused)
+            self._set_status("running")
+            self.maybe_flush()
+
+    def take_event(self, name: str) -> EventMessage | None:
+        for i, message in enumerate(self._events):
+            if message.name == name:
+                return self._events.pop(i)
+        return None
+
+
+class _Scope:
+    """One graph being run: the top level, or one iteration of a loop body."""
+
+    def __init__(
+        self,
+        flow: FlowRun,
+        *,
+        parent: str | None,
+        prefix: str,
+        local: dict[str, Any],
+        outer: dict[str, Any],
+        states: dict[str, NodeState],
+        top: bool = False,
+    ) -> None:
+        self.flow = flow
+        self.defn = flow.definition
+        self.parent = parent
+        self.prefix = prefix
+        self.local = local
+        self.outer = outer
+        self.states = states
+        self.top = top
+        self.nodes = self.defn.children(parent)
+        self.ids = {n.id for n in self.nodes}
+        for node in self.nodes:
+            self.states.setdefault(node.id, NodeState())
+
+    # -- scheduling -------------------------------------------------------------------------------
+
+    def task_id(self, node: Node) -> str:
+        return f"{self.prefix}{node.id}"
+
+    def _incoming(self, node: Node) -> list[Edge]:
+        return [e for e in self.defn.incoming.get(node.id, []) if e.source in self.ids]
+
+    def _decide(self) -> list[Node]:
+        """Nodes ready to run; nodes no branch leads to any more are marked skipped."""
+        ready: list[Node] = []
+        changed = True
+        while changed:
+            changed = False
+            for node in self.nodes:
+                state = self.states[node.id]
+                if state.status != "pending":
+                    continue
+                incoming = self._incoming(node)
+                if not incoming:
+                    if node not in ready:
+                        ready.append(node)
+                    continue
+                sources = [self.states[e.source] for e in incoming]
+                if any(s.status not in _TERMINAL for s in sources):
+                    continue
+                if any(
+                    e.sourceHandle in self.states[e.source].handles
+                    and self.states[e.source].status in ("completed", "failed")
+                    for e in incoming
+                ):
+                    if node not in ready:
+                        ready.append(node)
+                else:
+                    state.status = "skipped"
+                    self.flow.record_row(
+                        TaskRecord(
+                            orchestrator_task_id=self.task_id(node),
+                            node_id=node.id,
+                            status="skipped",
+                            agent_type=node.type,
+                        )
+                    )
+                    changed = True
+        return ready
+
+    async def run(self) -> None:
+        running: dict[str, asyncio.Task[None]] = {}
+        suspended = False
+        try:
+            while True:
+                if not (self.top and self.flow._drain):
+                    for node in self._decide():
+                        if node.id not in running:
+                            await self.flow.until_unpaused()
+                            self.states[node.id].status = "running"
+                            running[node.id] = asyncio.create_task(self._run_node(node))
+                if not running:
+                    break
+                await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+                for node_id, task in list(running.items()):
+                    if not task.done():
+                        continue
+                    del running[node_id]
+                    exc = task.exception()
+                    if isinstance(exc, _Suspended):
+                        self.states[node_id].status = "pending"
+                        suspended = True
+                    elif exc is not None:
+                        raise exc
+                if self.top:
+                    self.flow.check_drain()
+                self.flow.maybe_flush()
+        except BaseException:
+            for task in running.values():
+                task.cancel()
+            if running:
+                await workflow.wait(list(running.values()))
+            raise
+        # Only a draining top level leaves nodes pending: they resume after continue-as-new.
+        if self.top and (suspended or any(s.status == "pending" for s in self.states.values())):
+            raise _Suspended()
+
+    # -- one node ------------------------------------------------------------------------------
+
+    def scope_vars(self) -> dict[str, Any]:
+        nodes = dict(self.outer)
+        for node_id, state in self.states.items():
+            if state.status == "completed":
+                nodes[node_id] = {"output": state.output}
+        return {
+            "input": self.flow._params.inputs,
+            "nodes": nodes,
+            "run": self.flow.run_scope(),
+            **self.local,
+        }
+
+    async def _run_node(self, node: Node) -> None:
+        state = self.states[node.id]
+        task_id = self.task_id(node)
+        started = workflow.now()
+        self.flow.view(task_id, node.id, status="running", type=node.type, label=node.label)
+        try:
+            output, handles = await self._execute(node, task_id, started)
+        except _Suspended:
+            raise
+        except asyncio.CancelledError:
+            state.status = "cancelled"
+            self.flow.view(task_id, node.id, status="cancelled")
+            raise
+        except _NodeError as exc:
+            message = str(exc)
+            outgoing = [e.sourceHandle for e in self.defn.outgoing.get(node.id, [])]
+            state.error = message
+            if node.data.onError == "continue":
+                state.status, state.output = "completed", {"error": message}
+                state.handles = [h for h in outgoing if h != ERROR_HANDLE]
+            elif node.data.onError == "route":
+                state.status, state.output, state.handles = (
+                    "failed",
+                    {"error": message},
+                    [ERROR_HANDLE],
+                )
+            else:
+                state.status = "failed"
+            if node.type not in ACTIVITY_AGENT_TYPES:
+                self.flow.record_row(
+                    TaskRecord(
+                        orchestrator_task_id=task_id,
+                        node_id=node.id,
+                        status="failed",
+                        agent_type=node.type,
+                        error=message,
+                        outputs=state.output,
+                        started_at=started,
+                        completed_at=workflow.now(),
+                    )
+                )
+            else:
+                self.flow.view(task_id, node.id, status="failed", error=message)
+            if node.data.onError == "fail":
+                raise NodeFailed(node, message) from None
+            return
+        outgoing = [e.sourceHandle for e in self.defn.outgoing.get(node.id, [])]
+        state.status, state.output = "completed", output
+        state.handles = (
+            handles if handles is not None else [h for h in outgoing if h != ERROR_HANDLE]
+        )
+        if node.type in ACTIVITY_AGENT_TYPES:
+            self.flow.view(task_id, node.id, status="completed")
+        else:
+            self.flow.record_row(
+                TaskRecord(
+                    orchestrator_task_id=task_id,
+                    node_id=node.id,
+                    status="completed",
+                    agent_type=node.type,
+                    outputs=output,
+                    started_at=started,
+                    completed_at=workflow.now(),
+                    retry_count=0,
+                )
+            )
+
+    async def _execute(
+        self, node: Node, task_id: str, started: datetime
+    ) -> tuple[Any, list[str | None] | None]:
+        """Runs one node; returns its output and the handles it leaves by (None: all but error)."""
+        runner: dict[str, Callable[[Node, str], Awaitable[tuple[Any, list[str | None] | None]]]] = {
+            "start": self._start,
+            "end": self._end,
+            "transform": self._transform,
+            "condition": self._condition,
+            "wait": self._wait,
+            "loop": self._loop,
+            "workflow": self._child_flow,
+        }
+        try:
+            if node.type in ACTIVITY_AGENT_TYPES:
+                return await self._agent(node, task_id), None
+            return await runner[node.type](node, task_id)
+        except templates.TemplateError as exc:
+            raise _NodeError(str(exc)) from None
+
+    def _render(self, node: Node, value: Any, extra: dict[str, Any] | None = None) -> Any:
+        scope = self.scope_vars()
+        if extra:
+            scope.update(extra)
+        return templates.render(value, scope)
+
+    async def _start(self, node: Node, task_id: str) -> tuple[Any, None]:
+        return self.flow._params.inputs, None
+
+    async def _end(self, node: Node, task_id: str) -> tuple[Any, None]:
+        return self._render(node, node.data.config.get("outputs", {})), None
+
+    async def _transform(self, node: Node, task_id: str) -> tuple[Any, None]:
+        return self._render(node, node.data.config.get("output")), None
+
+    async def _condition(self, node: Node, task_id: str) -> tuple[Any, list[str | None]]:
+        cfg = node.data.config
+        for branch in cfg.get("branches", []):
+            if _truthy(self._render(node, branch["when"])):
+                return {"handle": branch["handle"]}, [branch["handle"], None]
+        default = cfg.get("default")
+        return {"handle": default}, [default, None]
+
+    async def _wait(self, node: Node, task_id: str) -> tuple[Any, list[str | None] | None]:
+        cfg = self._render(node, node.data.config)
+        now = workflow.now()
+        if "event" in cfg:
+            name = str(cfg["event"])
+            deadline = None
+            if cfg.get("timeoutSeconds") is not None:
+                deadline = self.flow._wait_deadlines.setdefault(
+                    task_id, now + timedelta(seconds=float(cfg["timeoutSeconds"]))
+                )
+            self._running_row(node, task_id, now)
+            while True:
+                message = self.flow.take_event(name)
+                if message is not None:
+                    self.flow._wait_deadlines.pop(task_id, None)
+                    return {"event": name, "payload": message.payload, "timed_out": False}, None
+                remaining = (
+                    None if deadline is None else (deadline - workflow.now()).total_seconds()
+                )
+                if remaining is not None and remaining <= 0:
+                    self.flow._wait_deadlines.pop(task_id, None)
+                    if "timeout" in [e.sourceHandle for e in self.defn.outgoing.get(node.id, [])]:
+                        return {"event": name, "payload": None, "timed_out": True}, ["timeout"]
+                    raise _NodeError(f"no {name!r} event within {cfg['timeoutSeconds']} seconds")
+                await self._sleep_or_drain(
+                    remaining, wake=lambda: any(m.name == name for m in self.flow._events)
+                )
+        if "until" in cfg:
+            try:
+                deadline = datetime.fromisoformat(str(cfg["until"]))
+            except ValueError:
+                raise _NodeError(
+                    f"config.until: {cfg['until']!r} is not an ISO 8601 timestamp"
+                ) from None
+            if deadline.tzinfo is None:
+                raise _NodeError(f"config.until: {cfg['until']!r} needs a time zone (e.g. Z)")
+        else:
+            seconds = cfg.get("seconds")
+            if not isinstance(seconds, int | float) or seconds < 0:
+                raise _NodeError(f"config.seconds: {seconds!r} is not a number of seconds")
+            deadline = self.flow._wait_deadlines.setdefault(
+                task_id, now + timedelta(seconds=seconds)
+            )
+        self._running_row(node, task_id, now)
+        while (remaining := (deadline - workflow.now()).total_seconds()) > 0:
+            await self._sleep_or_drain(remaining)
+        self.flow._wait_deadlines.pop(task_id, None)
+        return {"waited_until": deadline.isoformat()}, None
+
+    async def _sleep_or_drain(
+        self, seconds: float | None, wake: Callable[[], bool] | None = None
+    ) -> None:
+        """Sleep, but give way to continue-as-new (top level only) or to `wake`."""
+
+        def woken() -> bool:
+            return (self.top and self.flow._drain) or (wake is not None and wake())
+
+        try:
+            await workflow.wait_condition(woken, timeout=seconds)
+        except TimeoutError:
+            return
+        if self.top and self.flow._drain:
+            raise _Suspended()
+
+    def _running_row(self, node: Node, task_id: str, started: datetime) -> None:
+        self.flow.record_row(
+            TaskRecord(
+                orchestrator_task_id=task_id,
+                node_id=node.id,
+                status="running",
+                agent_type=node.type,
+                started_at=started,
+            )
+        )
+        self.flow.maybe_flush()
+
+    async def _loop(self, node: Node, task_id: str) -> tuple[Any, None]:
+        cfg = node.data.config
+        body = self.defn.children(node.id)
+        if "items" in cfg:
+            items = self._render(node, cfg["items"])
+            if not isinstance(items, list):
+                raise _NodeError(f"config.items gave {type(items).__name__}, not a list")
+            limit = self._render(node, cfg.get("maxConcurrency", 1))
+            if not isinstance(limit, int) or limit < 1:
+                raise _NodeError(f"config.maxConcurrency gave {limit!r}, not a positive integer")
+            return await self._loop_items(node, task_id, items, limit, body), None
+        results: list[Any] = []
+        for index in range(int(cfg["maxIterations"])):
+            if not _truthy(self._render(node, cfg["while"], {"index": index})):
+                break
+            await self.flow.until_unpaused()
+            results.append(await self._iteration(node, task_id, index, None, body))
+        return results, None
+
+    async def _loop_items(
+        self, node: Node, task_id: str, items: list[Any], limit: int, body: list[Node]
+    ) -> list[Any]:
+        keep = self.top  # only top-level loops survive continue-as-new half done
+        progress = self.flow._loops.setdefault(task_id, LoopProgress()) if keep else LoopProgress()
+        progress.total = len(items)
+        todo = [i for i in range(len(items)) if i not in progress.results]
+        running: dict[int, asyncio.Task[Any]] = {}
+        try:
+            while todo or running:
+                while todo and len(running) < limit and not (keep and self.flow._drain):
+                    await self.flow.until_unpaused()
+                    index = todo.pop(0)
+                    running[index] = asyncio.create_task(
+                        self._iteration(node, task_id, index, items[index], body)
+                    )
+                if not running:
+                    break
+                await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+                for index, task in list(running.items()):
+                    if task.done():
+                        del running[index]
+                        progress.results[index] = task.result()
+                if keep:
+                    self.flow.check_drain()
+                self.flow.maybe_flush()
+        except BaseException:
+            for task in running.values():
+                task.cancel()
+            if running:
+                await workflow.wait(list(running.values()))
+            raise
+        if todo:
+            raise _Suspended()
+        self.flow._loops.pop(task_id, None)
+        return [progress.results[i] for i in range(len(items))]
+
+    async def _iteration(
+        self, loop: Node, task_id: str, index: int, item: Any, body: list[Node]
+    ) -> Any:
+        outer = self.scope_vars()["nodes"]
+        states: dict[str, NodeState] = {}
+        scope = _Scope(
+            self.flow,
+            parent=loop.id,
+            prefix=f"{task_id}[{index}].",
+            local={**self.local, "item": item, "index": index},
+            outer=outer,
+            states=states,
+        )
+        try:
+            await scope.run()
+        except NodeFailed as failure:
+            raise _NodeError(f"iteration {index}: {failure}") from None
+        ends = [n for n in body if n.type == "end" and states[n.id].status == "completed"]
+        sinks = ends or [
+            n
+            for n in body
+            if not [e for e in self.defn.outgoing.get(n.id, []) if e.target in scope.ids]
+        ]
+        values = [states[n.id].output for n in sinks if states[n.id].status == "completed"]
+        if len(sinks) == 1:
+            return values[0] if values else None
+        return {n.id: states[n.id].output for n in sinks}
+
+    async def _child_flow(self, node: Node, task_id: str) -> tuple[Any, None]:
+        cfg = self._render(node, node.data.config)
+        p = self.flow._params
+        child = FlowRunInput(
+            workflow_id=str(cfg["workflowId"]),
+            version=cfg.get("version"),
+            inputs=cfg.get("inputs") or {},
+            tenant_id=self.flow._tenant_id,
+            workspace_id=p.workspace_id,
+            triggered_by=p.triggered_by,
+            tags=p.tags,
+            parent_run_id=self.flow._run_row_id,
+        )
+        self._running_row(node, task_id, workflow.now())
+        try:
+            result = await workflow.execute_child_workflow(
+                "FlowRun",
+                child,
+                id=f"{workflow.info().workflow_id}/{task_id}",
+                result_type=FlowResult,
+                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                static_summary=node.label,
+            )
+        except ChildWorkflowError as exc:
+            raise _NodeError(f"sub-flow failed: {_error_text(exc)}") from None
+        return result.outputs, None
+
+    async def _agent(self, node: Node, task_id: str) -> Any:
+        refs = self.flow.references(node)
+        visible = self.scope_vars()
+        scope = {k: v for k, v in visible.items() if k != "nodes"}
+        scope["nodes"] = {k: v for k, v in visible["nodes"].items() if k in refs.nodes}
+        retry = node.data.retry
+        policy = RetryPolicy(
+            maximum_attempts=(retry.maxAttempts if retry and retry.maxAttempts else 3),
+            initial_interval=timedelta(
+                seconds=(
+                    retry.initialIntervalSeconds if retry and retry.initialIntervalSeconds else 1
+                )
+            ),
+            backoff_coefficient=(
+                retry.backoffCoefficient if retry and retry.backoffCoefficient else 2.0
+            ),
+            maximum_interval=timedelta(seconds=retry.maxIntervalSeconds)
+            if retry and retry.maxIntervalSeconds
+            else None,
+            non_retryable_error_types=list(retry.nonRetryableErrors) if retry else None,
+        )
+        timeout = (
+            timedelta(seconds=node.data.timeoutSeconds)
+            if node.data.timeoutSeconds
+            else _DEFAULT_AGENT_TIMEOUT
+        )
+        try:
+            return await workflow.execute_activity(
+                f"{AGENT_ACTIVITY_PREFIX}{node.type}",
+                AgentTask(
+                    run_row_id=self.flow._run_row_id or "",
+                    tenant_id=self.flow._tenant_id,
+                    task_id=task_id,
+                    node_id=node.id,
+                    node_type=node.type,
+                    label=node.label,
+                    config=node.data.config,
+                    scope=scope,
+                ),
+                activity_id=task_id,
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=min(_AGENT_HEARTBEAT_TIMEOUT, timeout),
+                retry_policy=policy,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=node.label,
+            )
+        except ActivityError as exc:
+            message = _error_text(exc)
+            # A timed-out attempt could not record its own end: record it here.
+            self.flow.record_row(
+                TaskRecord(
+                    orchestrator_task_id=task_id,
+                    node_id=node.id,
+                    status="failed",
+                    agent_type=node.type,
+                    error=message,
+                    completed_at=workflow.now(),
+                )
+            )
+            raise _NodeError(message) from None
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "no", "none", "null")
+    return bool(value)

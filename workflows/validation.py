@@ -1,0 +1,378 @@
+"""Checks a whole definition before any node runs and reports every problem at once.
+
+Each problem names the node or edge and the field, so the builder can point at
+it. Runs inside the `prepare_flow` activity and the `meta-agent flows validate`
+command, never in workflow code (it reads the JSON Schema files).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import ValidationError
+
+from workflows import templates
+from workflows.definition import (
+    ACTIVITY_AGENT_TYPES,
+    ERROR_HANDLE,
+    NODE_TYPES,
+    Edge,
+    FlowDefinition,
+    Node,
+)
+
+#: Node types this worker can run today; the others are valid drawings that a
+#: later worker version runs (agents issue, HITL issue).
+RUNNABLE_TYPES = frozenset(
+    {"start", "end", "api", "condition", "transform", "wait", "loop", "workflow"}
+)
+_JINJA_GLOBALS = frozenset(
+    {
+        "range",
+        "dict",
+        "lipsum",
+        "cycler",
+        "joiner",
+        "namespace",
+        "true",
+        "false",
+        "none",
+        "True",
+        "False",
+        "None",
+        "loop",
+    }
+)
+
+
+class DefinitionError(ValueError):
+    """An invalid definition; `problems` lists every one of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            f"invalid flow definition ({len(problems)} problems):\n- " + "\n- ".join(problems)
+        )
+
+
+@cache
+def config_schema(node_type: str) -> dict[str, Any]:
+    text = resources.files("workflows.schemas").joinpath(f"{node_type}.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _config_validator(node_type: str) -> Draft202012Validator:
+    return Draft202012Validator(config_schema(node_type))
+
+
+def _where(node: Node | dict[str, Any]) -> str:
+    if isinstance(node, Node):
+        label = f" ({node.data.label})" if node.data.label and node.data.label != node.id else ""
+        return f"node {node.id!r}{label}"
+    return f"node {node.get('id')!r}"
+
+
+def _path(parts: Iterable[Any]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+class _Checker:
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.problems: list[str] = []
+        self.nodes: list[Node] = []
+        self.edges: list[Edge] = []
+
+    def add(self, message: str) -> None:
+        self.problems.append(message)
+
+    # -- structure ---------------------------------------------------------------------------
+
+    def parse(self) -> bool:
+        if not isinstance(self.raw, dict):
+            self.add("the definition must be a JSON object with `nodes` and `edges`")
+            return False
+        raw_nodes = self.raw.get("nodes")
+        raw_edges = self.raw.get("edges", [])
+        if not isinstance(raw_nodes, list) or not raw_nodes:
+            self.add("`nodes` must be a non-empty list")
+            return False
+        if not isinstance(raw_edges, list):
+            self.add("`edges` must be a list")
+            raw_edges = []
+        for i, raw in enumerate(raw_nodes):
+            where = _where(raw) if isinstance(raw, dict) and raw.get("id") else f"nodes[{i}]"
+            try:
+                self.nodes.append(Node.model_validate(raw))
+            except ValidationError as exc:
+                for err in exc.errors():
+                    self.add(f"{where}: {_path(err['loc']) or 'node'}: {err['msg']}")
+        for i, raw in enumerate(raw_edges):
+            try:
+                self.edges.append(Edge.model_validate(raw))
+            except ValidationError as exc:
+                eid = raw.get("id") if isinstance(raw, dict) else None
+                for err in exc.errors():
+                    self.add(f"edge {eid or f'edges[{i}]'!r}: {_path(err['loc'])}: {err['msg']}")
+        return True
+
+    def check_ids_and_types(self) -> dict[str, Node]:
+        by_id: dict[str, Node] = {}
+        for node in self.nodes:
+            if node.id in by_id:
+                self.add(f"{_where(node)}: duplicate node id")
+            by_id[node.id] = node
+            if node.type not in NODE_TYPES:
+                self.add(
+                    f"{_where(node)}: unknown node type {node.type!r} "
+                    f"(one of {', '.join(NODE_TYPES)})"
+                )
+            elif node.type not in RUNNABLE_TYPES:
+                self.add(
+                    f"{_where(node)}: node type {node.type!r} is not supported by this worker "
+                    "version yet"
+                )
+        seen_edges: set[str] = set()
+        for edge in self.edges:
+            if edge.id and edge.id in seen_edges:
+                self.add(f"edge {edge.id!r}: duplicate edge id")
+            if edge.id:
+                seen_edges.add(edge.id)
+        return by_id
+
+    def check_config(self, node: Node) -> None:
+        if node.type not in NODE_TYPES:
+            return
+        for err in sorted(_config_validator(node.type).iter_errors(node.data.config), key=str):
+            field = _path(["config", *err.absolute_path])
+            self.add(f"{_where(node)}: {field}: {err.message}")
+        if node.type == "start" and node.data.inputSchema is not None:
+            try:
+                Draft202012Validator.check_schema(node.data.inputSchema)
+            except SchemaError as exc:
+                self.add(
+                    f"{_where(node)}: data.inputSchema: not a valid JSON Schema: {exc.message}"
+                )
+        if node.type == "loop" and not isinstance(node.data.config.get("items", []), list | str):
+            self.add(f"{_where(node)}: config.items: must be a list or a template")
+
+    def check_parents_and_edges(self, by_id: dict[str, Node]) -> None:
+        for node in self.nodes:
+            if node.parentId is None:
+                continue
+            parent = by_id.get(node.parentId)
+            if parent is None:
+                self.add(f"{_where(node)}: parentId {node.parentId!r} names no node")
+            elif parent.type != "loop":
+                self.add(
+                    f"{_where(node)}: parentId {node.parentId!r} is a {parent.type} node; "
+                    "only loop nodes contain other nodes"
+                )
+            if node.type == "start":
+                self.add(f"{_where(node)}: a start node cannot be inside a loop")
+        starts = [n for n in self.nodes if n.type == "start" and n.parentId is None]
+        if len(starts) != 1:
+            self.add(f"the flow needs exactly one start node (found {len(starts)})")
+        for edge in self.edges:
+            name = f"edge {edge.id or f'{edge.source}->{edge.target}'!r}"
+            for end, node_id in (("source", edge.source), ("target", edge.target)):
+                if node_id not in by_id:
+                    self.add(f"{name}: {end} {node_id!r} names no node")
+            if edge.source in by_id and edge.target in by_id:
+                src, dst = by_id[edge.source], by_id[edge.target]
+                if src.parentId != dst.parentId:
+                    self.add(
+                        f"{name}: connects nodes in different loop bodies "
+                        f"({edge.source!r} in {src.parentId or 'the top level'}, "
+                        f"{edge.target!r} in {dst.parentId or 'the top level'})"
+                    )
+                if dst.type == "start":
+                    self.add(f"{name}: leads into the start node")
+
+    # -- graph ----------------------------------------------------------------------------------
+
+    def check_cycles_and_reachability(self, definition: FlowDefinition) -> None:
+        scopes: dict[str | None, list[str]] = {}
+        for node in definition.nodes:
+            scopes.setdefault(node.parentId, []).append(node.id)
+        for scope, ids in scopes.items():
+            members = set(ids)
+            indegree = {i: 0 for i in ids}
+            for e in definition.edges:
+                if e.source in members and e.target in members:
+                    indegree[e.target] += 1
+            queue = [i for i in ids if indegree[i] == 0]
+            seen = 0
+            while queue:
+                current = queue.pop()
+                seen += 1
+                for e in definition.outgoing.get(current, []):
+                    if e.target in members:
+                        indegree[e.target] -= 1
+                        if indegree[e.target] == 0:
+                            queue.append(e.target)
+            if seen < len(ids):
+                stuck = sorted(i for i, d in indegree.items() if d > 0)
+                where = f"loop {scope!r}" if scope else "the top level"
+                self.add(
+                    f"cycle in {where} through nodes {', '.join(map(repr, stuck))}; "
+                    "repeat work with a loop node instead"
+                )
+        if sum(1 for n in definition.nodes if n.type == "start" and n.parentId is None) != 1:
+            return
+        start = definition.start_node()
+        reached = {start.id}
+        stack = [start.id]
+        while stack:
+            for e in definition.outgoing.get(stack.pop(), []):
+                if e.target not in reached:
+                    reached.add(e.target)
+                    stack.append(e.target)
+        for node in definition.children(None):
+            if node.id not in reached:
+                self.add(f"{_where(node)}: unreachable from the start node")
+
+    def check_handles(self, definition: FlowDefinition) -> None:
+        for node in definition.nodes:
+            out = definition.outgoing.get(node.id, [])
+            handles = {e.sourceHandle for e in out}
+            cfg = node.data.config
+            if ERROR_HANDLE in handles and node.data.onError != "route":
+                self.add(
+                    f"{_where(node)}: an edge leaves its 'error' handle but data.onError is "
+                    f"{node.data.onError!r}; set it to 'route'"
+                )
+            if node.data.onError == "route" and ERROR_HANDLE not in handles:
+                self.add(
+                    f"{_where(node)}: data.onError is 'route' but no edge leaves its 'error' handle"
+                )
+            if node.type == "condition" and isinstance(cfg.get("branches"), list):
+                declared = [b.get("handle") for b in cfg["branches"] if isinstance(b, dict)]
+                if cfg.get("default"):
+                    declared.append(cfg["default"])
+                for handle in declared:
+                    if handle and handle not in handles:
+                        self.add(f"{_where(node)}: handle {handle!r} has no outgoing edge")
+                for e in out:
+                    if e.sourceHandle not in (*declared, None, ERROR_HANDLE):
+                        branches = ", ".join(map(str, declared))
+                        self.add(
+                            f"edge {e.id or e.target!r}: leaves {node.id!r} by handle "
+                            f"{e.sourceHandle!r}, which is none of its branches ({branches})"
+                        )
+            if node.type == "wait" and "timeout" in handles and "event" not in cfg:
+                self.add(f"{_where(node)}: a 'timeout' edge needs config.event with timeoutSeconds")
+
+    # -- templates ------------------------------------------------------------------------------
+
+    def ancestors(self, definition: FlowDefinition) -> dict[str, set[str]]:
+        """Nodes whose outputs exist when each node runs: upstream in its scope and its loops'."""
+        memo: dict[str, set[str]] = {}
+
+        def up(node_id: str, trail: frozenset[str] = frozenset()) -> set[str]:
+            if node_id in memo:
+                return memo[node_id]
+            if node_id in trail:  # a cycle, reported elsewhere
+                return set()
+            result: set[str] = set()
+            for e in definition.incoming.get(node_id, []):
+                if e.source in definition.by_id:
+                    result.add(e.source)
+                    result |= up(e.source, trail | {node_id})
+            parent = definition.by_id[node_id].parentId
+            if parent in definition.by_id:
+                result |= up(parent, trail | {node_id})
+            memo[node_id] = result
+            return result
+
+        return {n.id: up(n.id) for n in definition.nodes}
+
+    def check_templates(self, definition: FlowDefinition) -> None:
+        upstream = self.ancestors(definition)
+        for node in definition.nodes:
+            try:
+                refs = templates.references(node.data.config)
+            except templates.TemplateError as exc:
+                self.add(f"{_where(node)}: config: {exc}")
+                continue
+            unknown = refs.names - templates.SCOPE_NAMES - _JINJA_GLOBALS
+            for name in sorted(unknown):
+                self.add(
+                    f"{_where(node)}: config: unknown name {name!r} in a template "
+                    "(use input, nodes, item, index, run or secrets)"
+                )
+            in_loop = node.parentId is not None or (
+                node.type == "loop" and "while" in node.data.config
+            )
+            for name in sorted(refs.names & {"item", "index"}):
+                if not in_loop:
+                    self.add(f"{_where(node)}: config: {name!r} exists only inside a loop body")
+            if "secrets" in refs.names and node.type not in ACTIVITY_AGENT_TYPES:
+                self.add(
+                    f"{_where(node)}: config: secrets are resolved only inside agent nodes; "
+                    f"a {node.type} node would write them to the run's history"
+                )
+            for ref in sorted(refs.nodes):
+                if ref not in definition.by_id:
+                    self.add(f"{_where(node)}: config: refers to nodes.{ref}, which does not exist")
+                elif ref not in upstream[node.id]:
+                    self.add(
+                        f"{_where(node)}: config: refers to nodes.{ref}, which is not upstream "
+                        "of it (its output would not exist yet)"
+                    )
+
+    def run(self) -> FlowDefinition | None:
+        if not self.parse():
+            return None
+        by_id = self.check_ids_and_types()
+        for node in self.nodes:
+            self.check_config(node)
+        self.check_parents_and_edges(by_id)
+        definition = FlowDefinition(
+            nodes=list(by_id.values()),
+            edges=[e for e in self.edges if e.source in by_id and e.target in by_id],
+        )
+        self.check_cycles_and_reachability(definition)
+        self.check_handles(definition)
+        self.check_templates(definition)
+        return definition
+
+
+def problems_of(raw: Any) -> list[str]:
+    """Every problem of a raw definition (empty when it is valid)."""
+    checker = _Checker(raw)
+    checker.run()
+    return checker.problems
+
+
+def parse_definition(raw: Any) -> FlowDefinition:
+    """The definition, or DefinitionError listing every problem."""
+    checker = _Checker(raw)
+    definition = checker.run()
+    if checker.problems or definition is None:
+        raise DefinitionError(checker.problems)
+    return definition
+
+
+def input_problems(definition: FlowDefinition, inputs: Any) -> list[str]:
+    """The run's inputs against the start node's inputSchema."""
+    schema = definition.start_node().data.inputSchema
+    if not isinstance(inputs, dict):
+        return ["inputs: must be a JSON object"]
+    if not schema:
+        return []
+    return [
+        f"inputs{'.' if err.absolute_path else ''}{_path(err.absolute_path)}: {err.message}"
+        for err in sorted(Draft202012Validator(schema).iter_errors(inputs), key=str)
+    ]
