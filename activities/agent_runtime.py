@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.secrets import MissingSecretError, SecretProvider, masked
+from activities.secrets import MissingSecretError, SecretProvider, masked, scrub
 from activities.writeback import write_tasks
 from workflows import templates
 from workflows.messages import AGENT_ACTIVITY_PREFIX, AgentTask
@@ -70,6 +70,7 @@ class AgentRuntime:
         )
         await self._record(task, row)
         heartbeat = asyncio.create_task(_heartbeat_forever())
+        secrets: Mapping[str, str] = {}
         try:
             secrets = self._secrets.resolve(refs.secrets) if refs.secrets else {}
             config = (
@@ -77,7 +78,7 @@ class AgentRuntime:
                 if secrets
                 else public
             )
-            output = await handler(config, task)
+            output = scrub(await handler(config, task), secrets.values())
         except asyncio.CancelledError:
             await self._record(
                 task,
@@ -91,7 +92,7 @@ class AgentRuntime:
             )
             raise
         except Exception as exc:
-            failure = _as_application_error(exc)
+            failure = _as_application_error(exc, secrets.values())
             last = failure.non_retryable or _is_last_attempt(info)
             await self._record(
                 task,
@@ -135,9 +136,14 @@ def _is_last_attempt(info: activity.Info) -> bool:
     return bool(policy and policy.maximum_attempts and info.attempt >= policy.maximum_attempts)
 
 
-def _as_application_error(exc: Exception) -> ApplicationError:
-    if isinstance(exc, ApplicationError):
-        return exc
+def _as_application_error(exc: Exception, secrets: Iterable[str]) -> ApplicationError:
     if isinstance(exc, MissingSecretError):
         return ApplicationError(str(exc), type="MissingSecret", non_retryable=True)
-    return ApplicationError(f"{type(exc).__name__}: {exc}", type=type(exc).__name__)
+    if isinstance(exc, ApplicationError):
+        message = str(scrub(exc.message, secrets))
+        if message == exc.message:
+            return exc
+        return ApplicationError(message, type=exc.type, non_retryable=exc.non_retryable)
+    return ApplicationError(
+        str(scrub(f"{type(exc).__name__}: {exc}", secrets)), type=type(exc).__name__
+    )

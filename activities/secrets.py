@@ -44,3 +44,26 @@ class EnvironmentSecrets:
 
 def masked(names: Iterable[str]) -> dict[str, str]:
     return dict.fromkeys(names, MASK)
+
+
+def scrub(value: object, secrets: Iterable[str]) -> object:
+    """`value` with every occurrence of a secret replaced by the mask.
+
+    An API that echoes a token back must not carry it into history or Postgres.
+    """
+    needles = sorted({v for v in secrets if v}, key=len, reverse=True)
+    if not needles:
+        return value
+
+    def walk(v: object) -> object:
+        if isinstance(v, str):
+            for needle in needles:
+                v = v.replace(needle, MASK)
+            return v
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(value)

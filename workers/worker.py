@@ -7,6 +7,7 @@ so a node's activity reuses pooled connections instead of opening its own.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,6 +50,10 @@ def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worke
         ),
         activities=list(activity_functions(dependencies)),
         max_concurrent_activities=settings.max_concurrent_activities,
+        # Cancellation reaches an activity with a heartbeat's answer: send them often enough
+        # that cancelling a run aborts its HTTP calls and containers within a couple of seconds.
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
+        default_heartbeat_throttle_interval=timedelta(seconds=2),
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
     )
 

@@ -18,7 +18,14 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    FailureError,
+)
+from temporalio.exceptions import CancelledError as TemporalCancelledError
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -74,6 +81,9 @@ def _error_text(exc: BaseException) -> str:
     """The innermost useful message of a Temporal failure chain."""
     while isinstance(exc, FailureError) and exc.cause is not None:
         exc = exc.cause
+    if isinstance(exc, TemporalTimeoutError):
+        kind = exc.type.name.replace("_", "-").lower() if exc.type else "activity"
+        return f"timed out ({kind} timeout): {exc}"
     return str(exc) or type(exc).__name__
 
 
@@ -472,7 +482,8 @@ class _Scope:
     def scope_vars(self) -> dict[str, Any]:
         nodes = dict(self.outer)
         for node_id, state in self.states.items():
-            if state.status == "completed":
+            # A failure routed to the error handle is visible too: its output is {"error": ...}.
+            if state.status == "completed" or (state.status == "failed" and state.handles):
                 nodes[node_id] = {"output": state.output}
         return {
             "input": self.flow._params.inputs,
@@ -775,6 +786,8 @@ class _Scope:
                 static_summary=node.label,
             )
         except ChildWorkflowError as exc:
+            if isinstance(exc.cause, TemporalCancelledError):
+                raise asyncio.CancelledError() from None
             raise _NodeError(f"sub-flow failed: {_error_text(exc)}") from None
         return result.outputs, None
 
@@ -825,6 +838,8 @@ class _Scope:
                 summary=node.label,
             )
         except ActivityError as exc:
+            if isinstance(exc.cause, TemporalCancelledError):
+                raise asyncio.CancelledError() from None
             message = _error_text(exc)
             # A timed-out attempt could not record its own end: record it here.
             self.flow.record_row(
