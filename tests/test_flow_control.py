@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -16,7 +17,7 @@ from tests.http_peer import HttpPeer, Reply, Request
 from workflows.messages import EventMessage
 
 
-def _api_flow(url: str, **data: object) -> dict[str, object]:
+def _api_flow(url: str, **data: Any) -> dict[str, Any]:
     return {
         "nodes": [
             node("start", "start"),
@@ -125,7 +126,7 @@ async def test_secrets_are_used_but_never_stored(
     flow["nodes"][1]["data"]["config"]["auth"] = {
         "type": "bearer",
         "token": "{{ secrets.ORDERS_TOKEN }}",
-    }  # type: ignore[index]
+    }
     result, run_id = await flow_worker.run(flow)
     assert http_peer.calls("GET", "/orders")[0].headers["Authorization"] == "Bearer s3cr3t-value"
     assert result.outputs == {"body": {"auth": "Bearer ***"}}  # echoed back, masked
@@ -134,8 +135,8 @@ async def test_secrets_are_used_but_never_stored(
             (
                 await s.execute(
                     text(
-                        "SELECT t::text FROM task_instances t JOIN workflow_runs r ON r.id = t.workflow_run_id "
-                        "WHERE r.orchestrator_run_id = :o"
+                        "SELECT t::text FROM task_instances t JOIN workflow_runs r "
+                        "ON r.id = t.workflow_run_id WHERE r.orchestrator_run_id = :o"
                     ),
                     {"o": run_id},
                 )

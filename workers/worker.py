@@ -7,9 +7,9 @@ so a node's activity reuses pooled connections instead of opening its own.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
