@@ -37,7 +37,9 @@ class AgentRuntime:
         self._secrets = secrets
 
     async def _record(self, task: AgentTask, row: TaskRecord) -> None:
-        async with self._sessions() as session, session.begin():
+        # One upsert is atomic by itself: no BEGIN/COMMIT round trips around it.
+        async with self._sessions() as session:
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             await write_tasks(session, uuid.UUID(task.run_row_id), task.tenant_id, [row])
 
     def activity(
@@ -68,7 +70,8 @@ class AgentRuntime:
             retry_count=info.attempt - 1,
             started_at=datetime.now(UTC),
         )
-        await self._record(task, row)
+        # The "running" row is written while the agent works, off the node's critical path.
+        running_row = asyncio.create_task(self._record(task, row))
         heartbeat = asyncio.create_task(_heartbeat_forever())
         secrets: Mapping[str, str] = {}
         try:
@@ -111,6 +114,9 @@ class AgentRuntime:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            # The end row must land after the start row, never before it.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(running_row)
         await self._record(
             task,
             row.model_copy(

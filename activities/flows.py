@@ -41,6 +41,8 @@ class FlowPreparation:
                     )
                 else:
                     try:
+                        # A name is accepted too, so flows can call sub-flows by name.
+                        workflow_id = str(await queries.find_workflow_id(session, workflow_id))
                         stored = await queries.load_definition(session, workflow_id, version)
                     except queries.NotFoundError as exc:
                         problems.append(str(exc))

@@ -39,7 +39,9 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         async_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No ping per checkout (a round trip per row write): callers are activities,
+        # which retry if a pooled connection turns out dead; recycling bounds their age.
+        pool_recycle=1800,
         # JSONB columns hold user data; keep non-ASCII as it is.
         json_serializer=_json_dumps,
     )

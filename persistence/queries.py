@@ -200,3 +200,52 @@ async def save_workflow_version(
         tenant_id=workflow.tenant_id,
         workspace_id=workflow.workspace_id,
     )
+
+
+async def find_workflow_id(session: AsyncSession, name_or_id: str) -> uuid.UUID:
+    """A stored workflow's id from its id or (unambiguous) name."""
+    try:
+        return uuid.UUID(name_or_id)
+    except ValueError:
+        pass
+    ids = (
+        (await session.execute(select(Workflow.id).where(Workflow.name == name_or_id).limit(2)))
+        .scalars()
+        .all()
+    )
+    if not ids:
+        raise NotFoundError(
+            f"no stored flow named {name_or_id!r} (import it with `meta-agent flows import`)"
+        )
+    if len(ids) > 1:
+        raise NotFoundError(f"several flows are named {name_or_id!r}; use the workflow id")
+    return ids[0]
+
+
+async def list_runs(
+    session: AsyncSession, *, status: str | None = None, limit: int = 20
+) -> list[WorkflowRun]:
+    query = select(WorkflowRun).order_by(WorkflowRun.started_at.desc().nulls_last()).limit(limit)
+    if status:
+        query = query.where(WorkflowRun.status == status)
+    return list((await session.execute(query)).scalars())
+
+
+async def run_with_tasks(
+    session: AsyncSession, orchestrator_run_id: str
+) -> tuple[WorkflowRun, list[TaskInstance]]:
+    run = (
+        await session.execute(
+            select(WorkflowRun).where(WorkflowRun.orchestrator_run_id == orchestrator_run_id)
+        )
+    ).scalar_one_or_none()
+    if run is None:
+        raise NotFoundError(f"no run with orchestrator id {orchestrator_run_id!r}")
+    tasks = (
+        await session.execute(
+            select(TaskInstance)
+            .where(TaskInstance.workflow_run_id == run.id)
+            .order_by(TaskInstance.started_at.nulls_last(), TaskInstance.orchestrator_task_id)
+        )
+    ).scalars()
+    return run, list(tasks)

@@ -262,3 +262,68 @@ async def test_a_child_flow_runs_as_a_child_workflow_with_its_parent_recorded(
     assert child_row["parent_run_id"] == parent_row["id"]
     assert child_row["workflow_id"] == stored.workflow_id
     assert child_row["status"] == "completed"
+
+
+async def test_wait_until_a_timestamp_and_a_while_loop(flow_worker: FlowWorker) -> None:
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("later", "wait", {"until": "{{ input.at }}"}),
+            node("count", "loop", {"while": "{{ index < input.times }}", "maxIterations": 10}),
+            {**node("tick", "transform", {"output": "{{ index * 10 }}"}), "parentId": "count"},
+            node(
+                "done",
+                "end",
+                {
+                    "outputs": {
+                        "ticks": "{{ nodes.count.output }}",
+                        "waited": "{{ nodes.later.output.waited_until }}",
+                    }
+                },
+            ),
+        ],
+        "edges": [edge("start", "later"), edge("later", "count"), edge("count", "done")],
+    }
+    result, _ = await flow_worker.run(definition, {"at": "2020-01-01T00:00:00+00:00", "times": 3})
+    assert result.outputs == {"ticks": [0, 10, 20], "waited": "2020-01-01T00:00:00+00:00"}
+
+
+async def test_a_wait_in_progress_survives_continue_as_new(
+    flow_worker: FlowWorker, http_peer: HttpPeer
+) -> None:
+    """A long wait must not hold back continue-as-new: it resumes with its old deadline."""
+    http_peer.route("GET", "/n", Reply(200, {"ok": True}))
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("nap", "wait", {"seconds": 4}),
+            node("busy", "loop", {"items": "{{ range(60) | list }}", "maxConcurrency": 10}),
+            {**node("call", "api", {"url": f"{http_peer.base}/n"}), "parentId": "busy"},
+            {**node("keep", "transform", {"output": "{{ index }}"}), "parentId": "busy"},
+            node(
+                "done",
+                "end",
+                {
+                    "outputs": {
+                        "n": "{{ nodes.busy.output | length }}",
+                        "slept": "{{ nodes.nap.output.waited_until }}",
+                    }
+                },
+            ),
+        ],
+        "edges": [
+            edge("start", "nap"),
+            edge("start", "busy"),
+            edge("call", "keep"),
+            edge("nap", "done"),
+            edge("busy", "done"),
+        ],
+    }
+    handle = await flow_worker.start(definition, history_limit=100)
+    result = await handle.result()
+    status = await handle.query("status")
+    assert status["continued_as_new"] >= 1
+    assert result.outputs["n"] == 60
+    assert result.outputs["slept"] is not None
+    rows = await flow_worker.task_rows(handle.id)
+    assert rows["nap"]["status"] == "completed"

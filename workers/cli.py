@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations (safe to repeat)")
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
     migrate.set_defaults(handler=_cmd_migrate)
+
+    from workers.cli_flows import add_commands
+
+    add_commands(sub)
     return parser
 
 

@@ -13,9 +13,13 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
-from persistence.engine import sync_url
+from temporalio.client import Client
+
+from persistence.engine import create_engine, session_factory, sync_url
 from persistence.migrate import upgrade_async
 from workers.embedded_postgres import EmbeddedPostgres
+from workers.examples import import_examples, start_sample_runs
+from workers.sample_service import start_sample_service
 from workers.settings import Settings, read_dev_state
 from workers.signals import stop_event_on_signals
 from workers.temporal_client import connect, ensure_search_attributes
@@ -101,12 +105,16 @@ async def run_dev(settings: Settings) -> None:
         )
         started.callback(state_file.unlink, missing_ok=True)
 
+        sample_lines = ""
+        if settings.dev_examples:
+            sample_lines = await _examples(client, settings, database_url, started, ui_url)
         print(
             "\nmeta-agent dev stack is up\n"
             f"  Postgres     {sync_url(database_url).render_as_string(hide_password=True)}\n"
             f"  Temporal     {address} (namespace {settings.temporal_namespace})\n"
             f"  Temporal UI  {ui_url or '(not started here)'}\n"
             f"  task queue   {settings.temporal_task_queue}\n"
+            f"{sample_lines}"
             "Press Ctrl-C to stop everything.\n",
             flush=True,
         )
@@ -115,3 +123,31 @@ async def run_dev(settings: Settings) -> None:
         )
         await run_worker(client, worker_settings, stop)
         print("stopping ...", flush=True)
+
+
+async def _examples(
+    client: Client, settings: Settings, database_url: str, started: ExitStack, ui_url: str | None
+) -> str:
+    """Import the examples, serve their HTTP peer, start sample runs; returns banner lines."""
+    server, api_base = start_sample_service(settings.dev_sample_port)
+    started.callback(server.shutdown)
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        sessions = session_factory(engine)
+        await import_examples(sessions)
+        run_ids = await start_sample_runs(client, settings.temporal_task_queue, sessions, api_base)
+    finally:
+        await engine.dispose()
+    lines = [f"  sample API   {api_base} (the example flows call it)", "  sample runs"]
+    for run_id in run_ids:
+        where = (
+            f"{ui_url}/namespaces/{settings.temporal_namespace}/workflows/{run_id}"
+            if ui_url
+            else run_id
+        )
+        lines.append(f"    {where}")
+    lines.append(
+        "  try: meta-agent run tour-of-nodes --wait --input "
+        f'\'{{"api_base": "{api_base}", "order_id": 7}}\''
+    )
+    return "\n".join(lines) + "\n"

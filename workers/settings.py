@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     dev_postgres_port: Port = 55432
     dev_temporal_port: Port = 7233
     dev_temporal_ui_port: Port = 8233
+    #: The example flows' HTTP peer (0: any free port).
+    dev_sample_port: Annotated[int, Field(ge=0, le=65535)] = 8099
+    #: Import the example flows and start sample runs when `meta-agent dev` comes up.
+    dev_examples: bool = True
 
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
     max_concurrent_activities: Annotated[int, Field(ge=1, le=10_000)] = 200

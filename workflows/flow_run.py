@@ -55,7 +55,7 @@ _BOOKKEEPING_RETRY = RetryPolicy(
 )
 _BOOKKEEPING_TIMEOUT = timedelta(seconds=60)
 _DEFAULT_AGENT_TIMEOUT = timedelta(minutes=5)
-_AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+_AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 _ROWS_PER_WRITE = 500
 _TERMINAL = ("completed", "failed", "skipped", "cancelled")
 
@@ -617,7 +617,9 @@ class _Scope:
                 message = self.flow.take_event(name)
                 if message is not None:
                     self.flow._wait_deadlines.pop(task_id, None)
-                    return {"event": name, "payload": message.payload, "timed_out": False}, None
+                    outgoing = [e.sourceHandle for e in self.defn.outgoing.get(node.id, [])]
+                    handles = [h for h in outgoing if h not in ("timeout", ERROR_HANDLE)]
+                    return {"event": name, "payload": message.payload, "timed_out": False}, handles
                 remaining = (
                     None if deadline is None else (deadline - workflow.now()).total_seconds()
                 )

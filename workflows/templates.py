@@ -122,31 +122,40 @@ def _parse(text: str) -> nodes.Template:
     return _env.parse(source)
 
 
+@lru_cache(maxsize=4096)
+def _string_references(text: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    try:
+        tree = _parse(text)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error in {text!r}: {exc.message}") from None
+    names: set[str] = set()
+    buckets: dict[str, set[str]] = {"nodes": set(), "secrets": set()}
+    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for name in tree.find_all(nodes.Name):
+        if name.ctx == "load" and name.name not in assigned:
+            names.add(name.name)
+    for getattr_ in tree.find_all(nodes.Getattr):
+        if isinstance(getattr_.node, nodes.Name) and getattr_.node.name in buckets:
+            buckets[getattr_.node.name].add(getattr_.attr)
+    for getitem in tree.find_all(nodes.Getitem):
+        if (
+            isinstance(getitem.node, nodes.Name)
+            and getitem.node.name in buckets
+            and isinstance(getitem.arg, nodes.Const)
+        ):
+            buckets[getitem.node.name].add(str(getitem.arg.value))
+    return frozenset(names), frozenset(buckets["nodes"]), frozenset(buckets["secrets"])
+
+
 def references(value: Any) -> References:
     """Static analysis of every template in `value`; raises TemplateError on bad syntax."""
     refs = References()
     if isinstance(value, str):
-        if not is_template(value):
-            return refs
-        try:
-            tree = _parse(value)
-        except TemplateSyntaxError as exc:
-            raise TemplateError(f"template syntax error in {value!r}: {exc.message}") from None
-        assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-        for name in tree.find_all(nodes.Name):
-            if name.ctx == "load" and name.name not in assigned:
-                refs.names.add(name.name)
-        buckets = {"nodes": refs.nodes, "secrets": refs.secrets}
-        for getattr_ in tree.find_all(nodes.Getattr):
-            if isinstance(getattr_.node, nodes.Name) and getattr_.node.name in buckets:
-                buckets[getattr_.node.name].add(getattr_.attr)
-        for getitem in tree.find_all(nodes.Getitem):
-            if (
-                isinstance(getitem.node, nodes.Name)
-                and getitem.node.name in buckets
-                and isinstance(getitem.arg, nodes.Const)
-            ):
-                buckets[getitem.node.name].add(str(getitem.arg.value))
+        if is_template(value):
+            names, node_ids, secrets = _string_references(value)
+            refs.names |= names
+            refs.nodes |= node_ids
+            refs.secrets |= secrets
     elif isinstance(value, dict):
         for v in value.values():
             refs.merge(references(v))

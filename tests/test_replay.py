@@ -1,0 +1,132 @@
+"""Recorded histories must replay against today's FlowRun without non-determinism.
+
+The histories in tests/histories/ were recorded from real runs. A change to the
+interpreter that would break runs already in flight fails here; such a change
+needs `workflow.patched()` (or a new workflow version), not a new recording.
+Record again only when adding cases: META_AGENT_RECORD_HISTORIES=1 pytest tests/test_replay.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from tests.flows import FlowWorker, edge, node
+from tests.http_peer import HttpPeer, Reply
+from workers.worker import PASSTHROUGH_MODULES
+from workflows.flow_run import FlowRun
+from workflows.messages import EventMessage
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORD = os.environ.get("META_AGENT_RECORD_HISTORIES") == "1"
+
+
+def _cases(base: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    examples = Path(__file__).resolve().parents[1] / "examples" / "flows"
+    load = lambda name: json.loads((examples / f"{name}.json").read_text())  # noqa: E731
+    return {
+        "customer-360": (load("customer-360"), {"api_base": base, "customer_id": 1}),
+        "basket-loop": (
+            load("basket-loop"),
+            {
+                "api_base": base,
+                "lines": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 1}, {"sku": "a", "qty": 3}],
+            },
+        ),
+        "route-and-wait": (
+            {
+                "nodes": [
+                    node("start", "start"),
+                    node(
+                        "charge",
+                        "api",
+                        {"method": "POST", "url": f"{base}/charge"},
+                        onError="route",
+                        retry={"maxAttempts": 2, "initialIntervalSeconds": 0.1},
+                    ),
+                    node("paid", "transform", {"output": "paid"}),
+                    node("failed", "transform", {"output": "{{ nodes.charge.output.error }}"}),
+                    node("nap", "wait", {"seconds": 1}),
+                    node("ping", "wait", {"event": "ping", "timeoutSeconds": 30}),
+                    node(
+                        "check",
+                        "condition",
+                        {
+                            "branches": [{"handle": "yes", "when": "{{ input.n > 1 }}"}],
+                            "default": "no",
+                        },
+                    ),
+                    node("yes", "transform", {"output": "yes"}),
+                    node("no", "transform", {"output": "no"}),
+                ],
+                "edges": [
+                    edge("start", "charge"),
+                    edge("charge", "paid"),
+                    edge("charge", "failed", "error"),
+                    edge("failed", "nap"),
+                    edge("nap", "ping"),
+                    edge("ping", "check"),
+                    edge("check", "yes", "yes"),
+                    edge("check", "no", "no"),
+                ],
+            },
+            {"n": 2},
+        ),
+    }
+
+
+def _peer_routes(peer: HttpPeer) -> None:
+    peer.route("GET", "/customers/1", Reply(body={"name": "Ada"}))
+    peer.route("GET", "/customers/1/orders", Reply(body=[{"id": 1}]))
+    peer.route("GET", "/customers/1/tickets", Reply(status=500, body={"down": True}))
+    peer.route("GET", "/products/a", Reply(body={"price": 1.5}))
+    peer.route("GET", "/products/b", Reply(body={"price": 4}))
+    peer.route("POST", "/charge", Reply(status=500, body={"error": "gateway"}))
+
+
+@pytest.mark.skipif(not RECORD, reason="recording only on request (META_AGENT_RECORD_HISTORIES=1)")
+async def test_record_histories(flow_worker: FlowWorker, http_peer: HttpPeer) -> None:
+    _peer_routes(http_peer)
+    HISTORIES.mkdir(exist_ok=True)
+    for name, (definition, inputs) in _cases(http_peer.base).items():
+        handle = await flow_worker.start(definition, inputs, workflow_id=f"history-{name}")
+        if name == "route-and-wait":
+            await asyncio.sleep(2)
+            await handle.signal("event", EventMessage(name="ping", payload=1))
+        with contextlib.suppress(WorkflowFailureError):
+            await handle.result()
+        history = await handle.fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+def _history_files() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+def test_histories_are_recorded() -> None:
+    assert len(_history_files()) >= 3
+
+
+@pytest.mark.parametrize("path", _history_files(), ids=lambda p: p.stem)
+async def test_recorded_history_replays(path: Path) -> None:
+    replayer = Replayer(
+        workflows=[FlowRun],
+        data_converter=pydantic_data_converter,
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        ),
+    )
+    from temporalio.client import WorkflowHistory
+
+    history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
+    await replayer.replay_workflow(history)

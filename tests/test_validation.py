@@ -1,0 +1,266 @@
+"""Each validation rule of CONTRACT section 1, reported with the node or edge that breaks it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.flows import edge, node
+from workflows import templates
+from workflows.validation import DefinitionError, input_problems, parse_definition, problems_of
+
+
+def flow(*nodes: dict[str, Any], edges: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"nodes": [node("start", "start"), *nodes], "edges": edges, "viewport": {"zoom": 1}}
+
+
+def test_react_flow_layout_fields_are_ignored() -> None:
+    definition = flow(
+        {
+            **node("t", "transform", {"output": 1}),
+            "measured": {"width": 1},
+            "selected": True,
+            "dragging": False,
+            "style": {"w": 3},
+            "positionAbsolute": {"x": 1},
+            "className": "x",
+        },
+        edges=[
+            {
+                **edge("start", "t"),
+                "type": "smoothstep",
+                "animated": True,
+                "markerEnd": {},
+                "label": "go",
+            }
+        ],
+    )
+    assert problems_of(definition) == []
+    parsed = parse_definition(definition)
+    assert parsed.by_id["t"].data.config == {"output": 1}
+
+
+@pytest.mark.parametrize(
+    ("definition", "expected"),
+    [
+        (
+            flow(
+                node("a", "transform", {"output": 1}),
+                node("a", "transform", {"output": 2}),
+                edges=[edge("start", "a")],
+            ),
+            "node 'a': duplicate node id",
+        ),
+        (
+            flow(
+                node("a", "transform", {"output": 1}),
+                edges=[edge("start", "a"), edge("a", "ghost")],
+            ),
+            "edge 'a-ghost': target 'ghost' names no node",
+        ),
+        (
+            flow(node("a", "frobnicate"), edges=[edge("start", "a")]),
+            "node 'a': unknown node type 'frobnicate'",
+        ),
+        (
+            flow(
+                node("a", "api", {"url": "http://x", "method": "YELL"}), edges=[edge("start", "a")]
+            ),
+            "node 'a': config.method: 'YELL' is not one of",
+        ),
+        (
+            flow(node("a", "api", {}), edges=[edge("start", "a")]),
+            "node 'a': config: 'url' is a required property",
+        ),
+        (
+            flow(
+                node("a", "transform", {"output": 1}),
+                node("b", "transform", {"output": 2}),
+                edges=[edge("start", "a"), edge("a", "b"), edge("b", "a")],
+            ),
+            "cycle in the top level through nodes 'a', 'b'",
+        ),
+        (
+            flow(
+                node("a", "transform", {"output": 1}),
+                node("island", "end"),
+                edges=[edge("start", "a")],
+            ),
+            "node 'island': unreachable from the start node",
+        ),
+        (
+            flow(
+                node(
+                    "c",
+                    "condition",
+                    {"branches": [{"handle": "yes", "when": "{{ true }}"}], "default": "no"},
+                ),
+                node("y", "end"),
+                edges=[edge("start", "c"), edge("c", "y", "yes")],
+            ),
+            "node 'c': handle 'no' has no outgoing edge",
+        ),
+        (
+            flow(
+                node("c", "condition", {"branches": [{"handle": "yes", "when": "{{ true }}"}]}),
+                node("y", "end"),
+                node("m", "end"),
+                edges=[edge("start", "c"), edge("c", "y", "yes"), edge("c", "m", "maybe")],
+            ),
+            "leaves 'c' by handle 'maybe', which is none of its branches",
+        ),
+        (
+            flow(node("a", "transform", {"output": "{{ input.x + }}"}), edges=[edge("start", "a")]),
+            "node 'a': config: template syntax error",
+        ),
+        (
+            flow(
+                node("a", "transform", {"output": "{{ nodes.b.output }}"}),
+                node("b", "transform", {"output": 1}),
+                edges=[edge("start", "a"), edge("start", "b")],
+            ),
+            "node 'a': config: refers to nodes.b, which is not upstream",
+        ),
+        (
+            flow(
+                node("a", "transform", {"output": "{{ nodes.zed.output }}"}),
+                edges=[edge("start", "a")],
+            ),
+            "refers to nodes.zed, which does not exist",
+        ),
+        (
+            flow(node("a", "transform", {"output": "{{ item }}"}), edges=[edge("start", "a")]),
+            "'item' exists only inside a loop body",
+        ),
+        (
+            flow(
+                node("a", "transform", {"output": "{{ secrets.KEY }}"}), edges=[edge("start", "a")]
+            ),
+            "secrets are resolved only inside agent nodes",
+        ),
+        (
+            flow(
+                node("a", "api", {"url": "http://x"}),
+                node("b", "end"),
+                edges=[edge("start", "a"), edge("a", "b", "error")],
+            ),
+            "an edge leaves its 'error' handle but data.onError is 'fail'",
+        ),
+        (
+            flow(
+                node("a", "api", {"url": "http://x"}, onError="route"), edges=[edge("start", "a")]
+            ),
+            "data.onError is 'route' but no edge leaves its 'error' handle",
+        ),
+        (
+            flow(
+                node("a", "api", {"url": "http://x"}, timeoutSeconds=-1), edges=[edge("start", "a")]
+            ),
+            "node 'a': data.timeoutSeconds: Input should be greater than 0",
+        ),
+        (
+            flow({**node("x", "transform", {"output": 1}), "parentId": "start"}, edges=[]),
+            "parentId 'start' is a start node; only loop nodes contain other nodes",
+        ),
+        (
+            {"nodes": [node("a", "transform", {"output": 1})], "edges": []},
+            "exactly one start node (found 0)",
+        ),
+        (
+            flow(
+                node("l", "loop", {"items": "{{ input.xs }}"}),
+                {**node("inner", "transform", {"output": 1}), "parentId": "l"},
+                node("after", "end"),
+                edges=[edge("start", "l"), edge("inner", "after")],
+            ),
+            "connects nodes in different loop bodies",
+        ),
+    ],
+)
+def test_each_rule_names_the_culprit(definition: dict[str, Any], expected: str) -> None:
+    problems = problems_of(definition)
+    assert any(expected in p for p in problems), problems
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    definition = flow(
+        node("a", "frobnicate"),
+        node("b", "api", {}),
+        node("c", "end"),
+        edges=[edge("start", "b"), edge("b", "ghost")],
+    )
+    with pytest.raises(DefinitionError) as err:
+        parse_definition(definition)
+    joined = "\n".join(err.value.problems)
+    for expected in (
+        "unknown node type",
+        "'url' is a required property",
+        "names no node",
+        "unreachable",
+    ):
+        assert expected in joined
+    assert len(err.value.problems) >= 4
+
+
+def test_inputs_are_checked_against_the_start_schema() -> None:
+    definition = parse_definition(
+        {
+            "nodes": [
+                node(
+                    "start",
+                    "start",
+                    inputSchema={
+                        "type": "object",
+                        "required": ["order_id"],
+                        "properties": {"order_id": {"type": "integer"}},
+                    },
+                )
+            ],
+            "edges": [],
+        }
+    )
+    assert input_problems(definition, {"order_id": 3}) == []
+    assert input_problems(definition, {"order_id": "3"}) == [
+        "inputs.order_id: '3' is not of type 'integer'"
+    ]
+    assert input_problems(definition, {}) == ["inputs: 'order_id' is a required property"]
+
+
+@pytest.mark.parametrize(
+    ("template", "scope", "expected"),
+    [
+        ("{{ input.n * 2 }}", {"input": {"n": 21}}, 42),
+        ("{{ input.xs }}", {"input": {"xs": [1, {"a": None}]}}, [1, {"a": None}]),
+        ("total: {{ input.n }}", {"input": {"n": 3}}, "total: 3"),
+        ("{{ nodes.gone.output.json }}", {"nodes": {}}, None),
+        (
+            "{{ input.xs | map(attribute='p') | sum }}",
+            {"input": {"xs": [{"p": 1}, {"p": 2.5}]}},
+            3.5,
+        ),
+        ("{{ 1 }} and {{ 2 }}", {}, "1 and 2"),
+    ],
+)
+def test_templates_keep_json_types_for_whole_expressions(
+    template: str, scope: dict[str, Any], expected: Any
+) -> None:
+    assert templates.render(template, scope) == expected
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ input.__class__.__mro__ }}",
+        "{{ ''.__class__ }}",
+        "{{ input.items.__globals__ }}",
+        "{{ input.xs.append(1) }}",
+    ],
+)
+def test_templates_cannot_reach_python_internals_or_mutate(template: str) -> None:
+    """The sandbox either refuses or yields nothing; it never hands out an internal object."""
+    try:
+        result = templates.render(template, {"input": {"xs": []}})
+    except templates.TemplateError:
+        return
+    assert result in (None, "")

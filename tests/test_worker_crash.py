@@ -1,0 +1,117 @@
+"""A worker killed with SIGKILL mid-run: a new worker finishes the run, rows stay exact."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+
+from sqlalchemy import text
+from temporalio.testing import WorkflowEnvironment
+
+from tests.flows import FlowWorker, edge, node
+from tests.http_peer import HttpPeer, Reply
+from workflows.messages import FlowResult, FlowRunInput
+
+ITEMS = 12
+
+
+def _worker_process(database_url: str, address: str, queue: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": address,
+        "TEMPORAL_TASK_QUEUE": queue,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "worker", "--no-register"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def test_a_sigkilled_worker_is_replaced_and_the_run_completes_exactly_once(
+    temporal_env: WorkflowEnvironment,
+    database_url: str,
+    http_peer: HttpPeer,
+    flow_worker: FlowWorker,
+) -> None:
+    for n in range(ITEMS):
+        http_peer.route("GET", f"/slow/{n}", Reply(200, {"n": n}, delay=0.5))
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("each", "loop", {"items": "{{ range(input.n) | list }}", "maxConcurrency": 2}),
+            {
+                **node("call", "api", {"url": f"{http_peer.base}/slow/{{{{ item }}}}"}),
+                "parentId": "each",
+            },
+            {
+                **node("pick", "transform", {"output": "{{ nodes.call.output.json.n }}"}),
+                "parentId": "each",
+            },
+            node("done", "end", {"outputs": {"ns": "{{ nodes.each.output }}"}}),
+        ],
+        "edges": [edge("start", "each"), edge("call", "pick"), edge("each", "done")],
+    }
+    address = temporal_env.client.service_client.config.target_host
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    first = _worker_process(database_url, address, queue)
+    try:
+        handle = await temporal_env.client.start_workflow(
+            "FlowRun",
+            FlowRunInput(definition=definition, inputs={"n": ITEMS}),
+            id=f"crash-{uuid.uuid4().hex[:8]}",
+            task_queue=queue,
+            result_type=FlowResult,
+        )
+        # Mid-run: some items done, others in flight. The peer serves from its own threads.
+        while len(http_peer.requests) < 4:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    second = _worker_process(database_url, address, queue)
+    try:
+        result = await asyncio.wait_for(handle.result(), timeout=120)
+    finally:
+        second.terminate()
+        second.wait(30)
+    assert result.outputs == {"ns": list(range(ITEMS))}
+    async with flow_worker.sessions() as s:
+        rows = (
+            await s.execute(
+                text(
+                    "SELECT t.node_id, t.status, count(*) FROM task_instances t "
+                    "JOIN workflow_runs r ON r.id = t.workflow_run_id "
+                    "WHERE r.orchestrator_run_id = :o GROUP BY 1, 2"
+                ),
+                {"o": handle.id},
+            )
+        ).all()
+        run = (
+            (
+                await s.execute(
+                    text("SELECT status FROM workflow_runs WHERE orchestrator_run_id = :o"),
+                    {"o": handle.id},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert run == ["completed"]
+    assert sorted(rows) == sorted(
+        [
+            ("start", "completed", 1),
+            ("each", "completed", 1),
+            ("call", "completed", ITEMS),
+            ("pick", "completed", ITEMS),
+            ("done", "completed", 1),
+        ]
+    )

@@ -1,0 +1,235 @@
+"""`meta-agent flows|run|runs`: importing flows, starting runs and reading them back."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from persistence import queries
+from persistence.engine import create_engine, session_factory
+from workers.settings import Settings
+
+_TERMINAL = {"completed", "failed", "cancelled"}
+
+
+def _load_json_file(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise SystemExit(f"meta-agent: cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"meta-agent: {path} is not JSON: {exc}") from None
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"meta-agent: {what} is not JSON: {exc}") from None
+
+
+async def cmd_flows_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.validation import problems_of
+
+    problems = problems_of(_load_json_file(args.file))
+    if not problems:
+        print(f"{args.file}: valid")
+        return 0
+    print(f"{args.file}: {len(problems)} problem(s)")
+    for problem in problems:
+        print(f"  - {problem}")
+    return 1
+
+
+async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.validation import problems_of
+
+    definition = _load_json_file(args.file)
+    problems = problems_of(definition)
+    if problems and not args.force:
+        print(f"{args.file}: not imported, {len(problems)} problem(s) (--force stores it anyway)")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    engine = create_engine(settings.require_database_url(), pool_size=1)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            stored = await queries.save_workflow_version(
+                session,
+                name=args.name or Path(args.file).stem,
+                definition=definition,
+                tenant_id=args.tenant,
+                workspace_id=args.workspace,
+                comment=args.comment,
+            )
+    finally:
+        await engine.dispose()
+    print(f"imported {stored.name!r} as workflow {stored.workflow_id}, version {stored.version}")
+    return 0
+
+
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.client import start_run
+    from workers.temporal_client import connect
+    from workflows.messages import FlowRunInput
+
+    inputs = _json_arg(args.input, "--input")
+    if not isinstance(inputs, dict):
+        raise SystemExit("meta-agent: --input must be a JSON object")
+    fields: dict[str, Any] = {
+        "inputs": inputs,
+        "version": args.version,
+        "tenant_id": args.tenant,
+        "workspace_id": args.workspace,
+        "triggered_by": args.triggered_by,
+        "tags": args.tag or [],
+    }
+    if args.flow.endswith(".json"):
+        fields["definition"] = _load_json_file(args.flow)
+    else:
+        engine = create_engine(settings.require_database_url(), pool_size=1)
+        try:
+            async with session_factory(engine)() as session:
+                fields["workflow_id"] = str(await queries.find_workflow_id(session, args.flow))
+        finally:
+            await engine.dispose()
+    client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
+    handle = await start_run(
+        client, settings.temporal_task_queue, FlowRunInput(**fields), run_id=args.id
+    )
+    print(handle.id, flush=True)
+    if not args.wait:
+        return 0
+    return await _follow(handle)
+
+
+async def _follow(handle: Any) -> int:
+    """Print node progress as it changes, then the outputs (or the failure)."""
+    from temporalio.client import WorkflowFailureError
+
+    seen: dict[str, str] = {}
+
+    async def print_changes() -> None:
+        try:
+            status = await handle.query("status")
+        except Exception:  # between tasks, or no worker to answer: try again later
+            return
+        for task_id, node in status.get("nodes", {}).items():
+            state = node.get("status", "?")
+            if seen.get(task_id) != state:
+                seen[task_id] = state
+                extra = f" - {node['error']}" if node.get("error") and state == "failed" else ""
+                print(f"  {task_id:<30} {state}{extra}", flush=True)
+
+    result_task = asyncio.ensure_future(handle.result())
+    while not result_task.done():
+        await print_changes()
+        await asyncio.wait({result_task}, timeout=0.5)
+    await print_changes()  # a fast run may finish before the first look
+    try:
+        result = result_task.result()
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        print(
+            f"run {handle.id} failed: {getattr(cause, 'message', None) or cause}", file=sys.stderr
+        )
+        return 1
+    print(json.dumps(result.outputs, indent=2, ensure_ascii=False))
+    return 0
+
+
+async def cmd_runs_list(args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_engine(settings.require_database_url(), pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            runs = await queries.list_runs(session, status=args.status, limit=args.limit)
+    finally:
+        await engine.dispose()
+    if not runs:
+        print("no runs")
+        return 0
+    print(f"{'RUN':<40} {'STATUS':<13} {'STARTED':<20} FLOW")
+    for run in runs:
+        started = run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "-"
+        flow = f"{run.workflow_id} v{run.workflow_version}" if run.workflow_id else "(inline)"
+        print(f"{run.orchestrator_run_id:<40} {run.status:<13} {started:<20} {flow}")
+    return 0
+
+
+async def cmd_runs_show(args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_engine(settings.require_database_url(), pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            run, tasks = await queries.run_with_tasks(session, args.run)
+    finally:
+        await engine.dispose()
+    print(f"run      {run.orchestrator_run_id} ({run.id})")
+    print(f"status   {run.status}")
+    print(f"started  {run.started_at}   completed {run.completed_at}")
+    if run.error:
+        print(f"error    {run.error}")
+    print("nodes")
+    for task in tasks:
+        tries = f" ({task.retry_count} retries)" if task.retry_count else ""
+        error = f" - {task.error.splitlines()[0]}" if task.error else ""
+        print(f"  {task.orchestrator_task_id:<30} {task.status:<10}{tries}{error}")
+    print("outputs")
+    print(json.dumps(run.outputs, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+async def cmd_runs_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.client import cancel
+    from workers.temporal_client import connect
+
+    client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
+    await cancel(client, args.run)
+    print(f"cancellation requested for {args.run}")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    flows = sub.add_parser("flows", help="validate and import flow definitions")
+    flows_sub = flows.add_subparsers(dest="flows_command", required=True, metavar="ACTION")
+    validate = flows_sub.add_parser(
+        "validate", help="check a React Flow JSON file; exit 1 if invalid"
+    )
+    validate.add_argument("file")
+    validate.set_defaults(handler=cmd_flows_validate)
+    imp = flows_sub.add_parser("import", help="store a flow as a new version of a workflow")
+    imp.add_argument("file")
+    imp.add_argument("--name", help="workflow name (default: the file name)")
+    imp.add_argument("--tenant", help="tenant id (uuid)")
+    imp.add_argument("--workspace", help="workspace id (uuid)")
+    imp.add_argument("--comment", help="version comment")
+    imp.add_argument("--force", action="store_true", help="store even if it does not validate")
+    imp.set_defaults(handler=cmd_flows_import)
+
+    run = sub.add_parser("run", help="start a run of a stored flow (name or id) or a JSON file")
+    run.add_argument("flow", help="workflow id, workflow name, or path to a .json definition")
+    run.add_argument("--input", default="{}", help="the run's inputs as a JSON object")
+    run.add_argument("--version", type=int, help="flow version (default: current)")
+    run.add_argument("--id", help="Temporal workflow ID to use (default: flow-<uuid>)")
+    run.add_argument("--tenant", help="tenant id")
+    run.add_argument("--workspace", help="workspace id")
+    run.add_argument("--triggered-by", help="user id")
+    run.add_argument("--tag", action="append", help="tag (repeatable)")
+    run.add_argument("--wait", action="store_true", help="follow node progress and print outputs")
+    run.set_defaults(handler=cmd_run)
+
+    runs = sub.add_parser("runs", help="list, show or cancel runs")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    lst = runs_sub.add_parser("list", help="recent runs from Postgres")
+    lst.add_argument("--status", help="only runs with this status")
+    lst.add_argument("--limit", type=int, default=20)
+    lst.set_defaults(handler=cmd_runs_list)
+    show = runs_sub.add_parser("show", help="one run with its node executions")
+    show.add_argument("run", help="orchestrator run id (the Temporal workflow ID)")
+    show.set_defaults(handler=cmd_runs_show)
+    cancel = runs_sub.add_parser("cancel", help="cancel a run")
+    cancel.add_argument("run")
+    cancel.set_defaults(handler=cmd_runs_cancel)
