@@ -33,10 +33,17 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
     from activities.agent_runtime import AgentRuntime
     from activities.api import ApiAgent
     from activities.flows import FlowPreparation
+    from activities.hitl import HitlActivities
     from activities.writeback import WriteBack
 
     runtime = AgentRuntime(deps.sessions, deps.secrets)
+    hitl = HitlActivities(deps.sessions)
     return [
+        hitl.hitl_open,
+        hitl.hitl_check_reviewer,
+        hitl.hitl_record_decision,
+        hitl.hitl_escalate,
+        hitl.hitl_close,
         WriteBack(deps.sessions).record_run,
         FlowPreparation(deps.sessions).prepare_flow,
         runtime.activity("api", ApiAgent(deps.http)),

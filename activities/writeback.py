@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from persistence import queries
+from persistence import hitl_queries, queries
 from workflows.messages import RECORD_RUN, RunUpdate
 from workflows.records import RunRecord, TaskRecord
 
@@ -60,4 +60,6 @@ class WriteBack:
                 session, update.run.orchestrator_run_id, run_values(update.run)
             )
             await write_tasks(session, run_id, update.tenant_id, update.tasks)
+            if update.run.status in ("cancelled", "failed"):
+                await hitl_queries.close_open_tasks_of_run(session, run_id, "cancelled")
         return str(run_id)

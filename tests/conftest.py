@@ -24,6 +24,7 @@ from activities.registry import Dependencies
 from persistence.engine import create_engine
 from persistence.migrate import upgrade_async
 from tests.flows import FlowWorker
+from tests.hitl_support import People, make_people
 from tests.http_peer import HttpPeer
 from tests.support import free_port
 from workers.embedded_postgres import EmbeddedPostgres
@@ -150,3 +151,9 @@ def http_peer() -> Iterator[HttpPeer]:
     peer = HttpPeer().start()
     yield peer
     peer.stop()
+
+
+@pytest.fixture
+async def people(flow_worker: FlowWorker) -> People:
+    """Reviewers for HITL tests, written through whichever worker the test uses."""
+    return await make_people(flow_worker.sessions)

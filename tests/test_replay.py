@@ -22,6 +22,7 @@ from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from tests.flows import FlowWorker, edge, node
+from tests.hitl_support import decide, make_people, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
 from workers.worker import PASSTHROUGH_MODULES
 from workflows.flow_run import FlowRun
@@ -82,6 +83,12 @@ def _cases(base: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
             },
             {"n": 2},
         ),
+        "approval": (
+            review_flow(
+                deadlineSeconds=3600, escalation=[{"afterSeconds": 1800, "toRole": "lead"}]
+            ),
+            {"what": "replay"},
+        ),
     }
 
 
@@ -97,12 +104,19 @@ def _peer_routes(peer: HttpPeer) -> None:
 @pytest.mark.skipif(not RECORD, reason="recording only on request (META_AGENT_RECORD_HISTORIES=1)")
 async def test_record_histories(flow_worker: FlowWorker, http_peer: HttpPeer) -> None:
     _peer_routes(http_peer)
+    reviewers = await make_people(flow_worker.sessions)
     HISTORIES.mkdir(exist_ok=True)
     for name, (definition, inputs) in _cases(http_peer.base).items():
-        handle = await flow_worker.start(definition, inputs, workflow_id=f"history-{name}")
+        tenant = reviewers.tenant if name == "approval" else None
+        handle = await flow_worker.start(
+            definition, inputs, workflow_id=f"history-{name}", tenant_id=tenant
+        )
         if name == "route-and-wait":
             await asyncio.sleep(2)
             await handle.signal("event", EventMessage(name="ping", payload=1))
+        if name == "approval":
+            task = (await open_task(handle))[0]
+            await decide(handle, task["id"], {"approved": True}, reviewers.finance, "ok")
         with contextlib.suppress(WorkflowFailureError):
             await handle.result()
         history = await handle.fetch_history()

@@ -164,6 +164,32 @@ def test_react_flow_layout_fields_are_ignored() -> None:
             "parentId 'start' is a start node; only loop nodes contain other nodes",
         ),
         (
+            flow(
+                node("h", "hitl", {"title": "t", "decisionType": "approval"}),
+                node("x", "end"),
+                edges=[edge("start", "h"), edge("h", "x", "maybe")],
+            ),
+            "a approval task leaves by approved, expired, rejected",
+        ),
+        (
+            flow(
+                node("h", "hitl", {"title": "t", "decisionType": "choice"}),
+                edges=[edge("start", "h")],
+            ),
+            "config.options: a choice needs options",
+        ),
+        (
+            flow(
+                node("h", "hitl", {"title": "t", "decisionType": "vote"}),
+                edges=[edge("start", "h")],
+            ),
+            "config.decisionType: 'vote' is not one of",
+        ),
+        (
+            flow(node("d", "docker", {"image": "busybox"}), edges=[edge("start", "d")]),
+            "node type 'docker' is not supported by this worker version yet",
+        ),
+        (
             {"nodes": [node("a", "transform", {"output": 1})], "edges": []},
             "exactly one start node (found 0)",
         ),

@@ -84,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
     migrate.set_defaults(handler=_cmd_migrate)
 
-    from workers.cli_flows import add_commands
+    from workers import cli_flows, cli_hitl
 
-    add_commands(sub)
+    cli_flows.add_commands(sub)
+    cli_hitl.add_commands(sub)
     return parser
 
 

@@ -32,6 +32,22 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows import templates
     from workflows.definition import ACTIVITY_AGENT_TYPES, ERROR_HANDLE, Edge, FlowDefinition, Node
+    from workflows.hitl import (
+        HITL_CHECK_REVIEWER,
+        HITL_CLOSE,
+        HITL_ESCALATE,
+        HITL_OPEN,
+        HITL_RECORD_DECISION,
+        DecisionRecord,
+        EscalationRecord,
+        HitlClose,
+        HitlDecisionRequest,
+        HitlOpen,
+        HitlTaskState,
+        ReviewerCheck,
+        decision_problem,
+        option_values,
+    )
     from workflows.messages import (
         AGENT_ACTIVITY_PREFIX,
         PREPARE_FLOW,
@@ -109,6 +125,9 @@ class FlowRun:
         self._flush_task: asyncio.Task[None] | None = None
         self._drain = False
         self._refs: dict[str, templates.References] = {}
+        self._hitl: dict[str, HitlTaskState] = dict(cp.hitl) if cp else {}
+        self._hitl_locks: dict[str, asyncio.Lock] = {}
+        self._rejected_decisions: list[dict[str, Any]] = []
 
     # -- signals, queries -------------------------------------------------------------------------
 
@@ -132,8 +151,123 @@ class FlowRun:
             "paused": self._paused,
             "continued_as_new": self._continued,
             "nodes": self._task_view,
-            "open_hitl_tasks": [],
+            "open_hitl_tasks": [
+                t.model_dump(
+                    mode="json",
+                    include={
+                        "id",
+                        "node_id",
+                        "title",
+                        "decision_type",
+                        "options",
+                        "assignee_id",
+                        "assignee_role",
+                        "deadline",
+                        "approvals",
+                        "required_approvals",
+                    },
+                )
+                for t in self._hitl.values()
+                if t.status == "open"
+            ],
+            "rejected_decisions": self._rejected_decisions,
         }
+
+    # -- human decisions ----------------------------------------------------------------------
+
+    def _decision_problem(self, req: HitlDecisionRequest) -> str | None:
+        return decision_problem(self._hitl.get(req.hitl_task_id), req, self._params.triggered_by)
+
+    @workflow.update(name="submit_hitl_decision")
+    async def submit_hitl_decision(self, req: HitlDecisionRequest) -> dict[str, Any]:
+        """Record a reviewer's decision; returns the `hitl_decisions` row."""
+        return await self._decide(req)
+
+    @submit_hitl_decision.validator
+    def _validate_hitl_decision(self, req: HitlDecisionRequest) -> None:
+        problem = self._decision_problem(req)
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.signal(name="hitl_decision")
+    async def hitl_decision(self, req: HitlDecisionRequest) -> None:
+        """Fire-and-forget decisions: a rejected one is logged on the run and ignored."""
+        try:
+            await self._decide(req)
+        except ApplicationError as exc:
+            self._reject(req, exc.message)
+
+    def _reject(self, req: HitlDecisionRequest, reason: str) -> None:
+        workflow.logger.warning(
+            "rejected HITL decision on %s by %s: %s", req.hitl_task_id, req.decided_by, reason
+        )
+        self._rejected_decisions.append(
+            {
+                "hitl_task_id": req.hitl_task_id,
+                "decided_by": req.decided_by,
+                "reason": reason,
+                "at": workflow.now().isoformat(),
+            }
+        )
+
+    async def _decide(self, req: HitlDecisionRequest) -> dict[str, Any]:
+        lock = self._hitl_locks.setdefault(req.hitl_task_id, asyncio.Lock())
+        async with lock:  # decisions on one task are judged one after the other
+            problem = self._decision_problem(req)
+            if problem:
+                raise ApplicationError(problem, type="DecisionRejected", non_retryable=True)
+            task = self._hitl[req.hitl_task_id]
+            try:
+                await workflow.execute_activity(
+                    HITL_CHECK_REVIEWER,
+                    ReviewerCheck(
+                        user_id=req.decided_by,
+                        tenant_id=self._tenant_id,
+                        assignee_id=task.assignee_id,
+                        assignee_role=task.assignee_role,
+                    ),
+                    start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+                    retry_policy=_BOOKKEEPING_RETRY,
+                    summary=f"Check reviewer {req.decided_by}",
+                )
+            except ActivityError as exc:
+                raise ApplicationError(
+                    _error_text(exc), type="ReviewerNotAllowed", non_retryable=True
+                ) from None
+            problem = self._decision_problem(req)  # the task may have closed meanwhile
+            if problem:
+                raise ApplicationError(problem, type="DecisionRejected", non_retryable=True)
+            handle, final = _decision_handle(task, req)
+            decision_id = str(workflow.uuid4())
+            row: dict[str, Any] = await workflow.execute_activity(
+                HITL_RECORD_DECISION,
+                DecisionRecord(
+                    decision_id=decision_id,
+                    hitl_task_id=task.id,
+                    tenant_id=self._tenant_id,
+                    decision=req.decision,
+                    decision_type=task.decision_type,
+                    decided_by=req.decided_by,
+                    comments=req.comments,
+                    task_status="completed" if final else "in_progress",
+                ),
+                start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+                retry_policy=_BOOKKEEPING_RETRY,
+                summary=f"Record decision on {task.title[:40]}",
+            )
+            task.decision_ids.append(decision_id)
+            if req.decision.get("approved") is True:
+                task.approvals.append(req.decided_by)
+            if final:
+                task.status = "completed"
+                task.outcome = {
+                    "decision": req.decision,
+                    "decided_by": req.decided_by,
+                    "comments": req.comments,
+                    "handle": handle,
+                    "approvals": list(task.approvals),
+                }
+            return row
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -194,16 +328,19 @@ class FlowRun:
             await self._continue_as_new(checkpoint_base)
         outputs = self._outputs()
         await self._finish("completed", outputs=outputs)
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return FlowResult(outputs=outputs)
 
     async def _continue_as_new(self, base: Checkpoint) -> None:
         await self._flush_all()
+        await workflow.wait_condition(workflow.all_handlers_finished)
         checkpoint = base.model_copy(
             update={
                 "nodes": self._states,
                 "loops": self._loops,
                 "wait_deadlines": self._wait_deadlines,
                 "events": self._events,
+                "hitl": self._hitl,
                 "paused": self._paused,
                 "continued": self._continued + 1,
             }
@@ -246,7 +383,7 @@ class FlowRun:
                 updates.append(key.value_set(value))
         if prepared.version is not None:
             updates.append(sa.FLOW_VERSION.value_set(prepared.version))
-        if updates:
+        if updates and self._params.search_attributes:
             workflow.upsert_search_attributes(updates)
 
     def _set_status(self, status: RunStatus) -> None:
@@ -254,7 +391,8 @@ class FlowRun:
             return
         self._status = status
         self._status_dirty = True
-        workflow.upsert_search_attributes([sa.FLOW_STATUS.value_set(status)])
+        if self._params.search_attributes:
+            workflow.upsert_search_attributes([sa.FLOW_STATUS.value_set(status)])
 
     def record_row(self, row: TaskRecord) -> None:
         self._pending_rows[row.orchestrator_task_id] = row
@@ -571,6 +709,7 @@ class _Scope:
             "wait": self._wait,
             "loop": self._loop,
             "workflow": self._child_flow,
+            "hitl": self._hitl_node,
         }
         try:
             if node.type in ACTIVITY_AGENT_TYPES:
@@ -764,6 +903,142 @@ class _Scope:
             return values[0] if values else None
         return {n.id: states[n.id].output for n in sinks}
 
+    async def _hitl_node(self, node: Node, task_id: str) -> tuple[Any, list[str | None]]:
+        flow = self.flow
+        task = next((t for t in flow._hitl.values() if t.task_id == task_id), None)
+        if task is None:  # first visit (after continue-as-new the task already exists)
+            cfg = self._render(node, node.data.config)
+            now = workflow.now()
+            deadline = (
+                now + timedelta(seconds=float(cfg["deadlineSeconds"]))
+                if cfg.get("deadlineSeconds")
+                else None
+            )
+            task = HitlTaskState(
+                id=str(workflow.uuid4()),
+                task_id=task_id,
+                node_id=node.id,
+                title=str(cfg["title"]),
+                decision_type=cfg["decisionType"],
+                options=option_values(cfg.get("options")),
+                form_schema=cfg.get("formSchema"),
+                assignee_id=cfg.get("assigneeId"),
+                assignee_role=cfg.get("assigneeRole"),
+                required_approvals=int(cfg.get("requiredApprovals", 1)),
+                allow_self_approval=bool(cfg.get("allowSelfApproval", True)),
+                created_at=now,
+                deadline=deadline,
+                escalation=list(cfg.get("escalation") or []),
+            )
+            visible = self.scope_vars()["nodes"]
+            refs = flow.references(node)
+            context = cfg.get("context") or {
+                "input": flow._params.inputs,
+                "nodes": {k: v for k, v in visible.items() if k in refs.nodes},
+            }
+            await workflow.execute_activity(
+                HITL_OPEN,
+                HitlOpen(
+                    hitl_task_id=task.id,
+                    run_row_id=flow._run_row_id or "",
+                    tenant_id=flow._tenant_id,
+                    workspace_id=flow._params.workspace_id,
+                    task_id=task_id,
+                    node_id=node.id,
+                    title=task.title,
+                    description=cfg.get("description"),
+                    context=context,
+                    decision_type=task.decision_type,
+                    decision_options=cfg.get("options")
+                    if task.decision_type == "choice"
+                    else cfg.get("formSchema"),
+                    assignee_id=task.assignee_id,
+                    assignee_role=task.assignee_role,
+                    priority=cfg.get("priority"),
+                    deadline=deadline,
+                    escalation_path=task.escalation or None,
+                    started_at=now,
+                ),
+                start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+                retry_policy=_BOOKKEEPING_RETRY,
+                summary=f"Open review: {task.title[:60]}",
+            )
+            flow._hitl[task.id] = task
+        flow.view(task_id, node.id, status="running", hitl_task_id=task.id)
+        flow._set_status("waiting_hitl")
+        flow.maybe_flush()
+        try:
+            while task.outcome is None:
+                due = [
+                    task.created_at + timedelta(seconds=float(step["afterSeconds"]))
+                    for step in task.escalation[task.escalated : task.escalated + 1]
+                ]
+                if task.deadline is not None:
+                    due.append(task.deadline)
+                remaining = (min(due) - workflow.now()).total_seconds() if due else None
+                if remaining is None or remaining > 0:
+                    await self._sleep_or_drain(remaining, wake=lambda: task.outcome is not None)
+                    continue
+                if task.escalated < len(task.escalation) and (
+                    task.deadline is None
+                    or task.created_at
+                    + timedelta(seconds=float(task.escalation[task.escalated]["afterSeconds"]))
+                    < task.deadline
+                ):
+                    await self._escalate(task)
+                    continue
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if task.outcome is not None:  # a decision landed just before the deadline
+                    break
+                return await self._expire(node, task)
+        finally:
+            if not any(t.status == "open" for t in flow._hitl.values()):
+                flow._set_status("running")
+        return task.outcome, [task.outcome["handle"], None]
+
+    async def _escalate(self, task: HitlTaskState) -> None:
+        step = task.escalation[task.escalated]
+        await workflow.execute_activity(
+            HITL_ESCALATE,
+            EscalationRecord(
+                escalation_id=str(workflow.uuid4()),
+                hitl_task_id=task.id,
+                tenant_id=self.flow._tenant_id,
+                to_user=step.get("toUser"),
+                to_role=step.get("toRole"),
+                reason=f"no decision within {step['afterSeconds']} seconds",
+            ),
+            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+            retry_policy=_BOOKKEEPING_RETRY,
+            summary=f"Escalate {task.title[:40]} to {step.get('toRole') or step.get('toUser')}",
+        )
+        task.assignee_id, task.assignee_role = step.get("toUser"), step.get("toRole")
+        task.escalated += 1
+
+    async def _expire(self, node: Node, task: HitlTaskState) -> tuple[Any, list[str | None]]:
+        task.status = "expired"
+        await workflow.execute_activity(
+            HITL_CLOSE,
+            HitlClose(
+                hitl_task_id=task.id,
+                status="expired",
+                task_id=task.task_id,
+                run_row_id=self.flow._run_row_id or "",
+                tenant_id=self.flow._tenant_id,
+                node_id=node.id,
+            ),
+            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+            retry_policy=_BOOKKEEPING_RETRY,
+            summary=f"Expire {task.title[:40]}",
+        )
+        if "expired" in [e.sourceHandle for e in self.defn.outgoing.get(node.id, [])]:
+            return {"decision": None, "decided_by": None, "comments": None, "handle": "expired"}, [
+                "expired",
+                None,
+            ]
+        deadline = task.deadline.isoformat() if task.deadline else "none"
+        raise _NodeError(f"no decision before the deadline ({deadline})")
+
     async def _child_flow(self, node: Node, task_id: str) -> tuple[Any, None]:
         cfg = self._render(node, node.data.config)
         p = self.flow._params
@@ -776,6 +1051,7 @@ class _Scope:
             triggered_by=p.triggered_by,
             tags=p.tags,
             parent_run_id=self.flow._run_row_id,
+            search_attributes=p.search_attributes,
         )
         self._running_row(node, task_id, workflow.now())
         try:
@@ -861,3 +1137,15 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() not in ("", "false", "0", "no", "none", "null")
     return bool(value)
+
+
+def _decision_handle(task: HitlTaskState, req: HitlDecisionRequest) -> tuple[str, bool]:
+    """The handle a decision leads to, and whether it closes the task (quorum reached)."""
+    d = req.decision
+    if task.decision_type == "approval":
+        if d["approved"] is False:
+            return "rejected", True
+        return "approved", len(task.approvals) + 1 >= task.required_approvals
+    if task.decision_type == "choice":
+        return str(d["choice"]), True
+    return "submitted", True

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workflows.hitl import HitlTaskState
 from workflows.records import RunRecord, TaskRecord
 
 # Stable activity names: renaming one breaks the histories of runs in flight.
@@ -59,6 +60,7 @@ class Checkpoint(BaseModel):
     nodes: dict[str, NodeState] = Field(default_factory=dict)
     loops: dict[str, LoopProgress] = Field(default_factory=dict)
     wait_deadlines: dict[str, datetime] = Field(default_factory=dict)
+    hitl: dict[str, HitlTaskState] = Field(default_factory=dict)
     events: list[EventMessage] = Field(default_factory=list)
     paused: bool = False
     continued: int = 0
@@ -82,6 +84,9 @@ class FlowRunInput(BaseModel):
     checkpoint: Checkpoint | None = None
     #: Internal (tests, benchmarks): continue as new past this many history events.
     history_limit: int | None = Field(default=None, ge=100)
+    #: Internal: off only on servers that cannot register custom search attributes
+    #: (Temporal's time-skipping test server); sub-flows inherit it.
+    search_attributes: bool = True
 
 
 class FlowResult(BaseModel):

@@ -26,11 +26,12 @@ from workflows.definition import (
     FlowDefinition,
     Node,
 )
+from workflows.hitl import FIXED_HANDLES, option_values
 
 #: Node types this worker can run today; the others are valid drawings that a
 #: later worker version runs (agents issue, HITL issue).
 RUNNABLE_TYPES = frozenset(
-    {"start", "end", "api", "condition", "transform", "wait", "loop", "workflow"}
+    {"start", "end", "api", "condition", "transform", "wait", "loop", "workflow", "hitl"}
 )
 _JINJA_GLOBALS = frozenset(
     {
@@ -270,6 +271,17 @@ class _Checker:
                         self.add(
                             f"edge {e.id or e.target!r}: leaves {node.id!r} by handle "
                             f"{e.sourceHandle!r}, which is none of its branches ({branches})"
+                        )
+            if node.type == "hitl" and cfg.get("decisionType") in FIXED_HANDLES:
+                allowed = {*FIXED_HANDLES[cfg["decisionType"]], *option_values(cfg.get("options"))}
+                if cfg["decisionType"] == "choice" and not cfg.get("options"):
+                    self.add(f"{_where(node)}: config.options: a choice needs options")
+                for e in out:
+                    if e.sourceHandle not in (*allowed, None, ERROR_HANDLE):
+                        self.add(
+                            f"edge {e.id or e.target!r}: leaves {node.id!r} by handle "
+                            f"{e.sourceHandle!r}; a {cfg['decisionType']} task leaves by "
+                            f"{', '.join(sorted(allowed))}"
                         )
             if node.type == "wait" and "timeout" in handles and "event" not in cfg:
                 self.add(f"{_where(node)}: a 'timeout' edge needs config.event with timeoutSeconds")

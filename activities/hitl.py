@@ -1,0 +1,140 @@
+"""Side effects of `hitl` nodes: the inbox rows, and the reviewer's roles (kept in Postgres)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.writeback import write_tasks
+from persistence import hitl_queries
+from workflows.hitl import (
+    HITL_CHECK_REVIEWER,
+    HITL_CLOSE,
+    HITL_ESCALATE,
+    HITL_OPEN,
+    HITL_RECORD_DECISION,
+    DecisionRecord,
+    EscalationRecord,
+    HitlClose,
+    HitlOpen,
+    ReviewerCheck,
+)
+from workflows.records import TaskRecord
+
+
+def _uuid(value: str | None, what: str) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApplicationError(
+            f"{what} {value!r} is not a UUID", type="InvalidId", non_retryable=True
+        ) from None
+
+
+class HitlActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name=HITL_OPEN)
+    async def hitl_open(self, req: HitlOpen) -> str:
+        """The node's task_instances row (running) and its hitl_tasks row; returns the task's id."""
+        async with self._sessions() as session, session.begin():
+            row = TaskRecord(
+                orchestrator_task_id=req.task_id,
+                node_id=req.node_id,
+                status="running",
+                agent_type="hitl",
+                inputs={"title": req.title, "description": req.description},
+                started_at=req.started_at,
+                retry_count=0,
+            )
+            await write_tasks(session, uuid.UUID(req.run_row_id), req.tenant_id, [row])
+            from sqlalchemy import select
+
+            from persistence.models import TaskInstance
+
+            task_instance_id = await session.scalar(
+                select(TaskInstance.id).where(
+                    TaskInstance.workflow_run_id == uuid.UUID(req.run_row_id),
+                    TaskInstance.orchestrator_task_id == req.task_id,
+                )
+            )
+            values: dict[str, Any] = {
+                "id": uuid.UUID(req.hitl_task_id),
+                "workflow_run_id": uuid.UUID(req.run_row_id),
+                "task_instance_id": task_instance_id,
+                "title": req.title[:255],
+                "description": req.description,
+                "status": "assigned" if (req.assignee_id or req.assignee_role) else "pending",
+                "deadline": req.deadline,
+                "assignee_id": _uuid(req.assignee_id, "assigneeId"),
+                "assignee_role": req.assignee_role,
+                "tenant_id": _uuid(req.tenant_id, "tenant_id"),
+                "workspace_id": _uuid(req.workspace_id, "workspace_id"),
+                "context": req.context,
+                "decision_type": req.decision_type,
+                "decision_options": req.decision_options,
+                "priority": req.priority,
+                "escalation_path": req.escalation_path,
+            }
+            await hitl_queries.create_task(session, values)
+        return req.hitl_task_id
+
+    @activity.defn(name=HITL_CHECK_REVIEWER)
+    async def hitl_check_reviewer(self, req: ReviewerCheck) -> None:
+        user_id = _uuid(req.user_id, "decided_by")
+        assert user_id is not None
+        async with self._sessions() as session:
+            problem = await hitl_queries.reviewer_problem(
+                session,
+                user_id,
+                _uuid(req.tenant_id, "tenant_id"),
+                _uuid(req.assignee_id, "assignee_id"),
+                req.assignee_role,
+            )
+        if problem:
+            raise ApplicationError(problem, type="ReviewerNotAllowed", non_retryable=True)
+
+    @activity.defn(name=HITL_RECORD_DECISION)
+    async def hitl_record_decision(self, req: DecisionRecord) -> dict[str, Any]:
+        async with self._sessions() as session, session.begin():
+            return await hitl_queries.record_decision(
+                session,
+                {
+                    "id": uuid.UUID(req.decision_id),
+                    "hitl_task_id": uuid.UUID(req.hitl_task_id),
+                    "decision": req.decision,
+                    "decision_type": req.decision_type,
+                    "decided_by": _uuid(req.decided_by, "decided_by"),
+                    "comments": req.comments,
+                    "tenant_id": _uuid(req.tenant_id, "tenant_id"),
+                },
+                req.task_status,
+            )
+
+    @activity.defn(name=HITL_ESCALATE)
+    async def hitl_escalate(self, req: EscalationRecord) -> None:
+        async with self._sessions() as session, session.begin():
+            await hitl_queries.escalate(
+                session,
+                {
+                    "id": uuid.UUID(req.escalation_id),
+                    "hitl_task_id": uuid.UUID(req.hitl_task_id),
+                    "escalated_to": _uuid(req.to_user, "toUser"),
+                    "escalated_to_role": req.to_role,
+                    "reason": req.reason,
+                    "status": "pending",
+                    "tenant_id": _uuid(req.tenant_id, "tenant_id"),
+                },
+            )
+
+    @activity.defn(name=HITL_CLOSE)
+    async def hitl_close(self, req: HitlClose) -> None:
+        async with self._sessions() as session, session.begin():
+            await hitl_queries.close_task(session, uuid.UUID(req.hitl_task_id), req.status)

@@ -1,0 +1,169 @@
+"""Statements for the reviewers' inbox tables, each safe to repeat (activities retry)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence.models import (
+    HitlDecision,
+    HitlEscalation,
+    HitlTask,
+    Role,
+    User,
+    UserRole,
+    WorkflowRun,
+)
+
+OPEN_STATUSES = ("pending", "assigned", "in_progress", "escalated")
+
+
+async def create_task(session: AsyncSession, values: dict[str, Any]) -> None:
+    """Insert the task unless a previous attempt already did (the id is chosen by the workflow)."""
+    await session.execute(
+        insert(HitlTask).values(**values).on_conflict_do_nothing(index_elements=["id"])
+    )
+
+
+async def reviewer_problem(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    tenant_id: uuid.UUID | None,
+    assignee_id: uuid.UUID | None,
+    assignee_role: str | None,
+) -> str | None:
+    """Why `user_id` may not decide a task so assigned, or None when they may."""
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active:
+        return f"user {user_id} does not exist or is not active"
+    if tenant_id is not None and user.tenant_id != tenant_id:
+        return f"user {user_id} does not belong to the run's tenant"
+    if assignee_id is None and assignee_role is None:
+        return None
+    if assignee_id is not None and user_id == assignee_id:
+        return None
+    if assignee_role is not None:
+        has_role = await session.scalar(
+            select(
+                exists().where(
+                    and_(
+                        UserRole.user_id == user_id,
+                        UserRole.role_id == Role.id,
+                        Role.name == assignee_role,
+                        Role.tenant_id == tenant_id if tenant_id else Role.tenant_id.is_(None),
+                    )
+                )
+            )
+        )
+        if has_role:
+            return None
+    wanted = " or ".join(
+        x
+        for x in (
+            f"user {assignee_id}" if assignee_id else "",
+            f"role {assignee_role!r}" if assignee_role else "",
+        )
+        if x
+    )
+    return f"user {user_id} is not the assignee of this task (needs {wanted})"
+
+
+async def record_decision(
+    session: AsyncSession, values: dict[str, Any], task_status: str
+) -> dict[str, Any]:
+    await session.execute(
+        insert(HitlDecision).values(**values).on_conflict_do_nothing(index_elements=["id"])
+    )
+    await session.execute(
+        update(HitlTask)
+        .where(HitlTask.id == values["hitl_task_id"])
+        .values(status=task_status, updated_at=func.now())
+    )
+    row = await session.get(HitlDecision, values["id"])
+    assert row is not None
+    return {
+        "id": str(row.id),
+        "hitl_task_id": str(row.hitl_task_id),
+        "decision": row.decision,
+        "decision_type": row.decision_type,
+        "decided_at": row.decided_at.isoformat(),
+        "decided_by": str(row.decided_by) if row.decided_by else None,
+        "comments": row.comments,
+    }
+
+
+async def escalate(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(
+        insert(HitlEscalation).values(**values).on_conflict_do_nothing(index_elements=["id"])
+    )
+    await session.execute(
+        update(HitlTask)
+        .where(HitlTask.id == values["hitl_task_id"])
+        .values(
+            status="escalated",
+            assignee_id=values.get("escalated_to"),
+            assignee_role=values.get("escalated_to_role"),
+            updated_at=func.now(),
+        )
+    )
+
+
+async def close_task(session: AsyncSession, hitl_task_id: uuid.UUID, status: str) -> None:
+    await session.execute(
+        update(HitlTask)
+        .where(HitlTask.id == hitl_task_id, HitlTask.status.in_(OPEN_STATUSES))
+        .values(status=status, updated_at=func.now())
+    )
+
+
+async def close_open_tasks_of_run(
+    session: AsyncSession, run_row_id: uuid.UUID, status: str
+) -> None:
+    """A run that ended (cancelled, failed) leaves no task open in the inbox."""
+    await session.execute(
+        update(HitlTask)
+        .where(HitlTask.workflow_run_id == run_row_id, HitlTask.status.in_(OPEN_STATUSES))
+        .values(status=status, updated_at=func.now())
+    )
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    assignee: uuid.UUID | None = None,
+    role: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[tuple[HitlTask, str]]:
+    query = (
+        select(HitlTask, WorkflowRun.orchestrator_run_id)
+        .join(WorkflowRun, WorkflowRun.id == HitlTask.workflow_run_id)
+        .order_by(HitlTask.priority.asc().nulls_last(), HitlTask.created_at)
+        .limit(limit)
+    )
+    if assignee:
+        query = query.where(HitlTask.assignee_id == assignee)
+    if role:
+        query = query.where(HitlTask.assignee_role == role)
+    if status:
+        query = query.where(HitlTask.status == status)
+    elif status is None:
+        query = query.where(HitlTask.status.in_(OPEN_STATUSES))
+    return [(task, run_id) for task, run_id in (await session.execute(query)).all()]
+
+
+async def task_with_run(
+    session: AsyncSession, hitl_task_id: uuid.UUID
+) -> tuple[HitlTask, str] | None:
+    row = (
+        await session.execute(
+            select(HitlTask, WorkflowRun.orchestrator_run_id)
+            .join(WorkflowRun, WorkflowRun.id == HitlTask.workflow_run_id)
+            .where(HitlTask.id == hitl_task_id)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None

@@ -1,0 +1,156 @@
+"""People, flows and helpers shared by the HITL tests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowHandle
+
+from tests.flows import FlowWorker, edge, node
+from workflows.hitl import HitlDecisionRequest
+
+__all__ = ["People", "decide", "edge", "inbox", "make_people", "node", "open_task", "review_flow"]
+
+
+@dataclass
+class People:
+    tenant: str
+    finance: str
+    finance2: str
+    lead: str
+    outsider: str
+    stranger_tenant_user: str
+
+
+async def make_people(sessions: async_sessionmaker[AsyncSession]) -> People:
+    """A tenant with two finance reviewers, a lead, a member without roles, and an outsider."""
+    ids = {
+        k: str(uuid.uuid4())
+        for k in (
+            "tenant",
+            "other",
+            "finance",
+            "finance2",
+            "lead",
+            "outsider",
+            "stranger",
+            "r_fin",
+            "r_lead",
+        )
+    }
+    async with sessions() as s, s.begin():
+        for t in ("tenant", "other"):
+            await s.execute(
+                text("INSERT INTO tenants (id, name) VALUES (:i, :n)"), {"i": ids[t], "n": t}
+            )
+        for u, t in (
+            ("finance", "tenant"),
+            ("finance2", "tenant"),
+            ("lead", "tenant"),
+            ("outsider", "tenant"),
+            ("stranger", "other"),
+        ):
+            await s.execute(
+                text("INSERT INTO users (id, username, tenant_id) VALUES (:i, :n, :t)"),
+                {"i": ids[u], "n": f"{u}-{ids[u][:6]}", "t": ids[t]},
+            )
+        for r, name in (("r_fin", "finance"), ("r_lead", "finance-lead")):
+            await s.execute(
+                text("INSERT INTO roles (id, name, tenant_id) VALUES (:i, :n, :t)"),
+                {"i": ids[r], "n": name, "t": ids["tenant"]},
+            )
+        for u, r in (("finance", "r_fin"), ("finance2", "r_fin"), ("lead", "r_lead")):
+            await s.execute(
+                text("INSERT INTO user_roles (user_id, role_id) VALUES (:u, :r)"),
+                {"u": ids[u], "r": ids[r]},
+            )
+    return People(
+        ids["tenant"],
+        ids["finance"],
+        ids["finance2"],
+        ids["lead"],
+        ids["outsider"],
+        ids["stranger"],
+    )
+
+
+def review_flow(**config: Any) -> dict[str, Any]:
+    cfg = {
+        "title": "Review {{ input.what }}",
+        "description": "Please look",
+        "assigneeRole": "finance",
+        "decisionType": "approval",
+        **config,
+    }
+    kind = cfg["decisionType"]
+    handles = {
+        "approval": ["approved", "rejected"],
+        "choice": [o if isinstance(o, str) else o["value"] for o in cfg.get("options", [])],
+    }.get(kind, ["submitted"])
+    nodes = [
+        node("start", "start"),
+        node("review", "hitl", cfg),
+        *[node(f"on_{h}", "transform", {"output": "{{ nodes.review.output }}"}) for h in handles],
+    ]
+    edges = [edge("start", "review"), *[edge("review", f"on_{h}", h) for h in handles]]
+    return {"nodes": nodes, "edges": edges}
+
+
+async def open_task(handle: WorkflowHandle[Any, Any], count: int = 1) -> list[dict[str, Any]]:
+    for _ in range(200):
+        status = await handle.query("status")
+        if len(status["open_hitl_tasks"]) >= count:
+            return list(status["open_hitl_tasks"])
+        await asyncio.sleep(0.1)
+    raise AssertionError("no open HITL task appeared")
+
+
+async def decide(
+    handle: WorkflowHandle[Any, Any],
+    task_id: str,
+    decision: dict[str, Any],
+    who: str,
+    comments: str | None = None,
+) -> dict[str, Any]:
+    row: dict[str, Any] = await handle.execute_update(
+        "submit_hitl_decision",
+        HitlDecisionRequest(
+            hitl_task_id=task_id, decision=decision, decided_by=who, comments=comments
+        ),
+        result_type=dict,
+    )
+    return row
+
+
+async def inbox(flow_worker: FlowWorker, task_id: str) -> dict[str, Any]:
+    async with flow_worker.sessions() as s:
+        task = dict(
+            (await s.execute(text("SELECT * FROM hitl_tasks WHERE id = :i"), {"i": task_id}))
+            .mappings()
+            .one()
+        )
+        task["decisions"] = [
+            dict(r)
+            for r in (
+                await s.execute(
+                    text(
+                        "SELECT * FROM hitl_decisions WHERE hitl_task_id = :i ORDER BY decided_at"
+                    ),
+                    {"i": task_id},
+                )
+            ).mappings()
+        ]
+        task["escalations"] = [
+            dict(r)
+            for r in (
+                await s.execute(
+                    text("SELECT * FROM hitl_escalations WHERE hitl_task_id = :i"), {"i": task_id}
+                )
+            ).mappings()
+        ]
+    return task

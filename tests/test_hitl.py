@@ -1,0 +1,352 @@
+"""Human-in-the-loop nodes on the dev server and Postgres: decisions, rules, inbox rows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+
+from tests.flows import FlowWorker, shared_flow
+from tests.hitl_support import People, decide, edge, inbox, node, open_task, review_flow
+from tests.http_peer import HttpPeer, Reply
+from workers.temporal_dev import temporal_cli
+from workflows.hitl import HitlDecisionRequest
+
+
+async def test_an_approval_creates_the_inbox_row_waits_and_follows_the_approved_edge(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    handle = await flow_worker.start(
+        review_flow(priority=2), {"what": "invoice 9"}, tenant_id=people.tenant
+    )
+    (task,) = await open_task(handle)
+    row = await inbox(flow_worker, task["id"])
+    assert (row["title"], row["status"], row["assignee_role"], row["priority"]) == (
+        "Review invoice 9",
+        "assigned",
+        "finance",
+        2,
+    )
+    assert row["context"]["input"] == {"what": "invoice 9"}
+    assert (await flow_worker.run_row(handle.id))["status"] == "waiting_hitl"
+
+    decision = await decide(handle, task["id"], {"approved": True}, people.finance, "fine")
+    assert decision["decided_by"] == people.finance
+    assert decision["decision"] == {"approved": True}
+    result = await handle.result()
+    assert result.outputs["on_approved"]["handle"] == "approved"
+    assert result.outputs["on_approved"]["comments"] == "fine"
+    assert "on_rejected" not in result.outputs
+    row = await inbox(flow_worker, task["id"])
+    assert row["status"] == "completed"
+    assert [d["comments"] for d in row["decisions"]] == ["fine"]
+    tasks = await flow_worker.task_rows(handle.id)
+    assert tasks["on_rejected"]["status"] == "skipped"
+    assert tasks["review"]["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("config", "decision", "handle"),
+    [
+        (
+            {"decisionType": "choice", "options": [{"value": "green", "label": "Green"}, "red"]},
+            {"choice": "red"},
+            "red",
+        ),
+        (
+            {
+                "decisionType": "form_input",
+                "formSchema": {
+                    "type": "object",
+                    "required": ["amount"],
+                    "properties": {"amount": {"type": "number"}},
+                },
+            },
+            {"form": {"amount": 12.5}},
+            "submitted",
+        ),
+        (
+            {"decisionType": "annotation"},
+            {"annotations": [{"label": "cat", "box": [1, 2, 3, 4]}]},
+            "submitted",
+        ),
+        ({"decisionType": "free_text"}, {"text": "ship it on Monday"}, "submitted"),
+        ({"decisionType": "approval"}, {"approved": False}, "rejected"),
+    ],
+)
+async def test_each_decision_type_routes_by_its_handle(
+    flow_worker: FlowWorker,
+    people: People,
+    config: dict[str, Any],
+    decision: dict[str, Any],
+    handle: str,
+) -> None:
+    run = await flow_worker.start(review_flow(**config), {"what": "x"}, tenant_id=people.tenant)
+    (task,) = await open_task(run)
+    await decide(run, task["id"], decision, people.finance)
+    result = await run.result()
+    assert result.outputs[f"on_{handle}"]["decision"] == decision
+    assert [k for k in result.outputs if k.startswith("on_")] == [f"on_{handle}"]
+
+
+async def test_a_quorum_of_two_needs_two_distinct_approvers(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    run = await flow_worker.start(
+        review_flow(requiredApprovals=2), {"what": "x"}, tenant_id=people.tenant
+    )
+    (task,) = await open_task(run)
+    await decide(run, task["id"], {"approved": True}, people.finance)
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await decide(run, task["id"], {"approved": True}, people.finance)
+    assert "already approved" in str(err.value.cause)
+    assert (await inbox(flow_worker, task["id"]))["status"] == "in_progress"
+    assert (await run.query("status"))["open_hitl_tasks"][0]["approvals"] == [people.finance]
+    await decide(run, task["id"], {"approved": True}, people.finance2)
+    result = await run.result()
+    assert result.outputs["on_approved"]["approvals"] == [people.finance, people.finance2]
+    assert len((await inbox(flow_worker, task["id"]))["decisions"]) == 2
+
+
+async def test_self_approval_is_refused_when_not_allowed(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    run = await flow_worker.start(
+        review_flow(allowSelfApproval=False),
+        {"what": "x"},
+        tenant_id=people.tenant,
+        triggered_by=people.finance,
+    )
+    (task,) = await open_task(run)
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await decide(run, task["id"], {"approved": True}, people.finance)
+    assert "may not decide its tasks" in str(err.value.cause)
+    await decide(run, task["id"], {"approved": True}, people.finance2)
+    assert "on_approved" in (await run.result()).outputs
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t, p: (str(uuid.uuid4()), {"approved": True}, p.finance), "unknown HITL task"),
+        (lambda t, p: (t, {"approved": "yes"}, p.finance), "an approval decision is"),
+        (lambda t, p: (t, {"choice": "x"}, p.finance), "an approval decision is"),
+        (lambda t, p: (t, {"approved": True}, p.outsider), "is not the assignee"),
+        (
+            lambda t, p: (t, {"approved": True}, p.stranger_tenant_user),
+            "does not belong to the run's tenant",
+        ),
+        (lambda t, p: (t, {"approved": True}, str(uuid.uuid4())), "does not exist"),
+    ],
+)
+async def test_each_rejection_rule_through_the_update_and_the_signal(
+    flow_worker: FlowWorker, people: People, mutate: Any, message: str
+) -> None:
+    run = await flow_worker.start(review_flow(), {"what": "x"}, tenant_id=people.tenant)
+    (task,) = await open_task(run)
+    task_id, decision, who = mutate(task["id"], people)
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await decide(run, task_id, decision, who)
+    assert message in str(err.value.cause)
+
+    await run.signal(
+        "hitl_decision",
+        HitlDecisionRequest(hitl_task_id=task_id, decision=decision, decided_by=who),
+    )
+    for _ in range(100):
+        rejected = (await run.query("status"))["rejected_decisions"]
+        if rejected:
+            break
+        await asyncio.sleep(0.1)
+    assert message in rejected[0]["reason"]
+    row = await inbox(flow_worker, task["id"])
+    assert (row["status"], row["decisions"]) == ("assigned", [])  # nothing changed
+    # ... and the run still waits, and a valid signal decides it
+    await run.signal(
+        "hitl_decision",
+        HitlDecisionRequest(
+            hitl_task_id=task["id"], decision={"approved": True}, decided_by=people.finance
+        ),
+    )
+    assert "on_approved" in (await run.result()).outputs
+
+
+async def test_two_parallel_reviews_and_cancel_while_waiting(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node(
+                "legal",
+                "hitl",
+                {"title": "Legal", "decisionType": "free_text", "assigneeId": people.lead},
+            ),
+            node(
+                "money",
+                "hitl",
+                {"title": "Money", "decisionType": "approval", "assigneeRole": "finance"},
+            ),
+            node("both", "end", {"outputs": {"legal": "{{ nodes.legal.output.decision.text }}"}}),
+        ],
+        "edges": [
+            edge("start", "legal"),
+            edge("start", "money"),
+            edge("legal", "both"),
+            edge("money", "both", "approved"),
+        ],
+    }
+    run = await flow_worker.start(definition, tenant_id=people.tenant)
+    tasks = {t["title"]: t for t in await open_task(run, 2)}
+    await decide(run, tasks["Legal"]["id"], {"text": "ok"}, people.lead)
+    assert [t["title"] for t in (await run.query("status"))["open_hitl_tasks"]] == ["Money"]
+    await run.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await run.result()
+    assert (await inbox(flow_worker, tasks["Money"]["id"]))["status"] == "cancelled"
+    assert (await inbox(flow_worker, tasks["Legal"]["id"]))["status"] == "completed"
+    assert (await flow_worker.run_row(run.id))["status"] == "cancelled"
+
+
+async def test_order_approval_runs_with_a_finance_decision(
+    flow_worker: FlowWorker, people: People, http_peer: HttpPeer
+) -> None:
+    http_peer.route("GET", "/orders/5", Reply(body={"total": 5000}))
+    http_peer.route("POST", "/orders/5/ship", Reply(body={"shipped": True}))
+    http_peer.route("GET", "/orders/6", Reply(body={"total": 50}))
+    http_peer.route("POST", "/orders/6/ship", Reply(body={"shipped": True}))
+    big = await flow_worker.start(
+        shared_flow("order-approval"),
+        {"api_base": http_peer.base, "order_id": 5},
+        tenant_id=people.tenant,
+    )
+    (task,) = await open_task(big)
+    assert task["title"] == "Approve order 5"
+    await decide(big, task["id"], {"approved": True}, people.finance)
+    assert (await big.result()).outputs == {"total": 5000}
+    assert len(http_peer.calls("POST", "/orders/5/ship")) == 1
+
+    small, run_id = await flow_worker.run(
+        shared_flow("order-approval"),
+        {"api_base": http_peer.base, "order_id": 6},
+        tenant_id=people.tenant,
+    )
+    assert small.outputs == {"total": 50}
+    rows = await flow_worker.task_rows(run_id)
+    assert (rows["approve"]["status"], rows["reject"]["status"], rows["ship"]["status"]) == (
+        "skipped",
+        "skipped",
+        "completed",
+    )
+
+
+async def test_the_plain_temporal_cli_update_decides_like_the_sdk(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    run = await flow_worker.start(review_flow(), {"what": "x"}, tenant_id=people.tenant)
+    (task,) = await open_task(run)
+    address = flow_worker.client.service_client.config.target_host
+
+    def update(decided_by: str) -> subprocess.CompletedProcess[str]:
+        payload = {
+            "hitl_task_id": task["id"],
+            "decision": {"approved": True},
+            "decided_by": decided_by,
+            "comments": "via CLI",
+        }
+        return subprocess.run(
+            [
+                temporal_cli(),
+                "workflow",
+                "update",
+                "execute",
+                "--address",
+                address,
+                "--workflow-id",
+                run.id,
+                "--name",
+                "submit_hitl_decision",
+                "--input",
+                json.dumps(payload),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    refused = await asyncio.to_thread(update, people.outsider)
+    assert refused.returncode != 0
+    assert "is not the assignee" in refused.stdout + refused.stderr
+    accepted = await asyncio.to_thread(update, people.finance)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "via CLI" in accepted.stdout
+    assert (await run.result()).outputs["on_approved"]["comments"] == "via CLI"
+
+
+async def test_reviewer_cli_lists_shows_and_decides_through_the_update(
+    flow_worker: FlowWorker, people: People, database_url: str
+) -> None:
+    from tests.test_cli import ameta_agent
+
+    run = await flow_worker.start(
+        review_flow(decisionType="choice", options=["green", "red"]),
+        {"what": "colour"},
+        tenant_id=people.tenant,
+    )
+    (task,) = await open_task(run)
+    env = {
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": flow_worker.client.service_client.config.target_host,
+    }
+    listed = await ameta_agent("hitl", "list", "--role", "finance", env=env)
+    assert task["id"] in listed.stdout
+    assert "Review colour" in listed.stdout
+    shown = await ameta_agent("hitl", "show", task["id"], env=env)
+    assert json.loads(shown.stdout)["options"] == ["green", "red"]
+
+    refused = await ameta_agent(
+        "hitl", "decide", task["id"], "--choice", "blue", "--as", people.finance, env=env
+    )
+    assert refused.returncode == 1
+    assert "a choice decision is" in refused.stdout
+    accepted = await ameta_agent(
+        "hitl",
+        "decide",
+        task["id"],
+        "--choice",
+        "green",
+        "--comment",
+        "nice",
+        "--as",
+        people.finance,
+        env=env,
+    )
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert json.loads(accepted.stdout)["decision"] == {"choice": "green"}
+    assert (await run.result()).outputs["on_green"]["comments"] == "nice"
+
+
+async def test_a_waiting_task_survives_a_worker_restart(
+    temporal_env: Any, session_maker: Any, people: People, flow_worker: FlowWorker
+) -> None:
+    from activities.registry import Dependencies
+    from workers.settings import Settings
+    from workers.worker import build_worker
+
+    queue = f"restart-{uuid.uuid4().hex[:8]}"
+    restart = FlowWorker(temporal_env.client, queue, session_maker)
+    deps = Dependencies(sessions=session_maker)
+    async with build_worker(temporal_env.client, Settings(temporal_task_queue=queue), deps):
+        run = await restart.start(review_flow(), {"what": "x"}, tenant_id=people.tenant)
+        (task,) = await open_task(run)
+    # no worker at all now; a new one takes over the waiting run from its history
+    async with build_worker(temporal_env.client, Settings(temporal_task_queue=queue), deps):
+        await decide(run, task["id"], {"approved": True}, people.finance)
+        assert "on_approved" in (await run.result()).outputs
+    await deps.aclose()

@@ -1,0 +1,172 @@
+"""Human-in-the-loop: the task state a run keeps, and the pure rules a decision must meet.
+
+The rules run in the update validator (which may not do I/O) and again in the
+handler, so a decision that raced another is still judged on the latest state.
+Whether the reviewer holds the assignee role lives in Postgres and is checked
+by an activity in the handler.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel, Field
+
+HITL_OPEN = "hitl_open"
+HITL_CHECK_REVIEWER = "hitl_check_reviewer"
+HITL_RECORD_DECISION = "hitl_record_decision"
+HITL_ESCALATE = "hitl_escalate"
+HITL_CLOSE = "hitl_close"
+
+DecisionType = Literal["approval", "choice", "form_input", "annotation", "free_text"]
+#: Handles a hitl node leaves by, besides a choice's option values.
+FIXED_HANDLES = {
+    "approval": ("approved", "rejected", "expired"),
+    "choice": ("expired",),
+    "form_input": ("submitted", "expired"),
+    "annotation": ("submitted", "expired"),
+    "free_text": ("submitted", "expired"),
+}
+
+
+class HitlDecisionRequest(BaseModel):
+    """Payload of the `submit_hitl_decision` update and of the `hitl_decision` signal."""
+
+    hitl_task_id: str
+    decision: dict[str, Any]
+    decided_by: str
+    comments: str | None = None
+
+
+class HitlTaskState(BaseModel):
+    """One open or finished HITL task of this run (kept across continue-as-new)."""
+
+    id: str
+    task_id: str
+    node_id: str
+    title: str
+    decision_type: DecisionType
+    options: list[str] = Field(default_factory=list)
+    form_schema: dict[str, Any] | None = None
+    assignee_id: str | None = None
+    assignee_role: str | None = None
+    required_approvals: int = 1
+    allow_self_approval: bool = True
+    created_at: datetime
+    deadline: datetime | None = None
+    escalation: list[dict[str, Any]] = Field(default_factory=list)
+    escalated: int = 0
+    approvals: list[str] = Field(default_factory=list)
+    decision_ids: list[str] = Field(default_factory=list)
+    status: Literal["open", "completed", "expired", "cancelled"] = "open"
+    outcome: dict[str, Any] | None = None
+
+
+class HitlOpen(BaseModel):
+    hitl_task_id: str
+    run_row_id: str
+    tenant_id: str | None = None
+    workspace_id: str | None = None
+    task_id: str
+    node_id: str
+    title: str
+    description: str | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    decision_type: DecisionType
+    decision_options: Any = None
+    assignee_id: str | None = None
+    assignee_role: str | None = None
+    priority: int | None = None
+    deadline: datetime | None = None
+    escalation_path: list[dict[str, Any]] | None = None
+    started_at: datetime
+
+
+class ReviewerCheck(BaseModel):
+    user_id: str
+    tenant_id: str | None = None
+    assignee_id: str | None = None
+    assignee_role: str | None = None
+
+
+class DecisionRecord(BaseModel):
+    decision_id: str
+    hitl_task_id: str
+    tenant_id: str | None = None
+    decision: dict[str, Any]
+    decision_type: DecisionType
+    decided_by: str
+    comments: str | None = None
+    #: the task's status after this decision
+    task_status: Literal["in_progress", "completed"]
+
+
+class EscalationRecord(BaseModel):
+    escalation_id: str
+    hitl_task_id: str
+    tenant_id: str | None = None
+    to_user: str | None = None
+    to_role: str | None = None
+    reason: str
+
+
+class HitlClose(BaseModel):
+    hitl_task_id: str
+    status: Literal["expired", "cancelled"]
+    task_id: str
+    run_row_id: str
+    tenant_id: str | None = None
+    node_id: str
+
+
+def decision_problem(
+    task: HitlTaskState | None, req: HitlDecisionRequest, triggered_by: str | None
+) -> str | None:
+    """Why `req` cannot be accepted now, or None when it can."""
+    if task is None:
+        return f"unknown HITL task {req.hitl_task_id!r} in this run"
+    if task.status != "open":
+        return f"HITL task {task.id} is already {task.status}"
+    if not req.decided_by.strip():
+        return "decided_by is required"
+    if not task.allow_self_approval and triggered_by and req.decided_by == triggered_by:
+        return (
+            f"{req.decided_by} started this run and may not decide its tasks "
+            "(allowSelfApproval is false)"
+        )
+    d = req.decision
+    if task.decision_type == "approval":
+        if set(d) != {"approved"} or not isinstance(d["approved"], bool):
+            return 'an approval decision is {"approved": true} or {"approved": false}'
+        if req.decided_by in task.approvals:
+            return f"{req.decided_by} has already approved this task; another reviewer must"
+    elif task.decision_type == "choice":
+        if set(d) != {"choice"} or d["choice"] not in task.options:
+            return f'a choice decision is {{"choice": one of {task.options}}}'
+    elif task.decision_type == "form_input":
+        if set(d) != {"form"} or not isinstance(d["form"], dict):
+            return 'a form decision is {"form": {...}}'
+        if task.form_schema:
+            errors = sorted(Draft202012Validator(task.form_schema).iter_errors(d["form"]), key=str)
+            if errors:
+                return "the form does not fit its schema: " + "; ".join(
+                    f"{'/'.join(map(str, e.absolute_path)) or 'form'}: {e.message}" for e in errors
+                )
+    elif task.decision_type == "annotation":
+        if set(d) != {"annotations"} or not isinstance(d["annotations"], list):
+            return 'an annotation decision is {"annotations": [...]}'
+    elif task.decision_type == "free_text" and (
+        set(d) != {"text"} or not isinstance(d["text"], str) or not d["text"].strip()
+    ):
+        return 'a free-text decision is {"text": "..."} with some text'
+    return None
+
+
+def option_values(options: Any) -> list[str]:
+    """`options` as the builder writes them (strings or {value, label}) to their values."""
+    values = []
+    for option in options or []:
+        values.append(str(option["value"]) if isinstance(option, dict) else str(option))
+    return values
