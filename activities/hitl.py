@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.writeback import write_tasks
+from activities.writeback import apply_run_update, write_tasks
 from persistence import hitl_queries
 from workflows.hitl import (
     HITL_CHECK_REVIEWER,
@@ -84,6 +84,8 @@ class HitlActivities:
                 "escalation_path": req.escalation_path,
             }
             await hitl_queries.create_task(session, values)
+            if req.run_update is not None:
+                await apply_run_update(session, req.run_update)
         return req.hitl_task_id
 
     @activity.defn(name=HITL_CHECK_REVIEWER)

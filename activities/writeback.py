@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from persistence import hitl_queries, queries
-from workflows.messages import RECORD_RUN, RunUpdate
-from workflows.records import RunRecord, TaskRecord
+from workflows.messages import RECORD_RUN
+from workflows.records import RunRecord, RunUpdate, TaskRecord
 
 _UUID_COLUMNS = ("workflow_id", "triggered_by", "tenant_id", "workspace_id", "parent_run_id")
 
@@ -56,10 +56,16 @@ class WriteBack:
     async def record_run(self, update: RunUpdate) -> str:
         """Create or update the run row and the given task rows in one transaction."""
         async with self._sessions() as session, session.begin():
-            run_id = await queries.upsert_run(
-                session, update.run.orchestrator_run_id, run_values(update.run)
-            )
-            await write_tasks(session, run_id, update.tenant_id, update.tasks)
-            if update.run.status in ("cancelled", "failed"):
-                await hitl_queries.close_open_tasks_of_run(session, run_id, "cancelled")
+            run_id = await apply_run_update(session, update)
         return str(run_id)
+
+
+async def apply_run_update(session: AsyncSession, update: RunUpdate) -> uuid.UUID:
+    """The run row, the buffered task rows, and (for an ended run) its open HITL tasks closed."""
+    run_id = await queries.upsert_run(
+        session, update.run.orchestrator_run_id, run_values(update.run)
+    )
+    await write_tasks(session, run_id, update.tenant_id, update.tasks)
+    if update.run.status in ("cancelled", "failed"):
+        await hitl_queries.close_open_tasks_of_run(session, run_id, "cancelled")
+    return run_id

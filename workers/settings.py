@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
     max_concurrent_activities: Annotated[int, Field(ge=1, le=10_000)] = 200
     max_concurrent_workflow_tasks: Annotated[int, Field(ge=1, le=10_000)] = 100
+    #: Runs kept in worker memory between tasks. Parked runs (waiting on a reviewer for days)
+    #: beyond this are evicted and rebuilt from history when they wake: memory stays bounded.
+    max_cached_workflows: Annotated[int, Field(ge=0, le=100_000)] = 500
 
     @field_validator("database_url")
     @classmethod

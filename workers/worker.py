@@ -55,6 +55,7 @@ def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worke
         max_heartbeat_throttle_interval=timedelta(seconds=2),
         default_heartbeat_throttle_interval=timedelta(seconds=2),
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.max_cached_workflows,
     )
 
 

@@ -61,9 +61,8 @@ with workflow.unsafe.imports_passed_through():
         NodeState,
         PreparedFlow,
         PrepareInput,
-        RunUpdate,
     )
-    from workflows.records import RunRecord, RunStatus, TaskRecord
+    from workflows.records import RunRecord, RunStatus, RunUpdate, TaskRecord
 
 #: Write-back must eventually succeed: retry without limit, backing off to a minute.
 _BOOKKEEPING_RETRY = RetryPolicy(
@@ -73,6 +72,8 @@ _BOOKKEEPING_TIMEOUT = timedelta(seconds=60)
 _DEFAULT_AGENT_TIMEOUT = timedelta(minutes=5)
 _AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 _ROWS_PER_WRITE = 500
+#: workflow.patched() ids: each marks a change of commands that runs in flight must not see.
+_PATCH_HITL_OPEN_BOOKKEEPING = "hitl-open-carries-bookkeeping"
 _TERMINAL = ("completed", "failed", "skipped", "cancelled")
 
 
@@ -413,22 +414,32 @@ class FlowRun:
         ):
             self._flush_task = asyncio.create_task(self._flush_once())
 
-    async def _flush_once(self, **run_fields: Any) -> None:
+    def _take_run_update(self, **run_fields: Any) -> RunUpdate:
+        """The buffered rows (up to a batch) and the run status, as one write-back."""
         rows = list(self._pending_rows.values())[:_ROWS_PER_WRITE]
         for row in rows:
             del self._pending_rows[row.orchestrator_task_id]
         self._status_dirty = False
+        return RunUpdate(
+            run=RunRecord(
+                orchestrator_run_id=workflow.info().workflow_id, status=self._status, **run_fields
+            ),
+            tenant_id=self._tenant_id,
+            tasks=rows,
+        )
+
+    async def take_bookkeeping(self) -> RunUpdate:
+        """Hand buffered write-back to an activity about to run anyway (after any in flight)."""
+        if self._flush_task is not None:
+            await self._flush_task
+        return self._take_run_update()
+
+    async def _flush_once(self, **run_fields: Any) -> None:
+        update = self._take_run_update(**run_fields)
+        rows = update.tasks
         await workflow.execute_activity(
             RECORD_RUN,
-            RunUpdate(
-                run=RunRecord(
-                    orchestrator_run_id=workflow.info().workflow_id,
-                    status=self._status,
-                    **run_fields,
-                ),
-                tenant_id=self._tenant_id,
-                tasks=rows,
-            ),
+            update,
             result_type=str,
             start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
             retry_policy=_BOOKKEEPING_RETRY,
@@ -936,6 +947,12 @@ class _Scope:
                 "input": flow._params.inputs,
                 "nodes": {k: v for k, v in visible.items() if k in refs.nodes},
             }
+            # Since this patch, opening the task also writes the run's new status and the
+            # buffered rows: parking a run costs one activity and no later wake-up.
+            run_update = None
+            if workflow.patched(_PATCH_HITL_OPEN_BOOKKEEPING):
+                flow._set_status("waiting_hitl")
+                run_update = await flow.take_bookkeeping()
             await workflow.execute_activity(
                 HITL_OPEN,
                 HitlOpen(
@@ -958,6 +975,7 @@ class _Scope:
                     deadline=deadline,
                     escalation_path=task.escalation or None,
                     started_at=now,
+                    run_update=run_update,
                 ),
                 start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
                 retry_policy=_BOOKKEEPING_RETRY,

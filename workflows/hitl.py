@@ -14,6 +14,8 @@ from typing import Any, Literal
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, Field
 
+from workflows.records import RunUpdate
+
 HITL_OPEN = "hitl_open"
 HITL_CHECK_REVIEWER = "hitl_check_reviewer"
 HITL_RECORD_DECISION = "hitl_record_decision"
@@ -82,6 +84,9 @@ class HitlOpen(BaseModel):
     deadline: datetime | None = None
     escalation_path: list[dict[str, Any]] | None = None
     started_at: datetime
+    #: Bookkeeping that rides along, so parking a run costs one activity and no later wake-up:
+    #: the run's new status and the rows buffered by the workflow so far.
+    run_update: RunUpdate | None = None
 
 
 class ReviewerCheck(BaseModel):

@@ -13,7 +13,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflows.hitl import HitlTaskState
-from workflows.records import RunRecord, TaskRecord
 
 # Stable activity names: renaming one breaks the histories of runs in flight.
 PREPARE_FLOW = "prepare_flow"
@@ -125,11 +124,3 @@ class AgentTask(BaseModel):
     config: dict[str, Any]
     #: what the templates may read: input, run, item, index, and the referenced nodes
     scope: dict[str, Any]
-
-
-class RunUpdate(BaseModel):
-    """A run row change plus the rows of nodes evaluated inside the workflow, in one write."""
-
-    run: RunRecord
-    tenant_id: str | None = None
-    tasks: list[TaskRecord] = Field(default_factory=list)

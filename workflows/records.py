@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 RunStatus = Literal[
     "queued", "running", "waiting_hitl", "paused", "completed", "failed", "cancelled"
@@ -50,3 +50,11 @@ class TaskRecord(BaseModel):
     retry_count: int | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
+
+
+class RunUpdate(BaseModel):
+    """A run row change plus the rows of nodes evaluated inside the workflow, in one write."""
+
+    run: RunRecord
+    tenant_id: str | None = None
+    tasks: list[TaskRecord] = Field(default_factory=list)

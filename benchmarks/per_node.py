@@ -1,0 +1,172 @@
+"""Cost per node of FlowRun against a hand-written Temporal workflow doing the same work.
+
+    python benchmarks/per_node.py [--nodes 20] [--runs 5]
+
+Both run N sequential HTTP calls against a local server and record one task row per call in
+Postgres, plus the run row: the hand-written workflow with one activity per call (HTTP + row
+upsert in the activity), as a careful Temporal user would write it; FlowRun from a stored-style
+definition of N chained `api` nodes. Same worker process, same servers, measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from temporalio import activity, workflow
+from temporalio.worker import Worker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.registry import Dependencies
+from persistence import queries
+from persistence.engine import create_engine, session_factory
+from persistence.migrate import upgrade_async
+from tests.flows import FlowWorker, edge, node
+from tests.http_peer import HttpPeer, Reply
+from tests.support import free_port
+from workers.embedded_postgres import EmbeddedPostgres
+from workers.settings import Settings
+from workers.temporal_dev import temporal_cli
+from workers.worker import build_worker
+from workflows import search_attributes
+
+SESSIONS = None
+HTTP: httpx.AsyncClient | None = None
+
+
+@activity.defn(name="bench_call_and_record")
+async def call_and_record(args: list[str]) -> dict[str, object]:
+    run_row, url, task_id = args
+    assert HTTP is not None
+    assert SESSIONS is not None
+    response = await HTTP.get(url)
+    out = {"status": response.status_code, "json": response.json()}
+    async with SESSIONS() as s, s.begin():
+        await queries.upsert_task_instance(
+            s,
+            uuid.UUID(run_row),
+            task_id,
+            {"node_id": task_id, "status": "completed", "outputs": out},
+        )
+    return out
+
+
+@activity.defn(name="bench_record_run")
+async def record_run(args: list[str]) -> str:
+    assert SESSIONS is not None
+    async with SESSIONS() as s, s.begin():
+        return str(await queries.upsert_run(s, args[0], {"status": args[1]}))
+
+
+@workflow.defn(name="HandWritten", sandboxed=False)
+class HandWritten:
+    @workflow.run
+    async def run(self, args: list[str]) -> int:
+        url, n = args[0], int(args[1])
+        opts = {"start_to_close_timeout": timedelta(seconds=30)}
+        run_row = await workflow.execute_activity(
+            "bench_record_run", [workflow.info().workflow_id, "running"], **opts
+        )
+        for i in range(n):
+            await workflow.execute_activity(
+                "bench_call_and_record", [run_row, url, f"n{i}"], **opts
+            )
+        await workflow.execute_activity(
+            "bench_record_run", [workflow.info().workflow_id, "completed"], **opts
+        )
+        return n
+
+
+def chain(n: int, url: str) -> dict[str, object]:
+    nodes = [node("start", "start")] + [node(f"n{i}", "api", {"url": url}) for i in range(n)]
+    edges = [edge("start", "n0")] + [edge(f"n{i}", f"n{i + 1}") for i in range(n - 1)]
+    return {"nodes": nodes, "edges": edges}
+
+
+async def main(n: int, runs: int) -> None:
+    global SESSIONS, HTTP
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["META_AGENT_PG_FSYNC"] = "off"
+        pg = EmbeddedPostgres(Path(tmp) / "pg", port=free_port())
+        pg.start()
+        pg.create_database("bench")
+        url_db = pg.url("bench")
+        await upgrade_async(url_db)
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=temporal_cli(),
+            search_attributes=list(search_attributes.ALL),
+            data_converter=pydantic_data_converter,
+            dev_server_log_level="error",
+        )
+        engine = create_engine(url_db, pool_size=10)
+        SESSIONS = session_factory(engine)
+        HTTP = httpx.AsyncClient()
+        peer = HttpPeer().start()
+        peer.route("GET", "/x", Reply(200, {"ok": True}))
+        url = f"{peer.base}/x"
+        deps = Dependencies(sessions=SESSIONS)
+        queue = f"bench-{uuid.uuid4().hex[:6]}"
+        try:
+            async with (
+                build_worker(env.client, Settings(temporal_task_queue=queue), deps),
+                Worker(
+                    env.client,
+                    task_queue=queue + "-hand",
+                    workflows=[HandWritten],
+                    activities=[call_and_record, record_run],
+                ),
+            ):
+                flows = FlowWorker(env.client, queue, SESSIONS)
+                hand, ours = [], []
+                for r in range(runs + 1):  # the first round warms up
+                    t = time.perf_counter()
+                    await env.client.execute_workflow(
+                        "HandWritten",
+                        [url, str(n)],
+                        id=f"hand-{uuid.uuid4()}",
+                        task_queue=queue + "-hand",
+                    )
+                    h = time.perf_counter() - t
+                    t = time.perf_counter()
+                    await flows.run(chain(n, url))
+                    o = time.perf_counter() - t
+                    if r:
+                        hand.append(h)
+                        ours.append(o)
+                mh, mo = statistics.median(hand), statistics.median(ours)
+                print(f"{n} sequential HTTP nodes, median of {runs} runs each, interleaved:")
+                for label, total in (("hand-written workflow", mh), ("FlowRun", mo)):
+                    print(
+                        f"  {label:<22} {total * 1000:.0f} ms total, {total * 1000 / n:.1f} ms/node"
+                    )
+                print(f"  FlowRun vs hand-written: {100 * (mo - mh) / mh:+.0f}%")
+        finally:
+            peer.stop()
+            await HTTP.aclose()
+            await deps.aclose()
+            await engine.dispose()
+            await env.shutdown()
+            pg.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    asyncio.run(main(args.nodes, args.runs))
