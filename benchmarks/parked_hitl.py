@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -26,20 +24,12 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from activities.registry import Dependencies
-from persistence.engine import create_engine, session_factory
-from persistence.migrate import upgrade_async
+from benchmarks._stack import bench_stack
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import decide, make_people, open_task, review_flow
-from tests.support import free_port
-from workers.embedded_postgres import EmbeddedPostgres
 from workers.settings import Settings
-from workers.temporal_dev import temporal_cli
 from workers.worker import build_worker
-from workflows import search_attributes
 
 SMALL = {
     "nodes": [node("start", "start"), node("t", "transform", {"output": "{{ 6 * 7 }}"})],
@@ -61,81 +51,63 @@ async def small_flow_ms(worker: FlowWorker, samples: int = 10) -> float:
 
 
 async def main(runs: int, cache: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["META_AGENT_PG_FSYNC"] = "off"
-        pg = EmbeddedPostgres(Path(tmp) / "pg", port=free_port())
-        pg.start()
-        pg.create_database("bench")
-        url = pg.url("bench")
-        await upgrade_async(url)
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_cli(),
-            search_attributes=list(search_attributes.ALL),
-            data_converter=pydantic_data_converter,
-            dev_server_log_level="error",
-        )
-        engine = create_engine(url, pool_size=10)
-        sessions = session_factory(engine)
-        deps = Dependencies(sessions=sessions)
-        queue = f"bench-{uuid.uuid4().hex[:6]}"
-        settings = Settings(temporal_task_queue=queue, max_cached_workflows=cache)
-        try:
-            async with build_worker(env.client, settings, deps):
-                worker = FlowWorker(env.client, queue, sessions)
-                people = await make_people(sessions)
-                await small_flow_ms(worker, 3)  # warm up
-                base_rss, base_ms = rss_mb(), await small_flow_ms(worker)
-                print(
-                    f"baseline: RSS {base_rss:.0f} MiB, small flow {base_ms:.0f} ms (median of 10)"
-                )
+    queue = f"bench-{uuid.uuid4().hex[:6]}"
+    settings = Settings(temporal_task_queue=queue, max_cached_workflows=cache)
+    async with bench_stack() as stack, build_worker(stack.client, settings, stack.deps):
+        worker = FlowWorker(stack.client, queue, stack.sessions)
+        people = await make_people(stack.sessions)
+        await small_flow_ms(worker, 3)  # warm up
+        base_rss, base_ms = rss_mb(), await small_flow_ms(worker)
+        print(f"baseline: RSS {base_rss:.0f} MiB, small flow {base_ms:.0f} ms (median of 10)")
 
-                t = time.perf_counter()
-                handles = []
-                for batch in range(0, runs, 100):
-                    handles += await asyncio.gather(
-                        *(
-                            worker.start(review_flow(), {"what": i}, tenant_id=people.tenant)
-                            for i in range(batch, min(runs, batch + 100))
-                        )
-                    )
-                while True:
-                    async with sessions() as s:
-                        parked = (
-                            await s.execute(
-                                text("SELECT count(*) FROM hitl_tasks WHERE status = 'assigned'")
-                            )
-                        ).scalar_one()
-                    if parked >= runs:
-                        break
-                    await asyncio.sleep(0.5)
-                print(f"parked {runs} runs on HITL tasks in {time.perf_counter() - t:.1f}s")
-                await asyncio.sleep(2)
-                parked_rss = rss_mb()
-                q = []
-                for h in handles[:: max(1, runs // 10)]:
-                    t = time.perf_counter()
-                    await h.query("status")
-                    q.append((time.perf_counter() - t) * 1000)
-                parked_ms = await small_flow_ms(worker)
-                t = time.perf_counter()
-                task = (await open_task(handles[0]))[0]
-                await decide(handles[0], task["id"], {"approved": True}, people.finance)
-                await handles[0].result()
-                wake_ms = (time.perf_counter() - t) * 1000
-                print(
-                    f"with {runs} parked (workflow cache {cache}): RSS {parked_rss:.0f} MiB "
-                    f"(+{parked_rss - base_rss:.0f} MiB, "
-                    f"{1024 * (parked_rss - base_rss) / runs:.0f} KiB/run), "
-                    f"small flow {parked_ms:.0f} ms, status query median "
-                    f"{statistics.median(q):.0f} ms, decide-to-completion {wake_ms:.0f} ms"
+        t = time.perf_counter()
+        handles = []
+        for batch in range(0, runs, 100):
+            handles += await asyncio.gather(
+                *(
+                    worker.start(review_flow(), {"what": i}, tenant_id=people.tenant)
+                    for i in range(batch, min(runs, batch + 100))
                 )
-                for h in handles[1:]:
-                    await h.cancel()
-        finally:
-            await deps.aclose()
-            await engine.dispose()
-            await env.shutdown()
-            pg.stop()
+            )
+        while True:
+            async with stack.sessions() as s:
+                # fully parked: the task is in the inbox and the run row says so
+                tasks = (
+                    await s.execute(
+                        text("SELECT count(*) FROM hitl_tasks WHERE status = 'assigned'")
+                    )
+                ).scalar_one()
+                waiting = (
+                    await s.execute(
+                        text("SELECT count(*) FROM workflow_runs WHERE status = 'waiting_hitl'")
+                    )
+                ).scalar_one()
+            if min(tasks, waiting) >= runs:
+                break
+            await asyncio.sleep(0.5)
+        print(f"parked {runs} runs on HITL tasks in {time.perf_counter() - t:.1f}s")
+        await asyncio.sleep(2)
+        parked_rss = rss_mb()
+        q = []
+        for h in handles[:: max(1, runs // 10)]:
+            t = time.perf_counter()
+            await h.query("status")
+            q.append((time.perf_counter() - t) * 1000)
+        parked_ms = await small_flow_ms(worker)
+        t = time.perf_counter()
+        task = (await open_task(handles[0]))[0]
+        await decide(handles[0], task["id"], {"approved": True}, people.finance)
+        await handles[0].result()
+        wake_ms = (time.perf_counter() - t) * 1000
+        print(
+            f"with {runs} parked (workflow cache {cache}): RSS {parked_rss:.0f} MiB "
+            f"(+{parked_rss - base_rss:.0f} MiB, "
+            f"{1024 * (parked_rss - base_rss) / runs:.0f} KiB/run), "
+            f"small flow {parked_ms:.0f} ms, status query median "
+            f"{statistics.median(q):.0f} ms, decide-to-completion {wake_ms:.0f} ms"
+        )
+        for h in handles[1:]:
+            await h.cancel()
 
 
 if __name__ == "__main__":

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import timedelta
@@ -27,21 +25,13 @@ from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from activities.registry import Dependencies
+from benchmarks._stack import bench_stack
 from persistence import queries
-from persistence.engine import create_engine, session_factory
-from persistence.migrate import upgrade_async
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply
-from tests.support import free_port
-from workers.embedded_postgres import EmbeddedPostgres
 from workers.settings import Settings
-from workers.temporal_dev import temporal_cli
 from workers.worker import build_worker
-from workflows import search_attributes
 
 SESSIONS = None
 HTTP: httpx.AsyncClient | None = None
@@ -98,68 +88,48 @@ def chain(n: int, url: str) -> dict[str, object]:
 
 async def main(n: int, runs: int) -> None:
     global SESSIONS, HTTP
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["META_AGENT_PG_FSYNC"] = "off"
-        pg = EmbeddedPostgres(Path(tmp) / "pg", port=free_port())
-        pg.start()
-        pg.create_database("bench")
-        url_db = pg.url("bench")
-        await upgrade_async(url_db)
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_cli(),
-            search_attributes=list(search_attributes.ALL),
-            data_converter=pydantic_data_converter,
-            dev_server_log_level="error",
-        )
-        engine = create_engine(url_db, pool_size=10)
-        SESSIONS = session_factory(engine)
-        HTTP = httpx.AsyncClient()
-        peer = HttpPeer().start()
-        peer.route("GET", "/x", Reply(200, {"ok": True}))
-        url = f"{peer.base}/x"
-        deps = Dependencies(sessions=SESSIONS)
-        queue = f"bench-{uuid.uuid4().hex[:6]}"
-        try:
-            async with (
-                build_worker(env.client, Settings(temporal_task_queue=queue), deps),
-                Worker(
-                    env.client,
+    peer = HttpPeer().start()
+    peer.route("GET", "/x", Reply(200, {"ok": True}))
+    url = f"{peer.base}/x"
+    queue = f"bench-{uuid.uuid4().hex[:6]}"
+    HTTP = httpx.AsyncClient()
+    try:
+        async with (
+            bench_stack() as stack,
+            build_worker(stack.client, Settings(temporal_task_queue=queue), stack.deps),
+            Worker(
+                stack.client,
+                task_queue=queue + "-hand",
+                workflows=[HandWritten],
+                activities=[call_and_record, record_run],
+            ),
+        ):
+            SESSIONS = stack.sessions
+            flows = FlowWorker(stack.client, queue, stack.sessions)
+            hand, ours = [], []
+            for r in range(runs + 1):  # the first round warms up
+                t = time.perf_counter()
+                await stack.client.execute_workflow(
+                    "HandWritten",
+                    [url, str(n)],
+                    id=f"hand-{uuid.uuid4()}",
                     task_queue=queue + "-hand",
-                    workflows=[HandWritten],
-                    activities=[call_and_record, record_run],
-                ),
-            ):
-                flows = FlowWorker(env.client, queue, SESSIONS)
-                hand, ours = [], []
-                for r in range(runs + 1):  # the first round warms up
-                    t = time.perf_counter()
-                    await env.client.execute_workflow(
-                        "HandWritten",
-                        [url, str(n)],
-                        id=f"hand-{uuid.uuid4()}",
-                        task_queue=queue + "-hand",
-                    )
-                    h = time.perf_counter() - t
-                    t = time.perf_counter()
-                    await flows.run(chain(n, url))
-                    o = time.perf_counter() - t
-                    if r:
-                        hand.append(h)
-                        ours.append(o)
-                mh, mo = statistics.median(hand), statistics.median(ours)
-                print(f"{n} sequential HTTP nodes, median of {runs} runs each, interleaved:")
-                for label, total in (("hand-written workflow", mh), ("FlowRun", mo)):
-                    print(
-                        f"  {label:<22} {total * 1000:.0f} ms total, {total * 1000 / n:.1f} ms/node"
-                    )
-                print(f"  FlowRun vs hand-written: {100 * (mo - mh) / mh:+.0f}%")
-        finally:
-            peer.stop()
-            await HTTP.aclose()
-            await deps.aclose()
-            await engine.dispose()
-            await env.shutdown()
-            pg.stop()
+                )
+                h = time.perf_counter() - t
+                t = time.perf_counter()
+                await flows.run(chain(n, url))
+                o = time.perf_counter() - t
+                if r:
+                    hand.append(h)
+                    ours.append(o)
+            mh, mo = statistics.median(hand), statistics.median(ours)
+            print(f"{n} sequential HTTP nodes, median of {runs} runs each, interleaved:")
+            for label, total in (("hand-written workflow", mh), ("FlowRun", mo)):
+                print(f"  {label:<22} {total * 1000:.0f} ms total, {total * 1000 / n:.1f} ms/node")
+            print(f"  FlowRun vs hand-written: {100 * (mo - mh) / mh:+.0f}%")
+    finally:
+        peer.stop()
+        await HTTP.aclose()
 
 
 if __name__ == "__main__":

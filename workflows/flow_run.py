@@ -94,6 +94,28 @@ class _Suspended(Exception):
     """A node stopped for continue-as-new; it resumes in the next run from the checkpoint."""
 
 
+async def _bookkeeping(
+    activity: str, arg: Any, summary: str, result_type: type | None = None
+) -> Any:
+    """Run a write-back or lookup activity: short attempts, retried until the database answers."""
+    return await workflow.execute_activity(
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+        retry_policy=_BOOKKEEPING_RETRY,
+        summary=summary,
+    )
+
+
+async def _cancel_all(tasks: dict[Any, asyncio.Task[Any]]) -> None:
+    """Cancel still-running node tasks and wait until each has stopped (and recorded so)."""
+    for task in tasks.values():
+        task.cancel()
+    if tasks:
+        await workflow.wait(list(tasks.values()))
+
+
 def _error_text(exc: BaseException) -> str:
     """The innermost useful message of a Temporal failure chain."""
     while isinstance(exc, FailureError) and exc.cause is not None:
@@ -219,7 +241,7 @@ class FlowRun:
                 raise ApplicationError(problem, type="DecisionRejected", non_retryable=True)
             task = self._hitl[req.hitl_task_id]
             try:
-                await workflow.execute_activity(
+                await _bookkeeping(
                     HITL_CHECK_REVIEWER,
                     ReviewerCheck(
                         user_id=req.decided_by,
@@ -227,9 +249,7 @@ class FlowRun:
                         assignee_id=task.assignee_id,
                         assignee_role=task.assignee_role,
                     ),
-                    start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-                    retry_policy=_BOOKKEEPING_RETRY,
-                    summary=f"Check reviewer {req.decided_by}",
+                    f"Check reviewer {req.decided_by}",
                 )
             except ActivityError as exc:
                 raise ApplicationError(
@@ -240,7 +260,7 @@ class FlowRun:
                 raise ApplicationError(problem, type="DecisionRejected", non_retryable=True)
             handle, final = _decision_handle(task, req)
             decision_id = str(workflow.uuid4())
-            row: dict[str, Any] = await workflow.execute_activity(
+            row: dict[str, Any] = await _bookkeeping(
                 HITL_RECORD_DECISION,
                 DecisionRecord(
                     decision_id=decision_id,
@@ -252,9 +272,7 @@ class FlowRun:
                     comments=req.comments,
                     task_status="completed" if final else "in_progress",
                 ),
-                start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-                retry_policy=_BOOKKEEPING_RETRY,
-                summary=f"Record decision on {task.title[:40]}",
+                f"Record decision on {task.title[:40]}",
             )
             task.decision_ids.append(decision_id)
             if req.decision.get("approved") is True:
@@ -276,17 +294,15 @@ class FlowRun:
     async def run(self, params: FlowRunInput) -> FlowResult:
         info = workflow.info()
         if params.checkpoint is None:
-            prepared = await workflow.execute_activity(
+            prepared = await _bookkeeping(
                 PREPARE_FLOW,
                 PrepareInput(
                     orchestrator_run_id=info.workflow_id,
                     request=params.model_copy(update={"checkpoint": None}),
                     started_at=workflow.now(),
                 ),
+                "Load and validate the flow",
                 result_type=PreparedFlow,
-                start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-                retry_policy=_BOOKKEEPING_RETRY,
-                summary="Load and validate the flow",
             )
             self._run_row_id = prepared.run_row_id
             self._tenant_id = prepared.tenant_id
@@ -437,13 +453,11 @@ class FlowRun:
     async def _flush_once(self, **run_fields: Any) -> None:
         update = self._take_run_update(**run_fields)
         rows = update.tasks
-        await workflow.execute_activity(
+        await _bookkeeping(
             RECORD_RUN,
             update,
+            f"Record {len(rows)} node rows" if rows else "Record run status",
             result_type=str,
-            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-            retry_policy=_BOOKKEEPING_RETRY,
-            summary=f"Record {len(rows)} node rows" if rows else "Record run status",
         )
 
     async def _flush_all(self, **final_run_fields: Any) -> None:
@@ -617,10 +631,7 @@ class _Scope:
                     self.flow.check_drain()
                 self.flow.maybe_flush()
         except BaseException:
-            for task in running.values():
-                task.cancel()
-            if running:
-                await workflow.wait(list(running.values()))
+            await _cancel_all(running)
             raise
         # Only a draining top level leaves nodes pending: they resume after continue-as-new.
         if self.top and (suspended or any(s.status == "pending" for s in self.states.values())):
@@ -876,10 +887,7 @@ class _Scope:
                     self.flow.check_drain()
                 self.flow.maybe_flush()
         except BaseException:
-            for task in running.values():
-                task.cancel()
-            if running:
-                await workflow.wait(list(running.values()))
+            await _cancel_all(running)
             raise
         if todo:
             raise _Suspended()
@@ -953,7 +961,7 @@ class _Scope:
             if workflow.patched(_PATCH_HITL_OPEN_BOOKKEEPING):
                 flow._set_status("waiting_hitl")
                 run_update = await flow.take_bookkeeping()
-            await workflow.execute_activity(
+            await _bookkeeping(
                 HITL_OPEN,
                 HitlOpen(
                     hitl_task_id=task.id,
@@ -977,9 +985,7 @@ class _Scope:
                     started_at=now,
                     run_update=run_update,
                 ),
-                start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-                retry_policy=_BOOKKEEPING_RETRY,
-                summary=f"Open review: {task.title[:60]}",
+                f"Open review: {task.title[:60]}",
             )
             flow._hitl[task.id] = task
         flow.view(task_id, node.id, status="running", hitl_task_id=task.id)
@@ -1016,7 +1022,7 @@ class _Scope:
 
     async def _escalate(self, task: HitlTaskState) -> None:
         step = task.escalation[task.escalated]
-        await workflow.execute_activity(
+        await _bookkeeping(
             HITL_ESCALATE,
             EscalationRecord(
                 escalation_id=str(workflow.uuid4()),
@@ -1026,16 +1032,14 @@ class _Scope:
                 to_role=step.get("toRole"),
                 reason=f"no decision within {step['afterSeconds']} seconds",
             ),
-            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-            retry_policy=_BOOKKEEPING_RETRY,
-            summary=f"Escalate {task.title[:40]} to {step.get('toRole') or step.get('toUser')}",
+            f"Escalate {task.title[:40]} to {step.get('toRole') or step.get('toUser')}",
         )
         task.assignee_id, task.assignee_role = step.get("toUser"), step.get("toRole")
         task.escalated += 1
 
     async def _expire(self, node: Node, task: HitlTaskState) -> tuple[Any, list[str | None]]:
         task.status = "expired"
-        await workflow.execute_activity(
+        await _bookkeeping(
             HITL_CLOSE,
             HitlClose(
                 hitl_task_id=task.id,
@@ -1045,9 +1049,7 @@ class _Scope:
                 tenant_id=self.flow._tenant_id,
                 node_id=node.id,
             ),
-            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-            retry_policy=_BOOKKEEPING_RETRY,
-            summary=f"Expire {task.title[:40]}",
+            f"Expire {task.title[:40]}",
         )
         if "expired" in [e.sourceHandle for e in self.defn.outgoing.get(node.id, [])]:
             return {"decision": None, "decided_by": None, "comments": None, "handle": "expired"}, [
