@@ -14,8 +14,11 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from tests.flows import FlowWorker, shared_flow
 from tests.hitl_support import People, decide, edge, inbox, node, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
+from tests.test_cli import ROOT
 from workers.temporal_dev import temporal_cli
 from workflows.hitl import HitlDecisionRequest
+
+CONTRACT_EXAMPLE = json.loads((ROOT / "examples" / "flows" / "contract-example.json").read_text())
 
 
 async def test_an_approval_creates_the_inbox_row_waits_and_follows_the_approved_edge(
@@ -350,3 +353,24 @@ async def test_a_waiting_task_survives_a_worker_restart(
         await decide(run, task["id"], {"approved": True}, people.finance)
         assert "on_approved" in (await run.result()).outputs
     await deps.aclose()
+
+
+async def test_the_contract_example_flow_runs_as_written(
+    flow_worker: FlowWorker, people: People, http_peer: HttpPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CONTRACT section 1's example, verbatim: a secret base URL, a branch, an escalation."""
+    definition = CONTRACT_EXAMPLE
+    monkeypatch.setenv("SECRET_ORDERS_URL", http_peer.base)
+    http_peer.route("GET", "/orders/42", Reply(body={"total": 1500}))
+    http_peer.route("GET", "/orders/43", Reply(body={"total": 20}))
+    big = await flow_worker.start(definition, {"order_id": 42}, tenant_id=people.tenant)
+    (task,) = await open_task(big)
+    assert task["title"] == "Approve order 42"
+    assert task["assignee_role"] == "finance"
+    await decide(big, task["id"], {"approved": True}, people.finance)
+    assert (await big.result()).outputs == {"total": 1500}
+    small, run_id = await flow_worker.run(definition, {"order_id": 43}, tenant_id=people.tenant)
+    assert small.outputs == {"total": 20}
+    rows = await flow_worker.task_rows(run_id)
+    assert rows["approve"]["status"] == "skipped"
+    assert http_peer.base not in json.dumps(rows["fetch"]["agent_config"])  # the secret stays out
