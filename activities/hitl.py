@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.writeback import apply_run_update, write_tasks
 from persistence import hitl_queries
+from persistence.models import TaskInstance
 from workflows.hitl import (
     HITL_CHECK_REVIEWER,
     HITL_CLOSE,
@@ -55,10 +57,6 @@ class HitlActivities:
                 retry_count=0,
             )
             await write_tasks(session, uuid.UUID(req.run_row_id), req.tenant_id, [row])
-            from sqlalchemy import select
-
-            from persistence.models import TaskInstance
-
             task_instance_id = await session.scalar(
                 select(TaskInstance.id).where(
                     TaskInstance.workflow_run_id == uuid.UUID(req.run_row_id),

@@ -6,6 +6,7 @@ driver named, and asyncpg spells TLS `ssl`, not `sslmode`.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -69,6 +70,4 @@ async def tenant_session(
 
 
 def _json_dumps(value: object) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

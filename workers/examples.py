@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,13 +75,7 @@ async def start_sample_runs(
                 client,
                 task_queue,
                 FlowRunInput(workflow_id=str(workflow_id), inputs=sample.inputs, tags=["example"]),
-                run_id=f"example-{sample.flow}-{_short_id()}",
+                run_id=f"example-{sample.flow}-{uuid.uuid4().hex[:8]}",
             )
             run_ids.append(handle.id)
     return run_ids
-
-
-def _short_id() -> str:
-    import uuid
-
-    return uuid.uuid4().hex[:8]
