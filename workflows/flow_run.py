@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -680,21 +680,7 @@ class _Scope:
                 )
             else:
                 state.status = "failed"
-            if node.type not in ACTIVITY_AGENT_TYPES:
-                self.flow.record_row(
-                    TaskRecord(
-                        orchestrator_task_id=task_id,
-                        node_id=node.id,
-                        status="failed",
-                        agent_type=node.type,
-                        error=message,
-                        outputs=state.output,
-                        started_at=started,
-                        completed_at=workflow.now(),
-                    )
-                )
-            else:
-                self.flow.view(task_id, node.id, status="failed", error=message)
+            self._record_end(node, task_id, started, "failed", state.output, error=message)
             if node.data.onError == "fail":
                 raise NodeFailed(node, message) from None
             return
@@ -703,21 +689,34 @@ class _Scope:
         state.handles = (
             handles if handles is not None else [h for h in outgoing if h != ERROR_HANDLE]
         )
+        self._record_end(node, task_id, started, "completed", output)
+
+    def _record_end(
+        self,
+        node: Node,
+        task_id: str,
+        started: datetime,
+        status: Literal["completed", "failed"],
+        output: Any,
+        error: str | None = None,
+    ) -> None:
+        """A node's final row. Agent activities write their own; the rest are buffered here."""
         if node.type in ACTIVITY_AGENT_TYPES:
-            self.flow.view(task_id, node.id, status="completed")
-        else:
-            self.flow.record_row(
-                TaskRecord(
-                    orchestrator_task_id=task_id,
-                    node_id=node.id,
-                    status="completed",
-                    agent_type=node.type,
-                    outputs=output,
-                    started_at=started,
-                    completed_at=workflow.now(),
-                    retry_count=0,
-                )
+            self.flow.view(task_id, node.id, status=status, **({"error": error} if error else {}))
+            return
+        self.flow.record_row(
+            TaskRecord(
+                orchestrator_task_id=task_id,
+                node_id=node.id,
+                status=status,
+                agent_type=node.type,
+                outputs=output,
+                error=error,
+                started_at=started,
+                completed_at=workflow.now(),
+                retry_count=0,
             )
+        )
 
     async def _execute(
         self, node: Node, task_id: str, started: datetime
