@@ -1,4 +1,4 @@
-"""Reads the platform's data-model document (sections 1-5) into tables, columns and indexes.
+"""Reads the platform's data-model document (sections 1-5 and 7) into tables, columns, indexes.
 
 The schema tests compare the migrated database with what the document says,
 so a column or index the product owner listed cannot silently go missing.
@@ -56,10 +56,16 @@ def _parse_indexes(line: str) -> list[DocIndex]:
 
 def parse(path: Path) -> dict[str, DocTable]:
     lines = path.read_text().splitlines()
-    end = next(i for i, ln in enumerate(lines) if ln.startswith("6. Marketplace"))
+
+    def at(heading: str) -> int:
+        return next(i for i, ln in enumerate(lines) if ln.startswith(heading))
+
+    # Sections 1-5 (the engine's tables) and 7 (the model registry); 6 and 8+ are not ours.
+    wanted = [*range(at("6. Marketplace")), *range(at("7. Multi-Modal"), at("8. Edge"))]
     tables: dict[str, DocTable] = {}
     current: DocTable | None = None
-    for i, line in enumerate(lines[:end]):
+    for i in wanted:
+        line = lines[i]
         if line.strip() == "| Column | Type | Description |":
             current = DocTable(lines[i - 2].strip().lower())
             tables[current.name] = current

@@ -1,8 +1,9 @@
-"""Every table of CONTRACT section 3, importable from one place (Alembic reads this)."""
+"""Every table of CONTRACT section 3 and the model registry, importable from one place."""
 
 from persistence.models.agents import Agent, AgentDependency, AgentVersion
 from persistence.models.hitl import HitlDecision, HitlEscalation, HitlTask
 from persistence.models.identity import Permission, Role, RolePermission, User, UserRole
+from persistence.models.multimodal import AudioModel, SensorModel, VisionModel
 from persistence.models.tenancy import Tenant, Workspace, WorkspaceMember
 from persistence.models.workflows import TaskInstance, Workflow, WorkflowRun, WorkflowVersion
 
@@ -10,16 +11,19 @@ __all__ = [
     "Agent",
     "AgentDependency",
     "AgentVersion",
+    "AudioModel",
     "HitlDecision",
     "HitlEscalation",
     "HitlTask",
     "Permission",
     "Role",
     "RolePermission",
+    "SensorModel",
     "TaskInstance",
     "Tenant",
     "User",
     "UserRole",
+    "VisionModel",
     "Workflow",
     "WorkflowRun",
     "WorkflowVersion",
