@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from jsonschema import Draft202012Validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -81,7 +82,11 @@ class AgentRuntime:
                 if secrets
                 else public
             )
+            if task.input_schema is not None:
+                _enforce(task.input_schema, config.get("input", task.scope.get("input")), "input")
             output = scrub(await handler(config, task), secrets.values())
+            if task.output_schema is not None:
+                _enforce(task.output_schema, output, "output")
         except asyncio.CancelledError:
             await self._record(
                 task,
@@ -135,6 +140,21 @@ async def _heartbeat_forever() -> None:
     while True:
         activity.heartbeat()
         await asyncio.sleep(_HEARTBEAT_EVERY)
+
+
+def _enforce(schema: dict[str, Any], value: Any, what: str) -> None:
+    """The agent's input_schema / output_schema: a mismatch is the flow's fault, not retried."""
+    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
+    if not errors:
+        return
+    details = "; ".join(
+        f"{what}{''.join(f'[{p!r}]' for p in e.absolute_path)}: {e.message}" for e in errors[:5]
+    )
+    raise ApplicationError(
+        f"the node's {what} does not match its {what}Schema: {details}",
+        type=f"{what.capitalize()}SchemaMismatch",
+        non_retryable=True,
+    )
 
 
 def _is_last_attempt(info: activity.Info) -> bool:

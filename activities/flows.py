@@ -4,12 +4,15 @@ One activity does the whole start of a run in one round trip: load the
 definition (stored or inline), validate it and the inputs completely, and
 write the run row as `running`, or as `failed` with every problem listed.
 The definition travels back in the activity result, so replays never read
-the database again.
+the database again; so do the registry rows a node names (`data.agentId`,
+`config.modelId`), merged into its config here, so a later edit of an agent
+changes new runs only.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -17,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.writeback import run_values
 from persistence import queries
+from persistence.registry_queries import RegistryEntry, load_agent, load_model
 from workflows.messages import PREPARE_FLOW, PreparedFlow, PrepareInput
 from workflows.records import RunRecord
 from workflows.validation import DefinitionError, input_problems, parse_definition
@@ -52,6 +56,10 @@ class FlowPreparation:
                         workspace_id = workspace_id or _str(stored.workspace_id)
             normalized: dict = {}
             if definition_raw is not None:
+                definition_raw, refused = await _apply_registries(
+                    session, definition_raw, tenant_id
+                )
+                problems.extend(refused)
                 try:
                     definition = parse_definition(definition_raw)
                 except DefinitionError as exc:
@@ -93,6 +101,70 @@ class FlowPreparation:
             workspace_id=workspace_id,
             problems=problems,
         )
+
+
+async def _apply_registries(
+    session: AsyncSession, raw: Any, tenant_id: str | None
+) -> tuple[Any, list[str]]:
+    """`raw` with each node's registry rows merged under its own config (node keys win)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("nodes"), list):
+        return raw, []
+    problems: list[str] = []
+    nodes: list[Any] = []
+    for node in raw["nodes"]:
+        data = node.get("data") if isinstance(node, dict) else None
+        if not isinstance(data, dict):
+            nodes.append(node)
+            continue
+        where, node_type = f"node {node.get('id')!r}", node.get("type")
+        config: dict[str, Any] = data["config"] if isinstance(data.get("config"), dict) else {}
+        data = dict(data)
+        if data.get("agentId"):
+            agent = await load_agent(session, str(data["agentId"]))
+            refusal = _refusal(agent, "agents", node_type, tenant_id)
+            if agent is None or refusal:
+                problems.append(f"{where}: data.agentId {data['agentId']!r}: {refusal}")
+            else:
+                config = _merged(agent.base_config, config)
+                for field, schema in (
+                    ("inputSchema", agent.input_schema),
+                    ("outputSchema", agent.output_schema),
+                ):
+                    if schema is not None and data.get(field) is None:
+                        data[field] = schema
+        model_id = config.get("modelId")
+        if model_id and node_type in ("vision", "audio", "sensor"):
+            model = await load_model(session, str(node_type), str(model_id))
+            refusal = _refusal(model, f"{node_type}_models", node_type, tenant_id)
+            if model is None or refusal:
+                problems.append(f"{where}: config.modelId {model_id!r}: {refusal}")
+            else:
+                config = _merged(model.base_config, config)
+        data["config"] = config
+        nodes.append({**node, "data": data})
+    return {**raw, "nodes": nodes}, problems
+
+
+def _refusal(
+    entry: RegistryEntry | None, table: str, node_type: Any, tenant_id: str | None
+) -> str | None:
+    if entry is None:
+        return f"no such row in {table}"
+    if entry.kind != node_type:
+        return f"{table} row {entry.name!r} is for {entry.kind!r} nodes, this node is {node_type!r}"
+    if tenant_id and entry.tenant_id and entry.tenant_id != tenant_id and not entry.shared:
+        return f"{table} row {entry.name!r} belongs to another tenant"
+    return None
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _problem_text(problems: list[str]) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import docker
+import docker.errors
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,6 +29,25 @@ class Dependencies:
         )
     )
 
+    #: Builds the docker client on first use (reads DOCKER_HOST), so a worker without a
+    #: docker engine runs every other node type.
+    docker_client: Callable[[], docker.DockerClient] = docker.from_env
+
+    async def sweep_docker_orphans(self) -> None:
+        """Remove containers that workers killed on this host left behind."""
+        from activities.docker_agent import sweep_orphans
+
+        try:
+            client = await asyncio.to_thread(self.docker_client)
+        except docker.errors.DockerException:
+            return  # no engine here: nothing can have been left behind
+        try:
+            await asyncio.to_thread(sweep_orphans, client)
+        except docker.errors.DockerException as exc:
+            logging.getLogger("meta_agent.docker").warning("orphan sweep failed: %s", exc)
+        finally:
+            client.close()
+
     async def aclose(self) -> None:
         await self.http.aclose()
 
@@ -32,6 +55,7 @@ class Dependencies:
 def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
     from activities.agent_runtime import AgentRuntime
     from activities.api import ApiAgent
+    from activities.docker_agent import DockerAgent
     from activities.flows import FlowPreparation
     from activities.hitl import HitlActivities
     from activities.writeback import WriteBack
@@ -47,4 +71,5 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
         WriteBack(deps.sessions).record_run,
         FlowPreparation(deps.sessions).prepare_flow,
         runtime.activity("api", ApiAgent(deps.http)),
+        runtime.activity("docker", DockerAgent(deps.docker_client)),
     ]

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh "dev"
+# The real peers of the agent tests (dockerd, llama.cpp, whisper, mosquitto, tesseract ...).
+bash scripts/peers.sh
 
 echo "== ruff (lint, format)"
 .venv/bin/ruff check .

@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.registry import Dependencies
 from persistence.engine import create_engine
 from persistence.migrate import upgrade_async
+from tests.docker_daemon import DockerDaemon
 from tests.flows import FlowWorker
 from tests.hitl_support import People, make_people
 from tests.http_peer import HttpPeer
@@ -144,6 +145,27 @@ async def flow_worker(
     async with build_worker(temporal_env.client, settings, deps):
         yield FlowWorker(temporal_env.client, queue, session_maker)
     await deps.aclose()
+
+
+@pytest.fixture(scope="session")
+def docker_daemon() -> Iterator[DockerDaemon]:
+    """A private dockerd for the session; workers reach it through DOCKER_HOST.
+
+    Its teardown fails the session if any container the agent started is left.
+    """
+    daemon = DockerDaemon().start()
+    previous = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = daemon.host
+    try:
+        yield daemon
+        left = daemon.managed_containers()
+    finally:
+        if previous is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = previous
+        daemon.stop()
+    assert left == [], f"containers left behind by the docker agent: {left}"
 
 
 @pytest.fixture

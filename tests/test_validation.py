@@ -186,8 +186,11 @@ def test_react_flow_layout_fields_are_ignored() -> None:
             "config.decisionType: 'vote' is not one of",
         ),
         (
-            flow(node("d", "docker", {"image": "busybox"}), edges=[edge("start", "d")]),
-            "node type 'docker' is not supported by this worker version yet",
+            flow(
+                node("d", "docker", {"image": "busybox", "pullPolicy": "sometimes"}),
+                edges=[edge("start", "d")],
+            ),
+            "node 'd': config.pullPolicy: 'sometimes' is not one of",
         ),
         (
             {"nodes": [node("a", "transform", {"output": 1})], "edges": []},

@@ -65,6 +65,7 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) ->
 
     engine = create_engine(settings.require_database_url(), pool_size=settings.db_pool_size)
     deps = Dependencies(sessions=session_factory(engine))
+    await deps.sweep_docker_orphans()
     try:
         worker = build_worker(client, settings, deps)
         async with worker:

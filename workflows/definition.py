@@ -42,7 +42,10 @@ class NodeData(BaseModel):
     retry: RetrySpec | None = None
     onError: Literal["fail", "continue", "route"] = "fail"
     config: dict[str, Any] = Field(default_factory=dict)
+    #: JSON Schema of the run's inputs (start) or of the node's input (agents: config.input)
     inputSchema: dict[str, Any] | None = None
+    #: JSON Schema an agent node's output must satisfy
+    outputSchema: dict[str, Any] | None = None
 
 
 class Node(BaseModel):

@@ -1126,6 +1126,8 @@ class _Scope:
                     label=node.label,
                     config=node.data.config,
                     scope=scope,
+                    input_schema=node.data.inputSchema,
+                    output_schema=node.data.outputSchema,
                 ),
                 activity_id=task_id,
                 start_to_close_timeout=timeout,

@@ -124,3 +124,6 @@ class AgentTask(BaseModel):
     config: dict[str, Any]
     #: what the templates may read: input, run, item, index, and the referenced nodes
     scope: dict[str, Any]
+    #: JSON Schemas (from the node or its `agents` row) for the node's input and output
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None

@@ -31,7 +31,7 @@ from workflows.hitl import FIXED_HANDLES, option_values
 #: Node types this worker can run today; the others are valid drawings that a
 #: later worker version runs (agents issue, HITL issue).
 RUNNABLE_TYPES = frozenset(
-    {"start", "end", "api", "condition", "transform", "wait", "loop", "workflow", "hitl"}
+    {"start", "end", "api", "docker", "condition", "transform", "wait", "loop", "workflow", "hitl"}
 )
 _JINJA_GLOBALS = frozenset(
     {
@@ -158,13 +158,16 @@ class _Checker:
         for err in sorted(_config_validator(node.type).iter_errors(node.data.config), key=str):
             field = _path(["config", *err.absolute_path])
             self.add(f"{_where(node)}: {field}: {err.message}")
-        if node.type == "start" and node.data.inputSchema is not None:
+        for field, schema in (
+            ("inputSchema", node.data.inputSchema),
+            ("outputSchema", node.data.outputSchema),
+        ):
+            if schema is None:
+                continue
             try:
-                Draft202012Validator.check_schema(node.data.inputSchema)
+                Draft202012Validator.check_schema(schema)
             except SchemaError as exc:
-                self.add(
-                    f"{_where(node)}: data.inputSchema: not a valid JSON Schema: {exc.message}"
-                )
+                self.add(f"{_where(node)}: data.{field}: not a valid JSON Schema: {exc.message}")
         if node.type == "loop" and not isinstance(node.data.config.get("items", []), list | str):
             self.add(f"{_where(node)}: config.items: must be a list or a template")
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from persistence.base import Base, Timestamps, UUIDPrimaryKey, gin_index
 
 
-class _ModelRow(UUIDPrimaryKey, Timestamps):
+class ModelRow(UUIDPrimaryKey, Timestamps):
     """Columns every registry table shares, in the document's words."""
 
     name: Mapped[str] = mapped_column(String(255))
@@ -41,7 +41,7 @@ class _ModelRow(UUIDPrimaryKey, Timestamps):
         return mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
 
 
-class VisionModel(_ModelRow, Base):
+class VisionModel(ModelRow, Base):
     __tablename__ = "vision_models"
     __table_args__ = (
         Index(None, "name", "tenant_id"),
@@ -52,7 +52,7 @@ class VisionModel(_ModelRow, Base):
     output_formats: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
 
 
-class AudioModel(_ModelRow, Base):
+class AudioModel(ModelRow, Base):
     __tablename__ = "audio_models"
     __table_args__ = (
         Index(None, "name", "tenant_id"),
@@ -65,7 +65,7 @@ class AudioModel(_ModelRow, Base):
     output_formats: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
 
 
-class SensorModel(_ModelRow, Base):
+class SensorModel(ModelRow, Base):
     __tablename__ = "sensor_models"
     __table_args__ = (
         Index(None, "name", "tenant_id"),
@@ -80,7 +80,7 @@ class SensorModel(_ModelRow, Base):
 
 
 #: node type -> the registry table its `config.modelId` points into
-MODEL_TABLES: dict[str, type[VisionModel] | type[AudioModel] | type[SensorModel]] = {
+MODEL_TABLES: dict[str, type[ModelRow]] = {
     "vision": VisionModel,
     "audio": AudioModel,
     "sensor": SensorModel,

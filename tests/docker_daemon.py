@@ -1,0 +1,133 @@
+"""A private Docker engine for the docker agent's tests, with an image built offline.
+
+No image registry is reachable here, so the test image is made from Debian's
+`busybox-static`: a root filesystem of `/bin/busybox` and its applet links,
+imported with `docker import`. The daemon runs without iptables or a bridge,
+so containers get `network_mode="none"` and loopback only — which is also the
+agent's default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from activities.docker_agent import MANAGED_LABEL
+
+TEST_IMAGE = "meta-agent/busybox:test"
+
+
+@dataclass
+class DockerDaemon:
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ma-dk-", dir="/tmp")))
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.root}/docker.sock"
+
+    def start(self, timeout: float = 60) -> DockerDaemon:
+        dockerd = shutil.which("dockerd")
+        if dockerd is None:
+            raise RuntimeError("dockerd not found: run scripts/peers.sh (Debian package docker.io)")
+        log = (self.root / "dockerd.log").open("wb")
+        self._proc = subprocess.Popen(
+            [
+                dockerd,
+                "-H",
+                self.host,
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.root / "exec"),
+                "--pidfile",
+                str(self.root / "docker.pid"),
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--storage-driver=overlay2",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self.client() as client:
+                    client.ping()
+                    break
+            except docker.errors.DockerException:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"dockerd did not start: {(self.root / 'dockerd.log').read_text()[-2000:]}"
+                    ) from None
+                time.sleep(0.2)
+        self._import_busybox()
+        return self
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[docker.DockerClient]:
+        client = docker.DockerClient(base_url=self.host, timeout=60)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def managed_containers(self) -> list[str]:
+        with self.client() as client:
+            found = client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
+            return [str(c.name) for c in found]
+
+    def _import_busybox(self) -> None:
+        busybox = shutil.which("busybox") or "/bin/busybox"
+        applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for directory in ("bin", "tmp", "work"):
+                info = tarfile.TarInfo(directory)
+                info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+                tar.addfile(info)
+            tar.add(busybox, arcname="bin/busybox")
+            for name in applets.stdout.split():
+                if name == "busybox":
+                    continue
+                link = tarfile.TarInfo(f"bin/{name}")
+                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+                tar.addfile(link)
+        rootfs = self.root / "busybox-rootfs.tar"
+        rootfs.write_bytes(buffer.getvalue())
+        repository, tag = TEST_IMAGE.split(":")
+        with self.client() as client:
+            client.api.import_image_from_file(
+                str(rootfs), repository=repository, tag=tag, changes=["ENV PATH=/bin"]
+            )
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(docker.errors.DockerException), self.client() as client:
+                for container in client.containers.list(all=True):
+                    container.remove(force=True)
+            self._proc.terminate()
+            try:
+                self._proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+        # Overlay mounts are gone once dockerd has stopped; whatever is left is plain files.
+        subprocess.run(["umount", "-R", str(self.root / "data")], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def environment_with(daemon: DockerDaemon) -> dict[str, str]:
+    return {**os.environ, "DOCKER_HOST": daemon.host}

@@ -1,0 +1,268 @@
+"""The docker agent against a real dockerd (started by the suite) and the busybox test image."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.docker_agent import MANAGED_LABEL, PID_LABEL, sweep_orphans
+from tests.docker_daemon import TEST_IMAGE, DockerDaemon
+from tests.flows import FlowWorker, edge, node
+from workflows.messages import FlowResult, FlowRunInput
+
+pytestmark = pytest.mark.peers
+
+
+def docker_flow(config: dict[str, Any], **data: Any) -> dict[str, Any]:
+    return {
+        "nodes": [
+            node("start", "start"),
+            node("box", "docker", {"image": TEST_IMAGE, **config}, **data),
+            node("done", "end", {"outputs": {"box": "{{ nodes.box.output }}"}}),
+        ],
+        "edges": [edge("start", "box"), edge("box", "done")],
+    }
+
+
+async def _failure(flow_worker: FlowWorker, definition: dict[str, Any], **inputs: Any) -> str:
+    handle = await flow_worker.start(definition, inputs)
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    return handle.id
+
+
+async def _until(predicate: Any, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_input_arrives_on_stdin_and_in_flow_input_and_the_last_json_line_is_the_output(
+    flow_worker: FlowWorker, docker_daemon: DockerDaemon
+) -> None:
+    script = (
+        'read -r line; echo "not json: $line"; echo oops >&2; '
+        'echo "{\\"stdin\\": $line, \\"env\\": $FLOW_INPUT, \\"wd\\": \\"$(pwd)\\", '
+        '\\"x\\": \\"$GREETING\\", \\"nets\\": \\"$(ls /sys/class/net | tr -d "\\n")\\"}"; '
+        "echo trailing-text"
+    )
+    definition = docker_flow(
+        {
+            "command": ["sh", "-c", script],
+            "input": {"n": "{{ input.n }}", "who": "{{ input.who }}"},
+            "env": {"GREETING": "hello {{ input.who }}"},
+            "workdir": "/work",
+            "memLimit": "32m",
+            "cpus": 0.5,
+            "pidsLimit": 32,
+        }
+    )
+    result, run_id = await flow_worker.run(definition, {"n": 3, "who": "ada"})
+    box = result.outputs["box"]
+    assert box["exit_code"] == 0
+    assert box["json"] == {
+        "stdin": {"n": 3, "who": "ada"},
+        "env": {"n": 3, "who": "ada"},
+        "wd": "/work",
+        "x": "hello ada",
+        "nets": "lo",  # network "none" by default: loopback only
+    }
+    assert box["stdout"].startswith('not json: {"n": 3, "who": "ada"}\n')
+    assert box["stderr"] == "oops\n"
+    row = (await flow_worker.task_rows(run_id))["box"]
+    assert row["status"] == "completed"
+    assert row["agent_type"] == "docker"
+    assert row["inputs"]["input"] == {"n": 3, "who": "ada"}
+    assert row["outputs"]["json"]["x"] == "hello ada"
+    assert row["retry_count"] == 0
+    assert docker_daemon.managed_containers() == []
+
+
+async def test_a_nonzero_exit_fails_without_retry_unless_listed_in_retry_on_exit_codes(
+    flow_worker: FlowWorker, docker_daemon: DockerDaemon
+) -> None:
+    retry = {"maxAttempts": 3, "initialIntervalSeconds": 0.1}
+    command = ["sh", "-c", "echo partial; echo broken pipe >&2; exit 3"]
+    run_id = await _failure(flow_worker, docker_flow({"command": command}, retry=retry))
+    row = (await flow_worker.task_rows(run_id))["box"]
+    assert row["status"] == "failed"
+    assert row["retry_count"] == 0
+    assert "exited with code 3" in row["error"]
+    assert "broken pipe" in row["error"]
+
+    listed = docker_flow({"command": command, "retryOnExitCodes": [3]}, retry=retry)
+    run_id = await _failure(flow_worker, listed)
+    row = (await flow_worker.task_rows(run_id))["box"]
+    assert row["status"] == "failed"
+    assert row["retry_count"] == 2
+    assert docker_daemon.managed_containers() == []
+
+
+async def test_a_container_over_its_memory_limit_is_reported_as_out_of_memory(
+    flow_worker: FlowWorker, docker_daemon: DockerDaemon
+) -> None:
+    hog = "head -c 40000000 /dev/zero | tail -c 30000000 > /dev/null"
+    definition = docker_flow({"command": ["sh", "-c", hog], "memLimit": "8m"})
+    run_id = await _failure(flow_worker, definition)
+    row = (await flow_worker.task_rows(run_id))["box"]
+    assert "exited with code 137" in row["error"]
+    assert "out of memory" in row["error"]
+
+
+async def test_the_node_timeout_kills_and_removes_the_container(
+    flow_worker: FlowWorker, docker_daemon: DockerDaemon
+) -> None:
+    began = time.monotonic()
+    run_id = await _failure(
+        flow_worker, docker_flow({"command": ["sleep", "60"]}, timeoutSeconds=4)
+    )
+    assert time.monotonic() - began < 30
+    row = (await flow_worker.task_rows(run_id))["box"]
+    assert row["status"] == "failed"
+    assert "timeoutSeconds" in row["error"]
+    assert docker_daemon.managed_containers() == []
+
+
+async def test_cancelling_the_run_kills_the_running_container(
+    flow_worker: FlowWorker, docker_daemon: DockerDaemon
+) -> None:
+    handle = await flow_worker.start(docker_flow({"command": ["sleep", "120"]}, timeoutSeconds=300))
+    await _until(lambda: docker_daemon.managed_containers() != [])
+    began = time.monotonic()
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    await _until(lambda: docker_daemon.managed_containers() == [], within=15)
+    assert time.monotonic() - began < 15
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert (await flow_worker.task_rows(handle.id))["box"]["status"] == "cancelled"
+
+
+async def test_a_secret_in_env_never_reaches_history_or_postgres(
+    flow_worker: FlowWorker, docker_daemon: DockerDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = f"tok-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SECRET_BOX_TOKEN", token)
+    definition = docker_flow(
+        {
+            "command": ["sh", "-c", 'echo "{\\"seen\\": \\"$TOKEN\\"}"'],
+            "env": {"TOKEN": "{{ secrets.BOX_TOKEN }}"},
+        }
+    )
+    result, run_id = await flow_worker.run(definition)
+    assert result.outputs["box"]["json"] == {"seen": "***"}
+    row = (await flow_worker.task_rows(run_id))["box"]
+    assert token not in str(row)
+    history = await flow_worker.client.get_workflow_handle(run_id).fetch_history()
+    assert token not in history.to_json()
+
+
+async def test_pull_policy_never_refuses_a_missing_image_without_retrying(
+    flow_worker: FlowWorker, docker_daemon: DockerDaemon
+) -> None:
+    definition = docker_flow(
+        {"image": "meta-agent/not-here:1", "pullPolicy": "never"}, retry={"maxAttempts": 3}
+    )
+    run_id = await _failure(flow_worker, definition)
+    row = (await flow_worker.task_rows(run_id))["box"]
+    assert row["retry_count"] == 0
+    assert "pullPolicy is 'never'" in row["error"]
+
+
+def test_the_orphan_sweep_removes_containers_of_dead_workers_only(
+    docker_daemon: DockerDaemon,
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with docker_daemon.client() as client:
+        mine = f"{os.getpid()}:{_start_time(os.getpid())}"
+        owners = {"orphan": f"{dead.pid}:1", "recycled-pid": f"{os.getpid()}:0", "alive": mine}
+        for name, owner in owners.items():
+            client.containers.create(
+                TEST_IMAGE,
+                ["sleep", "60"],
+                name=f"sweep-{name}-{uuid.uuid4().hex[:6]}",
+                labels={
+                    MANAGED_LABEL: "true",
+                    PID_LABEL: owner,
+                    "dev.meta-agent.host": os.uname().nodename,
+                },
+            ).start()
+        try:
+            removed = sweep_orphans(client)
+            assert sorted(n.split("-")[1] for n in removed) == ["orphan", "recycled"]
+            assert [n.split("-")[1] for n in docker_daemon.managed_containers()] == ["alive"]
+        finally:
+            for container in client.containers.list(all=True, filters={"name": "sweep-"}):
+                container.remove(force=True)
+
+
+def _start_time(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[-1].split()[19]
+
+
+async def test_a_sigkilled_worker_leaves_no_container_and_its_successor_finishes_the_node(
+    temporal_env: WorkflowEnvironment, database_url: str, docker_daemon: DockerDaemon
+) -> None:
+    address = temporal_env.client.service_client.config.target_host
+    queue = f"dkcrash-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": address,
+        "TEMPORAL_TASK_QUEUE": queue,
+        "DOCKER_HOST": docker_daemon.host,
+    }
+
+    def worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "worker", "--no-register"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    # First attempt sleeps past the kill; the retry (a new container) finishes at once.
+    script = 'if [ "$FLOW_ATTEMPT" = 1 ]; then sleep 300; fi; echo "{\\"attempt\\": $FLOW_ATTEMPT}"'
+    definition = docker_flow({"command": ["sh", "-c", script]}, timeoutSeconds=60)
+    first = worker()
+    try:
+        handle = await temporal_env.client.start_workflow(
+            "FlowRun",
+            FlowRunInput(definition=definition),
+            id=f"dkcrash-{uuid.uuid4().hex[:8]}",
+            task_queue=queue,
+            result_type=FlowResult,
+        )
+        await _until(lambda: docker_daemon.managed_containers() != [], within=60)
+        orphan = docker_daemon.managed_containers()
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    # The killed worker's container outlives it, under the daemon.
+    assert set(orphan) <= set(docker_daemon.managed_containers())
+    second = worker()
+    try:
+        # The successor sweeps the orphan at start-up ...
+        await _until(lambda: not set(orphan) & set(docker_daemon.managed_containers()), 30)
+        # ... and the node's retry (after the heartbeat timeout) runs in a new container.
+        result = await asyncio.wait_for(handle.result(), 120)
+    finally:
+        second.terminate()
+        second.wait(30)
+    assert result.outputs["box"]["json"] == {"attempt": 2}
+    assert docker_daemon.managed_containers() == []
