@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.secrets import MissingSecretError, SecretProvider, masked, scrub
 from activities.writeback import write_tasks
+from persistence import queries
 from workflows import templates
 from workflows.messages import AGENT_ACTIVITY_PREFIX, AgentTask
 from workflows.records import TaskRecord
@@ -42,6 +43,8 @@ class AgentRuntime:
         async with self._sessions() as session:
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             await write_tasks(session, uuid.UUID(task.run_row_id), task.tenant_id, [row])
+            if row.total_tokens is not None:
+                await queries.refresh_run_usage(session, uuid.UUID(task.run_row_id))
 
     def activity(
         self, agent_type: str, handler: AgentHandler
@@ -130,6 +133,7 @@ class AgentRuntime:
                     "outputs": output,
                     "error": None,
                     "completed_at": datetime.now(UTC),
+                    **_usage_columns(output),
                 }
             ),
         )
@@ -140,6 +144,21 @@ async def _heartbeat_forever() -> None:
     while True:
         activity.heartbeat()
         await asyncio.sleep(_HEARTBEAT_EVERY)
+
+
+def _usage_columns(output: Any) -> dict[str, Any]:
+    """What a model node reports as `{model, usage, first_token_ms}`, as row columns."""
+    if not isinstance(output, dict) or not isinstance(output.get("usage"), dict):
+        return {}
+    usage = output["usage"]
+    columns = {
+        "model_used": output.get("model"),
+        "prompt_tokens": usage.get("prompt_tokens"),
+        "completion_tokens": usage.get("completion_tokens"),
+        "total_tokens": usage.get("total_tokens"),
+        "first_token_time_ms": output.get("first_token_ms"),
+    }
+    return {k: v for k, v in columns.items() if v is not None}
 
 
 def _enforce(schema: dict[str, Any], value: Any, what: str) -> None:

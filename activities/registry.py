@@ -13,6 +13,7 @@ import docker.errors
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from activities.llm import ModelClients
 from activities.secrets import EnvironmentSecrets, SecretProvider
 
 
@@ -48,8 +49,12 @@ class Dependencies:
         finally:
             client.close()
 
+    #: OpenAI-compatible clients of the llm, vision and audio agents, one per endpoint
+    models: ModelClients = field(default_factory=ModelClients)
+
     async def aclose(self) -> None:
         await self.http.aclose()
+        await self.models.aclose()
 
 
 def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
@@ -58,6 +63,7 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
     from activities.docker_agent import DockerAgent
     from activities.flows import FlowPreparation
     from activities.hitl import HitlActivities
+    from activities.llm import LlmAgent
     from activities.writeback import WriteBack
 
     runtime = AgentRuntime(deps.sessions, deps.secrets)
@@ -72,4 +78,5 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
         FlowPreparation(deps.sessions).prepare_flow,
         runtime.activity("api", ApiAgent(deps.http)),
         runtime.activity("docker", DockerAgent(deps.docker_client)),
+        runtime.activity("llm", LlmAgent(deps.models)),
     ]

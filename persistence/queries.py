@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -94,6 +94,19 @@ async def upsert_task_instance(
         TaskInstance.__table__,  # type: ignore[arg-type]
         {"workflow_run_id": workflow_run_id, "orchestrator_task_id": orchestrator_task_id},
         values,
+    )
+
+
+async def refresh_run_usage(session: AsyncSession, workflow_run_id: uuid.UUID) -> None:
+    """Set the run's token totals to the sum over its task rows (idempotent, unlike +=)."""
+    await session.execute(
+        text(
+            "UPDATE workflow_runs r SET prompt_tokens = u.p, completion_tokens = u.c, "
+            "total_tokens = u.t FROM (SELECT SUM(prompt_tokens) AS p, "
+            "SUM(completion_tokens) AS c, SUM(total_tokens) AS t FROM task_instances "
+            "WHERE workflow_run_id = :run) u WHERE r.id = :run"
+        ),
+        {"run": workflow_run_id},
     )
 
 

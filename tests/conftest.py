@@ -27,6 +27,7 @@ from tests.docker_daemon import DockerDaemon
 from tests.flows import FlowWorker
 from tests.hitl_support import People, make_people
 from tests.http_peer import HttpPeer
+from tests.model_servers import ModelServer, start_llama, start_whisper
 from tests.support import free_port
 from workers.embedded_postgres import EmbeddedPostgres
 from workers.settings import Settings
@@ -166,6 +167,22 @@ def docker_daemon() -> Iterator[DockerDaemon]:
             os.environ["DOCKER_HOST"] = previous
         daemon.stop()
     assert left == [], f"containers left behind by the docker agent: {left}"
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
+    """llama.cpp serving SmolLM2-135M-Instruct as `smollm2` (OpenAI-compatible)."""
+    server = start_llama(tmp_path_factory.mktemp("llama"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def whisper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
+    """faster-whisper-server with Whisper tiny.en (OpenAI-compatible transcriptions)."""
+    server = start_whisper(tmp_path_factory.mktemp("whisper"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture

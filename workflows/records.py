@@ -50,6 +50,12 @@ class TaskRecord(BaseModel):
     retry_count: int | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    #: model usage of llm / vision / audio nodes
+    model_used: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    first_token_time_ms: int | None = None
 
 
 class RunUpdate(BaseModel):

@@ -31,7 +31,10 @@ from workflows.hitl import FIXED_HANDLES, option_values
 #: Node types this worker can run today; the others are valid drawings that a
 #: later worker version runs (agents issue, HITL issue).
 RUNNABLE_TYPES = frozenset(
-    {"start", "end", "api", "docker", "condition", "transform", "wait", "loop", "workflow", "hitl"}
+    {
+        *("start", "end", "condition", "transform", "wait", "loop", "workflow", "hitl"),
+        *("api", "docker", "llm"),
+    }
 )
 _JINJA_GLOBALS = frozenset(
     {

@@ -106,6 +106,11 @@ class WorkflowRun(UUIDPrimaryKey, Base):
     parent_run_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("workflow_runs.id", ondelete="SET NULL"), index=True
     )
+    # Not in the reference table: model usage summed over the run's task_instances
+    # (the figures the second seed keeps per agent execution).
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    total_tokens: Mapped[int | None]
 
 
 class TaskInstance(UUIDPrimaryKey, Base):
@@ -135,3 +140,9 @@ class TaskInstance(UUIDPrimaryKey, Base):
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("tenants.id", ondelete="CASCADE"), index=True
     )
+    # Not in the reference table: what a model node used, as the seed's agent_executions keeps.
+    model_used: Mapped[str | None] = mapped_column(String(100))
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    total_tokens: Mapped[int | None]
+    first_token_time_ms: Mapped[int | None]

