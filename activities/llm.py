@@ -89,7 +89,7 @@ async def chat(
     request: dict[str, Any] = {
         "model": str(config.get("model") or "default"),
         "messages": messages,
-        "timeout": _timeout(),
+        "timeout": node_timeout(),
     }
     for option, name in (("temperature", "temperature"), ("maxTokens", "max_tokens")):
         if config.get(option) is not None:
@@ -117,9 +117,9 @@ async def chat(
             # A server that does not know this response_format form (llama.cpp answers 500,
             # others 400 or 422): try the other one.
             if form is None or i == len(forms) - 1 or "response_format" not in str(exc):
-                raise _failure(exc) from None
+                raise model_failure(exc) from None
         except openai.OpenAIError as exc:
-            raise _failure(exc) from None
+            raise model_failure(exc) from None
     if config.get("responseFormat") == "json":
         answer["json"] = _parsed(answer["text"], schema, config)
     return answer
@@ -223,12 +223,12 @@ def _strip_fences(text: str) -> str:
     return stripped
 
 
-def _timeout() -> float:
+def node_timeout() -> float:
     limit = activity.info().start_to_close_timeout
     return limit.total_seconds() if limit else 600.0
 
 
-def _failure(exc: openai.OpenAIError) -> ApplicationError:
+def model_failure(exc: openai.OpenAIError) -> ApplicationError:
     """Temporal's view of an SDK error: is another attempt worth it?"""
     if isinstance(exc, openai.APITimeoutError):
         return ApplicationError(f"model endpoint timed out: {exc}", type="LlmTimeout")

@@ -60,10 +60,12 @@ class Dependencies:
 def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
     from activities.agent_runtime import AgentRuntime
     from activities.api import ApiAgent
+    from activities.audio import AudioAgent
     from activities.docker_agent import DockerAgent
     from activities.flows import FlowPreparation
     from activities.hitl import HitlActivities
     from activities.llm import LlmAgent
+    from activities.vision import VisionAgent
     from activities.writeback import WriteBack
 
     runtime = AgentRuntime(deps.sessions, deps.secrets)
@@ -79,4 +81,6 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
         runtime.activity("api", ApiAgent(deps.http)),
         runtime.activity("docker", DockerAgent(deps.docker_client)),
         runtime.activity("llm", LlmAgent(deps.models)),
+        runtime.activity("vision", VisionAgent(deps.models, deps.http)),
+        runtime.activity("audio", AudioAgent(deps.models, deps.http)),
     ]

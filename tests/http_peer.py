@@ -55,13 +55,13 @@ class HttpPeer:
                 reply = route(req) if route else Reply(404, {"error": "no route"})
                 if reply.delay:
                     threading.Event().wait(reply.delay)
-                raw = (
-                    reply.body.encode()
-                    if isinstance(reply.body, str)
-                    else json.dumps(reply.body).encode()
-                )
+                if isinstance(reply.body, bytes):
+                    raw, ctype = reply.body, "application/octet-stream"
+                elif isinstance(reply.body, str):
+                    raw, ctype = reply.body.encode(), "text/plain"
+                else:
+                    raw, ctype = json.dumps(reply.body).encode(), "application/json"
                 self.send_response(reply.status)
-                ctype = "text/plain" if isinstance(reply.body, str) else "application/json"
                 self.send_header("Content-Type", reply.headers.get("Content-Type", ctype))
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
