@@ -65,6 +65,7 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
     from activities.flows import FlowPreparation
     from activities.hitl import HitlActivities
     from activities.llm import LlmAgent
+    from activities.sensor import SensorAgent
     from activities.vision import VisionAgent
     from activities.writeback import WriteBack
 
@@ -83,4 +84,5 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
         runtime.activity("llm", LlmAgent(deps.models)),
         runtime.activity("vision", VisionAgent(deps.models, deps.http)),
         runtime.activity("audio", AudioAgent(deps.models, deps.http)),
+        runtime.activity("sensor", SensorAgent(deps.http)),
     ]

@@ -27,7 +27,7 @@ from tests.docker_daemon import DockerDaemon
 from tests.flows import FlowWorker
 from tests.hitl_support import People, make_people
 from tests.http_peer import HttpPeer
-from tests.model_servers import ModelServer, start_llama, start_whisper
+from tests.model_servers import ModelServer, start_llama, start_mosquitto, start_whisper
 from tests.support import free_port
 from workers.embedded_postgres import EmbeddedPostgres
 from workers.settings import Settings
@@ -183,6 +183,15 @@ def whisper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelSe
     server = start_whisper(tmp_path_factory.mktemp("whisper"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """mosquitto on loopback, as an mqtt:// URL."""
+    process, port = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield f"mqtt://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
 
 
 @pytest.fixture

@@ -125,3 +125,25 @@ def start_whisper(log_dir: Path) -> ModelServer:
     )
     server = ModelServer(process, f"http://127.0.0.1:{port}/v1", log)
     return _wait_ready(server, f"http://127.0.0.1:{port}/health")
+
+
+def start_mosquitto(log_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Debian's mosquitto on a loopback port (no config: local, anonymous)."""
+    import shutil
+    import socket
+
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    port = free_port()
+    log = log_dir / "mosquitto.log"
+    process = subprocess.Popen(
+        [binary, "-p", str(port)], stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, port
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"mosquitto did not start: {log.read_text()[-2000:]}")

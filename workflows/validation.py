@@ -33,7 +33,7 @@ from workflows.hitl import FIXED_HANDLES, option_values
 RUNNABLE_TYPES = frozenset(
     {
         *("start", "end", "condition", "transform", "wait", "loop", "workflow", "hitl"),
-        *("api", "docker", "llm", "vision", "audio"),
+        *("api", "docker", "llm", "vision", "audio", "sensor"),
     }
 )
 _JINJA_GLOBALS = frozenset(
