@@ -58,6 +58,7 @@ class Dependencies:
 
 
 def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
+    from activities.a2a_agent import A2AAgent
     from activities.agent_runtime import AgentRuntime
     from activities.api import ApiAgent
     from activities.audio import AudioAgent
@@ -85,4 +86,5 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
         runtime.activity("vision", VisionAgent(deps.models, deps.http)),
         runtime.activity("audio", AudioAgent(deps.models, deps.http)),
         runtime.activity("sensor", SensorAgent(deps.http)),
+        runtime.activity("a2a", A2AAgent(deps.http)),
     ]

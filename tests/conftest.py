@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.registry import Dependencies
 from persistence.engine import create_engine
 from persistence.migrate import upgrade_async
+from tests.a2a_peer import A2APeer
 from tests.docker_daemon import DockerDaemon
 from tests.flows import FlowWorker
 from tests.hitl_support import People, make_people
@@ -192,6 +193,14 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"mqtt://127.0.0.1:{port}"
     process.terminate()
     process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def a2a_peer() -> Iterator[A2APeer]:
+    """Real A2A agents (a2a-sdk, JSON-RPC over HTTP): echo, asker, failer, sleeper."""
+    peer = A2APeer().start()
+    yield peer
+    peer.stop()
 
 
 @pytest.fixture

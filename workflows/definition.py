@@ -20,6 +20,8 @@ NODE_TYPES = ("start", "end", *AGENT_TYPES, *CONTROL_TYPES)
 ACTIVITY_AGENT_TYPES = ("docker", "api", "a2a", "llm", "vision", "audio", "sensor")
 
 ERROR_HANDLE = "error"
+#: the handle an a2a node leaves by when its remote task needs input
+INPUT_REQUIRED_HANDLE = "input_required"
 
 
 class RetrySpec(BaseModel):

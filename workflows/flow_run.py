@@ -31,7 +31,14 @@ from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows import templates
-    from workflows.definition import ACTIVITY_AGENT_TYPES, ERROR_HANDLE, Edge, FlowDefinition, Node
+    from workflows.definition import (
+        ACTIVITY_AGENT_TYPES,
+        ERROR_HANDLE,
+        INPUT_REQUIRED_HANDLE,
+        Edge,
+        FlowDefinition,
+        Node,
+    )
     from workflows.hitl import (
         HITL_CHECK_REVIEWER,
         HITL_CLOSE,
@@ -75,6 +82,7 @@ _ROWS_PER_WRITE = 500
 #: workflow.patched() ids: each marks a change of commands that runs in flight must not see.
 _PATCH_HITL_OPEN_BOOKKEEPING = "hitl-open-carries-bookkeeping"
 _TERMINAL = ("completed", "failed", "skipped", "cancelled")
+_A2A_NEEDS_INPUT = ("input-required", "auth-required")
 
 
 class NodeFailed(Exception):
@@ -733,6 +741,14 @@ class _Scope:
             "hitl": self._hitl_node,
         }
         try:
+            if node.type == "a2a":
+                output = await self._agent(node, task_id)
+                if isinstance(output, dict) and output.get("state") in _A2A_NEEDS_INPUT:
+                    return output, [INPUT_REQUIRED_HANDLE]
+                outgoing = [e.sourceHandle for e in self.defn.outgoing.get(node.id, [])]
+                return output, [
+                    h for h in outgoing if h not in (ERROR_HANDLE, INPUT_REQUIRED_HANDLE)
+                ]
             if node.type in ACTIVITY_AGENT_TYPES:
                 return await self._agent(node, task_id), None
             return await runner[node.type](node, task_id)
@@ -1128,6 +1144,13 @@ class _Scope:
                     scope=scope,
                     input_schema=node.data.inputSchema,
                     output_schema=node.data.outputSchema,
+                    outgoing_handles=sorted(
+                        {
+                            e.sourceHandle
+                            for e in self.defn.outgoing.get(node.id, [])
+                            if e.sourceHandle
+                        }
+                    ),
                 ),
                 activity_id=task_id,
                 start_to_close_timeout=timeout,

@@ -127,3 +127,5 @@ class AgentTask(BaseModel):
     #: JSON Schemas (from the node or its `agents` row) for the node's input and output
     input_schema: dict[str, Any] | None = None
     output_schema: dict[str, Any] | None = None
+    #: the handles of the node's outgoing edges (an a2a task needing input fails without one)
+    outgoing_handles: list[str] = Field(default_factory=list)

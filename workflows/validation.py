@@ -21,6 +21,7 @@ from workflows import templates
 from workflows.definition import (
     ACTIVITY_AGENT_TYPES,
     ERROR_HANDLE,
+    INPUT_REQUIRED_HANDLE,
     NODE_TYPES,
     Edge,
     FlowDefinition,
@@ -33,7 +34,7 @@ from workflows.hitl import FIXED_HANDLES, option_values
 RUNNABLE_TYPES = frozenset(
     {
         *("start", "end", "condition", "transform", "wait", "loop", "workflow", "hitl"),
-        *("api", "docker", "llm", "vision", "audio", "sensor"),
+        *("api", "docker", "a2a", "llm", "vision", "audio", "sensor"),
     }
 )
 _JINJA_GLOBALS = frozenset(
@@ -288,6 +289,14 @@ class _Checker:
                             f"edge {e.id or e.target!r}: leaves {node.id!r} by handle "
                             f"{e.sourceHandle!r}; a {cfg['decisionType']} task leaves by "
                             f"{', '.join(sorted(allowed))}"
+                        )
+            if node.type == "a2a":
+                for e in out:
+                    if e.sourceHandle not in (None, ERROR_HANDLE, INPUT_REQUIRED_HANDLE):
+                        self.add(
+                            f"edge {e.id or e.target!r}: leaves {node.id!r} by handle "
+                            f"{e.sourceHandle!r}; an a2a node leaves by no handle, "
+                            f"'{INPUT_REQUIRED_HANDLE}' or '{ERROR_HANDLE}'"
                         )
             if node.type == "wait" and "timeout" in handles and "event" not in cfg:
                 self.add(f"{_where(node)}: a 'timeout' edge needs config.event with timeoutSeconds")
