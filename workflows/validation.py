@@ -29,14 +29,6 @@ from workflows.definition import (
 )
 from workflows.hitl import FIXED_HANDLES, option_values
 
-#: Node types this worker can run today; the others are valid drawings that a
-#: later worker version runs (agents issue, HITL issue).
-RUNNABLE_TYPES = frozenset(
-    {
-        *("start", "end", "condition", "transform", "wait", "loop", "workflow", "hitl"),
-        *("api", "docker", "a2a", "llm", "vision", "audio", "sensor"),
-    }
-)
 _JINJA_GLOBALS = frozenset(
     {
         "range",
@@ -142,11 +134,6 @@ class _Checker:
                 self.add(
                     f"{_where(node)}: unknown node type {node.type!r} "
                     f"(one of {', '.join(NODE_TYPES)})"
-                )
-            elif node.type not in RUNNABLE_TYPES:
-                self.add(
-                    f"{_where(node)}: node type {node.type!r} is not supported by this worker "
-                    "version yet"
                 )
         seen_edges: set[str] = set()
         for edge in self.edges:
