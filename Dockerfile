@@ -6,6 +6,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# Local fallbacks of the vision (OCR) and audio (speech) agents need no model server.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng espeak-ng \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN useradd --create-home --uid 10001 worker
 WORKDIR /app
 

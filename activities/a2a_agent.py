@@ -38,6 +38,7 @@ from google.protobuf.struct_pb2 import Value
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.api import retryable_status
 from workflows.definition import INPUT_REQUIRED_HANDLE
 from workflows.messages import AgentTask
 
@@ -114,7 +115,7 @@ class A2AAgent:
             raise ApplicationError(
                 f"config.agentUrl {config['agentUrl']}: no agent card ({exc})",
                 type="A2AAgentCardUnavailable",
-                non_retryable=status is not None and 400 <= status < 500 and status != 429,
+                non_retryable=status is not None and not retryable_status(status),
             ) from None
         except httpx.HTTPError as exc:
             raise ApplicationError(

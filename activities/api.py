@@ -1,7 +1,7 @@
 """The `api` agent: one HTTP request with httpx.
 
-4xx answers (but 408 and 429) are the caller's mistake and are not retried;
-5xx, 408, 429, timeouts and connection errors are. Cancellation aborts the
+4xx answers (but 408, 409 and 429) are the caller's mistake and are not retried;
+5xx, 408, 409, 429, timeouts and connection errors are. Cancellation aborts the
 request (the awaiting coroutine is cancelled, httpx closes the connection).
 The response body is read up to a cap, so a huge answer cannot fill the
 history or the database.
@@ -19,7 +19,13 @@ from temporalio.exceptions import ApplicationError
 from workflows.messages import AgentTask
 
 DEFAULT_MAX_RESPONSE_BYTES = 1_000_000
-_RETRYABLE_4XX = (408, 429)
+#: 4xx answers that say "not now" rather than "never": timeout, conflict, rate limit.
+_RETRYABLE_4XX = (408, 409, 429)
+
+
+def retryable_status(status: int) -> bool:
+    """Whether another attempt may get a different answer (shared by every HTTP-based agent)."""
+    return status >= 500 or status in _RETRYABLE_4XX
 
 
 class ApiAgent:
@@ -105,8 +111,9 @@ class ApiAgent:
             return
         snippet = (output.get("text") or json.dumps(output.get("json")))[:300]
         message = f"{request.method} {request.url} answered {status}: {snippet}"
-        retryable = status >= 500 or status in _RETRYABLE_4XX
-        raise ApplicationError(message, output, type=f"Http{status}", non_retryable=not retryable)
+        raise ApplicationError(
+            message, output, type=f"Http{status}", non_retryable=not retryable_status(status)
+        )
 
 
 def _query(query: Any) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ from jsonschema import Draft202012Validator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.api import retryable_status
 from workflows.messages import AgentTask
 
 #: Local servers need no key, but the SDK insists on one.
@@ -236,11 +237,10 @@ def model_failure(exc: openai.OpenAIError) -> ApplicationError:
         return ApplicationError(f"model endpoint unreachable: {exc}", type="LlmConnectionError")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        retryable = status >= 500 or status in (408, 409, 429)
         return ApplicationError(
             f"model endpoint answered {status}: {_message(exc)}",
             type=f"Llm{status}",
-            non_retryable=not retryable,
+            non_retryable=not retryable_status(status),
         )
     return ApplicationError(f"{type(exc).__name__}: {exc}", type=type(exc).__name__)
 

@@ -12,6 +12,8 @@ import binascii
 import httpx
 from temporalio.exceptions import ApplicationError
 
+from activities.api import retryable_status
+
 DEFAULT_MAX_MEDIA_BYTES = 20_000_000
 
 _SIGNATURES = (
@@ -48,8 +50,7 @@ async def load(http: httpx.AsyncClient, source: str, field: str, cap: int | None
                     raise ApplicationError(
                         f"config.{field}: GET {source} answered {response.status_code}",
                         type=f"Http{response.status_code}",
-                        non_retryable=response.status_code < 500
-                        and response.status_code not in (408, 429),
+                        non_retryable=not retryable_status(response.status_code),
                     )
                 chunks, size = [], 0
                 async for chunk in response.aiter_bytes():

@@ -26,6 +26,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.api import retryable_status
 from workflows.messages import AgentTask
 
 AGGREGATES = ("count", "mean", "min", "max", "p95", "stddev", "last")
@@ -76,7 +77,7 @@ class SensorAgent:
             raise ApplicationError(
                 f"config.source.url {url} answered {status}",
                 type=f"Http{status}",
-                non_retryable=status < 500 and status not in (408, 429),
+                non_retryable=not retryable_status(status),
             )
         try:
             body = response.json()

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from workflows.messages import FlowResult, FlowRunInput
 
@@ -70,6 +70,24 @@ class FlowWorker:
     ) -> tuple[FlowResult, str]:
         handle = await self.start(definition, inputs, **fields)
         return await handle.result(), handle.id
+
+    async def fail(
+        self,
+        definition: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> str:
+        """Runs a flow that must fail; its workflow ID, for reading its rows."""
+        handle = await self.start(definition, inputs, **fields)
+        try:
+            await handle.result()
+        except WorkflowFailureError:
+            return handle.id
+        raise AssertionError(f"run {handle.id} was expected to fail but completed")
+
+    async def failed_row(self, definition: dict[str, Any], node_id: str) -> dict[str, Any]:
+        """The `task_instances` row of `node_id` in a run that must fail."""
+        return (await self.task_rows(await self.fail(definition)))[node_id]
 
     async def run_row(self, orchestrator_run_id: str) -> dict[str, Any]:
         async with self.sessions() as s:

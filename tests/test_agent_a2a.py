@@ -30,13 +30,6 @@ def a2a_flow(config: dict[str, Any], ask_edge: bool = False, **data: Any) -> dic
     return {"nodes": nodes, "edges": edges}
 
 
-async def _failed(flow_worker: FlowWorker, definition: dict[str, Any]) -> dict[str, Any]:
-    handle = await flow_worker.start(definition)
-    with pytest.raises(WorkflowFailureError):
-        await handle.result()
-    return (await flow_worker.task_rows(handle.id))["peer"]
-
-
 async def test_a_text_message_streams_to_completion_with_its_artifact(
     flow_worker: FlowWorker, a2a_peer: A2APeer
 ) -> None:
@@ -85,21 +78,21 @@ async def test_input_required_without_an_edge_and_a_failed_task_fail_without_ret
     flow_worker: FlowWorker, a2a_peer: A2APeer
 ) -> None:
     retry = {"maxAttempts": 3, "initialIntervalSeconds": 0.1}
-    row = await _failed(
-        flow_worker, a2a_flow({"agentUrl": a2a_peer.url("asker"), "message": "x"}, retry=retry)
+    row = await flow_worker.failed_row(
+        a2a_flow({"agentUrl": a2a_peer.url("asker"), "message": "x"}, retry=retry), "peer"
     )
     assert row["retry_count"] == 0
     assert "needs input (Which colour?)" in row["error"]
     assert "'input_required' edge" in row["error"]
 
-    row = await _failed(
-        flow_worker, a2a_flow({"agentUrl": a2a_peer.url("failer"), "message": "x"}, retry=retry)
+    row = await flow_worker.failed_row(
+        a2a_flow({"agentUrl": a2a_peer.url("failer"), "message": "x"}, retry=retry), "peer"
     )
     assert row["retry_count"] == 0
     assert "ended failed: out of stock" in row["error"]
 
-    row = await _failed(
-        flow_worker, a2a_flow({"agentUrl": a2a_peer.url("nobody"), "message": "x"}, retry=retry)
+    row = await flow_worker.failed_row(
+        a2a_flow({"agentUrl": a2a_peer.url("nobody"), "message": "x"}, retry=retry), "peer"
     )
     assert row["retry_count"] == 0
     assert "no agent card" in row["error"]
@@ -128,7 +121,9 @@ async def test_the_node_timeout_ends_the_call_and_cancels_the_remote_task(
 ) -> None:
     before = len(a2a_peer.cancelled)
     config = {"agentUrl": a2a_peer.url("sleeper"), "message": "slow"}
-    row = await _failed(flow_worker, a2a_flow(config, timeoutSeconds=3, retry={"maxAttempts": 1}))
+    row = await flow_worker.failed_row(
+        a2a_flow(config, timeoutSeconds=3, retry={"maxAttempts": 1}), "peer"
+    )
     assert row["status"] == "failed"
     for _ in range(50):
         if len(a2a_peer.cancelled) > before:

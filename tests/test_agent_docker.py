@@ -34,13 +34,6 @@ def docker_flow(config: dict[str, Any], **data: Any) -> dict[str, Any]:
     }
 
 
-async def _failure(flow_worker: FlowWorker, definition: dict[str, Any], **inputs: Any) -> str:
-    handle = await flow_worker.start(definition, inputs)
-    with pytest.raises(WorkflowFailureError):
-        await handle.result()
-    return handle.id
-
-
 async def _until(predicate: Any, within: float = 30) -> None:
     deadline = time.monotonic() + within
     while not predicate():
@@ -94,7 +87,7 @@ async def test_a_nonzero_exit_fails_without_retry_unless_listed_in_retry_on_exit
 ) -> None:
     retry = {"maxAttempts": 3, "initialIntervalSeconds": 0.1}
     command = ["sh", "-c", "echo partial; echo broken pipe >&2; exit 3"]
-    run_id = await _failure(flow_worker, docker_flow({"command": command}, retry=retry))
+    run_id = await flow_worker.fail(docker_flow({"command": command}, retry=retry))
     row = (await flow_worker.task_rows(run_id))["box"]
     assert row["status"] == "failed"
     assert row["retry_count"] == 0
@@ -102,7 +95,7 @@ async def test_a_nonzero_exit_fails_without_retry_unless_listed_in_retry_on_exit
     assert "broken pipe" in row["error"]
 
     listed = docker_flow({"command": command, "retryOnExitCodes": [3]}, retry=retry)
-    run_id = await _failure(flow_worker, listed)
+    run_id = await flow_worker.fail(listed)
     row = (await flow_worker.task_rows(run_id))["box"]
     assert row["status"] == "failed"
     assert row["retry_count"] == 2
@@ -114,7 +107,7 @@ async def test_a_container_over_its_memory_limit_is_reported_as_out_of_memory(
 ) -> None:
     hog = "head -c 40000000 /dev/zero | tail -c 30000000 > /dev/null"
     definition = docker_flow({"command": ["sh", "-c", hog], "memLimit": "8m"})
-    run_id = await _failure(flow_worker, definition)
+    run_id = await flow_worker.fail(definition)
     row = (await flow_worker.task_rows(run_id))["box"]
     assert "exited with code 137" in row["error"]
     assert "out of memory" in row["error"]
@@ -124,9 +117,7 @@ async def test_the_node_timeout_kills_and_removes_the_container(
     flow_worker: FlowWorker, docker_daemon: DockerDaemon
 ) -> None:
     began = time.monotonic()
-    run_id = await _failure(
-        flow_worker, docker_flow({"command": ["sleep", "60"]}, timeoutSeconds=4)
-    )
+    run_id = await flow_worker.fail(docker_flow({"command": ["sleep", "60"]}, timeoutSeconds=4))
     assert time.monotonic() - began < 30
     row = (await flow_worker.task_rows(run_id))["box"]
     assert row["status"] == "failed"
@@ -174,7 +165,7 @@ async def test_pull_policy_never_refuses_a_missing_image_without_retrying(
     definition = docker_flow(
         {"image": "meta-agent/not-here:1", "pullPolicy": "never"}, retry={"maxAttempts": 3}
     )
-    run_id = await _failure(flow_worker, definition)
+    run_id = await flow_worker.fail(definition)
     row = (await flow_worker.task_rows(run_id))["box"]
     assert row["retry_count"] == 0
     assert "pullPolicy is 'never'" in row["error"]

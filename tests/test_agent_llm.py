@@ -8,6 +8,7 @@ rarely produces on demand: 429, 400, 500, a hang, a schema-breaking answer.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from typing import Any
@@ -29,14 +30,16 @@ ORDER_SCHEMA = {
 
 
 def llm_flow(*configs: dict[str, Any], **data: Any) -> dict[str, Any]:
+    """The llm nodes one after the other (llama.cpp's server interrupts a stream for a newcomer)."""
     names = [f"llm{i}" for i in range(len(configs))]
+    chain = ["start", *names, "done"]
     return {
         "nodes": [
             node("start", "start"),
             *(node(n, "llm", c, **data) for n, c in zip(names, configs, strict=True)),
             node("done", "end", {"outputs": {n: f"{{{{ nodes.{n}.output }}}}" for n in names}}),
         ],
-        "edges": [edge("start", n) for n in names] + [edge(n, "done") for n in names],
+        "edges": [edge(a, b) for a, b in itertools.pairwise(chain)],
     }
 
 
@@ -59,13 +62,6 @@ def completion(content: str, tokens: tuple[int, int] = (5, 7)) -> dict[str, Any]
             "total_tokens": sum(tokens),
         },
     }
-
-
-async def _failed_row(flow_worker: FlowWorker, definition: dict[str, Any]) -> dict[str, Any]:
-    handle = await flow_worker.start(definition)
-    with pytest.raises(WorkflowFailureError):
-        await handle.result()
-    return (await flow_worker.task_rows(handle.id))["llm0"]
 
 
 async def test_a_summary_from_smollm2_with_usage_recorded_per_task_and_summed_per_run(
@@ -142,7 +138,7 @@ async def test_rate_limits_and_server_errors_are_retried_and_bad_requests_are_no
     assert (await flow_worker.task_rows(run_id))["llm0"]["retry_count"] == 2
 
     strict = {"endpoint": f"{http_peer.base}/strict/v1", "prompt": "hi"}
-    row = await _failed_row(flow_worker, llm_flow(strict, retry=retry))
+    row = await flow_worker.failed_row(llm_flow(strict, retry=retry), "llm0")
     assert row["retry_count"] == 0
     assert "answered 400: max_tokens is too large" in row["error"]
 
@@ -159,7 +155,7 @@ async def test_json_that_breaks_its_schema_fails_clearly(
         "responseFormat": "json",
         "jsonSchema": ORDER_SCHEMA,
     }
-    row = await _failed_row(flow_worker, llm_flow(config, retry={"maxAttempts": 3}))
+    row = await flow_worker.failed_row(llm_flow(config, retry={"maxAttempts": 3}), "llm0")
     assert row["retry_count"] == 0  # temperature 0: the same answer would come back
     assert "does not match config.jsonSchema" in row["error"]
     assert "order_id: 'forty-two' is not of type 'integer'" in row["error"]
@@ -172,7 +168,7 @@ async def test_a_hanging_endpoint_hits_the_node_timeout(
     http_peer.route("POST", "/v1/chat/completions", Reply(200, completion("late"), delay=15))
     config = {"endpoint": f"{http_peer.base}/v1", "prompt": "hi"}
     began = time.monotonic()
-    row = await _failed_row(flow_worker, llm_flow(config, timeoutSeconds=2))
+    row = await flow_worker.failed_row(llm_flow(config, timeoutSeconds=2), "llm0")
     assert time.monotonic() - began < 12
     assert row["status"] == "failed"
     assert "timed out" in row["error"].lower() or "timeout" in row["error"].lower()

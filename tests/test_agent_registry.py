@@ -6,9 +6,7 @@ import json
 import uuid
 from typing import Any
 
-import pytest
 from sqlalchemy import text
-from temporalio.client import WorkflowFailureError
 
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply
@@ -39,13 +37,6 @@ def one(node_type: str, config: dict[str, Any], **data: Any) -> dict[str, Any]:
         ],
         "edges": [edge("start", "n"), edge("n", "done")],
     }
-
-
-async def _failure(flow_worker: FlowWorker, definition: dict[str, Any], **inputs: Any) -> str:
-    handle = await flow_worker.start(definition, inputs)
-    with pytest.raises(WorkflowFailureError):
-        await handle.result()
-    return handle.id
 
 
 async def test_an_agents_row_is_the_base_config_and_its_schemas_guard_input_and_output(
@@ -88,8 +79,8 @@ async def test_an_agents_row_is_the_base_config_and_its_schemas_guard_input_and_
     # Input that breaks the agent's input_schema: refused before the call, not retried.
     calls = len(http_peer.requests)
     retry = {"maxAttempts": 3, "initialIntervalSeconds": 0.1}
-    run_id = await _failure(
-        flow_worker, one("llm", node_config, agentId=agent_id, retry=retry), text=5
+    run_id = await flow_worker.fail(
+        one("llm", node_config, agentId=agent_id, retry=retry), {"text": 5}
     )
     row = (await flow_worker.task_rows(run_id))["n"]
     assert row["retry_count"] == 0
@@ -102,7 +93,7 @@ async def test_an_agents_row_is_the_base_config_and_its_schemas_guard_input_and_
     # Output that breaks the output_schema (here: set on the node itself).
     strict = {"type": "object", "required": ["json"], "properties": {"json": {"type": "object"}}}
     definition = one("llm", node_config, agentId=agent_id, outputSchema=strict, retry=retry)
-    run_id = await _failure(flow_worker, definition, text="x")
+    run_id = await flow_worker.fail(definition, {"text": "x"})
     row = (await flow_worker.task_rows(run_id))["n"]
     assert row["retry_count"] == 0
     assert "output['json']: None is not of type 'object'" in row["error"]
@@ -123,7 +114,7 @@ async def test_registry_references_that_do_not_fit_invalidate_the_flow_naming_th
         ],
         "edges": [edge("start", "ghost"), edge("start", "wrong"), edge("start", "eye")],
     }
-    run_id = await _failure(flow_worker, definition)
+    run_id = await flow_worker.fail(definition)
     error = (await flow_worker.run_row(run_id))["error"]
     assert "node 'ghost': data.agentId" in error
     assert "no such row in agents" in error

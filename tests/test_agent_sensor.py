@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -139,25 +141,30 @@ async def test_text_that_holds_no_number_is_refused_clearly(flow_worker: FlowWor
     assert "none of the 1 samples holds a number (config.field 't')" in row["error"]
 
 
-@contextlib.asynccontextmanager
-async def publishing(broker: str, topic: str, values: list[float]) -> Any:
-    """Publish `values` round and round on `topic` until the block ends."""
+@contextlib.contextmanager
+def publishing(broker: str, topic: str, values: list[float]) -> Iterator[None]:
+    """Publish `values` round and round on `topic` until the block ends.
+
+    The publisher has a thread and an event loop of its own, like a real device: it shares
+    nothing with the worker under test.
+    """
     url = urlparse(broker)
+    stop = threading.Event()
 
     async def loop() -> None:
         async with aiomqtt.Client(hostname=url.hostname or "", port=url.port or 1883) as client:
-            while True:
+            while not stop.is_set():
                 for value in values:
                     await client.publish(topic, json.dumps({"value": value}))
                     await asyncio.sleep(0.02)
 
-    task = asyncio.create_task(loop())
+    thread = threading.Thread(target=asyncio.run, args=(loop(),), daemon=True)
+    thread.start()
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        thread.join(10)
 
 
 @pytest.mark.peers
@@ -169,8 +176,9 @@ async def test_an_mqtt_topic_is_read_for_n_samples_from_mosquitto(
         "source": {"type": "mqtt", "broker": mqtt_broker, "topic": topic, "samples": 30},
         "thresholds": THRESHOLDS,
     }
-    async with publishing(mqtt_broker, topic, READINGS):
-        result, _ = await flow_worker.run(sensor_flow(config, timeoutSeconds=30))
+    with publishing(mqtt_broker, topic, READINGS):
+        handle = await flow_worker.start(sensor_flow(config, timeoutSeconds=30))
+        result = await asyncio.wait_for(handle.result(), 90)
     probe = result.outputs["probe"]
     assert probe["stats"]["count"] == 30
     assert probe["stats"]["max"] == 95.0  # 30 consecutive samples span the 14-sample cycle

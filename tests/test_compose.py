@@ -67,3 +67,12 @@ def test_every_search_attribute_is_registered(compose: dict[str, Any]) -> None:
     for key in search_attributes.ALL:
         kind = "Int" if key.name == "FlowVersion" else "Keyword"
         assert f"{key.name}={kind}" in script
+
+
+def test_the_worker_reaches_the_docker_engine_its_docker_host_names(
+    compose: dict[str, Any],
+) -> None:
+    worker = compose["services"]["worker"]
+    socket = worker["environment"]["DOCKER_HOST"].removeprefix("unix://")
+    assert socket in [volume.split(":")[1] for volume in worker["volumes"]]
+    assert "tesseract-ocr" in (ROOT / "Dockerfile").read_text()

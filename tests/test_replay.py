@@ -3,7 +3,8 @@
 The histories in tests/histories/ were recorded from real runs. A change to the
 interpreter that would break runs already in flight fails here; such a change
 needs `workflow.patched()` (or a new workflow version), not a new recording.
-Record again only when adding cases: META_AGENT_RECORD_HISTORIES=1 pytest tests/test_replay.py
+Record only when adding cases: META_AGENT_RECORD_HISTORIES=1 pytest tests/test_replay.py
+writes the cases that have no file yet; existing files keep the histories of older versions.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from tests.a2a_peer import A2APeer
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import decide, make_people, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
@@ -32,7 +34,7 @@ HISTORIES = Path(__file__).parent / "histories"
 RECORD = os.environ.get("META_AGENT_RECORD_HISTORIES") == "1"
 
 
-def _cases(base: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+def _cases(base: str, a2a_base: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     examples = Path(__file__).resolve().parents[1] / "examples" / "flows"
     load = lambda name: json.loads((examples / f"{name}.json").read_text())  # noqa: E731
     return {
@@ -89,6 +91,48 @@ def _cases(base: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
             ),
             {"what": "replay"},
         ),
+        # Agents beyond api: a sensor alert drives a condition, an a2a task needing input
+        # leaves by its input_required edge.
+        "sensor-and-a2a": (
+            {
+                "nodes": [
+                    node("start", "start"),
+                    node(
+                        "probe",
+                        "sensor",
+                        {
+                            "source": {"type": "inline", "values": "{{ input.readings }}"},
+                            "thresholds": [
+                                {"name": "hot", "aggregate": "max", "op": ">", "value": 80}
+                            ],
+                        },
+                    ),
+                    node(
+                        "check",
+                        "condition",
+                        {
+                            "branches": [
+                                {"handle": "hot", "when": "{{ nodes.probe.output.alerting }}"}
+                            ],
+                            "default": "calm",
+                        },
+                    ),
+                    node("ask", "a2a", {"agentUrl": f"{a2a_base}/asker", "message": "paint"}),
+                    node("calm", "transform", {"output": "calm"}),
+                    node("answered", "transform", {"output": "{{ nodes.ask.output.state }}"}),
+                    node("needs", "transform", {"output": "{{ nodes.ask.output.messages }}"}),
+                ],
+                "edges": [
+                    edge("start", "probe"),
+                    edge("probe", "check"),
+                    edge("check", "ask", "hot"),
+                    edge("check", "calm", "calm"),
+                    edge("ask", "answered"),
+                    edge("ask", "needs", "input_required"),
+                ],
+            },
+            {"readings": [20, 21, 95]},
+        ),
     }
 
 
@@ -102,11 +146,15 @@ def _peer_routes(peer: HttpPeer) -> None:
 
 
 @pytest.mark.skipif(not RECORD, reason="recording only on request (META_AGENT_RECORD_HISTORIES=1)")
-async def test_record_histories(flow_worker: FlowWorker, http_peer: HttpPeer) -> None:
+async def test_record_histories(
+    flow_worker: FlowWorker, http_peer: HttpPeer, a2a_peer: A2APeer
+) -> None:
     _peer_routes(http_peer)
     reviewers = await make_people(flow_worker.sessions)
     HISTORIES.mkdir(exist_ok=True)
-    for name, (definition, inputs) in _cases(http_peer.base).items():
+    for name, (definition, inputs) in _cases(http_peer.base, a2a_peer.base).items():
+        if (HISTORIES / f"{name}.json").exists():
+            continue
         tenant = reviewers.tenant if name == "approval" else None
         handle = await flow_worker.start(
             definition, inputs, workflow_id=f"history-{name}", tenant_id=tenant
