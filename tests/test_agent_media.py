@@ -202,7 +202,7 @@ GOOD = {
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-async def test_server_errors_are_retried_bad_requests_are_not_and_cancel_aborts(
+async def test_retries_refusals_cancellation_and_timeouts_of_each_endpoint_task(
     kind: str, flow_worker: FlowWorker, http_peer: HttpPeer
 ) -> None:
     node_type, make = KINDS[kind]
@@ -247,15 +247,11 @@ async def test_server_errors_are_retried_bad_requests_are_not_and_cancel_aborts(
     assert time.monotonic() - began < 10
     assert (await flow_worker.task_rows(handle.id))["m"]["status"] == "cancelled"
 
-
-async def test_a_transcription_that_hangs_hits_the_node_timeout(
-    flow_worker: FlowWorker, http_peer: HttpPeer
-) -> None:
-    path, config = _transcribe(http_peer.base)
-    http_peer.route("POST", path, Reply(200, GOOD[path], delay=15))
-    handle = await flow_worker.start(one_node_flow("m", "audio", config, timeoutSeconds=2))
-    with pytest.raises(WorkflowFailureError):
-        await handle.result()
-    row = (await flow_worker.task_rows(handle.id))["m"]
+    # A call that outlives the node's timeoutSeconds fails the node.
+    path, config = make(f"{http_peer.base}/hang")
+    http_peer.route("POST", f"/hang{path}", Reply(200, good[path], delay=15))
+    began = time.monotonic()
+    definition = one_node_flow("m", node_type, config, timeoutSeconds=2, retry={"maxAttempts": 1})
+    row = await flow_worker.failed_row(definition, "m")
+    assert time.monotonic() - began < 12
     assert row["status"] == "failed"
-    assert "timed out" in row["error"]

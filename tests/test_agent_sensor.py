@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -18,6 +19,7 @@ from temporalio.client import WorkflowFailureError
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply
 
+PLANT_WATCH = Path(__file__).resolve().parents[1] / "examples" / "flows" / "plant-watch.json"
 READINGS = [20.0, 21.0, 20.5, 21.5, 20.0, 21.0, 20.5, 21.0, 20.0, 21.5, 20.5, 95.0, 21.0, 20.5]
 
 
@@ -228,3 +230,16 @@ async def test_a_slow_http_source_hits_the_node_timeout(
     assert time.monotonic() - began < 12
     row = (await flow_worker.task_rows(handle.id))["probe"]
     assert row["status"] == "failed"
+
+
+async def test_the_plant_watch_example_pages_on_overheat_and_logs_otherwise(
+    flow_worker: FlowWorker,
+) -> None:
+    definition = json.loads(await asyncio.to_thread(PLANT_WATCH.read_text))
+    hot = [{"celsius": v} for v in (70, 71, 70, 72, 71, 96)]
+    result, _ = await flow_worker.run(definition, {"readings": hot})
+    assert result.outputs["verdict"] == "overheat at 96.0 °C"
+    assert [a["value"] for a in result.outputs["anomalies"]] == [96.0]
+    calm = [{"celsius": v} for v in (70, 71, 70)]
+    result, _ = await flow_worker.run(definition, {"readings": calm})
+    assert result.outputs["verdict"] == "normal, mean 70.333333 °C"
