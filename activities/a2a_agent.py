@@ -61,8 +61,17 @@ class A2AAgent:
         self._http = http
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
-        mode = str(config.get("mode") or "streaming")
-        client = await self._client(config, mode)
+        headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
+        if not headers:
+            return await self._talk(self._http, config, task)
+        # Headers (often a secret token) belong to this call only: a client of its own.
+        async with httpx.AsyncClient(headers=headers, timeout=self._http.timeout) as http:
+            return await self._talk(http, config, task)
+
+    async def _talk(
+        self, http: httpx.AsyncClient, config: dict[str, Any], task: AgentTask
+    ) -> dict[str, Any]:
+        client = await self._client(http, config)
         tracker = _Tracker()
         try:
             request = SendMessageRequest(message=_message(config, task))
@@ -96,11 +105,9 @@ class A2AAgent:
                 await client.close()
         return _outcome(tracker, task)
 
-    async def _client(self, config: dict[str, Any], mode: str) -> Client:
-        headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
-        http = self._http
-        if headers:
-            http = httpx.AsyncClient(headers=headers, timeout=self._http.timeout)
+    async def _client(self, http: httpx.AsyncClient, config: dict[str, Any]) -> Client:
+        """A client for the agent whose card is at `agentUrl` (the httpx client stays ours)."""
+        mode = str(config.get("mode") or "streaming")
         factory = ClientFactory(
             ClientConfig(
                 streaming=mode == "streaming",

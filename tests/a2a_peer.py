@@ -90,17 +90,27 @@ class A2APeer:
         self.base = f"http://127.0.0.1:{self.port}"
         self.started = threading.Event()
         self.cancelled: list[str] = []
+        #: the Authorization header of every request, in order (None when absent)
+        self.authorizations: list[str | None] = []
         agents: dict[str, AgentExecutor] = {
             "echo": Echo(),
             "asker": Asker(),
             "failer": Failer(),
             "sleeper": Sleeper(self),
         }
+        app = Starlette(
+            routes=[Mount(f"/{n}", routes=self._routes(n, a)) for n, a in agents.items()]
+        )
+
+        async def noting_authorization(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                value = dict(scope["headers"]).get(b"authorization")
+                self.authorizations.append(value.decode() if value else None)
+            await app(scope, receive, send)
+
         self._server = uvicorn.Server(
             uvicorn.Config(
-                Starlette(
-                    routes=[Mount(f"/{n}", routes=self._routes(n, a)) for n, a in agents.items()]
-                ),
+                noting_authorization,
                 host="127.0.0.1",
                 port=self.port,
                 log_level="warning",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -130,3 +131,25 @@ async def test_the_node_timeout_ends_the_call_and_cancels_the_remote_task(
             break
         await asyncio.sleep(0.2)
     assert len(a2a_peer.cancelled) == before + 1
+
+
+async def test_headers_carry_a_secret_to_the_agent_and_nowhere_else(
+    flow_worker: FlowWorker, a2a_peer: A2APeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = f"a2a-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SECRET_A2A_TOKEN", token)
+    seen = len(a2a_peer.authorizations)
+    config = {
+        "agentUrl": a2a_peer.url("echo"),
+        "message": "hi",
+        "headers": {"Authorization": "Bearer {{ secrets.A2A_TOKEN }}"},
+    }
+    result, run_id = await flow_worker.run(a2a_flow(config))
+    assert result.outputs == {"use": "completed"}
+    # The card request and the message both carried it.
+    assert len(a2a_peer.authorizations) >= seen + 2
+    assert set(a2a_peer.authorizations[seen:]) == {f"Bearer {token}"}
+    row = (await flow_worker.task_rows(run_id))["peer"]
+    assert token not in str(row)
+    history = await flow_worker.client.get_workflow_handle(run_id).fetch_history()
+    assert token not in history.to_json()
