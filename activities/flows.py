@@ -56,7 +56,7 @@ class FlowPreparation:
                         workspace_id = workspace_id or _str(stored.workspace_id)
             normalized: dict = {}
             if definition_raw is not None:
-                definition_raw, refused = await _apply_registries(
+                definition_raw, refused = await apply_registries(
                     session, definition_raw, tenant_id
                 )
                 problems.extend(refused)
@@ -103,7 +103,21 @@ class FlowPreparation:
         )
 
 
-async def _apply_registries(
+def uses_registries(raw: Any) -> bool:
+    """Whether any node names an `agentId` or a `config.modelId` (its config is incomplete)."""
+    nodes = raw.get("nodes") if isinstance(raw, dict) else None
+    return any(
+        isinstance(n, dict)
+        and isinstance(n.get("data"), dict)
+        and (
+            n["data"].get("agentId")
+            or (isinstance(n["data"].get("config"), dict) and n["data"]["config"].get("modelId"))
+        )
+        for n in nodes or []
+    )
+
+
+async def apply_registries(
     session: AsyncSession, raw: Any, tenant_id: str | None
 ) -> tuple[Any, list[str]]:
     """`raw` with each node's registry rows merged under its own config (node keys win)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -11,6 +13,7 @@ from sqlalchemy import text
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply
 from tests.test_agent_llm import completion
+from tests.test_cli import ameta_agent
 
 
 async def _insert(flow_worker: FlowWorker, table: str, **values: Any) -> str:
@@ -143,3 +146,29 @@ async def test_a_model_row_gives_endpoint_and_settings_to_a_vision_node(
     assert sent["max_tokens"] == 20
     parts = sent["messages"][-1]["content"]
     assert parts[1]["image_url"]["url"] == "https://example.invalid/cat.png"
+
+
+async def test_the_cli_validates_a_flow_with_its_registry_rows_merged_in(
+    flow_worker: FlowWorker, database_url: str, tmp_path: Path
+) -> None:
+    agent_id = await _insert(
+        flow_worker,
+        "agents",
+        name="boxed",
+        type="docker",
+        configuration={"image": "busybox", "network": "none"},
+    )
+    path = tmp_path / "boxed.json"
+    await asyncio.to_thread(
+        path.write_text, json.dumps(one("docker", {"command": "true"}, agentId=agent_id))
+    )
+    with_db = await ameta_agent("flows", "validate", str(path), env={"DATABASE_URL": database_url})
+    assert with_db.returncode == 0, with_db.stdout
+    assert "valid" in with_db.stdout
+
+    # Without a database the rows cannot be read: the node's own config lacks the image.
+    no_db = {"DATABASE_URL": "", "META_AGENT_HOME": str(tmp_path / "nowhere")}
+    alone = await ameta_agent("flows", "validate", str(path), env=no_db)
+    assert alone.returncode == 1
+    assert "agentId / modelId not resolved" in alone.stdout
+    assert "node 'n': config: 'image' is a required property" in alone.stdout

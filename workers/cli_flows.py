@@ -11,7 +11,7 @@ from typing import Any
 
 from persistence import queries
 from persistence.engine import create_engine, session_factory
-from workers.settings import Settings
+from workers.settings import Settings, SettingsError
 
 _TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -32,10 +32,36 @@ def _json_arg(text: str, what: str) -> Any:
         raise SystemExit(f"meta-agent: {what} is not JSON: {exc}") from None
 
 
+async def _with_registries(
+    definition: Any, settings: Settings, tenant_id: str | None
+) -> tuple[Any, list[str]]:
+    """The definition as a run would see it: `agentId` / `modelId` rows merged in.
+
+    Without a database the references cannot be checked; the definition is validated as
+    it stands and a note says so.
+    """
+    from activities.flows import apply_registries, uses_registries
+
+    if not uses_registries(definition):
+        return definition, []
+    try:
+        url = settings.require_database_url()
+    except SettingsError:
+        print("note: agentId / modelId not resolved (no database); their rows' config is missing")
+        return definition, []
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            return await apply_registries(session, definition, tenant_id)
+    finally:
+        await engine.dispose()
+
+
 async def cmd_flows_validate(args: argparse.Namespace, settings: Settings) -> int:
     from workflows.validation import problems_of
 
-    problems = problems_of(_load_json_file(args.file))
+    definition, refused = await _with_registries(_load_json_file(args.file), settings, None)
+    problems = refused + problems_of(definition)
     if not problems:
         print(f"{args.file}: valid")
         return 0
@@ -49,7 +75,8 @@ async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
     from workflows.validation import problems_of
 
     definition = _load_json_file(args.file)
-    problems = problems_of(definition)
+    resolved, refused = await _with_registries(definition, settings, args.tenant)
+    problems = refused + problems_of(resolved)
     if problems and not args.force:
         print(f"{args.file}: not imported, {len(problems)} problem(s) (--force stores it anyway)")
         for problem in problems:
