@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -31,6 +32,9 @@ from workflows.records import TaskRecord
 AgentHandler = Callable[[dict[str, Any], AgentTask], Awaitable[Any]]
 _HEARTBEAT_EVERY = 1.0
 _MAX_ERROR_CHARS = 4000
+#: What one node may hand back: Temporal refuses payloads over 2 MB, with a far less clear
+#: message than ours, and the row and every later node's scope carry the output too.
+MAX_OUTPUT_BYTES = 1_500_000
 
 
 class AgentRuntime:
@@ -88,6 +92,7 @@ class AgentRuntime:
             if task.input_schema is not None:
                 _enforce(task.input_schema, config.get("input", task.scope.get("input")), "input")
             output = scrub(await handler(config, task), secrets.values())
+            _check_size(output)
             if task.output_schema is not None:
                 _enforce(task.output_schema, output, "output")
         except asyncio.CancelledError:
@@ -144,6 +149,17 @@ async def _heartbeat_forever() -> None:
     while True:
         activity.heartbeat()
         await asyncio.sleep(_HEARTBEAT_EVERY)
+
+
+def _check_size(output: Any) -> None:
+    size = len(json.dumps(output, default=str))
+    if size > MAX_OUTPUT_BYTES:
+        raise ApplicationError(
+            f"the node's output is {size} bytes, over the {MAX_OUTPUT_BYTES} a node may "
+            "return; ask for less (maxResponseBytes, maxLogBytes, maxTokens ...)",
+            type="OutputTooLarge",
+            non_retryable=True,
+        )
 
 
 def _usage_columns(output: Any) -> dict[str, Any]:

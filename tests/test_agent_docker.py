@@ -257,3 +257,17 @@ async def test_a_sigkilled_worker_leaves_no_container_and_its_successor_finishes
         second.wait(30)
     assert result.outputs["box"]["json"] == {"attempt": 2}
     assert docker_daemon.managed_containers() == []
+
+
+async def test_an_output_too_large_for_history_fails_clearly_without_retry(
+    flow_worker: FlowWorker, docker_daemon: DockerDaemon
+) -> None:
+    chatty = ["sh", "-c", "head -c 2000000 /dev/zero | tr '\\0' a"]
+    definition = docker_flow(
+        {"command": chatty, "maxLogBytes": 3_000_000}, retry={"maxAttempts": 3}
+    )
+    row = await flow_worker.failed_row(definition, "box")
+    assert row["retry_count"] == 0
+    assert "output is 20000" in row["error"]
+    assert "over the 1500000 a node may return" in row["error"]
+    assert docker_daemon.managed_containers() == []
