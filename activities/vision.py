@@ -53,14 +53,14 @@ def _ocr(data: bytes, language: str) -> dict[str, Any]:
         table = pytesseract.image_to_data(
             image, lang=language, output_type=pytesseract.Output.DICT, timeout=timeout
         )
-    except RuntimeError as exc:  # pytesseract's "Tesseract process timeout"
-        raise ApplicationError(f"OCR: {exc}", type="OcrTimeout") from None
-    except pytesseract.TesseractError as exc:
+    except pytesseract.TesseractError as exc:  # a RuntimeError too: caught first
         raise ApplicationError(
             f"OCR failed (config.language {language!r}?): {exc.message}",
             type="OcrFailed",
             non_retryable=True,
         ) from None
+    except RuntimeError as exc:  # pytesseract's "Tesseract process timeout"
+        raise ApplicationError(f"OCR: {exc}", type="OcrTimeout") from None
     except pytesseract.TesseractNotFoundError:
         raise ApplicationError(
             "task 'ocr' needs Tesseract on the worker (Debian: tesseract-ocr)",

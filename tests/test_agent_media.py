@@ -255,3 +255,24 @@ async def test_retries_refusals_cancellation_and_timeouts_of_each_endpoint_task(
     row = await flow_worker.failed_row(definition, "m")
     assert time.monotonic() - began < 12
     assert row["status"] == "failed"
+
+
+async def test_local_fallbacks_name_the_field_behind_a_failure_and_do_not_retry(
+    flow_worker: FlowWorker,
+) -> None:
+    retry = {"maxAttempts": 3, "initialIntervalSeconds": 0.1}
+    png = base64.b64encode(text_image("HELLO")).decode()
+    ocr = one_node_flow(
+        "m", "vision", {"task": "ocr", "image": png, "language": "xyz"}, retry=retry
+    )
+    row = await flow_worker.failed_row(ocr, "m")
+    assert row["retry_count"] == 0
+    assert "OCR failed (config.language 'xyz'?)" in row["error"]
+
+    speak = one_node_flow(
+        "m", "audio", {"task": "speak", "text": "hi", "voice": "nope"}, retry=retry
+    )
+    row = await flow_worker.failed_row(speak, "m")
+    assert row["retry_count"] == 0
+    assert "espeak-ng failed (config.voice 'nope'?)" in row["error"]
+    assert "voice does not exist" in row["error"]
