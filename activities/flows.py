@@ -56,9 +56,7 @@ class FlowPreparation:
                         workspace_id = workspace_id or _str(stored.workspace_id)
             normalized: dict = {}
             if definition_raw is not None:
-                definition_raw, refused = await apply_registries(
-                    session, definition_raw, tenant_id
-                )
+                definition_raw, refused = await apply_registries(session, definition_raw, tenant_id)
                 problems.extend(refused)
                 try:
                     definition = parse_definition(definition_raw)

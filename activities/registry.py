@@ -32,7 +32,7 @@ class Dependencies:
 
     #: Builds the docker client on first use (reads DOCKER_HOST), so a worker without a
     #: docker engine runs every other node type.
-    docker_client: Callable[[], docker.DockerClient] = docker.from_env
+    docker_client: Callable[[], docker.DockerClient] = field(default=lambda: _docker_from_env())
 
     async def sweep_docker_orphans(self) -> None:
         """Remove containers that workers killed on this host left behind."""
@@ -55,6 +55,12 @@ class Dependencies:
     async def aclose(self) -> None:
         await self.http.aclose()
         await self.models.aclose()
+
+
+def _docker_from_env() -> docker.DockerClient:
+    # Each running container holds a connection while its exit is awaited: a pool the size
+    # of the worker's activity slots, not requests' default of 10.
+    return docker.from_env(max_pool_size=200)
 
 
 def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:

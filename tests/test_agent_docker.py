@@ -271,3 +271,37 @@ async def test_an_output_too_large_for_history_fails_clearly_without_retry(
     assert "output is 20000" in row["error"]
     assert "over the 1500000 a node may return" in row["error"]
     assert docker_daemon.managed_containers() == []
+
+
+async def test_a_loop_runs_its_containers_side_by_side_each_with_its_own_item(
+    flow_worker: FlowWorker, docker_daemon: DockerDaemon
+) -> None:
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("each", "loop", {"items": "{{ input.numbers }}", "maxConcurrency": 6}),
+            {
+                **node(
+                    "box",
+                    "docker",
+                    {
+                        "image": TEST_IMAGE,
+                        "command": [
+                            "sh",
+                            "-c",
+                            'read -r x; sleep 1; echo "{\\"double\\": $((x * 2))}"',
+                        ],
+                        "input": "{{ item }}",
+                    },
+                ),
+                "parentId": "each",
+            },
+            node("done", "end", {"outputs": {"all": "{{ nodes.each.output }}"}}),
+        ],
+        "edges": [edge("start", "each"), edge("each", "done")],
+    }
+    result, run_id = await flow_worker.run(definition, {"numbers": list(range(12))})
+    assert [o["json"]["double"] for o in result.outputs["all"]] == [2 * i for i in range(12)]
+    rows = await flow_worker.task_rows(run_id)
+    assert len([k for k in rows if k.endswith(".box")]) == 12
+    assert docker_daemon.managed_containers() == []
