@@ -55,7 +55,7 @@ class ApiAgent:
                 type="HttpConnectionError",
             ) from None
         try:
-            body = await _read_capped(response, cap)
+            body = await read_capped(response, cap, f"response larger than maxResponseBytes={cap}")
         finally:
             await response.aclose()
         output = _output(response, body)
@@ -122,17 +122,16 @@ def _query(query: Any) -> dict[str, Any] | None:
     return {str(k): v if isinstance(v, list) else str(v) for k, v in dict(query).items()}
 
 
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+async def read_capped(
+    response: httpx.Response, cap: int, too_large: str, error_type: str = "ResponseTooLarge"
+) -> bytes:
+    """The decoded body, refused (not retried) once it passes `cap` bytes."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_raw():
+    async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > cap:
-            raise ApplicationError(
-                f"response larger than maxResponseBytes={cap}",
-                type="ResponseTooLarge",
-                non_retryable=True,
-            )
+            raise ApplicationError(too_large, type=error_type, non_retryable=True)
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -12,7 +12,7 @@ import binascii
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from activities.api import retryable_status
+from activities.api import read_capped, retryable_status
 
 DEFAULT_MAX_MEDIA_BYTES = 20_000_000
 
@@ -52,17 +52,8 @@ async def load(http: httpx.AsyncClient, source: str, field: str, cap: int | None
                         type=f"Http{response.status_code}",
                         non_retryable=not retryable_status(response.status_code),
                     )
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise ApplicationError(
-                            f"config.{field}: {source} is larger than {limit} bytes",
-                            type="MediaTooLarge",
-                            non_retryable=True,
-                        )
-                    chunks.append(chunk)
-                return b"".join(chunks)
+                too_large = f"config.{field}: {source} is larger than {limit} bytes"
+                return await read_capped(response, limit, too_large, "MediaTooLarge")
         except httpx.HTTPError as exc:
             raise ApplicationError(
                 f"config.{field}: GET {source}: {type(exc).__name__}: {exc}",

