@@ -39,7 +39,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.api import retryable_status
-from workflows.definition import INPUT_REQUIRED_HANDLE
+from workflows.definition import A2A_NEEDS_INPUT_STATES, INPUT_REQUIRED_HANDLE
 from workflows.messages import AgentTask
 
 _STATES = {
@@ -53,7 +53,7 @@ _STATES = {
     TaskState.TASK_STATE_AUTH_REQUIRED: "auth-required",
 }
 #: states after which the remote task will not move without us
-_SETTLED = {"completed", "failed", "canceled", "rejected", "input-required", "auth-required"}
+_SETTLED = {"completed", "failed", "canceled", "rejected", *A2A_NEEDS_INPUT_STATES}
 
 
 class A2AAgent:
@@ -258,7 +258,7 @@ def _outcome(tracker: _Tracker, task: AgentTask) -> dict[str, Any]:
             type=f"A2ATask{tracker.state.capitalize()}",
             non_retryable=True,
         )
-    if tracker.state in ("input-required", "auth-required") and (
+    if tracker.state in A2A_NEEDS_INPUT_STATES and (
         INPUT_REQUIRED_HANDLE not in (task.outgoing_handles or [])
     ):
         raise ApplicationError(

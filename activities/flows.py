@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.writeback import run_values
 from persistence import queries
+from persistence.models.multimodal import MODEL_TABLES
 from persistence.registry_queries import RegistryEntry, load_agent, load_model
 from workflows.messages import PREPARE_FLOW, PreparedFlow, PrepareInput
 from workflows.records import RunRecord
@@ -145,7 +146,7 @@ async def apply_registries(
                     if schema is not None and data.get(field) is None:
                         data[field] = schema
         model_id = config.get("modelId")
-        if model_id and node_type in ("vision", "audio", "sensor"):
+        if model_id and node_type in MODEL_TABLES:
             model = await load_model(session, str(node_type), str(model_id))
             refusal = _refusal(model, f"{node_type}_models", node_type, tenant_id)
             if model is None or refusal:

@@ -22,6 +22,8 @@ ACTIVITY_AGENT_TYPES = ("docker", "api", "a2a", "llm", "vision", "audio", "senso
 ERROR_HANDLE = "error"
 #: the handle an a2a node leaves by when its remote task needs input
 INPUT_REQUIRED_HANDLE = "input_required"
+#: the remote task states (A2A spelling) that send an a2a node out by that handle
+A2A_NEEDS_INPUT_STATES = ("input-required", "auth-required")
 
 
 class RetrySpec(BaseModel):

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows import templates
     from workflows.definition import (
+        A2A_NEEDS_INPUT_STATES,
         ACTIVITY_AGENT_TYPES,
         ERROR_HANDLE,
         INPUT_REQUIRED_HANDLE,
@@ -82,7 +83,6 @@ _ROWS_PER_WRITE = 500
 #: workflow.patched() ids: each marks a change of commands that runs in flight must not see.
 _PATCH_HITL_OPEN_BOOKKEEPING = "hitl-open-carries-bookkeeping"
 _TERMINAL = ("completed", "failed", "skipped", "cancelled")
-_A2A_NEEDS_INPUT = ("input-required", "auth-required")
 
 
 class NodeFailed(Exception):
@@ -743,7 +743,7 @@ class _Scope:
         try:
             if node.type == "a2a":
                 output = await self._agent(node, task_id)
-                if isinstance(output, dict) and output.get("state") in _A2A_NEEDS_INPUT:
+                if isinstance(output, dict) and output.get("state") in A2A_NEEDS_INPUT_STATES:
                     return output, [INPUT_REQUIRED_HANDLE]
                 outgoing = [e.sourceHandle for e in self.defn.outgoing.get(node.id, [])]
                 return output, [
