@@ -13,6 +13,7 @@ from sqlalchemy import text
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply
 from tests.test_agent_llm import completion
+from tests.test_agent_media import one_node_flow
 from tests.test_cli import ameta_agent
 
 
@@ -29,17 +30,6 @@ async def _insert(flow_worker: FlowWorker, table: str, **values: Any) -> str:
             {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in values.items()},
         )
     return row_id
-
-
-def one(node_type: str, config: dict[str, Any], **data: Any) -> dict[str, Any]:
-    return {
-        "nodes": [
-            node("start", "start"),
-            node("n", node_type, config, **data),
-            node("done", "end", {"outputs": {"n": "{{ nodes.n.output }}"}}),
-        ],
-        "edges": [edge("start", "n"), edge("n", "done")],
-    }
 
 
 async def test_an_agents_row_is_the_base_config_and_its_schemas_guard_input_and_output(
@@ -64,7 +54,7 @@ async def test_an_agents_row_is_the_base_config_and_its_schemas_guard_input_and_
         output_schema={"type": "object", "required": ["text"]},
     )
     node_config = {"prompt": "Summarise {{ input.text }}", "input": {"text": "{{ input.text }}"}}
-    definition = one("llm", node_config, agentId=agent_id)
+    definition = one_node_flow("n", "llm", node_config, agentId=agent_id)
     result, run_id = await flow_worker.run(definition, {"text": "a long story"})
     assert result.outputs["n"]["text"] == "short"
     sent = http_peer.requests[-1].json()
@@ -75,7 +65,7 @@ async def test_an_agents_row_is_the_base_config_and_its_schemas_guard_input_and_
 
     # A node key overrides the registry's.
     await flow_worker.run(
-        one("llm", {**node_config, "model": "mine"}, agentId=agent_id), {"text": "x"}
+        one_node_flow("n", "llm", {**node_config, "model": "mine"}, agentId=agent_id), {"text": "x"}
     )
     assert http_peer.requests[-1].json()["model"] == "mine"
 
@@ -83,7 +73,7 @@ async def test_an_agents_row_is_the_base_config_and_its_schemas_guard_input_and_
     calls = len(http_peer.requests)
     retry = {"maxAttempts": 3, "initialIntervalSeconds": 0.1}
     run_id = await flow_worker.fail(
-        one("llm", node_config, agentId=agent_id, retry=retry), {"text": 5}
+        one_node_flow("n", "llm", node_config, agentId=agent_id, retry=retry), {"text": 5}
     )
     row = (await flow_worker.task_rows(run_id))["n"]
     assert row["retry_count"] == 0
@@ -95,7 +85,9 @@ async def test_an_agents_row_is_the_base_config_and_its_schemas_guard_input_and_
 
     # Output that breaks the output_schema (here: set on the node itself).
     strict = {"type": "object", "required": ["json"], "properties": {"json": {"type": "object"}}}
-    definition = one("llm", node_config, agentId=agent_id, outputSchema=strict, retry=retry)
+    definition = one_node_flow(
+        "n", "llm", node_config, agentId=agent_id, outputSchema=strict, retry=retry
+    )
     run_id = await flow_worker.fail(definition, {"text": "x"})
     row = (await flow_worker.task_rows(run_id))["n"]
     assert row["retry_count"] == 0
@@ -139,7 +131,7 @@ async def test_a_model_row_gives_endpoint_and_settings_to_a_vision_node(
         settings={"temperature": 0, "maxTokens": 20},
     )
     config = {"modelId": model_id, "image": "https://example.invalid/cat.png", "prompt": "What?"}
-    result, _ = await flow_worker.run(one("vision", config))
+    result, _ = await flow_worker.run(one_node_flow("n", "vision", config))
     assert result.outputs["n"]["text"] == "a cat"
     sent = http_peer.requests[-1].json()
     assert sent["model"] == "ocr-chat"
@@ -160,7 +152,8 @@ async def test_the_cli_validates_a_flow_with_its_registry_rows_merged_in(
     )
     path = tmp_path / "boxed.json"
     await asyncio.to_thread(
-        path.write_text, json.dumps(one("docker", {"command": "true"}, agentId=agent_id))
+        path.write_text,
+        json.dumps(one_node_flow("n", "docker", {"command": "true"}, agentId=agent_id)),
     )
     with_db = await ameta_agent("flows", "validate", str(path), env={"DATABASE_URL": database_url})
     assert with_db.returncode == 0, with_db.stdout
