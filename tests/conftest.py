@@ -8,6 +8,7 @@ test's own commits), so tests do not see each other's rows.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -214,3 +215,27 @@ def http_peer() -> Iterator[HttpPeer]:
 async def people(flow_worker: FlowWorker) -> People:
     """Reviewers for HITL tests, written through whichever worker the test uses."""
     return await make_people(flow_worker.sessions)
+
+
+_EXIT_STATUS_KEY = pytest.StashKey[int]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_EXIT_STATUS_KEY] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave without interpreter teardown once pytest has reported everything.
+
+    The session holds temporalio clients whose Rust core threads can call into
+    Python while it finalises; such a process aborts or segfaults after its work
+    is done (temporalio/sdk-python#300), which would turn a green run red. The
+    CLI leaves the same way (`workers.cli.entry_point`).
+    """
+    status = config.stash.get(_EXIT_STATUS_KEY, None)
+    if status is None:  # pytest stopped before the session ran (usage error, --help)
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -61,6 +61,22 @@ def test_validate_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert good.returncode == 0, good.stdout
 
 
+def test_the_executable_keeps_exit_codes_and_output_though_it_skips_teardown() -> None:
+    """`entry_point` leaves with os._exit, which drops unflushed output unless it flushes."""
+    script = Path(sys.executable).parent / "meta-agent"
+    helped = subprocess.run([script, "--help"], capture_output=True, text=True, check=False)
+    assert helped.returncode == 0
+    assert helped.stdout.startswith("usage: meta-agent")
+
+    unknown = meta_agent("no-such-command")
+    assert unknown.returncode == 2
+    assert "invalid choice: 'no-such-command'" in unknown.stderr
+
+    unset = meta_agent("runs", "list", env={"DATABASE_URL": ""})
+    assert unset.returncode == 2
+    assert unset.stderr.startswith("meta-agent: ")
+
+
 def test_every_example_flow_is_valid() -> None:
     from workflows.validation import problems_of
 
