@@ -94,6 +94,16 @@ def _env(database_url: str, temporal_env: WorkflowEnvironment, queue: str) -> di
     }
 
 
+async def test_cancelling_an_unknown_run_says_not_found_rather_than_unreachable(
+    database_url: str, temporal_env: WorkflowEnvironment
+) -> None:
+    env = _env(database_url, temporal_env, "unused")
+    out = await ameta_agent("runs", "cancel", "no-such-run", env=env)
+    assert out.returncode == 1
+    assert out.stderr.startswith("meta-agent: not found in Temporal:"), out.stderr
+    assert "no-such-run" in out.stderr
+
+
 async def test_import_then_run_with_wait_prints_progress_and_outputs(
     database_url: str,
     temporal_env: WorkflowEnvironment,

@@ -122,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _known_error(exc: BaseException) -> str | None:
     """Errors whose message is enough for a person; anything else keeps its traceback."""
+    from temporalio.service import RPCError, RPCStatusCode
+
     from persistence.queries import NotFoundError
     from workers.dev import DevStackError
     from workers.embedded_postgres import EmbeddedPostgresError
@@ -133,7 +135,13 @@ def _known_error(exc: BaseException) -> str | None:
         return str(exc)
     if isinstance(exc, OSError) and "Connect call failed" in str(exc):
         return f"cannot reach the database: {exc}"
-    if type(exc).__name__ == "RPCError" or "Failed client connect" in str(exc):
+    if isinstance(exc, RPCError):
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return f"not found in Temporal: {exc}"
+        if exc.status not in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return f"Temporal refused the request: {exc}"
+        return f"cannot reach Temporal: {exc}"
+    if "Failed client connect" in str(exc):
         return f"cannot reach Temporal: {exc}"
     return None
 
