@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 from sqlalchemy import text
 
 from tests.flows import FlowWorker, edge, node
@@ -18,6 +19,8 @@ def _square(request: Request) -> Reply:
     return Reply(200, {"square": n * n})
 
 
+# 20,000 nodes take about 3.5 min on 2 cores, over the suite's 5 min ceiling on a busy machine.
+@pytest.mark.timeout(900)
 async def test_a_loop_of_many_items_completes_via_continue_as_new(
     flow_worker: FlowWorker, http_peer: HttpPeer
 ) -> None:
