@@ -116,29 +116,26 @@ async def test_vision_chat_sends_the_image_as_a_data_url_part_beside_the_prompt(
     assert (await flow_worker.task_rows(run_id))["look"]["total_tokens"] == 12
 
 
-async def test_speech_from_espeak_is_transcribed_back_by_whisper(
-    flow_worker: FlowWorker, whisper_server: ModelServer
-) -> None:
-    definition = {
+def speak_then_hear(transcribe: dict[str, Any]) -> dict[str, Any]:
+    """espeak-ng says `input.sentence`; a transcribe node with these settings hears it back."""
+    hear = {"task": "transcribe", "audio": "{{ nodes.say.output.audio_base64 }}", **transcribe}
+    return {
         "nodes": [
             node("start", "start"),
             node("say", "audio", {"task": "speak", "text": "{{ input.sentence }}"}),
-            node(
-                "hear",
-                "audio",
-                {
-                    "task": "transcribe",
-                    "endpoint": whisper_server.base_url,
-                    "audio": "{{ nodes.say.output.audio_base64 }}",
-                    "language": "en",
-                },
-            ),
+            node("hear", "audio", hear),
             node("done", "end", {"outputs": {"heard": "{{ nodes.hear.output }}"}}),
         ],
         "edges": [edge("start", "say"), edge("say", "hear"), edge("hear", "done")],
     }
+
+
+async def test_speech_from_espeak_is_transcribed_back_by_whisper(
+    flow_worker: FlowWorker, whisper_server: ModelServer
+) -> None:
     result, run_id = await flow_worker.run(
-        definition, {"sentence": "The purchase order is approved."}
+        speak_then_hear({"endpoint": whisper_server.base_url, "language": "en"}),
+        {"sentence": "The purchase order is approved."},
     )
     heard = result.outputs["heard"]
     words = heard["text"].lower()
@@ -182,25 +179,8 @@ def whisper_dir() -> str:
 async def test_without_an_endpoint_the_worker_transcribes_with_its_own_whisper(
     flow_worker: FlowWorker, whisper_dir: str
 ) -> None:
-    definition = {
-        "nodes": [
-            node("start", "start"),
-            node("say", "audio", {"task": "speak", "text": "{{ input.sentence }}"}),
-            node(
-                "hear",
-                "audio",
-                {
-                    "task": "transcribe",
-                    "model": whisper_dir,
-                    "audio": "{{ nodes.say.output.audio_base64 }}",
-                },
-            ),
-            node("done", "end", {"outputs": {"heard": "{{ nodes.hear.output }}"}}),
-        ],
-        "edges": [edge("start", "say"), edge("say", "hear"), edge("hear", "done")],
-    }
     result, run_id = await flow_worker.run(
-        definition, {"sentence": "The purchase order is approved."}
+        speak_then_hear({"model": whisper_dir}), {"sentence": "The purchase order is approved."}
     )
     heard = result.outputs["heard"]
     assert "order" in heard["text"].lower()
