@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,16 @@ class FlowWorker:
         except WorkflowFailureError:
             return handle.id
         raise AssertionError(f"run {handle.id} was expected to fail but completed")
+
+    async def cancel_and_wait(self, handle: WorkflowHandle[Any, Any]) -> float:
+        """Cancels a started run, which must then fail; seconds from the cancel to its end."""
+        began = time.monotonic()
+        await handle.cancel()
+        try:
+            await handle.result()
+        except WorkflowFailureError:
+            return time.monotonic() - began
+        raise AssertionError(f"run {handle.id} completed although it was cancelled")
 
     async def failed_row(self, definition: dict[str, Any], node_id: str) -> dict[str, Any]:
         """The `task_instances` row of `node_id` in a run that must fail."""
