@@ -31,6 +31,7 @@ from tests.hitl_support import People, make_people
 from tests.http_peer import HttpPeer
 from tests.model_servers import ModelServer, start_llama, start_mosquitto, start_whisper
 from tests.support import free_port
+from workers import processes
 from workers.embedded_postgres import EmbeddedPostgres
 from workers.settings import Settings
 from workers.temporal_dev import temporal_cli
@@ -192,8 +193,7 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """mosquitto on loopback, as an mqtt:// URL."""
     process, port = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
     yield f"mqtt://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(10)
+    processes.stop(process)
 
 
 @pytest.fixture(scope="session")

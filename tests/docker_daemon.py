@@ -24,6 +24,7 @@ from pathlib import Path
 import docker
 
 from activities.docker_agent import MANAGED_LABEL
+from workers import processes
 
 TEST_IMAGE = "meta-agent/busybox:test"
 
@@ -41,8 +42,7 @@ class DockerDaemon:
         dockerd = shutil.which("dockerd")
         if dockerd is None:
             raise RuntimeError("dockerd not found: run scripts/peers.sh (Debian package docker.io)")
-        log = (self.root / "dockerd.log").open("wb")
-        self._proc = subprocess.Popen(
+        self._proc = processes.spawn(
             [
                 dockerd,
                 "-H",
@@ -58,8 +58,7 @@ class DockerDaemon:
                 "--bridge=none",
                 "--storage-driver=overlay2",
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            log=self.root / "dockerd.log",
         )
         deadline = time.monotonic() + timeout
         while True:
@@ -118,12 +117,7 @@ class DockerDaemon:
             with contextlib.suppress(docker.errors.DockerException), self.client() as client:
                 for container in client.containers.list(all=True):
                     container.remove(force=True)
-            self._proc.terminate()
-            try:
-                self._proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(10)
+            processes.stop(self._proc, timeout=30)
         # Overlay mounts are gone once dockerd has stopped; whatever is left is plain files.
         subprocess.run(["umount", "-R", str(self.root / "data")], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)

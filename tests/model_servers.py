@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from tests.support import free_port
+from workers import processes
 
 PEERS = Path(__file__).resolve().parents[1] / ".peers"
 
@@ -50,12 +51,7 @@ class ModelServer:
     log: Path
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        processes.stop(self.process)
 
 
 def _wait_ready(server: ModelServer, probe: str, timeout: float = 120) -> ModelServer:
@@ -76,10 +72,9 @@ def _wait_ready(server: ModelServer, probe: str, timeout: float = 120) -> ModelS
 def _serve(peer: str, module: str, args: list[str], log: Path, probe: str) -> ModelServer:
     """`python -m module args --host 127.0.0.1 --port N` from the peer's venv, once it answers."""
     port = free_port()
-    process = subprocess.Popen(
+    process = processes.spawn(
         [str(_peer_python(peer)), "-m", module, *args, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
+        log=log,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},  # nothing may come from a hub
     )
     root = f"http://127.0.0.1:{port}"
@@ -115,9 +110,7 @@ def start_mosquitto(log_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = free_port()
     log = log_dir / "mosquitto.log"
-    process = subprocess.Popen(
-        [binary, "-p", str(port)], stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
+    process = processes.spawn([binary, "-p", str(port)], log=log)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -125,5 +118,5 @@ def start_mosquitto(log_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
             return process, port
         except OSError:
             time.sleep(0.1)
-    process.kill()
+    processes.stop(process)
     raise RuntimeError(f"mosquitto did not start: {log.read_text()[-2000:]}")
