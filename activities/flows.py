@@ -1,12 +1,14 @@
 """Loading and checking a flow before any node runs (`prepare_flow`).
 
-One activity does the whole start of a run in one round trip: load the
-definition (stored or inline), validate it and the inputs completely, and
-write the run row as `running`, or as `failed` with every problem listed.
-The definition travels back in the activity result, so replays never read
-the database again; so do the registry rows a node names (`data.agentId`,
-`config.modelId`), merged into its config here, so a later edit of an agent
-changes new runs only.
+One activity does the whole start of a run in one round trip: check the ids
+the run names against the database (tenant, workspace, users, workflow,
+parent run), load the definition (stored or inline), validate it and the
+inputs completely, and write the run row as `running`, or as `failed` with
+every problem listed and the refused ids left out, so the row never trips a
+foreign key. The definition travels back in the activity result, so replays
+never read the database again; so do the registry rows a node names
+(`data.agentId`, `config.modelId`), merged into its config here, so a later
+edit of an agent changes new runs only.
 """
 
 from __future__ import annotations
@@ -14,16 +16,21 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities import references
+from activities.database_refusals import refused_by_database
 from activities.writeback import run_values
 from persistence import queries
+from persistence.ids import parse_uuid
 from persistence.models.multimodal import MODEL_TABLES
 from persistence.registry_queries import RegistryEntry, load_agent, load_model
+from workflows.config_checks import user_references
 from workflows.messages import PREPARE_FLOW, PreparedFlow, PrepareInput
 from workflows.records import RunRecord
+from workflows.refusals import RUN_RECORD_REJECTED, refusal
 from workflows.validation import DefinitionError, input_problems, parse_definition
 
 
@@ -33,73 +40,128 @@ class FlowPreparation:
 
     @activity.defn(name=PREPARE_FLOW)
     async def prepare_flow(self, data: PrepareInput) -> PreparedFlow:
-        req = data.request
-        problems: list[str] = []
-        definition_raw = req.definition
-        workflow_id, version = req.workflow_id, req.version
-        tenant_id, workspace_id = req.tenant_id, req.workspace_id
+        try:
+            async with self._sessions() as session, session.begin():
+                return await _prepare(session, data)
+        except DBAPIError as exc:
+            # Every id was checked and its row locked, so what is left is a value Postgres
+            # cannot hold (say, a NUL character in the inputs): still fail, with a row.
+            # Anything else (a lost connection) is retried.
+            if not refused_by_database(exc):
+                raise
+            error = f"cannot record the run: {_first_line(exc.orig or exc)}"
         async with self._sessions() as session, session.begin():
-            if definition_raw is None:
-                if not workflow_id:
-                    problems.append(
-                        "the run names neither `workflow_id` nor an inline `definition`"
-                    )
-                else:
-                    try:
-                        # A name is accepted too, so flows can call sub-flows by name.
-                        workflow_id = str(await queries.find_workflow_id(session, workflow_id))
-                        stored = await queries.load_definition(session, workflow_id, version)
-                    except queries.NotFoundError as exc:
-                        problems.append(str(exc))
-                    else:
-                        definition_raw, version = stored.definition, stored.version
-                        tenant_id = tenant_id or _str(stored.tenant_id)
-                        workspace_id = workspace_id or _str(stored.workspace_id)
-            normalized: dict = {}
-            if definition_raw is not None:
-                definition_raw, refused = await apply_registries(session, definition_raw, tenant_id)
-                problems.extend(refused)
-                try:
-                    definition = parse_definition(definition_raw)
-                except DefinitionError as exc:
-                    problems.extend(exc.problems)
-                else:
-                    problems.extend(input_problems(definition, req.inputs))
-                    normalized = definition.model_dump(mode="json", exclude_defaults=True)
             record = RunRecord(
                 orchestrator_run_id=data.orchestrator_run_id,
-                status="failed" if problems else "running",
-                workflow_id=workflow_id if _is_uuid(workflow_id) else None,
-                workflow_version=version,
-                inputs=req.inputs,
-                triggered_by=req.triggered_by,
-                tenant_id=tenant_id,
-                workspace_id=workspace_id,
-                tags=req.tags or None,
-                parent_run_id=req.parent_run_id,
+                status="failed",
                 started_at=data.started_at,
-                error=_problem_text(problems) if problems else None,
-                completed_at=data.started_at if problems else None,
+                completed_at=data.started_at,
+                error=error,
             )
-            try:
-                run_id = await queries.upsert_run(
-                    session, data.orchestrator_run_id, run_values(record)
-                )
-            except Exception as exc:  # a foreign key to a tenant/user that does not exist
-                raise ApplicationError(
-                    f"cannot record the run: {exc.__class__.__name__}: {_first_line(exc)}",
-                    type="RunRecordRejected",
-                    non_retryable=True,
-                ) from exc
+            run_id = await queries.upsert_run(session, data.orchestrator_run_id, run_values(record))
         return PreparedFlow(
-            run_row_id=str(run_id),
-            definition=normalized,
-            workflow_id=workflow_id,
-            version=version,
-            tenant_id=tenant_id,
-            workspace_id=workspace_id,
-            problems=problems,
+            run_row_id=str(run_id), problems=[error], error=error, error_type=RUN_RECORD_REJECTED
         )
+
+
+async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
+    req = data.request
+    flow_problems: list[str] = []
+    inputs_problems: list[str] = []
+    definition_raw = req.definition
+    workflow_id: str | None = None
+    version = req.version
+    refs = references.RunReferences()
+    refs.tenant_id, refused_tenant = await references.check_tenant(session, req.tenant_id)
+    if refused_tenant:
+        # Nothing else can be judged in a tenant that does not exist.
+        refs.problems.append(refused_tenant)
+    else:
+        workspace_id = req.workspace_id
+        if req.workflow_id:
+            # An inline definition (a draft) wins; the stored flow's id then only labels the run.
+            inline = definition_raw is not None
+            stored = await _stored_flow(session, str(req.workflow_id), version, refs, inline)
+            if stored is not None:
+                workflow_id = str(stored.workflow_id)
+                if not inline:
+                    definition_raw, version = stored.definition, stored.version
+                    if refs.tenant_id in (None, stored.tenant_id):
+                        refs.tenant_id = stored.tenant_id
+                        workspace_id = workspace_id or _str(stored.workspace_id)
+        elif definition_raw is None:
+            flow_problems.append("the run names neither `workflow_id` nor an inline `definition`")
+        await references.check_run(
+            session,
+            refs,
+            workspace_id=workspace_id,
+            triggered_by=req.triggered_by,
+            parent_run_id=req.parent_run_id,
+        )
+    normalized: dict[str, Any] = {}
+    if definition_raw is not None:
+        definition_raw, refused = await apply_registries(
+            session, definition_raw, _str(refs.tenant_id)
+        )
+        flow_problems.extend(refused)
+        if not refused_tenant:
+            users = user_references(definition_raw)
+            refs.problems.extend(await references.check_users(session, users, refs.tenant_id))
+        try:
+            definition = parse_definition(definition_raw)
+        except DefinitionError as exc:
+            flow_problems.extend(exc.problems)
+        else:
+            inputs_problems = input_problems(definition, req.inputs)
+            normalized = definition.model_dump(mode="json", exclude_defaults=True)
+    refused_run = refusal(references=refs.problems, flow=flow_problems, inputs=inputs_problems)
+    record = RunRecord(
+        orchestrator_run_id=data.orchestrator_run_id,
+        status="failed" if refused_run else "running",
+        workflow_id=workflow_id,
+        workflow_version=version,
+        inputs=req.inputs,
+        triggered_by=_str(refs.triggered_by),
+        tenant_id=_str(refs.tenant_id),
+        workspace_id=_str(refs.workspace_id),
+        tags=req.tags or None,
+        parent_run_id=_str(refs.parent_run_id),
+        started_at=data.started_at,
+        error=refused_run.error if refused_run else None,
+        completed_at=data.started_at if refused_run else None,
+    )
+    run_id = await queries.upsert_run(session, data.orchestrator_run_id, run_values(record))
+    prepared = PreparedFlow(
+        run_row_id=str(run_id),
+        definition=normalized,
+        workflow_id=workflow_id,
+        version=version,
+        tenant_id=_str(refs.tenant_id),
+        workspace_id=_str(refs.workspace_id),
+        problems=[*refs.problems, *flow_problems, *inputs_problems],
+    )
+    if refused_run:
+        prepared.error, prepared.error_type = refused_run.error, refused_run.error_type
+    return prepared
+
+
+async def _stored_flow(
+    session: AsyncSession,
+    name_or_id: str,
+    version: int | None,
+    refs: references.RunReferences,
+    inline: bool,
+) -> queries.StoredDefinition | None:
+    """The stored flow the run names (by id or name, so flows can call sub-flows by name),
+    if the run's tenant may see it; otherwise the refusal goes to `refs`."""
+    try:
+        found = await queries.find_workflow_id(session, name_or_id, tenant_id=refs.tenant_id)
+        return await queries.load_definition(
+            session, found, None if inline else version, tenant_id=refs.tenant_id
+        )
+    except queries.NotFoundError as exc:
+        refs.problems.append(str(exc))
+        return None
 
 
 def uses_registries(raw: Any) -> bool:
@@ -146,7 +208,8 @@ async def apply_registries(
                     if schema is not None and data.get(field) is None:
                         data[field] = schema
         model_id = config.get("modelId")
-        if model_id and node_type in MODEL_TABLES:
+        # A modelId that is not a UUID is named by validation (the node schemas' pattern).
+        if model_id and node_type in MODEL_TABLES and parse_uuid(model_id):
             model = await load_model(session, str(node_type), str(model_id))
             refusal = _refusal(model, f"{node_type}_models", node_type, tenant_id)
             if model is None or refusal:
@@ -180,21 +243,9 @@ def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _problem_text(problems: list[str]) -> str:
-    return f"invalid flow ({len(problems)} problems):\n- " + "\n- ".join(problems)
-
-
 def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
 
 
 def _str(value: uuid.UUID | None) -> str | None:
     return str(value) if value else None
-
-
-def _is_uuid(value: str | None) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return value is not None

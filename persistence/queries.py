@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import Table, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from persistence.ids import parse_uuid
 from persistence.models import TaskInstance, Workflow, WorkflowRun, WorkflowVersion
 
 #: Columns that keep their first value when a row is written again (a retried
@@ -121,15 +122,23 @@ class StoredDefinition:
 
 
 async def load_definition(
-    session: AsyncSession, workflow_id: uuid.UUID | str, version: int | None = None
+    session: AsyncSession,
+    workflow_id: uuid.UUID | str,
+    version: int | None = None,
+    *,
+    tenant_id: uuid.UUID | None = None,
 ) -> StoredDefinition:
-    """A workflow's definition at `version`, or at its current version when none is given."""
-    try:
-        wf_id = uuid.UUID(str(workflow_id))
-    except ValueError:
-        raise NotFoundError(f"workflow_id {workflow_id!r} is not a UUID") from None
+    """A workflow's definition at `version`, or at its current version when none is given.
+
+    With `tenant_id`, a workflow of another tenant is refused with the very message of
+    an unknown one, so a run cannot learn which ids exist elsewhere; workflows of no
+    tenant are shared.
+    """
+    wf_id = parse_uuid(workflow_id)
+    if wf_id is None:
+        raise NotFoundError(f"workflow_id {workflow_id!r} is not a UUID")
     workflow = await session.get(Workflow, wf_id)
-    if workflow is None:
+    if workflow is None or not _visible(workflow, tenant_id):
         raise NotFoundError(f"no workflow with id {wf_id}")
     wanted = workflow.version if version is None else version
     stored = (
@@ -215,17 +224,22 @@ async def save_workflow_version(
     )
 
 
-async def find_workflow_id(session: AsyncSession, name_or_id: str) -> uuid.UUID:
-    """A stored workflow's id from its id or (unambiguous) name."""
-    try:
-        return uuid.UUID(name_or_id)
-    except ValueError:
-        pass
-    ids = (
-        (await session.execute(select(Workflow.id).where(Workflow.name == name_or_id).limit(2)))
-        .scalars()
-        .all()
-    )
+def _visible(workflow: Workflow, tenant_id: uuid.UUID | None) -> bool:
+    return tenant_id is None or workflow.tenant_id in (None, tenant_id)
+
+
+async def find_workflow_id(
+    session: AsyncSession, name_or_id: str, *, tenant_id: uuid.UUID | None = None
+) -> uuid.UUID:
+    """A stored workflow's id from its id or (unambiguous) name; with `tenant_id`, a name
+    is looked up among that tenant's workflows and the shared ones (of no tenant) only."""
+    wf_id = parse_uuid(name_or_id)
+    if wf_id is not None:
+        return wf_id
+    query = select(Workflow.id).where(Workflow.name == name_or_id).limit(2)
+    if tenant_id is not None:
+        query = query.where(or_(Workflow.tenant_id == tenant_id, Workflow.tenant_id.is_(None)))
+    ids = (await session.execute(query)).scalars().all()
     if not ids:
         raise NotFoundError(
             f"no stored flow named {name_or_id!r} (import it with `meta-agent flows import`)"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from persistence.ids import parse_uuid
 from persistence.models.agents import Agent
 from persistence.models.multimodal import MODEL_TABLES, ModelRow
 
@@ -26,15 +26,8 @@ class RegistryEntry:
     output_schema: dict[str, Any] | None = None
 
 
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
-
 async def load_agent(session: AsyncSession, agent_id: str) -> RegistryEntry | None:
-    key = _uuid(agent_id)
+    key = parse_uuid(agent_id)
     row = await session.get(Agent, key) if key else None
     if row is None:
         return None
@@ -53,7 +46,7 @@ async def load_agent(session: AsyncSession, agent_id: str) -> RegistryEntry | No
 async def load_model(session: AsyncSession, node_type: str, model_id: str) -> RegistryEntry | None:
     """A vision/audio/sensor model row as a base config: `endpoint`, `model` and its settings."""
     table = MODEL_TABLES.get(node_type)
-    key = _uuid(model_id)
+    key = parse_uuid(model_id)
     row: ModelRow | None = await session.get(table, key) if table is not None and key else None
     if row is None:
         return None

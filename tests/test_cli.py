@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.flows import FlowWorker, edge, node
@@ -164,14 +165,12 @@ async def test_import_then_run_with_wait_prints_progress_and_outputs(
 async def test_a_failed_run_exits_1_with_the_reason(
     database_url: str, temporal_env: WorkflowEnvironment, flow_worker: FlowWorker, tmp_path: Path
 ) -> None:
-    flow = tmp_path / "needs-input.json"
+    flow = tmp_path / "bad-time.json"
     flow.write_text(
         json.dumps(
             {
-                "nodes": [
-                    node("start", "start", inputSchema={"type": "object", "required": ["order_id"]})
-                ],
-                "edges": [],
+                "nodes": [node("start", "start"), node("w", "wait", {"until": "{{ input.at }}"})],
+                "edges": [edge("start", "w")],
             }
         )
     )
@@ -180,11 +179,84 @@ async def test_a_failed_run_exits_1_with_the_reason(
         str(flow),
         "--wait",
         "--input",
+        '{"at": "soon"}',
+        env=_env(database_url, temporal_env, flow_worker.task_queue),
+    )
+    assert out.returncode == 1
+    assert "config.until: 'soon' is not an ISO 8601 timestamp" in out.stderr
+
+
+_ORDER_SCHEMA = {
+    "type": "object",
+    "required": ["order_id"],
+    "properties": {"order_id": {"type": "integer"}},
+}
+
+
+async def _never_started(
+    temporal_env: WorkflowEnvironment, flow_worker: FlowWorker, run_id: str
+) -> None:
+    """Neither Temporal nor Postgres has heard of `run_id`."""
+    from sqlalchemy import text
+    from temporalio.service import RPCError, RPCStatusCode
+
+    with pytest.raises(RPCError) as err:
+        await temporal_env.client.get_workflow_handle(run_id).describe()
+    assert err.value.status == RPCStatusCode.NOT_FOUND
+    async with flow_worker.sessions() as s:
+        rows = await s.scalar(
+            text("SELECT count(*) FROM workflow_runs WHERE orchestrator_run_id = :o"),
+            {"o": run_id},
+        )
+    assert rows == 0
+
+
+async def test_invalid_inputs_of_a_json_flow_start_nothing(
+    database_url: str, temporal_env: WorkflowEnvironment, flow_worker: FlowWorker, tmp_path: Path
+) -> None:
+    flow = tmp_path / "needs-input.json"
+    flow.write_text(json.dumps({"nodes": [node("start", "start", inputSchema=_ORDER_SCHEMA)]}))
+    run_id = f"cli-inline-{os.getpid()}-{id(flow)}"
+    out = await ameta_agent(
+        "run",
+        str(flow),
+        "--id",
+        run_id,
+        "--input",
         "{}",
         env=_env(database_url, temporal_env, flow_worker.task_queue),
     )
     assert out.returncode == 1
-    assert "'order_id' is a required property" in out.stderr
+    assert out.stderr == "invalid inputs: inputs: 'order_id' is a required property\n"
+    assert out.stdout == ""
+    await _never_started(temporal_env, flow_worker, run_id)
+
+
+async def test_invalid_inputs_of_a_stored_flow_start_nothing(
+    database_url: str, temporal_env: WorkflowEnvironment, flow_worker: FlowWorker
+) -> None:
+    from persistence import queries
+
+    name = f"orders-{os.getpid()}-{id(flow_worker)}"
+    definition = {
+        "nodes": [
+            node("start", "start", inputSchema=_ORDER_SCHEMA),
+            node("echo", "transform", {"output": "{{ input.order_id }}"}),
+        ],
+        "edges": [edge("start", "echo")],
+    }
+    async with flow_worker.sessions() as s, s.begin():
+        await queries.save_workflow_version(s, name=name, definition=definition)
+    env = _env(database_url, temporal_env, flow_worker.task_queue)
+    run_id = f"cli-stored-{name}"
+    out = await ameta_agent("run", name, "--id", run_id, "--input", '{"order_id": "7"}', env=env)
+    assert out.returncode == 1
+    assert out.stderr == "invalid inputs: inputs.order_id: '7' is not of type 'integer'\n"
+    await _never_started(temporal_env, flow_worker, run_id)
+
+    fine = await ameta_agent("run", name, "--wait", "--input", '{"order_id": 7}', env=env)
+    assert fine.returncode == 0, fine.stderr
+    assert json.loads(fine.stdout[fine.stdout.index("{") :]) == {"echo": 7}
 
 
 async def test_the_plain_temporal_cli_starts_a_stored_flow_with_json(

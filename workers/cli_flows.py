@@ -100,7 +100,8 @@ async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.client import start_run
+    from persistence.ids import parse_uuid
+    from workers.client import InvalidInputs, check_inputs, start_run
     from workers.temporal_client import connect
     from workflows.messages import FlowRunInput
 
@@ -118,20 +119,38 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if args.flow.endswith(".json"):
         fields["definition"] = _load_json_file(args.flow)
     else:
+        # The stored definition, as the run would load it, so bad inputs start nothing.
+        tenant = parse_uuid(args.tenant)
         engine = create_engine(settings.require_database_url(), pool_size=1)
         try:
             async with session_factory(engine)() as session:
-                fields["workflow_id"] = str(await queries.find_workflow_id(session, args.flow))
+                found = await queries.find_workflow_id(session, args.flow, tenant_id=tenant)
+                stored = await queries.load_definition(
+                    session, found, args.version, tenant_id=tenant
+                )
         finally:
             await engine.dispose()
+        # Pinned: the run loads the very version whose inputs were checked.
+        fields["workflow_id"], fields["version"] = str(stored.workflow_id), stored.version
+        problems = check_inputs(stored.definition, inputs)
+        if problems:
+            return _refuse_inputs(problems)
     client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
-    handle = await start_run(
-        client, settings.temporal_task_queue, FlowRunInput(**fields), run_id=args.id
-    )
+    try:
+        handle = await start_run(
+            client, settings.temporal_task_queue, FlowRunInput(**fields), run_id=args.id
+        )
+    except InvalidInputs as exc:
+        return _refuse_inputs(exc.problems)
     print(handle.id, flush=True)
     if not args.wait:
         return 0
     return await _follow(handle)
+
+
+def _refuse_inputs(problems: list[str]) -> int:
+    print(f"invalid inputs: {'; '.join(problems)}", file=sys.stderr)
+    return 1
 
 
 async def _follow(handle: Any) -> int:

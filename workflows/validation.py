@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import ValidationError
 
-from workflows import templates
+from workflows import config_checks, templates
 from workflows.definition import (
     ACTIVITY_AGENT_TYPES,
     ERROR_HANDLE,
@@ -28,23 +28,11 @@ from workflows.definition import (
     Node,
 )
 from workflows.hitl import FIXED_HANDLES, option_values
+from workflows.refusals import counted
 
 _JINJA_GLOBALS = frozenset(
-    {
-        "range",
-        "dict",
-        "lipsum",
-        "cycler",
-        "joiner",
-        "namespace",
-        "true",
-        "false",
-        "none",
-        "True",
-        "False",
-        "None",
-        "loop",
-    }
+    {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"}
+    | {"true", "false", "none", "True", "False", "None"}
 )
 
 
@@ -53,9 +41,7 @@ class DefinitionError(ValueError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__(
-            f"invalid flow definition ({len(problems)} problems):\n- " + "\n- ".join(problems)
-        )
+        super().__init__(counted("invalid flow definition", problems))
 
 
 @cache
@@ -148,7 +134,9 @@ class _Checker:
             return
         for err in sorted(_config_validator(node.type).iter_errors(node.data.config), key=str):
             field = _path(["config", *err.absolute_path])
-            self.add(f"{_where(node)}: {field}: {err.message}")
+            self.add(f"{_where(node)}: {field}: {config_checks.explain(err)}")
+        for field, message in config_checks.format_problems(node.type, node.data.config):
+            self.add(f"{_where(node)}: {field}: {message}")
         for field, schema in (
             ("inputSchema", node.data.inputSchema),
             ("outputSchema", node.data.outputSchema),

@@ -1,0 +1,65 @@
+"""A database error caused by the data fails an activity for good, in plain words.
+
+Temporal retries a failed activity, and bookkeeping activities retry without
+limit so that a database outage only delays a run. But Postgres refusing the
+data itself (a foreign key to a tenant that does not exist, a value that is
+not a UUID, a NUL byte in text) gives the same answer on every attempt: retrying
+would wedge the run. One worker interceptor tells the two apart for every
+activity, so no activity has to remember to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+)
+
+#: The `ApplicationError.type` of such a failure (never retried).
+DATABASE_REFUSED = "DatabaseRefused"
+
+
+#: SQLSTATE classes of a row Postgres will never accept: data exception, integrity violation.
+_REFUSED_SQLSTATE_CLASSES = ("22", "23")
+
+
+def refused_by_database(exc: BaseException) -> bool:
+    """Whether Postgres refused the data itself (retrying would get the same answer)."""
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    if isinstance(exc, DBAPIError):
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        return sqlstate[:2] in _REFUSED_SQLSTATE_CLASSES
+    return False
+
+
+def refusal_text(exc: DBAPIError) -> str:
+    """Postgres' own first line (it names the constraint or the bad value), not the SQL."""
+    detail = str(exc.orig).strip().splitlines() if exc.orig is not None else []
+    reason = detail[0] if detail else type(exc).__name__
+    # asyncpg's wrapper prefixes its class: keep Postgres' words only.
+    reason = reason.split(">: ", 1)[-1]
+    return f"the database refused the record: {reason}"
+
+
+class DatabaseRefusalInterceptor(Interceptor):
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _RefusalsAreFinal(next)
+
+
+class _RefusalsAreFinal(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        try:
+            return await super().execute_activity(input)
+        except DBAPIError as exc:
+            if not refused_by_database(exc):
+                raise  # a lost connection, a server restarting: retried
+            # No cause attached: it would carry the statement's parameters into history.
+            raise ApplicationError(
+                refusal_text(exc), type=DATABASE_REFUSED, non_retryable=True
+            ) from None

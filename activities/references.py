@@ -1,0 +1,113 @@
+"""The ids a run names that only the database can vouch for, checked before any node runs.
+
+A run names its tenant, workspace, the user who started it, its parent run,
+and (in hitl nodes) the users who review it. An id that names nothing, or a
+row of another tenant, fails the run at once with a plain sentence, instead
+of a foreign-key error when its row is written or a review task nobody can
+decide. Ids that are not UUIDs at all are refused the same way. Rows of
+another tenant are refused in the same words as missing ones, so a run
+cannot probe which ids exist elsewhere.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence import reference_queries
+from persistence.ids import parse_uuid
+from workflows.config_checks import UserReference
+
+
+@dataclass
+class RunReferences:
+    """The ids the run row may record (None: not given, or refused) and every refusal."""
+
+    tenant_id: uuid.UUID | None = None
+    workspace_id: uuid.UUID | None = None
+    triggered_by: uuid.UUID | None = None
+    parent_run_id: uuid.UUID | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _missing(
+    kind: str, raw: str, parsed: uuid.UUID | None, tenant: uuid.UUID | None, detail: str = ""
+) -> str:
+    shown = str(parsed) if parsed else repr(raw)
+    where = f" in tenant {tenant}" if tenant else ""
+    why = "" if parsed else f" (a {kind} id is a UUID)"
+    return f"{kind} {shown}{detail} does not exist{where}{why}"
+
+
+async def check_tenant(session: AsyncSession, value: str | None) -> tuple[uuid.UUID | None, str]:
+    """The run's tenant, or why it is refused ("" when it is fine or not given)."""
+    if not value:
+        return None, ""
+    tenant = parse_uuid(value)
+    if tenant is None or not await reference_queries.tenant_exists(session, tenant):
+        return None, _missing("tenant", value, tenant, None)
+    return tenant, ""
+
+
+async def check_run(
+    session: AsyncSession,
+    refs: RunReferences,
+    *,
+    workspace_id: str | None,
+    triggered_by: str | None,
+    parent_run_id: str | None,
+) -> None:
+    """Fill `refs` with the workspace, user and parent run that exist (in its tenant)."""
+    tenant = refs.tenant_id
+    if workspace_id:
+        workspace = parse_uuid(workspace_id)
+        owners = await reference_queries.workspace_tenants(session, _listed(workspace))
+        if _belongs(workspace, owners, tenant):
+            refs.workspace_id = workspace
+        else:
+            refs.problems.append(_missing("workspace", workspace_id, workspace, tenant))
+    if triggered_by:
+        user = parse_uuid(triggered_by)
+        users = await reference_queries.user_tenants(session, _listed(user))
+        if _belongs(user, users, tenant):
+            refs.triggered_by = user
+        else:
+            refs.problems.append(_missing("user", triggered_by, user, tenant, " (triggered_by)"))
+    if parent_run_id:
+        parent = parse_uuid(parent_run_id)
+        if parent is not None and await reference_queries.run_exists(session, parent):
+            refs.parent_run_id = parent
+        else:
+            refs.problems.append(_missing("parent run", parent_run_id, parent, None))
+
+
+def _listed(row_id: uuid.UUID | None) -> list[uuid.UUID]:
+    return [row_id] if row_id else []
+
+
+def _belongs(
+    row_id: uuid.UUID | None,
+    owners: dict[uuid.UUID, uuid.UUID | None],
+    tenant: uuid.UUID | None,
+) -> bool:
+    """Whether the row exists and, when the run has a tenant, is that tenant's."""
+    return row_id is not None and row_id in owners and tenant in (None, owners[row_id])
+
+
+async def check_users(
+    session: AsyncSession, references: list[UserReference], tenant: uuid.UUID | None
+) -> list[str]:
+    """Why each user a node names outright cannot review the run (of its tenant)."""
+    wanted = [(ref, parse_uuid(ref.value)) for ref in references]
+    users = await reference_queries.user_tenants(session, {u for _, u in wanted if u})
+    problems = []
+    for ref, user in wanted:
+        if user is None:
+            continue  # not a UUID: validation names the node and field
+        if not _belongs(user, users, tenant):
+            problems.append(
+                _missing("user", ref.value, user, tenant, f" (hitl `{ref.node_id}`, {ref.field})")
+            )
+    return problems

@@ -1,0 +1,61 @@
+"""Which of the rows a run names by id exist, and in which tenant.
+
+Each read takes `FOR KEY SHARE` on the rows it finds, as Postgres' own
+foreign-key check would: until the transaction that writes the run row ends,
+none of them can be deleted, so a row found here cannot turn into a
+foreign-key error a moment later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence.models import Tenant, User, WorkflowRun, Workspace
+
+
+async def tenant_exists(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(read=True, key_share=True)
+    )
+    return found is not None
+
+
+async def workspace_tenants(
+    session: AsyncSession, workspace_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID | None]:
+    """The tenant of each workspace that exists (absent keys: no such workspace)."""
+    if not workspace_ids:
+        return {}
+    rows = await session.execute(
+        select(Workspace.id, Workspace.tenant_id)
+        .where(Workspace.id.in_(list(workspace_ids)))
+        .with_for_update(read=True, key_share=True)
+    )
+    return {row_id: tenant for row_id, tenant in rows.all()}
+
+
+async def user_tenants(
+    session: AsyncSession, user_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID | None]:
+    """The tenant of each user that exists (None: a user of no tenant; absent: no such user)."""
+    if not user_ids:
+        return {}
+    rows = await session.execute(
+        select(User.id, User.tenant_id)
+        .where(User.id.in_(list(user_ids)))
+        .with_for_update(read=True, key_share=True)
+    )
+    return {row_id: tenant for row_id, tenant in rows.all()}
+
+
+async def run_exists(session: AsyncSession, run_row_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        select(WorkflowRun.id)
+        .where(WorkflowRun.id == run_row_id)
+        .with_for_update(read=True, key_share=True)
+    )
+    return found is not None

@@ -1,0 +1,140 @@
+"""Fixed-format config values that JSON Schema alone cannot judge, or words badly.
+
+The node schemas (`workflows/schemas/`) carry the formats the builder shows:
+ids as `anyOf: [UUID, template]`, numbers as `anyOf: [number, template]`. Here
+are the checks they cannot express (an ISO time with a zone, a JSON Schema
+that must itself be valid) and the wording of `anyOf` failures, which
+jsonschema reports only as "not valid under any of the given schemas". A
+templated value (`{{ ... }}` or `{% ... %}`) is left to the run-time check
+after rendering. Pure: validation runs it, and so can the builder's preview.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+
+from workflows.templates import is_template
+
+_TYPE_WORDS = {
+    "string": "a string",
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "an object",
+    "null": "null",
+}
+
+#: Config fields that are themselves JSON Schemas, by node type.
+_SCHEMA_FIELDS = {"hitl": ("formSchema",), "llm": ("jsonSchema",), "vision": ("jsonSchema",)}
+
+
+#: What a string of each `format` is, for a pattern that enforces the format.
+_FORMAT_WORDS = {"uuid": "a UUID", "date-time": "an ISO 8601 time with a zone"}
+
+
+def explain(err: ValidationError | SchemaError) -> str:
+    """The error's message, with `anyOf` failures said in terms of what was wanted."""
+    if err.validator == "pattern" and isinstance(err.schema, dict):
+        word = _FORMAT_WORDS.get(str(err.schema.get("format")))
+        if word:
+            return f"{err.instance!r} is not {word}"
+    if err.validator != "anyOf" or not err.context or not isinstance(err.validator_value, list):
+        return err.message
+    branches: list[dict[str, Any]] = [b for b in err.validator_value if isinstance(b, dict)]
+    if all(sub.validator == "required" for sub in err.context):
+        needs = [" and ".join(b.get("required", [])) for b in branches]
+        return f"needs {' or '.join(n for n in needs if n)}"
+    # A branch of the value's own type that still fails says best what is wrong with it:
+    # "-1 is less than the minimum of 0" rather than "-1 is not of type 'string'".
+    by_branch: dict[Any, list[ValidationError]] = {}
+    for sub in err.context:
+        by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
+    for subs in by_branch.values():
+        if any(s.validator == "type" for s in subs):
+            continue
+        specific = [s for s in subs if s.validator not in ("pattern", "format")]
+        if specific:
+            return explain(specific[0])
+    return f"{err.instance!r} is not {' or '.join(_wanted(b) for b in branches)}"
+
+
+def _wanted(branch: dict[str, Any]) -> str:
+    if isinstance(branch.get("description"), str):
+        return str(branch["description"])
+    if "pattern" in branch:
+        return f"a string matching {branch['pattern']!r}"
+    kinds = branch.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    return " or ".join(_TYPE_WORDS.get(str(k), str(k)) for k in kinds if k) or "valid"
+
+
+def format_problems(node_type: str, config: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(field, message) for each fixed-format value of `config` that is malformed."""
+    for field in _SCHEMA_FIELDS.get(node_type, ()):
+        schema = config.get(field)
+        if not isinstance(schema, dict):
+            continue  # absent, or the wrong type: the node schema reports it
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
+            yield f"config.{field}{where}", f"not a valid JSON Schema: {explain(exc)}"
+    if node_type == "wait":
+        problem = _time_problem(config.get("until"))
+        if problem:
+            yield "config.until", problem
+
+
+def _time_problem(value: Any) -> str | None:
+    """The rule `wait` applies when it runs, applied early to a value known now."""
+    if not isinstance(value, str) or is_template(value):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return f"{value!r} is not an ISO 8601 timestamp"
+    if moment.tzinfo is None:
+        return f"{value!r} needs a time zone (e.g. Z)"
+    return None
+
+
+@dataclass(frozen=True)
+class UserReference:
+    """A user a node names outright (not through a template), to be found in the database."""
+
+    node_id: str
+    field: str
+    value: str
+
+
+def user_references(raw: Any) -> list[UserReference]:
+    """The users hitl nodes name statically: `assigneeId` and each escalation's `toUser`.
+
+    Read from the raw definition, so they are checked even when it has other problems;
+    templated values are known only at run time.
+    """
+    found: list[UserReference] = []
+    nodes = raw.get("nodes") if isinstance(raw, dict) else None
+    for node in nodes if isinstance(nodes, list) else []:
+        if not isinstance(node, dict) or node.get("type") != "hitl":
+            continue
+        data = node.get("data")
+        config = data.get("config") if isinstance(data, dict) else None
+        if not isinstance(config, dict):
+            continue
+        candidates: list[tuple[str, Any]] = [("config.assigneeId", config.get("assigneeId"))]
+        steps = config.get("escalation")
+        for i, step in enumerate(steps if isinstance(steps, list) else []):
+            if isinstance(step, dict):
+                candidates.append((f"config.escalation[{i}].toUser", step.get("toUser")))
+        for field, value in candidates:
+            if isinstance(value, str) and value and not is_template(value):
+                found.append(UserReference(str(node.get("id")), field, value))
+    return found
