@@ -120,15 +120,18 @@ async def close_task(session: AsyncSession, hitl_task_id: uuid.UUID, status: str
     )
 
 
-async def close_open_tasks_of_run(
-    session: AsyncSession, run_row_id: uuid.UUID, status: str
-) -> None:
-    """A run that ended (cancelled, failed) leaves no task open in the inbox."""
-    await session.execute(
+async def close_open_tasks_of_run(session: AsyncSession, run_row_id: uuid.UUID, status: str) -> int:
+    """A run that ended (cancelled, failed) leaves no task open in the inbox.
+
+    Returns how many tasks it closed (the reconciler logs it).
+    """
+    closed = await session.execute(
         update(HitlTask)
         .where(HitlTask.workflow_run_id == run_row_id, HitlTask.status.in_(OPEN_STATUSES))
         .values(status=status, updated_at=func.now())
+        .returning(HitlTask.id)
     )
+    return len(closed.all())
 
 
 async def list_tasks(

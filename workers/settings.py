@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     #: Runs kept in worker memory between tasks. Parked runs (waiting on a reviewer for days)
     #: beyond this are evicted and rebuilt from history when they wake: memory stays bounded.
     max_cached_workflows: Annotated[int, Field(ge=0, le=100_000)] = 500
+    #: Seconds between the reconciler's sweeps (0 turns it off). A run that ends without
+    #: running workflow code (terminated, timed out) has terminal rows within ~2 intervals.
+    reconcile_interval_seconds: Annotated[float, Field(ge=0, le=3600)] = 15
+    #: How far back the sweep at start-up looks for such runs: covers a worker fleet that
+    #: was down (runs terminated meanwhile); Temporal forgets closed runs after its retention.
+    reconcile_lookback_hours: Annotated[float, Field(gt=0, le=24 * 366)] = 168
 
     @field_validator("database_url")
     @classmethod
