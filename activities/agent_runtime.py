@@ -64,8 +64,17 @@ class AgentRuntime:
     async def run(self, task: AgentTask, handler: AgentHandler) -> Any:
         info = activity.info()
         refs = templates.references(task.config)
+        scope = (
+            templates.mark_tolerant(task.scope, task.tolerant_nodes)
+            if task.tolerant_nodes
+            else task.scope
+        )
         try:
-            public = templates.render(task.config, {**task.scope, "secrets": masked(refs.secrets)})
+            public = templates.render(
+                task.config,
+                {**scope, "secrets": masked(refs.secrets)},
+                strict=task.strict_templates,
+            )
         except templates.TemplateError as exc:
             raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from None
         row = TaskRecord(
@@ -85,7 +94,9 @@ class AgentRuntime:
         try:
             secrets = self._secrets.resolve(refs.secrets) if refs.secrets else {}
             config = (
-                templates.render(task.config, {**task.scope, "secrets": secrets})
+                templates.render(
+                    task.config, {**scope, "secrets": secrets}, strict=task.strict_templates
+                )
                 if secrets
                 else public
             )

@@ -10,9 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.references import check_users
 from activities.writeback import apply_run_update, write_tasks
 from persistence import hitl_queries
+from persistence.ids import parse_uuid
 from persistence.models import TaskInstance
+from workflows.config_checks import UserReference
 from workflows.hitl import (
     HITL_CHECK_REVIEWER,
     HITL_CLOSE,
@@ -39,6 +42,17 @@ def _uuid(value: str | None, what: str) -> uuid.UUID | None:
         ) from None
 
 
+async def _refuse_unknown_user(
+    session: AsyncSession, user: str, tenant: str | None, node_id: str, field: str
+) -> None:
+    """A reviewer who is not a user of the run's tenant would make a task nobody can decide."""
+    problems = await check_users(
+        session, [UserReference(node_id=node_id, field=field, value=user)], parse_uuid(tenant)
+    )
+    if problems:
+        raise ApplicationError(problems[0], type="UnknownReference", non_retryable=True)
+
+
 class HitlActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -47,6 +61,10 @@ class HitlActivities:
     async def hitl_open(self, req: HitlOpen) -> str:
         """The node's task_instances row (running) and its hitl_tasks row; returns the task's id."""
         async with self._sessions() as session, session.begin():
+            if req.assignee_id:  # a templated one: a literal one was checked before the run
+                await _refuse_unknown_user(
+                    session, req.assignee_id, req.tenant_id, req.node_id, "config.assigneeId"
+                )
             row = TaskRecord(
                 orchestrator_task_id=req.task_id,
                 node_id=req.node_id,
@@ -121,6 +139,10 @@ class HitlActivities:
     @activity.defn(name=HITL_ESCALATE)
     async def hitl_escalate(self, req: EscalationRecord) -> None:
         async with self._sessions() as session, session.begin():
+            if req.to_user:
+                await _refuse_unknown_user(
+                    session, req.to_user, req.tenant_id, req.node_id, "escalation toUser"
+                )
             await hitl_queries.escalate(
                 session,
                 {

@@ -29,6 +29,7 @@ from tests.docker_daemon import DockerDaemon
 from tests.flows import FlowWorker
 from tests.hitl_support import People, make_people
 from tests.http_peer import HttpPeer
+from tests.invariant import assert_queue_tells_the_truth
 from tests.model_servers import ModelServer, start_llama, start_mosquitto, start_whisper
 from tests.support import free_port
 from workers import processes
@@ -144,10 +145,15 @@ async def flow_worker(
 ) -> AsyncIterator[FlowWorker]:
     """A worker on a fresh task queue, so tests never steal each other's tasks."""
     queue = f"test-{uuid.uuid4().hex[:10]}"
-    settings = Settings(temporal_task_queue=queue)
+    settings = Settings(temporal_task_queue=queue, reconcile_interval_seconds=1)
     deps = Dependencies(sessions=session_maker)
     async with build_worker(temporal_env.client, settings, deps):
-        yield FlowWorker(temporal_env.client, queue, session_maker)
+        worker = FlowWorker(temporal_env.client, queue, session_maker)
+        yield worker
+        # Every run the test started, however it ended, must tell the truth.
+        await assert_queue_tells_the_truth(
+            temporal_env.client, session_maker, queue, worker.started
+        )
     await deps.aclose()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ class FlowWorker:
     client: Client
     task_queue: str
     sessions: async_sessionmaker[AsyncSession]
+    #: workflow IDs this worker's tests started, checked by the run invariant at the end
+    started: list[str] = field(default_factory=list)
 
     async def start(
         self,
@@ -55,13 +57,15 @@ class FlowWorker:
         **fields: Any,
     ) -> WorkflowHandle[Any, FlowResult]:
         params = FlowRunInput(definition=definition, inputs=inputs or {}, **fields)
-        return await self.client.start_workflow(
+        handle = await self.client.start_workflow(
             "FlowRun",
             params,
             id=workflow_id or f"run-{uuid.uuid4().hex[:12]}",
             task_queue=self.task_queue,
             result_type=FlowResult,
         )
+        self.started.append(handle.id)
+        return handle
 
     async def run(
         self,

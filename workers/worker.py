@@ -16,7 +16,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.database_refusals import DatabaseRefusalInterceptor
 from persistence.engine import create_engine, session_factory
+from workers.reconciler import reconciler_plugins
 from workers.settings import Settings
 
 log = logging.getLogger("meta_agent.worker")
@@ -41,6 +43,11 @@ PASSTHROUGH_MODULES = ("jinja2", "markupsafe", "pydantic", "pydantic_core")
 
 
 def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worker:
+    """The worker of the flow task queue; while it runs, so does the reconciler.
+
+    The reconciler closes the rows of runs that ended without running workflow code
+    (terminated, timed out); `RECONCILE_INTERVAL_SECONDS=0` leaves it out.
+    """
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -56,6 +63,9 @@ def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worke
         default_heartbeat_throttle_interval=timedelta(seconds=2),
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_cached_workflows=settings.max_cached_workflows,
+        plugins=reconciler_plugins(client, settings, dependencies.sessions),
+        # Postgres refusing the data itself fails an activity for good instead of for ever.
+        interceptors=[DatabaseRefusalInterceptor()],
     )
 
 

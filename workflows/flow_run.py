@@ -26,11 +26,11 @@ from temporalio.exceptions import (
 )
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
-from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
+from temporalio.workflow import ActivityCancellationType, NondeterminismError, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from workflows import rendered_config, templates
     from workflows import search_attributes as sa
-    from workflows import templates
     from workflows.definition import (
         A2A_NEEDS_INPUT_STATES,
         ACTIVITY_AGENT_TYPES,
@@ -82,6 +82,10 @@ _AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 _ROWS_PER_WRITE = 500
 #: workflow.patched() ids: each marks a change of commands that runs in flight must not see.
 _PATCH_HITL_OPEN_BOOKKEEPING = "hitl-open-carries-bookkeeping"
+#: Template lookups read keys before attributes and fail on absent values (no silent null).
+_PATCH_STRICT_TEMPLATES = "strict-template-lookups"
+#: However a run ends (a bookkeeping failure, a cancellation at any moment), its rows say so.
+_PATCH_EVERY_END_RECORDED = "every-end-recorded"
 _TERMINAL = ("completed", "failed", "skipped", "cancelled")
 
 
@@ -105,8 +109,13 @@ class _Suspended(Exception):
 async def _bookkeeping(
     activity: str, arg: Any, summary: str, result_type: type | None = None
 ) -> Any:
-    """Run a write-back or lookup activity: short attempts, retried until the database answers."""
-    return await workflow.execute_activity(
+    """Run a write-back or lookup activity: short attempts, retried until the database answers.
+
+    Since `_PATCH_EVERY_END_RECORDED`, a cancelled run lets a write it started land before
+    it records its end: a cancelled write could otherwise still land after the run's final
+    one (a `running` row, an open review task, after `cancelled`).
+    """
+    handle = workflow.start_activity(
         activity,
         arg,
         result_type=result_type,
@@ -114,6 +123,14 @@ async def _bookkeeping(
         retry_policy=_BOOKKEEPING_RETRY,
         summary=summary,
     )
+    if not workflow.patched(_PATCH_EVERY_END_RECORDED):
+        return await handle
+    try:
+        return await asyncio.shield(handle)
+    except asyncio.CancelledError:
+        if not handle.done():
+            await handle
+        raise
 
 
 async def _cancel_all(tasks: dict[Any, asyncio.Task[Any]]) -> None:
@@ -159,6 +176,9 @@ class FlowRun:
         self._hitl: dict[str, HitlTaskState] = dict(cp.hitl) if cp else {}
         self._hitl_locks: dict[str, asyncio.Lock] = {}
         self._rejected_decisions: list[dict[str, Any]] = []
+        self.strict_templates = False
+        self.records_every_end = False
+        self._finished = False
 
     # -- signals, queries -------------------------------------------------------------------------
 
@@ -300,6 +320,28 @@ class FlowRun:
 
     @workflow.run
     async def run(self, params: FlowRunInput) -> FlowResult:
+        self.strict_templates = workflow.patched(_PATCH_STRICT_TEMPLATES)
+        self.records_every_end = workflow.patched(_PATCH_EVERY_END_RECORDED)
+        if not self.records_every_end:
+            return await self._run(params)
+        try:
+            return await self._run(params)
+        except asyncio.CancelledError:
+            if not self._finished:
+                await self._finish("cancelled", error="cancelled")
+            raise
+        except ActivityError as exc:
+            # A bookkeeping step failed for good (the database refused what it was given).
+            if isinstance(exc.cause, TemporalCancelledError):
+                if not self._finished:
+                    await self._finish("cancelled", error="cancelled")
+                raise asyncio.CancelledError() from None
+            message = f"the run could not record its progress: {_error_text(exc)}"
+            if not self._finished:
+                await self._finish("failed", error=message)
+            raise ApplicationError(message, type="BookkeepingFailed", non_retryable=True) from None
+
+    async def _run(self, params: FlowRunInput) -> FlowResult:
         info = workflow.info()
         if params.checkpoint is None:
             prepared = await _bookkeeping(
@@ -315,12 +357,15 @@ class FlowRun:
             self._run_row_id = prepared.run_row_id
             self._tenant_id = prepared.tenant_id
             self._set_search_attributes(prepared)
-            if prepared.problems:
+            if prepared.problems or prepared.error:
+                # prepare_flow has written the failed run row; no node has started.
                 self._set_status("failed")
+                self._finished = True
                 raise ApplicationError(
-                    f"invalid flow ({len(prepared.problems)} problems):\n- "
+                    prepared.error
+                    or f"invalid flow ({len(prepared.problems)} problems):\n- "
                     + "\n- ".join(prepared.problems),
-                    type="InvalidFlow",
+                    type=prepared.error_type,
                     non_retryable=True,
                 )
             definition_raw = prepared.definition
@@ -454,23 +499,43 @@ class FlowRun:
 
     async def take_bookkeeping(self) -> RunUpdate:
         """Hand buffered write-back to an activity about to run anyway (after any in flight)."""
-        if self._flush_task is not None:
-            await self._flush_task
+        await self._flushed()
         return self._take_run_update()
+
+    async def _flushed(self) -> None:
+        """Wait for the background write in flight, and for any it chained after itself."""
+        while self._flush_task is not None and not self._flush_task.done():
+            await self._flush_task
+        if self._flush_task is not None:
+            await self._flush_task  # re-raises its failure
 
     async def _flush_once(self, **run_fields: Any) -> None:
         update = self._take_run_update(**run_fields)
         rows = update.tasks
-        await _bookkeeping(
-            RECORD_RUN,
-            update,
-            f"Record {len(rows)} node rows" if rows else "Record run status",
-            result_type=str,
-        )
+        try:
+            await _bookkeeping(
+                RECORD_RUN,
+                update,
+                f"Record {len(rows)} node rows" if rows else "Record run status",
+                result_type=str,
+            )
+        except ActivityError:
+            if self.records_every_end:  # keep them for the run's last, stripped-down record
+                for row in rows:
+                    self._pending_rows.setdefault(row.orchestrator_task_id, row)
+            raise
+        # Rows buffered while this write was in flight (e.g. a wait that has just begun) must
+        # not sit in memory until some later node ends: write them next.
+        if (
+            self.records_every_end
+            and not self._finished
+            and (self._pending_rows or self._status_dirty)
+            and not run_fields
+        ):
+            self._flush_task = asyncio.create_task(self._flush_once())
 
     async def _flush_all(self, **final_run_fields: Any) -> None:
-        if self._flush_task is not None:
-            await self._flush_task
+        await self._flushed()
         while len(self._pending_rows) > _ROWS_PER_WRITE:
             await self._flush_once()
         if self._pending_rows or self._status_dirty or final_run_fields:
@@ -479,18 +544,65 @@ class FlowRun:
     async def _finish(
         self, status: RunStatus, *, outputs: dict[str, Any] | None = None, error: str | None = None
     ) -> None:
+        """The run's last record: its status, and a terminal row for every node it started."""
         self._set_status(status)
+        self._finished = True
         for task_id, view in self._task_view.items():
-            if view.get("status") in ("pending", "running", "queued") and status == "cancelled":
+            if view.get("status") in ("pending", "running", "queued") and (
+                status == "cancelled" or self.records_every_end
+            ):
                 self.record_row(
                     TaskRecord(
                         orchestrator_task_id=task_id,
                         node_id=view["node_id"],
                         status="cancelled",
+                        error=None if status == "cancelled" else "the run ended before this node",
                         completed_at=workflow.now(),
                     )
                 )
-        await self._flush_all(outputs=outputs, error=error, completed_at=workflow.now())
+        if not self.records_every_end:
+            await self._flush_all(outputs=outputs, error=error, completed_at=workflow.now())
+            return
+        for task in self._hitl.values():
+            if task.status == "open":
+                task.status = "cancelled"
+        try:
+            await self._flush_all(outputs=outputs, error=error, completed_at=workflow.now())
+        except ActivityError as exc:
+            await self._record_bare_end(exc, error)
+
+    async def _record_bare_end(self, exc: ActivityError, error: str | None) -> None:
+        """The database refused the run's rows: record its end without their payloads, then fail.
+
+        What it refused is named in the error; outputs and inputs are left out, since they are
+        the likeliest cause. Should even this be refused, the reconciler closes the rows.
+        """
+        message = f"the run's record could not be written: {_error_text(exc)}"
+        if error and error not in message:
+            message = f"{error}\n{message}"
+        self._set_status("failed")
+        rows = [
+            row.model_copy(update={"outputs": None, "inputs": None, "agent_config": None})
+            for row in self._pending_rows.values()
+        ]
+        self._pending_rows.clear()
+        self._status_dirty = False
+        await _bookkeeping(
+            RECORD_RUN,
+            RunUpdate(
+                run=RunRecord(
+                    orchestrator_run_id=workflow.info().workflow_id,
+                    status="failed",
+                    error=message,
+                    completed_at=workflow.now(),
+                ),
+                tenant_id=self._tenant_id,
+                tasks=rows,
+            ),
+            "Record the run's end (rows refused)",
+            result_type=str,
+        )
+        raise ApplicationError(message, type="BookkeepingFailed", non_retryable=True)
 
     # -- helpers for scopes ---------------------------------------------------------------------
 
@@ -652,7 +764,13 @@ class _Scope:
         for node_id, state in self.states.items():
             # A failure routed to the error handle is visible too: its output is {"error": ...}.
             if state.status == "completed" or (state.status == "failed" and state.handles):
-                nodes[node_id] = {"output": state.output}
+                output = state.output
+                if state.error is not None and isinstance(output, dict):
+                    output = templates.Tolerant(output)
+                nodes[node_id] = {"output": output}
+            elif state.status == "skipped" and self.flow.strict_templates:
+                # Absent by the flow's own routing: its output reads as null.
+                nodes[node_id] = templates.Tolerant()
         return {
             "input": self.flow._params.inputs,
             "nodes": nodes,
@@ -665,13 +783,32 @@ class _Scope:
         task_id = self.task_id(node)
         started = workflow.now()
         self.flow.view(task_id, node.id, status="running", type=node.type, label=node.label)
+        flow = self.flow
         try:
-            output, handles = await self._execute(node, task_id, started)
+            try:
+                output, handles = await self._execute(node, task_id, started)
+            except ActivityError as exc:
+                # A bookkeeping step of this node (e.g. opening its review task) was refused;
+                # the run's own write-back failing is the run's failure, not this node's.
+                if not flow.records_every_end or exc.activity_type == RECORD_RUN:
+                    raise
+                raise _NodeError(_error_text(exc)) from None
         except _Suspended:
             raise
         except asyncio.CancelledError:
             state.status = "cancelled"
-            self.flow.view(task_id, node.id, status="cancelled")
+            if flow.records_every_end:
+                flow.record_row(
+                    TaskRecord(
+                        orchestrator_task_id=task_id,
+                        node_id=node.id,
+                        status="cancelled",
+                        agent_type=node.type,
+                        completed_at=workflow.now(),
+                    )
+                )
+            else:
+                flow.view(task_id, node.id, status="cancelled")
             raise
         except _NodeError as exc:
             message = str(exc)
@@ -752,34 +889,46 @@ class _Scope:
             if node.type in ACTIVITY_AGENT_TYPES:
                 return await self._agent(node, task_id), None
             return await runner[node.type](node, task_id)
-        except templates.TemplateError as exc:
+        except (templates.TemplateError, rendered_config.ConfigValueError) as exc:
             raise _NodeError(str(exc)) from None
+        except (_NodeError, _Suspended, NodeFailed, FailureError, NondeterminismError):
+            raise
+        except Exception as exc:
+            # A value the node cannot use must fail the node, never the workflow task (which
+            # Temporal would retry for ever, leaving the run wedged and its query unanswered).
+            if not self.flow.records_every_end:
+                raise
+            raise _NodeError(f"{type(exc).__name__}: {exc}") from None
 
-    def _render(self, node: Node, value: Any, extra: dict[str, Any] | None = None) -> Any:
+    def _render(
+        self, node: Node, value: Any, field: str, extra: dict[str, Any] | None = None
+    ) -> Any:
         scope = self.scope_vars()
         if extra:
             scope.update(extra)
-        return templates.render(value, scope)
+        return templates.render(value, scope, strict=self.flow.strict_templates, field=field)
 
     async def _start(self, node: Node, task_id: str) -> tuple[Any, None]:
         return self.flow._params.inputs, None
 
     async def _end(self, node: Node, task_id: str) -> tuple[Any, None]:
-        return self._render(node, node.data.config.get("outputs", {})), None
+        return self._render(node, node.data.config.get("outputs", {}), "config.outputs"), None
 
     async def _transform(self, node: Node, task_id: str) -> tuple[Any, None]:
-        return self._render(node, node.data.config.get("output")), None
+        return self._render(node, node.data.config.get("output"), "config.output"), None
 
     async def _condition(self, node: Node, task_id: str) -> tuple[Any, list[str | None]]:
         cfg = node.data.config
-        for branch in cfg.get("branches", []):
-            if _truthy(self._render(node, branch["when"])):
+        for i, branch in enumerate(cfg.get("branches", [])):
+            if _truthy(self._render(node, branch["when"], f"config.branches[{i}].when")):
                 return {"handle": branch["handle"]}, [branch["handle"], None]
         default = cfg.get("default")
         return {"handle": default}, [default, None]
 
     async def _wait(self, node: Node, task_id: str) -> tuple[Any, list[str | None] | None]:
-        cfg = self._render(node, node.data.config)
+        cfg = self._render(node, node.data.config, "config")
+        if self.flow.records_every_end:
+            rendered_config.check_wait(cfg)
         now = workflow.now()
         if "event" in cfg:
             name = str(cfg["event"])
@@ -860,16 +1009,16 @@ class _Scope:
         cfg = node.data.config
         body = self.defn.children(node.id)
         if "items" in cfg:
-            items = self._render(node, cfg["items"])
+            items = self._render(node, cfg["items"], "config.items")
             if not isinstance(items, list):
                 raise _NodeError(f"config.items gave {type(items).__name__}, not a list")
-            limit = self._render(node, cfg.get("maxConcurrency", 1))
+            limit = self._render(node, cfg.get("maxConcurrency", 1), "config.maxConcurrency")
             if not isinstance(limit, int) or limit < 1:
                 raise _NodeError(f"config.maxConcurrency gave {limit!r}, not a positive integer")
             return await self._loop_items(node, task_id, items, limit, body), None
         results: list[Any] = []
         for index in range(int(cfg["maxIterations"])):
-            if not _truthy(self._render(node, cfg["while"], {"index": index})):
+            if not _truthy(self._render(node, cfg["while"], "config.while", {"index": index})):
                 break
             await self.flow.until_unpaused()
             results.append(await self._iteration(node, task_id, index, None, body))
@@ -941,7 +1090,9 @@ class _Scope:
         flow = self.flow
         task = next((t for t in flow._hitl.values() if t.task_id == task_id), None)
         if task is None:  # first visit (after continue-as-new the task already exists)
-            cfg = self._render(node, node.data.config)
+            cfg = self._render(node, node.data.config, "config")
+            if flow.records_every_end:
+                rendered_config.check_review(cfg)
             now = workflow.now()
             deadline = (
                 now + timedelta(seconds=float(cfg["deadlineSeconds"]))
@@ -1030,6 +1181,24 @@ class _Scope:
                 if task.outcome is not None:  # a decision landed just before the deadline
                     break
                 return await self._expire(node, task)
+        except ActivityError:
+            # The task cannot go on (say, an escalation to a user who does not exist): close
+            # it, so the inbox does not offer a decision nobody will wait for.
+            if flow.records_every_end and task.status == "open":
+                task.status = "cancelled"
+                await _bookkeeping(
+                    HITL_CLOSE,
+                    HitlClose(
+                        hitl_task_id=task.id,
+                        status="cancelled",
+                        task_id=task.task_id,
+                        run_row_id=flow._run_row_id or "",
+                        tenant_id=flow._tenant_id,
+                        node_id=node.id,
+                    ),
+                    f"Cancel {task.title[:40]}",
+                )
+            raise
         finally:
             if not any(t.status == "open" for t in flow._hitl.values()):
                 flow._set_status("running")
@@ -1046,6 +1215,7 @@ class _Scope:
                 to_user=step.get("toUser"),
                 to_role=step.get("toRole"),
                 reason=f"no decision within {step['afterSeconds']} seconds",
+                node_id=task.node_id,
             ),
             f"Escalate {task.title[:40]} to {step.get('toRole') or step.get('toUser')}",
         )
@@ -1075,7 +1245,7 @@ class _Scope:
         raise _NodeError(f"no decision before the deadline ({deadline})")
 
     async def _child_flow(self, node: Node, task_id: str) -> tuple[Any, None]:
-        cfg = self._render(node, node.data.config)
+        cfg = self._render(node, node.data.config, "config")
         p = self.flow._params
         child = FlowRunInput(
             workflow_id=str(cfg["workflowId"]),
@@ -1144,6 +1314,8 @@ class _Scope:
                     scope=scope,
                     input_schema=node.data.inputSchema,
                     output_schema=node.data.outputSchema,
+                    strict_templates=self.flow.strict_templates,
+                    tolerant_nodes=templates.tolerant_nodes(scope),
                     outgoing_handles=sorted(
                         {
                             e.sourceHandle

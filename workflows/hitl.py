@@ -115,6 +115,8 @@ class EscalationRecord(BaseModel):
     to_user: str | None = None
     to_role: str | None = None
     reason: str
+    #: the hitl node, for messages (absent in histories from before it was added)
+    node_id: str = ""
 
 
 class HitlClose(BaseModel):

@@ -109,6 +109,10 @@ class PreparedFlow(BaseModel):
     tenant_id: str | None = None
     workspace_id: str | None = None
     problems: list[str] = Field(default_factory=list)
+    #: why the run cannot start, in the words its row and its failure carry (None: it can)
+    error: str | None = None
+    #: the failure's type: InvalidFlow, InvalidInputs, UnknownReference
+    error_type: str = "InvalidFlow"
 
 
 class AgentTask(BaseModel):
@@ -129,3 +133,7 @@ class AgentTask(BaseModel):
     output_schema: dict[str, Any] | None = None
     #: the handles of the node's outgoing edges (an a2a task needing input fails without one)
     outgoing_handles: list[str] = Field(default_factory=list)
+    #: key-first lookups that fail on absent values (False: runs started before that change)
+    strict_templates: bool = False
+    #: nodes in `scope` that were skipped, or failed and went on: their absent fields are null
+    tolerant_nodes: list[str] = Field(default_factory=list)

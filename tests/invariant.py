@@ -1,0 +1,180 @@
+"""The run invariant: once Temporal has closed a run, its rows and its `status` query agree.
+
+However a run ends (completion, a node failure, a refused bookkeeping write,
+invalid input, cancellation, termination, a timeout), its `workflow_runs` row
+is terminal with the matching status, every node row is terminal, no review
+task of it is left open, and the `status` query (where workflow code could run)
+says the same. The `flow_worker` fixture checks this after every test for every
+run on its task queue; tests call `assert_run_tells_the_truth` where they need it
+at a given moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
+
+RUN_TERMINAL = {"completed", "failed", "cancelled"}
+TASK_TERMINAL = {"completed", "failed", "skipped", "cancelled"}
+HITL_OPEN = {"pending", "assigned", "in_progress", "escalated"}
+
+#: How Temporal's end of a run reads in its row.
+EXPECTED_ROW_STATUS = {
+    WorkflowExecutionStatus.COMPLETED: "completed",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.TERMINATED: "cancelled",
+    WorkflowExecutionStatus.TIMED_OUT: "failed",
+}
+#: Ends that run no workflow code: the reconciler writes their rows, and their `status`
+#: query (a replay of the history) cannot know how they ended.
+RECONCILED = {WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT}
+#: Longest wait for rows written after the close (reconciled ends, a child's cancellation).
+SETTLE_SECONDS = 40.0
+
+
+async def closed_status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus:
+    """Temporal's status of the latest execution of the run's workflow ID, once closed."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        status = (await handle.describe()).status
+        if status not in (None, WorkflowExecutionStatus.RUNNING):
+            if status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
+                await asyncio.sleep(0.2)  # the next run of the same ID is about to start
+                continue
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {handle.id} is still {status} after {SETTLE_SECONDS}s")
+        await asyncio.sleep(0.2)
+
+
+async def _rows(
+    sessions: async_sessionmaker[AsyncSession], orchestrator_run_id: str
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    async with sessions() as s:
+        run = (
+            (
+                await s.execute(
+                    text("SELECT * FROM workflow_runs WHERE orchestrator_run_id = :o"),
+                    {"o": orchestrator_run_id},
+                )
+            )
+            .mappings()
+            .one_or_none()
+        )
+        if run is None:
+            return None, [], []
+        tasks = (
+            await s.execute(
+                text(
+                    "SELECT orchestrator_task_id, status FROM task_instances"
+                    " WHERE workflow_run_id = :r"
+                ),
+                {"r": run["id"]},
+            )
+        ).mappings()
+        hitl = (
+            await s.execute(
+                text("SELECT id, status FROM hitl_tasks WHERE workflow_run_id = :r"),
+                {"r": run["id"]},
+            )
+        ).mappings()
+        return dict(run), [dict(t) for t in tasks], [dict(h) for h in hitl]
+
+
+def _row_problems(
+    expected: str,
+    run: dict[str, Any] | None,
+    tasks: list[dict[str, Any]],
+    hitl: list[dict[str, Any]],
+) -> list[str]:
+    if run is None:
+        return ["no workflow_runs row"]
+    problems = []
+    if run["status"] != expected:
+        problems.append(f"row status {run['status']!r}, expected {expected!r}")
+    if run["completed_at"] is None:
+        problems.append("row has no completed_at")
+    if expected == "failed" and not run["error"]:
+        problems.append("failed row says nothing in `error`")
+    problems += [
+        f"node row {t['orchestrator_task_id']!r} is {t['status']!r}"
+        for t in tasks
+        if t["status"] not in TASK_TERMINAL
+    ]
+    problems += [
+        f"hitl task {h['id']} is {h['status']!r}" for h in hitl if h["status"] in HITL_OPEN
+    ]
+    return problems
+
+
+async def assert_run_tells_the_truth(
+    client: Client, sessions: async_sessionmaker[AsyncSession], workflow_id: str
+) -> str:
+    """Checks one closed run (and its sub-flows); returns its row status."""
+    handle = client.get_workflow_handle(workflow_id)
+    status = await closed_status(handle)
+    expected = EXPECTED_ROW_STATUS[status]
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        problems = _row_problems(expected, *await _rows(sessions, workflow_id))
+        # Rows of a closed run are final when it closes, except where the reconciler
+        # writes them (terminate, timeout) within its stated bound.
+        if not problems or status not in RECONCILED or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert not problems, f"run {workflow_id} ({status.name}): " + "; ".join(problems)
+    if status not in RECONCILED:
+        view = await asyncio.wait_for(handle.query("status"), timeout=10)
+        assert view["status"] == expected, f"run {workflow_id}: status query says {view['status']}"
+        live = {
+            k: v["status"] for k, v in view["nodes"].items() if v["status"] not in TASK_TERMINAL
+        }
+        assert not live, f"run {workflow_id}: status query has live nodes {live}"
+        assert not view["open_hitl_tasks"], f"run {workflow_id}: query lists open review tasks"
+    async with sessions() as s:
+        children = (
+            await s.execute(
+                text(
+                    "SELECT orchestrator_run_id FROM workflow_runs"
+                    " WHERE orchestrator_run_id LIKE :p"
+                ),
+                {"p": workflow_id.replace("%", r"\%").replace("_", r"\_") + "/%"},
+            )
+        ).scalars()
+        child_ids = [c for c in children if c.count("/") == workflow_id.count("/") + 1]
+    for child in child_ids:
+        await assert_run_tells_the_truth(client, sessions, child)
+    return expected
+
+
+async def assert_queue_tells_the_truth(
+    client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    task_queue: str,
+    started: list[str],
+) -> int:
+    """Ends what is still running on a test's queue (by cancelling it), then checks every run:
+    those the test started through FlowWorker and any other the queue's visibility lists.
+
+    Returns how many runs were checked.
+    """
+    listed = [w.id async for w in client.list_workflows(f'TaskQueue="{task_queue}"')]
+    # sub-flows are checked through their parents
+    ids = sorted({i for i in [*started, *listed] if "/" not in i})
+    for workflow_id in ids:
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.cancel()
+        except RPCError:
+            pass  # closed meanwhile
+    for workflow_id in ids:
+        await assert_run_tells_the_truth(client, sessions, workflow_id)
+    return len(ids)

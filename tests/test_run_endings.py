@@ -1,0 +1,344 @@
+"""Every run tells the truth: template lookups that cannot silently fail, and a terminal row
+for every way a run ends (the `flow_worker` fixture also checks the run invariant after each
+test; these tests assert the specific rows and messages)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from temporalio.client import WorkflowFailureError
+
+from persistence import queries
+from tests.flows import FlowWorker, edge, node
+from tests.hitl_support import People, open_task
+from tests.http_peer import HttpPeer, Reply
+from tests.invariant import assert_run_tells_the_truth
+
+
+async def test_nodes_and_inputs_named_like_dict_methods_are_read_as_data(
+    flow_worker: FlowWorker, http_peer: HttpPeer
+) -> None:
+    """A loop over `input.items` whose body calls an `api` node named `get`."""
+    prices = {"a": 2.5, "b": 10}
+    for sku, price in prices.items():
+        http_peer.route("GET", f"/products/{sku}", Reply(body={"price": price}))
+    body = [
+        node("get", "api", {"method": "GET", "url": "{{ input.values }}/products/{{ item.sku }}"}),
+        node("update", "transform", {"output": "{{ nodes.get.output.json.price * item.qty }}"}),
+    ]
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("items", "loop", {"items": "{{ input.items }}", "maxConcurrency": 2}),
+            *[{**n, "parentId": "items"} for n in body],
+            node(
+                "copy",
+                "end",
+                {"outputs": {"lines": "{{ nodes.items.output }}", "keys": "{{ input.keys }}"}},
+            ),
+        ],
+        "edges": [edge("start", "items"), edge("get", "update"), edge("items", "copy")],
+    }
+    inputs = {
+        "items": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 3}, {"sku": "a", "qty": 1}],
+        "values": http_peer.base,
+        "keys": ["k1", "k2"],
+    }
+    result, run_id = await flow_worker.run(definition, inputs)
+    assert result.outputs == {"lines": [5.0, 30, 2.5], "keys": ["k1", "k2"]}
+    rows = await flow_worker.task_rows(run_id)
+    assert rows["items[1].get"]["status"] == "completed"
+    assert rows["items[1].update"]["outputs"] == 30
+
+
+async def test_a_misspelt_reference_fails_its_node_naming_field_expression_and_keys(
+    flow_worker: FlowWorker, http_peer: HttpPeer
+) -> None:
+    http_peer.route("GET", "/orders/7", Reply(body={"total": 12}))
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("fetch", "api", {"method": "GET", "url": f"{http_peer.base}/orders/7"}),
+            node("sum", "transform", {"output": {"total": "{{ nodes.fetch.output.jsn.total }}"}}),
+            node("end", "end"),
+        ],
+        "edges": [edge("start", "fetch"), edge("fetch", "sum"), edge("sum", "end")],
+    }
+    run_id = await flow_worker.fail(definition)
+    run = await flow_worker.run_row(run_id)
+    for part in (
+        "node 'sum'",
+        "config.output.total",
+        "{{ nodes.fetch.output.jsn.total }}",
+        "`nodes.fetch.output` has no key 'jsn'; it has 'status', 'headers', 'json'",
+    ):
+        assert part in run["error"]
+    rows = await flow_worker.task_rows(run_id)
+    assert rows["sum"]["status"] == "failed"
+    assert "has no key 'jsn'" in rows["sum"]["error"]
+    assert "end" not in rows
+
+
+async def test_a_misspelt_reference_in_an_agent_fails_it_before_any_call_without_retry(
+    flow_worker: FlowWorker, http_peer: HttpPeer
+) -> None:
+    http_peer.route("POST", "/orders", Reply(body={"ok": True}))
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node(
+                "post",
+                "api",
+                {
+                    "method": "POST",
+                    "url": f"{http_peer.base}/orders",
+                    "body": {"id": "{{ input.ordr_id }}"},
+                },
+            ),
+        ],
+        "edges": [edge("start", "post")],
+    }
+    run_id = await flow_worker.fail(definition, {"order_id": 7})
+    row = (await flow_worker.task_rows(run_id))["post"]
+    assert row["status"] == "failed"
+    assert row["retry_count"] == 0
+    assert "config.body.id" in row["error"]
+    assert "`input` has no key 'ordr_id'; it has 'order_id'" in row["error"]
+    assert http_peer.calls("POST", "/orders") == []
+
+
+async def test_absence_the_flow_routes_around_reads_as_null(
+    flow_worker: FlowWorker, http_peer: HttpPeer
+) -> None:
+    """A skipped branch and a failed-but-continued call read as null at the join."""
+    http_peer.route("GET", "/flaky", Reply(status=400, body={"error": "nope"}))
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node(
+                "check",
+                "condition",
+                {"branches": [{"handle": "big", "when": "{{ input.n > 10 }}"}], "default": "small"},
+            ),
+            node("big", "transform", {"output": {"size": "big"}}),
+            node("small", "api", {"url": f"{http_peer.base}/flaky"}, onError="continue"),
+            node(
+                "join",
+                "end",
+                {
+                    "outputs": {
+                        "big": "{{ nodes.big.output.size }}",
+                        "small": "{{ nodes.small.output.json }}",
+                        "error": "{{ nodes.small.output.error }}",
+                        "either": "{{ nodes.big.output or 'none' }}",
+                    }
+                },
+            ),
+        ],
+        "edges": [
+            edge("start", "check"),
+            edge("check", "big", "big"),
+            edge("check", "small", "small"),
+            edge("big", "join"),
+            edge("small", "join"),
+        ],
+    }
+    result, _ = await flow_worker.run(definition, {"n": 1})
+    assert result.outputs["big"] is None
+    assert result.outputs["small"] is None
+    assert "400" in result.outputs["error"]
+    assert result.outputs["either"] == "none"
+
+
+async def _hitl_rows(flow_worker: FlowWorker, run_row_id: Any) -> list[str]:
+    async with flow_worker.sessions() as s:
+        return list(
+            (
+                await s.execute(
+                    text("SELECT status FROM hitl_tasks WHERE workflow_run_id = :r"),
+                    {"r": run_row_id},
+                )
+            ).scalars()
+        )
+
+
+def _parked_flow(
+    people: People,
+    extra: list[dict[str, Any]] | None = None,
+    extra_edges: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "nodes": [
+            node("start", "start"),
+            node("nap", "wait", {"seconds": 3600}),
+            node(
+                "review",
+                "hitl",
+                {"title": "Look", "decisionType": "approval", "assigneeId": people.finance},
+            ),
+            *(extra or []),
+        ],
+        "edges": [
+            edge("start", "nap"),
+            edge("start", "review"),
+            *(extra_edges or []),
+        ],
+    }
+
+
+async def test_cancelling_closes_wait_and_review_rows_and_the_query_agrees(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    handle = await flow_worker.start(_parked_flow(people), tenant_id=people.tenant)
+    await open_task(handle)
+    await flow_worker.cancel_and_wait(handle)
+    rows = await flow_worker.task_rows(handle.id)
+    assert rows["nap"]["status"] == "cancelled"
+    assert rows["review"]["status"] == "cancelled"
+    run = await flow_worker.run_row(handle.id)
+    assert run["status"] == "cancelled"
+    assert await _hitl_rows(flow_worker, run["id"]) == ["cancelled"]
+    status = await handle.query("status")
+    assert status["status"] == "cancelled"
+    assert status["open_hitl_tasks"] == []
+    assert {v["status"] for v in status["nodes"].values()} <= {"completed", "cancelled"}
+
+
+async def test_a_failing_branch_closes_the_parked_ones(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    extra = [
+        node("soon", "wait", {"seconds": 1}),
+        node("boom", "transform", {"output": "{{ input.n // 0 }}"}),
+    ]
+    handle = await flow_worker.start(
+        _parked_flow(people, extra, [edge("start", "soon"), edge("soon", "boom")]),
+        {"n": 1},
+        tenant_id=people.tenant,
+    )
+    try:
+        await handle.result()
+        raise AssertionError("the run was expected to fail")
+    except WorkflowFailureError:
+        pass
+    rows = await flow_worker.task_rows(handle.id)
+    assert rows["boom"]["status"] == "failed"
+    assert {rows["nap"]["status"], rows["review"]["status"]} == {"cancelled"}
+    assert await assert_run_tells_the_truth(
+        flow_worker.client, flow_worker.sessions, handle.id
+    ) == ("failed")
+
+
+async def test_a_refused_bookkeeping_step_fails_the_node_and_the_run_with_rows_to_show(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    """A reviewer id that only turns out malformed once rendered cannot open the task."""
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node(
+                "review",
+                "hitl",
+                {"title": "Look", "decisionType": "approval", "assigneeId": "{{ input.who }}"},
+            ),
+        ],
+        "edges": [edge("start", "review")],
+    }
+    run_id = await flow_worker.fail(definition, {"who": "lead-bob"}, tenant_id=people.tenant)
+    run = await flow_worker.run_row(run_id)
+    assert run["status"] == "failed"
+    assert "node 'review'" in run["error"]
+    assert "lead-bob" in run["error"]
+    rows = await flow_worker.task_rows(run_id)
+    assert rows["review"]["status"] == "failed"
+    assert "lead-bob" in rows["review"]["error"]
+    assert await _hitl_rows(flow_worker, run["id"]) in ([], ["cancelled"])
+
+
+async def test_a_cancelled_sub_flow_leaves_no_live_row(flow_worker: FlowWorker) -> None:
+    child = {
+        "nodes": [node("start", "start"), node("nap", "wait", {"seconds": 3600})],
+        "edges": [edge("start", "nap")],
+    }
+    async with flow_worker.sessions() as s, s.begin():
+        stored = await queries.save_workflow_version(
+            s, name=f"napper-{uuid.uuid4().hex[:6]}", definition=child
+        )
+    parent = {
+        "nodes": [
+            node("start", "start"),
+            node("sub", "workflow", {"workflowId": str(stored.workflow_id)}),
+        ],
+        "edges": [edge("start", "sub")],
+    }
+    handle = await flow_worker.start(parent)
+    for _ in range(100):
+        if (await handle.query("status"))["nodes"].get("sub", {}).get("status") == "running":
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1)
+    await flow_worker.cancel_and_wait(handle)
+    assert await assert_run_tells_the_truth(
+        flow_worker.client, flow_worker.sessions, handle.id
+    ) == ("cancelled")
+    child_rows = await flow_worker.task_rows(f"{handle.id}/sub")
+    assert child_rows["nap"]["status"] == "cancelled"
+
+
+async def test_a_templated_reviewer_of_no_such_user_fails_the_node_in_plain_words(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node(
+                "review",
+                "hitl",
+                {"title": "Look", "decisionType": "approval", "assigneeId": "{{ input.who }}"},
+            ),
+        ],
+        "edges": [edge("start", "review")],
+    }
+    nobody = str(uuid.uuid4())
+    run_id = await flow_worker.fail(definition, {"who": nobody}, tenant_id=people.tenant)
+    run = await flow_worker.run_row(run_id)
+    assert (
+        f"user {nobody} (hitl `review`, config.assigneeId) does not exist in tenant"
+        in (run["error"])
+    )
+    assert (await flow_worker.task_rows(run_id))["review"]["status"] == "failed"
+
+
+async def test_an_escalation_to_no_such_user_closes_the_task_and_fails_the_node(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    """The escalation target is known only once rendered; the task must not stay open."""
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node(
+                "review",
+                "hitl",
+                {
+                    "title": "Look",
+                    "decisionType": "approval",
+                    "assigneeId": people.finance,
+                    "escalation": [{"afterSeconds": 1, "toUser": "{{ input.lead }}"}],
+                },
+                onError="continue",
+            ),
+            node("after", "end", {"outputs": {"error": "{{ nodes.review.output.error }}"}}),
+        ],
+        "edges": [edge("start", "review"), edge("review", "after")],
+    }
+    nobody = str(uuid.uuid4())
+    result, run_id = await flow_worker.run(definition, {"lead": nobody}, tenant_id=people.tenant)
+    assert "does not exist in tenant" in result.outputs["error"]
+    run = await flow_worker.run_row(run_id)
+    assert run["status"] == "completed"
+    assert await _hitl_rows(flow_worker, run["id"]) == ["cancelled"]
+    rows = await flow_worker.task_rows(run_id)
+    assert rows["review"]["status"] == "failed"
