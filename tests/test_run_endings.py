@@ -16,6 +16,7 @@ from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import People, open_task
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_run_tells_the_truth
+from workers import client
 
 
 async def test_nodes_and_inputs_named_like_dict_methods_are_read_as_data(
@@ -342,3 +343,35 @@ async def test_an_escalation_to_no_such_user_closes_the_task_and_fails_the_node(
     assert await _hitl_rows(flow_worker, run["id"]) == ["cancelled"]
     rows = await flow_worker.task_rows(run_id)
     assert rows["review"]["status"] == "failed"
+
+
+async def test_a_terminated_run_reads_as_ended_through_the_client(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    handle = await flow_worker.start(_parked_flow(people), tenant_id=people.tenant)
+    await open_task(handle)
+    await handle.terminate(reason="operator says stop")
+    status = await client.get_status(flow_worker.client, handle.id)
+    assert status["status"] == "cancelled"
+    assert "terminated" in status["error"]
+    assert status["open_hitl_tasks"] == []
+    assert {n["status"] for n in status["nodes"].values()} <= {"completed", "cancelled"}
+    # ... and the rows agree once the reconciler has been round (within its bound)
+    assert await assert_run_tells_the_truth(
+        flow_worker.client, flow_worker.sessions, handle.id
+    ) == ("cancelled")
+
+
+async def test_a_failed_run_is_explained_by_its_innermost_cause(flow_worker: FlowWorker) -> None:
+    definition = {
+        "nodes": [node("start", "start"), node("t", "transform", {"output": "{{ input.x.y }}"})],
+        "edges": [edge("start", "t")],
+    }
+    handle = await flow_worker.start(definition, {"x": {"z": 1}})
+    try:
+        await handle.result()
+        raise AssertionError("expected a failure")
+    except WorkflowFailureError as exc:
+        text_ = client.failure_text(exc)
+    assert text_.startswith("node 't' failed: config.output: '{{ input.x.y }}'")
+    assert "`input.x` has no key 'y'; it has 'z'" in text_

@@ -157,6 +157,8 @@ async def _follow(handle: Any) -> int:
     """Print node progress as it changes, then the outputs (or the failure)."""
     from temporalio.client import WorkflowFailureError
 
+    from workers.client import failure_text
+
     seen: dict[str, str] = {}
 
     async def print_changes() -> None:
@@ -179,10 +181,7 @@ async def _follow(handle: Any) -> int:
     try:
         result = result_task.result()
     except WorkflowFailureError as exc:
-        cause = exc.cause
-        print(
-            f"run {handle.id} failed: {getattr(cause, 'message', None) or cause}", file=sys.stderr
-        )
+        print(f"run {handle.id} failed: {failure_text(exc)}", file=sys.stderr)
         return 1
     print(json.dumps(result.outputs, indent=2, ensure_ascii=False))
     return 0

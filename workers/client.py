@@ -5,7 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.exceptions import FailureError
 
 from workflows.messages import FlowResult, FlowRunInput
 from workflows.refusals import counted
@@ -60,10 +66,48 @@ async def start_run(
     )
 
 
+#: How a run that ended without running workflow code reads (the reconciler writes the same).
+_CLOSED_FROM_OUTSIDE = {
+    WorkflowExecutionStatus.TERMINATED: ("cancelled", "terminated by an operator"),
+    WorkflowExecutionStatus.TIMED_OUT: ("failed", "the run exceeded its time limit"),
+}
+
+
 async def get_status(client: Client, run_id: str) -> dict[str, Any]:
-    """The run's live status (the `status` query): run status, every node, open HITL tasks."""
-    status: dict[str, Any] = await client.get_workflow_handle(run_id).query("status")
-    return status
+    """The run's live status (the `status` query): run status, every node, open HITL tasks.
+
+    A terminated or timed-out run ran no code at its end, so its query (a replay of its
+    history) still reads as it was; Temporal's own word on how it closed is added instead.
+    """
+    handle = client.get_workflow_handle(run_id)
+    status: dict[str, Any] = await handle.query("status")
+    if status.get("status") in ("completed", "failed", "cancelled"):
+        return status
+    closed = _CLOSED_FROM_OUTSIDE.get((await handle.describe()).status)  # type: ignore[arg-type]
+    if closed is None:
+        return status
+    run_status, why = closed
+    return {
+        **status,
+        "status": run_status,
+        "error": why,
+        "nodes": {
+            task_id: {**node, "status": "cancelled"}
+            if node.get("status") not in ("completed", "failed", "skipped", "cancelled")
+            else node
+            for task_id, node in status.get("nodes", {}).items()
+        },
+        "open_hitl_tasks": [],
+    }
+
+
+def failure_text(exc: BaseException) -> str:
+    """What ended a failed run, in the words of its innermost cause (not 'Activity task failed')."""
+    if isinstance(exc, WorkflowFailureError):
+        exc = exc.cause
+    while isinstance(exc, FailureError) and exc.cause is not None:
+        exc = exc.cause
+    return getattr(exc, "message", None) or str(exc) or type(exc).__name__
 
 
 async def cancel(client: Client, run_id: str) -> None:
