@@ -133,6 +133,74 @@ def _cases(base: str, a2a_base: str) -> dict[str, tuple[dict[str, Any], dict[str
             },
             {"readings": [20, 21, 95]},
         ),
+        # Strict template lookups: keys named like dict methods, a join reading a skipped
+        # branch, absence written out with default.
+        "data-first": (
+            {
+                "nodes": [
+                    node("start", "start"),
+                    node("items", "loop", {"items": "{{ input.items }}"}),
+                    {
+                        **node("get", "transform", {"output": "{{ item.values * 2 }}"}),
+                        "parentId": "items",
+                    },
+                    node(
+                        "keys",
+                        "condition",
+                        {
+                            "branches": [{"handle": "big", "when": "{{ input.get > 10 }}"}],
+                            "default": "small",
+                        },
+                    ),
+                    node("big", "transform", {"output": {"size": "big"}}),
+                    node("small", "transform", {"output": {"size": "small"}}),
+                    node(
+                        "update",
+                        "end",
+                        {
+                            "outputs": {
+                                "doubled": "{{ nodes.items.output }}",
+                                "big": "{{ nodes.big.output.size }}",
+                                "small": "{{ nodes.small.output.size }}",
+                                "missing": "{{ input.nothing | default('none') }}",
+                            }
+                        },
+                    ),
+                ],
+                "edges": [
+                    edge("start", "items"),
+                    edge("items", "keys"),
+                    edge("keys", "big", "big"),
+                    edge("keys", "small", "small"),
+                    edge("big", "update"),
+                    edge("small", "update"),
+                ],
+            },
+            {"items": [{"values": 1}, {"values": 2}], "get": 3},
+        ),
+        # Every end recorded: a run parked on a wait and a review, cancelled by request.
+        "cancelled-while-parked": (
+            {
+                "nodes": [
+                    node("start", "start"),
+                    node("nap", "wait", {"seconds": 3600}),
+                    node(
+                        "review",
+                        "hitl",
+                        {"title": "Look", "decisionType": "approval", "assigneeRole": "finance"},
+                    ),
+                    node("yes", "transform", {"output": "{{ nodes.review.output }}"}),
+                    node("no", "transform", {"output": "{{ nodes.review.output }}"}),
+                ],
+                "edges": [
+                    edge("start", "nap"),
+                    edge("start", "review"),
+                    edge("review", "yes", "approved"),
+                    edge("review", "no", "rejected"),
+                ],
+            },
+            {},
+        ),
     }
 
 
@@ -155,7 +223,7 @@ async def test_record_histories(
     for name, (definition, inputs) in _cases(http_peer.base, a2a_peer.base).items():
         if (HISTORIES / f"{name}.json").exists():
             continue
-        tenant = reviewers.tenant if name == "approval" else None
+        tenant = reviewers.tenant if name in ("approval", "cancelled-while-parked") else None
         handle = await flow_worker.start(
             definition, inputs, workflow_id=f"history-{name}", tenant_id=tenant
         )
@@ -165,6 +233,9 @@ async def test_record_histories(
         if name == "approval":
             task = (await open_task(handle))[0]
             await decide(handle, task["id"], {"approved": True}, reviewers.finance, "ok")
+        if name == "cancelled-while-parked":
+            await open_task(handle)
+            await handle.cancel()
         with contextlib.suppress(WorkflowFailureError):
             await handle.result()
         history = await handle.fetch_history()
