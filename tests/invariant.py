@@ -165,7 +165,10 @@ async def assert_queue_tells_the_truth(
 
     Returns how many runs were checked.
     """
-    listed = [w.id async for w in client.list_workflows(f'TaskQueue="{task_queue}"')]
+    try:
+        listed = [w.id async for w in client.list_workflows(f'TaskQueue="{task_queue}"')]
+    except RPCError:  # a server without visibility (the time-skipping test server)
+        listed = []
     # sub-flows are checked through their parents
     ids = sorted({i for i in [*started, *listed] if "/" not in i})
     for workflow_id in ids:

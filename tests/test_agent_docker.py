@@ -12,12 +12,14 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.docker_agent import MANAGED_LABEL, PID_LABEL, sweep_orphans
 from tests.docker_daemon import TEST_IMAGE, DockerDaemon
 from tests.flows import FlowWorker, edge, node
+from tests.invariant import assert_run_tells_the_truth
 from workflows.messages import FlowResult, FlowRunInput
 
 pytestmark = pytest.mark.peers
@@ -205,7 +207,10 @@ def _start_time(pid: int) -> str:
 
 
 async def test_a_sigkilled_worker_leaves_no_container_and_its_successor_finishes_the_node(
-    temporal_env: WorkflowEnvironment, database_url: str, docker_daemon: DockerDaemon
+    temporal_env: WorkflowEnvironment,
+    database_url: str,
+    docker_daemon: DockerDaemon,
+    session_maker: async_sessionmaker[AsyncSession],
 ) -> None:
     address = temporal_env.client.service_client.config.target_host
     queue = f"dkcrash-{uuid.uuid4().hex[:8]}"
@@ -252,6 +257,8 @@ async def test_a_sigkilled_worker_leaves_no_container_and_its_successor_finishes
         await _until(lambda: not set(orphan) & set(docker_daemon.managed_containers()), 30)
         # ... and the node's retry (after the heartbeat timeout) runs in a new container.
         result = await asyncio.wait_for(handle.result(), 120)
+        # (its status query needs a worker on the queue)
+        await assert_run_tells_the_truth(temporal_env.client, session_maker, handle.id)
     finally:
         second.terminate()
         second.wait(30)

@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.registry import Dependencies
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import People, decide, inbox, open_task
+from tests.invariant import assert_queue_tells_the_truth
 from workers.settings import Settings
 from workers.worker import build_worker
 
@@ -52,6 +53,7 @@ async def skipping_worker(
             worker = SkippingWorker(env.client, queue, session_maker)
             worker.env = env
             yield worker
+            await assert_queue_tells_the_truth(env.client, session_maker, queue, worker.started)
     finally:
         await deps.aclose()
         await env.shutdown()

@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply
+from tests.invariant import assert_run_tells_the_truth
 from workflows.messages import FlowResult, FlowRunInput
 
 ITEMS = 12
@@ -80,6 +81,8 @@ async def test_a_sigkilled_worker_is_replaced_and_the_run_completes_exactly_once
     second = _worker_process(database_url, address, queue)
     try:
         result = await asyncio.wait_for(handle.result(), timeout=120)
+        # (its status query needs a worker on the queue)
+        await assert_run_tells_the_truth(temporal_env.client, flow_worker.sessions, handle.id)
     finally:
         second.terminate()
         second.wait(30)
