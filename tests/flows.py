@@ -15,11 +15,12 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from workflows.messages import FlowResult, FlowRunInput
 
-SHARED_FLOWS = Path(__file__).resolve().parents[2] / "shared" / "flows"
+#: The platform's example flows, kept verbatim in the repo (so it tests on its own).
+EXAMPLE_FLOWS = Path(__file__).resolve().parents[1] / "examples" / "flows"
 
 
 def shared_flow(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((SHARED_FLOWS / f"{name}.json").read_text())
+    data: dict[str, Any] = json.loads((EXAMPLE_FLOWS / f"{name}.json").read_text())
     return data
 
 
