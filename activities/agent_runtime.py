@@ -26,7 +26,7 @@ from activities.secrets import MissingSecretError, SecretProvider, masked, scrub
 from activities.writeback import write_tasks
 from persistence import queries
 from workflows import templates
-from workflows.messages import AGENT_ACTIVITY_PREFIX, AgentTask
+from workflows.messages import AGENT_ACTIVITY_PREFIX, MAX_OUTPUT_BYTES, AgentTask
 from workflows.records import TaskRecord
 
 AgentHandler = Callable[[dict[str, Any], AgentTask], Awaitable[Any]]
@@ -34,7 +34,6 @@ _HEARTBEAT_EVERY = 1.0
 _MAX_ERROR_CHARS = 4000
 #: What one node may hand back: Temporal refuses payloads over 2 MB, with a far less clear
 #: message than ours, and the row and every later node's scope carry the output too.
-MAX_OUTPUT_BYTES = 1_500_000
 
 
 class AgentRuntime:

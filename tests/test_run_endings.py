@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from temporalio.client import WorkflowFailureError
 
@@ -375,3 +376,109 @@ async def test_a_failed_run_is_explained_by_its_innermost_cause(flow_worker: Flo
         text_ = client.failure_text(exc)
     assert text_.startswith("node 't' failed: config.output: '{{ input.x.y }}'")
     assert "`input.x` has no key 'y'; it has 'z'" in text_
+
+
+async def test_an_output_too_large_for_history_fails_its_node_instead_of_wedging_the_run(
+    flow_worker: FlowWorker,
+) -> None:
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("huge", "transform", {"output": "{{ 'x' * 2500000 }}"}),
+        ],
+        "edges": [edge("start", "huge")],
+    }
+    run_id = await flow_worker.fail(definition)
+    row = (await flow_worker.task_rows(run_id))["huge"]
+    assert row["status"] == "failed"
+    assert "over the 1500000 a node may return" in row["error"]
+
+
+async def test_many_large_rows_are_written_in_batches_under_the_payload_limit(
+    flow_worker: FlowWorker,
+) -> None:
+    """30 iterations of 100 kB each: 3 MB of rows, written back in several activities."""
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("each", "loop", {"items": "{{ range(30) | list }}", "maxConcurrency": 30}),
+            {**node("fat", "transform", {"output": "{{ 'y' * 100000 }}"}), "parentId": "each"},
+            {**node("slim", "transform", {"output": "{{ index }}"}), "parentId": "each"},
+            node("done", "end", {"outputs": {"n": "{{ nodes.each.output | length }}"}}),
+        ],
+        "edges": [edge("start", "each"), edge("fat", "slim"), edge("each", "done")],
+    }
+    result, run_id = await flow_worker.run(definition)
+    assert result.outputs == {"n": 30}
+    rows = await flow_worker.task_rows(run_id)
+    assert len(rows["each[29].fat"]["outputs"]) == 100000
+    assert sum(1 for k in rows if k.endswith(".fat")) == 30
+
+
+async def test_a_malformed_run_argument_fails_at_once_with_a_row(flow_worker: FlowWorker) -> None:
+    """As plain `temporal workflow start --input` can send it: the argument is not a FlowRun."""
+    for argument in ({"definition": {"nodes": []}, "inputs": [1, 2]}, "hello", {"tags": "x"}):
+        workflow_id = f"bad-arg-{uuid.uuid4().hex[:8]}"
+        handle = await flow_worker.client.start_workflow(
+            "FlowRun", argument, id=workflow_id, task_queue=flow_worker.task_queue
+        )
+        flow_worker.started.append(workflow_id)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await asyncio.wait_for(handle.result(), timeout=30)
+        assert client.failure_text(failed.value).startswith("invalid FlowRun argument: ")
+        run = await flow_worker.run_row(workflow_id)
+        assert run["status"] == "failed"
+        assert run["error"].startswith("invalid FlowRun argument: ")
+
+
+async def test_a_sub_flow_cancelled_on_its_own_fails_its_node_not_the_parent_silently(
+    flow_worker: FlowWorker,
+) -> None:
+    child = {
+        "nodes": [node("start", "start"), node("nap", "wait", {"seconds": 3600})],
+        "edges": [edge("start", "nap")],
+    }
+    async with flow_worker.sessions() as s, s.begin():
+        stored = await queries.save_workflow_version(
+            s, name=f"napper-{uuid.uuid4().hex[:6]}", definition=child
+        )
+    parent = {
+        "nodes": [
+            node("start", "start"),
+            node("sub", "workflow", {"workflowId": str(stored.workflow_id)}),
+        ],
+        "edges": [edge("start", "sub")],
+    }
+    handle = await flow_worker.start(parent)
+    child_handle = flow_worker.client.get_workflow_handle(f"{handle.id}/sub")
+    for _ in range(100):
+        if "nap" in (await flow_worker.task_rows(child_handle.id)):
+            break
+        await asyncio.sleep(0.1)
+    await child_handle.cancel()
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    assert "the sub-flow was cancelled" in client.failure_text(failed.value)
+    assert await assert_run_tells_the_truth(
+        flow_worker.client, flow_worker.sessions, handle.id
+    ) == ("failed")
+
+
+async def test_a_running_loop_has_its_row(flow_worker: FlowWorker) -> None:
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("each", "loop", {"items": "{{ [1, 2] }}"}),
+            {**node("nap", "wait", {"seconds": 3600}), "parentId": "each"},
+        ],
+        "edges": [edge("start", "each")],
+    }
+    handle = await flow_worker.start(definition)
+    for _ in range(100):
+        rows = await flow_worker.task_rows(handle.id)
+        if "each" in rows:
+            break
+        await asyncio.sleep(0.1)
+    assert rows["each"]["status"] == "running"
+    await flow_worker.cancel_and_wait(handle)
+    assert (await flow_worker.task_rows(handle.id))["each"]["status"] == "cancelled"

@@ -164,3 +164,20 @@ def test_templates_cannot_reach_python_internals_or_mutate(template: str) -> Non
         assert scope == {"input": {"xs": []}}
         return
     assert result in (None, "")
+
+
+def test_values_inside_a_longer_string_are_written_as_json() -> None:
+    scope = {"input": {"n": None, "b": True, "l": [1, "a"], "d": {"k": "v"}}}
+    text = "n={{ input.n }} b={{ input.b }} l={{ input.l }} d={{ input.d }}"
+    assert templates.render(text, scope) == 'n=null b=true l=[1, "a"] d={"k": "v"}'
+
+
+def test_an_absent_value_acts_as_null_and_says_why_when_used_otherwise() -> None:
+    scope = {"nodes": {"big": templates.Tolerant()}}
+    assert templates.render("{{ nodes.big.output.get('x', 4) }}", scope) is None
+    assert templates.render("{{ nodes.big.output is none }}", scope) is True
+    assert templates.render("{{ nodes.big.output == none }}", scope) is True
+    assert templates.render("a{{ nodes.big.output }}b", scope) == "anullb"
+    assert templates.render("{{ nodes.big.output.total | default(0) > 5 }}", scope) is False
+    with pytest.raises(templates.TemplateError, match=r"is null here .* default"):
+        templates.render("{{ nodes.big.output.total > 5 }}", scope)

@@ -12,10 +12,12 @@ to the path from one node to the next.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import (
@@ -58,6 +60,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.messages import (
         AGENT_ACTIVITY_PREFIX,
+        MAX_OUTPUT_BYTES,
+        MAX_WRITE_BYTES,
         PREPARE_FLOW,
         RECORD_RUN,
         AgentTask,
@@ -154,7 +158,18 @@ def _error_text(exc: BaseException) -> str:
 @workflow.defn(name="FlowRun")
 class FlowRun:
     @workflow.init
-    def __init__(self, params: FlowRunInput) -> None:
+    def __init__(self, raw: Any) -> None:
+        # Taken raw and checked here: an argument that does not decode as FlowRunInput would
+        # otherwise fail every workflow task for ever, with no row and no way to cancel.
+        try:
+            params = FlowRunInput.model_validate(raw)
+            self._bad_input: str | None = None
+        except ValidationError as exc:
+            params = FlowRunInput()
+            self._bad_input = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'the argument'}: {err['msg']}"
+                for err in exc.errors()
+            )
         cp = params.checkpoint
         self._params = params
         self._status: RunStatus = "running" if cp else "queued"
@@ -179,6 +194,8 @@ class FlowRun:
         self.strict_templates = False
         self.records_every_end = False
         self._finished = False
+        self._error: str | None = None
+        self._row_bytes: dict[str, int] = {}
 
     # -- signals, queries -------------------------------------------------------------------------
 
@@ -198,6 +215,7 @@ class FlowRun:
     def status(self) -> dict[str, Any]:
         return {
             "status": self._status,
+            "error": self._error,
             "run_id": self._run_row_id,
             "paused": self._paused,
             "continued_as_new": self._continued,
@@ -319,9 +337,12 @@ class FlowRun:
     # -- the run ----------------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, params: FlowRunInput) -> FlowResult:
+    async def run(self, raw: Any) -> FlowResult:
+        params = self._params
         self.strict_templates = workflow.patched(_PATCH_STRICT_TEMPLATES)
         self.records_every_end = workflow.patched(_PATCH_EVERY_END_RECORDED)
+        if self._bad_input is not None:
+            await self._refuse_argument(self._bad_input)
         if not self.records_every_end:
             return await self._run(params)
         try:
@@ -340,6 +361,27 @@ class FlowRun:
             if not self._finished:
                 await self._finish("failed", error=message)
             raise ApplicationError(message, type="BookkeepingFailed", non_retryable=True) from None
+
+    async def _refuse_argument(self, problems: str) -> None:
+        """Record and fail a run whose argument is not a FlowRunInput (CONTRACT section 2)."""
+        message = f"invalid FlowRun argument: {problems}"
+        self._status, self._finished, self._error = "failed", True, message
+        now = workflow.now()
+        await _bookkeeping(
+            RECORD_RUN,
+            RunUpdate(
+                run=RunRecord(
+                    orchestrator_run_id=workflow.info().workflow_id,
+                    status="failed",
+                    error=message,
+                    started_at=now,
+                    completed_at=now,
+                )
+            ),
+            "Record the refused run",
+            result_type=str,
+        )
+        raise ApplicationError(message, type="InvalidRunArgument", non_retryable=True)
 
     async def _run(self, params: FlowRunInput) -> FlowResult:
         info = workflow.info()
@@ -361,10 +403,12 @@ class FlowRun:
                 # prepare_flow has written the failed run row; no node has started.
                 self._set_status("failed")
                 self._finished = True
+                self._error = prepared.error or (
+                    f"invalid flow ({len(prepared.problems)} problems):\n- "
+                    + "\n- ".join(prepared.problems)
+                )
                 raise ApplicationError(
-                    prepared.error
-                    or f"invalid flow ({len(prepared.problems)} problems):\n- "
-                    + "\n- ".join(prepared.problems),
+                    self._error,
                     type=prepared.error_type,
                     non_retryable=True,
                 )
@@ -397,6 +441,14 @@ class FlowRun:
         except _Suspended:
             await self._continue_as_new(checkpoint_base)
         outputs = self._outputs()
+        size = _json_size(outputs) if self.records_every_end else 0
+        if size > MAX_OUTPUT_BYTES:
+            message = (
+                f"the run's outputs are {size} bytes, over the {MAX_OUTPUT_BYTES} a run may "
+                "return; make its end nodes return less"
+            )
+            await self._finish("failed", error=message)
+            raise ApplicationError(message, type="OutputTooLarge", non_retryable=True)
         await self._finish("completed", outputs=outputs)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return FlowResult(outputs=outputs)
@@ -466,6 +518,10 @@ class FlowRun:
 
     def record_row(self, row: TaskRecord) -> None:
         self._pending_rows[row.orchestrator_task_id] = row
+        if self.records_every_end:
+            self._row_bytes[row.orchestrator_task_id] = _json_size(row.outputs) + len(
+                row.error or ""
+            )
         view = self._task_view.setdefault(row.orchestrator_task_id, {"node_id": row.node_id})
         view["status"] = row.status
         if row.error:
@@ -484,10 +540,19 @@ class FlowRun:
             self._flush_task = asyncio.create_task(self._flush_once())
 
     def _take_run_update(self, **run_fields: Any) -> RunUpdate:
-        """The buffered rows (up to a batch) and the run status, as one write-back."""
+        """The buffered rows (up to a batch, and under Temporal's payload limit) and the run
+        status, as one write-back."""
         rows = list(self._pending_rows.values())[:_ROWS_PER_WRITE]
+        if self.records_every_end:
+            room = MAX_WRITE_BYTES - _json_size(run_fields.get("outputs"))
+            for i, row in enumerate(rows):
+                room -= self._row_bytes.get(row.orchestrator_task_id, 0)
+                if room < 0 and i > 0:
+                    rows = rows[:i]
+                    break
         for row in rows:
             del self._pending_rows[row.orchestrator_task_id]
+            self._row_bytes.pop(row.orchestrator_task_id, None)
         self._status_dirty = False
         return RunUpdate(
             run=RunRecord(
@@ -536,7 +601,12 @@ class FlowRun:
 
     async def _flush_all(self, **final_run_fields: Any) -> None:
         await self._flushed()
-        while len(self._pending_rows) > _ROWS_PER_WRITE:
+        while len(self._pending_rows) > _ROWS_PER_WRITE or (
+            self.records_every_end
+            and self._pending_rows
+            and sum(self._row_bytes.values()) + _json_size(final_run_fields.get("outputs"))
+            > MAX_WRITE_BYTES
+        ):
             await self._flush_once()
         if self._pending_rows or self._status_dirty or final_run_fields:
             await self._flush_once(**final_run_fields)
@@ -546,6 +616,7 @@ class FlowRun:
     ) -> None:
         """The run's last record: its status, and a terminal row for every node it started."""
         self._set_status(status)
+        self._error = error
         self._finished = True
         for task_id, view in self._task_view.items():
             if view.get("status") in ("pending", "running", "queued") and (
@@ -581,6 +652,7 @@ class FlowRun:
         if error and error not in message:
             message = f"{error}\n{message}"
         self._set_status("failed")
+        self._error = message
         rows = [
             row.model_copy(update={"outputs": None, "inputs": None, "agent_config": None})
             for row in self._pending_rows.values()
@@ -888,7 +960,10 @@ class _Scope:
                 ]
             if node.type in ACTIVITY_AGENT_TYPES:
                 return await self._agent(node, task_id), None
-            return await runner[node.type](node, task_id)
+            result = await runner[node.type](node, task_id)
+            if self.flow.records_every_end:
+                _check_output_size(result[0])
+            return result
         except (templates.TemplateError, rendered_config.ConfigValueError) as exc:
             raise _NodeError(str(exc)) from None
         except (_NodeError, _Suspended, NodeFailed, FailureError, NondeterminismError):
@@ -1007,6 +1082,8 @@ class _Scope:
 
     async def _loop(self, node: Node, task_id: str) -> tuple[Any, None]:
         cfg = node.data.config
+        if self.flow.records_every_end:  # a row while it runs, like every other lasting node
+            self._running_row(node, task_id, workflow.now())
         body = self.defn.children(node.id)
         if "items" in cfg:
             items = self._render(node, cfg["items"], "config.items")
@@ -1270,7 +1347,11 @@ class _Scope:
             )
         except ChildWorkflowError as exc:
             if isinstance(exc.cause, TemporalCancelledError):
-                raise asyncio.CancelledError() from None
+                # Cancelled with this run, or on its own (an operator cancelling the child):
+                # only the first is this run's cancellation; the second fails the node.
+                if not self.flow.records_every_end or _cancelling():
+                    raise asyncio.CancelledError() from None
+                raise _NodeError("the sub-flow was cancelled") from None
             raise _NodeError(f"sub-flow failed: {_error_text(exc)}") from None
         return result.outputs, None
 
@@ -1347,6 +1428,26 @@ class _Scope:
                 )
             )
             raise _NodeError(message) from None
+
+
+def _cancelling() -> bool:
+    """Whether the current node task is being cancelled (by its run), not merely told so."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _json_size(value: Any) -> int:
+    return 0 if value is None else len(json.dumps(value, default=str))
+
+
+def _check_output_size(value: Any, what: str = "the node's output") -> None:
+    """An output over the cap would make Temporal refuse the workflow task for ever."""
+    size = _json_size(value)
+    if size > MAX_OUTPUT_BYTES:
+        raise _NodeError(
+            f"{what} is {size} bytes, over the {MAX_OUTPUT_BYTES} a node may return; "
+            "make it smaller (reduce each loop item, pick the fields you need)"
+        )
 
 
 def _truthy(value: Any) -> bool:

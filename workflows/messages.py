@@ -19,6 +19,12 @@ PREPARE_FLOW = "prepare_flow"
 RECORD_RUN = "record_run"
 AGENT_ACTIVITY_PREFIX = "agent."
 
+#: The most a node may return: Temporal refuses payloads over 2 MB, and a node's output
+#: travels in one (an activity result, a write-back, the workflow's own state).
+MAX_OUTPUT_BYTES = 1_500_000
+#: The most one write-back may carry (rows plus the run's outputs), under that 2 MB limit.
+MAX_WRITE_BYTES = 1_800_000
+
 NodeStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
 
 

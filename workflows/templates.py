@@ -9,6 +9,7 @@ scope, so the workflow may call it and stay deterministic.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -74,9 +75,30 @@ class Tolerant(dict[str, Any]):
 
 
 class _Absent(ChainableUndefined):
-    """A field of a `Tolerant` value: null as a value, empty in text, null all the way down."""
+    """A field of a `Tolerant` value: null as a value and in text, null all the way down
+    (calls included: `.get('k', 1)` of it is null too); anything else done with it is an error
+    that says why it is null."""
 
     __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Absent:  # type: ignore[override]
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        return other is None or isinstance(other, _Absent)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(None)
+
+    @property
+    def _undefined_message(self) -> str:
+        return (
+            f"{self._undefined_name!r} is null here (its node was skipped, or failed and went "
+            "on); give it a value with `| default(...)`"
+        )
 
 
 def mark_tolerant(scope: Mapping[str, Any], node_ids: Iterable[str]) -> dict[str, Any]:
@@ -127,9 +149,22 @@ class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
 
+def _json_text(value: Any) -> Any:
+    """How a value reads inside a longer string: as JSON (null, true, ["a"], {"k": 1})."""
+    if value is None or isinstance(value, _Absent):
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping | list | tuple):
+        return json.dumps(_plain(value, True), ensure_ascii=False)
+    return value
+
+
 _strict_env = _DataFirstEnvironment(
     undefined=_Missing, autoescape=False, keep_trailing_newline=True
 )
+_strict_env.finalize = _json_text
+_strict_env.tests["none"] = lambda value: value is None or isinstance(value, _Absent)
 #: Runs started before strict lookups (workflow.patched) keep their first semantics on replay:
 #: attributes first, and a missing field is silently null.
 _legacy_env = ImmutableSandboxedEnvironment(
@@ -196,6 +231,8 @@ def render_string(
         raise TemplateError(f"{field}: template syntax error: {exc.message}") from None
     except MissingValueError as exc:
         raise TemplateError(f"{field}: {text.strip()!r}: {_missing_text(text, exc)}") from None
+    except UndefinedError as exc:
+        raise TemplateError(f"{field}: {text.strip()!r}: {exc.message}") from None
     except SecurityError as exc:
         raise TemplateError(f"{field}: not allowed in a template: {exc}") from None
     except Exception as exc:  # evaluation errors: division by zero, bad filter argument ...
