@@ -374,7 +374,7 @@ async def test_a_failed_run_is_explained_by_its_innermost_cause(flow_worker: Flo
         raise AssertionError("expected a failure")
     except WorkflowFailureError as exc:
         text_ = client.failure_text(exc)
-    assert text_.startswith("node 't' failed: config.output: '{{ input.x.y }}'")
+    assert text_.startswith("failed: node 't' failed: config.output: '{{ input.x.y }}'")
     assert "`input.x` has no key 'y'; it has 'z'" in text_
 
 
@@ -425,7 +425,7 @@ async def test_a_malformed_run_argument_fails_at_once_with_a_row(flow_worker: Fl
         flow_worker.started.append(workflow_id)
         with pytest.raises(WorkflowFailureError) as failed:
             await asyncio.wait_for(handle.result(), timeout=30)
-        assert client.failure_text(failed.value).startswith("invalid FlowRun argument: ")
+        assert client.failure_text(failed.value).startswith("failed: invalid FlowRun argument: ")
         run = await flow_worker.run_row(workflow_id)
         assert run["status"] == "failed"
         assert run["error"].startswith("invalid FlowRun argument: ")
@@ -482,3 +482,45 @@ async def test_a_running_loop_has_its_row(flow_worker: FlowWorker) -> None:
     assert rows["each"]["status"] == "running"
     await flow_worker.cancel_and_wait(handle)
     assert (await flow_worker.task_rows(handle.id))["each"]["status"] == "cancelled"
+
+
+async def test_templated_values_are_checked_once_rendered_naming_the_field(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    review = node(
+        "review",
+        "hitl",
+        {
+            "title": "Look",
+            "decisionType": "approval",
+            "assigneeRole": "finance",
+            "deadlineSeconds": "{{ input.dl }}",
+        },
+    )
+    sub = node("sub", "workflow", {"workflowId": "anything", "version": "{{ input.v }}"})
+    for config_node, inputs, says in (
+        (review, {"dl": "soon"}, "config.deadlineSeconds: 'soon' is not a positive number"),
+        (sub, {"v": "abc"}, "config.version: 'abc' is not a version number"),
+    ):
+        definition = {
+            "nodes": [node("start", "start"), config_node],
+            "edges": [edge("start", config_node["id"])],
+        }
+        run_id = await flow_worker.fail(definition, inputs, tenant_id=people.tenant)
+        row = (await flow_worker.task_rows(run_id))[config_node["id"]]
+        assert row["status"] == "failed"
+        assert says in row["error"]
+
+
+async def test_a_cancelled_or_terminated_run_is_not_called_failed(flow_worker: FlowWorker) -> None:
+    nap = {
+        "nodes": [node("start", "start"), node("nap", "wait", {"seconds": 3600})],
+        "edges": [edge("start", "nap")],
+    }
+    for end, expected in (("cancel", "cancelled"), ("terminate", "terminated by an operator: x")):
+        handle = await flow_worker.start(nap)
+        await asyncio.sleep(0.5)
+        await (handle.cancel() if end == "cancel" else handle.terminate(reason="x"))
+        with pytest.raises(WorkflowFailureError) as ended:
+            await handle.result()
+        assert client.failure_text(ended.value) == expected

@@ -181,7 +181,7 @@ async def _follow(handle: Any) -> int:
     try:
         result = result_task.result()
     except WorkflowFailureError as exc:
-        print(f"run {handle.id} failed: {failure_text(exc)}", file=sys.stderr)
+        print(f"run {handle.id} {failure_text(exc)}", file=sys.stderr)
         return 1
     print(json.dumps(result.outputs, indent=2, ensure_ascii=False))
     return 0

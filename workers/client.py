@@ -11,7 +11,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
-from temporalio.exceptions import FailureError
+from temporalio.exceptions import CancelledError, FailureError, TerminatedError
 
 from workflows.messages import FlowResult, FlowRunInput
 from workflows.refusals import counted
@@ -102,12 +102,17 @@ async def get_status(client: Client, run_id: str) -> dict[str, Any]:
 
 
 def failure_text(exc: BaseException) -> str:
-    """What ended a failed run, in the words of its innermost cause (not 'Activity task failed')."""
+    """How a run that did not complete ended, in plain words (not 'Activity task failed'):
+    'cancelled', 'terminated by an operator: <reason>', or 'failed: <innermost cause>'."""
     if isinstance(exc, WorkflowFailureError):
         exc = exc.cause
+    if isinstance(exc, CancelledError):
+        return "cancelled"
+    if isinstance(exc, TerminatedError):
+        return f"terminated by an operator: {exc.message}" if exc.message else "terminated"
     while isinstance(exc, FailureError) and exc.cause is not None:
         exc = exc.cause
-    return getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return "failed: " + (getattr(exc, "message", None) or str(exc) or type(exc).__name__)
 
 
 async def cancel(client: Client, run_id: str) -> None:

@@ -1323,6 +1323,8 @@ class _Scope:
 
     async def _child_flow(self, node: Node, task_id: str) -> tuple[Any, None]:
         cfg = self._render(node, node.data.config, "config")
+        if self.flow.records_every_end:
+            rendered_config.check_sub_flow(cfg)
         p = self.flow._params
         child = FlowRunInput(
             workflow_id=str(cfg["workflowId"]),

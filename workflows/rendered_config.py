@@ -44,6 +44,11 @@ def check_review(cfg: dict[str, Any]) -> None:
         raise ConfigValueError(f"config.assigneeRole: {role!r} is not a role name")
     if cfg.get("deadlineSeconds") is not None:
         _positive_number(cfg["deadlineSeconds"], "config.deadlineSeconds")
+    priority = cfg.get("priority")
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 5
+    ):
+        raise ConfigValueError(f"config.priority: {priority!r} is not a whole number from 1 to 5")
     approvals = cfg.get("requiredApprovals", 1)
     if isinstance(approvals, bool) or not isinstance(approvals, int) or approvals < 1:
         raise ConfigValueError(f"config.requiredApprovals: {approvals!r} is not a whole number ≥ 1")
@@ -64,3 +69,18 @@ def check_wait(cfg: dict[str, Any]) -> None:
     """A rendered `wait` config's event timeout (its seconds and until are checked in place)."""
     if "event" in cfg and cfg.get("timeoutSeconds") is not None:
         _positive_number(cfg["timeoutSeconds"], "config.timeoutSeconds")
+
+
+def check_sub_flow(cfg: dict[str, Any]) -> None:
+    """A rendered `workflow` node config: which stored flow, which version, what inputs."""
+    flow = cfg.get("workflowId")
+    if not isinstance(flow, str) or not flow.strip():
+        raise ConfigValueError(f"config.workflowId: {flow!r} is not a flow id or name")
+    version = cfg.get("version")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise ConfigValueError(f"config.version: {version!r} is not a version number (1, 2, ...)")
+    inputs = cfg.get("inputs")
+    if inputs is not None and not isinstance(inputs, dict):
+        raise ConfigValueError(f"config.inputs: {inputs!r} is not an object of inputs")
