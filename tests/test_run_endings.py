@@ -18,6 +18,8 @@ from tests.hitl_support import People, open_task
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_run_tells_the_truth
 from workers import client
+from workflows.messages import FlowRunInput
+from workflows.validation import problems_of
 
 
 async def test_nodes_and_inputs_named_like_dict_methods_are_read_as_data(
@@ -524,3 +526,43 @@ async def test_a_cancelled_or_terminated_run_is_not_called_failed(flow_worker: F
         with pytest.raises(WorkflowFailureError) as ended:
             await handle.result()
         assert client.failure_text(ended.value) == expected
+
+
+async def test_the_client_refuses_a_run_id_that_cannot_key_a_run(flow_worker: FlowWorker) -> None:
+    """Rows are keyed by the run id: reusing one would mix two runs in one row."""
+    simple = {
+        "nodes": [node("start", "start"), node("t", "transform", {"output": 1})],
+        "edges": [edge("start", "t")],
+    }
+    run_id = f"once-{uuid.uuid4().hex[:8]}"
+    handle = await client.start_run(
+        flow_worker.client, flow_worker.task_queue, FlowRunInput(definition=simple), run_id=run_id
+    )
+    flow_worker.started.append(run_id)
+    await handle.result()
+    with pytest.raises(client.RunIdRefused, match="already used"):
+        await client.start_run(
+            flow_worker.client,
+            flow_worker.task_queue,
+            FlowRunInput(definition=simple),
+            run_id=run_id,
+        )
+    with pytest.raises(client.RunIdRefused, match="over the 120"):
+        await client.start_run(
+            flow_worker.client,
+            flow_worker.task_queue,
+            FlowRunInput(definition=simple),
+            run_id="r" * 121,
+        )
+    assert (await flow_worker.run_row(run_id))["outputs"] == {"t": 1}
+
+
+def test_a_node_id_too_long_to_key_its_rows_is_refused() -> None:
+    long_id = "n" * 129
+    problems = problems_of(
+        {
+            "nodes": [node("start", "start"), node(long_id, "transform", {"output": 1})],
+            "edges": [edge("start", long_id)],
+        }
+    )
+    assert any("129 characters, over 128" in p for p in problems)

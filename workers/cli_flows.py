@@ -101,7 +101,7 @@ async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from persistence.ids import parse_uuid
-    from workers.client import InvalidInputs, check_inputs, start_run
+    from workers.client import InvalidInputs, RunIdRefused, check_inputs, start_run
     from workers.temporal_client import connect
     from workflows.messages import FlowRunInput
 
@@ -142,6 +142,9 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         )
     except InvalidInputs as exc:
         return _refuse_inputs(exc.problems)
+    except RunIdRefused as exc:
+        print(f"meta-agent: {exc}", file=sys.stderr)
+        return 1
     print(handle.id, flush=True)
     if not args.wait:
         return 0

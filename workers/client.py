@@ -11,7 +11,13 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
-from temporalio.exceptions import CancelledError, FailureError, TerminatedError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import (
+    CancelledError,
+    FailureError,
+    TerminatedError,
+    WorkflowAlreadyStartedError,
+)
 
 from workflows.messages import FlowResult, FlowRunInput
 from workflows.refusals import counted
@@ -24,6 +30,15 @@ class InvalidInputs(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(counted("invalid inputs", problems))
+
+
+#: The longest run id a caller may choose: the row is keyed by it in VARCHAR(255), and its
+#: sub-flows by `<run id>/<node id>` (node ids up to 128 characters).
+MAX_RUN_ID = 120
+
+
+class RunIdRefused(ValueError):
+    """The run id cannot key a run: too long, or already used by another run."""
 
 
 def check_inputs(definition: Any, inputs: Any) -> list[str]:
@@ -57,13 +72,21 @@ async def start_run(
         problems = check_inputs(params.definition, params.inputs)
         if problems:
             raise InvalidInputs(problems)
-    return await client.start_workflow(
-        "FlowRun",
-        params,
-        id=run_id or f"flow-{uuid.uuid4()}",
-        task_queue=task_queue,
-        result_type=FlowResult,
-    )
+    run_id = run_id or f"flow-{uuid.uuid4()}"
+    if len(run_id) > MAX_RUN_ID:
+        raise RunIdRefused(f"run id of {len(run_id)} characters, over the {MAX_RUN_ID} allowed")
+    try:
+        return await client.start_workflow(
+            "FlowRun",
+            params,
+            id=run_id,
+            task_queue=task_queue,
+            result_type=FlowResult,
+            # A run's rows are keyed by its id: a second run under it would overwrite them.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        raise RunIdRefused(f"run id {run_id!r} is already used by another run") from None
 
 
 #: How a run that ended without running workflow code reads (the reconciler writes the same).

@@ -36,6 +36,10 @@ _JINJA_GLOBALS = frozenset(
 )
 
 
+#: The longest node id: task rows are keyed by it, with loop prefixes, in VARCHAR(255).
+MAX_NODE_ID = 128
+
+
 class DefinitionError(ValueError):
     """An invalid definition; `problems` lists every one of them."""
 
@@ -101,6 +105,10 @@ class _Checker:
             except ValidationError as exc:
                 for err in exc.errors():
                     self.add(f"{where}: {_path(err['loc']) or 'node'}: {err['msg']}")
+                continue
+            if len(self.nodes[-1].id) > MAX_NODE_ID:
+                # Its rows are keyed by it (with loop prefixes) in a 255-character column.
+                self.add(f"{where}: id: {len(self.nodes[-1].id)} characters, over {MAX_NODE_ID}")
         for i, raw in enumerate(raw_edges):
             try:
                 self.edges.append(Edge.model_validate(raw))
