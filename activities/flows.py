@@ -28,9 +28,11 @@ from persistence.ids import parse_uuid
 from persistence.models.multimodal import MODEL_TABLES
 from persistence.registry_queries import RegistryEntry, load_agent, load_model
 from workflows.config_checks import user_references
+from workflows.definition import FlowDefinition
 from workflows.messages import PREPARE_FLOW, PreparedFlow, PrepareInput
 from workflows.records import RunRecord
 from workflows.refusals import RUN_RECORD_REJECTED, refusal
+from workflows.templates import is_template
 from workflows.validation import DefinitionError, input_problems, parse_definition
 
 
@@ -114,6 +116,8 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
         else:
             inputs_problems = input_problems(definition, req.inputs)
             normalized = definition.model_dump(mode="json", exclude_defaults=True)
+            if not refused_tenant:
+                flow_problems.extend(await _sub_flow_problems(session, definition, refs.tenant_id))
     refused_run = refusal(references=refs.problems, flow=flow_problems, inputs=inputs_problems)
     record = RunRecord(
         orchestrator_run_id=data.orchestrator_run_id,
@@ -143,6 +147,23 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
     if refused_run:
         prepared.error, prepared.error_type = refused_run.error, refused_run.error_type
     return prepared
+
+
+async def _sub_flow_problems(
+    session: AsyncSession, definition: FlowDefinition, tenant: uuid.UUID | None
+) -> list[str]:
+    """Sub-flows named outright must exist for the run's tenant before any node runs
+    (a templated name can be looked up only when its node runs)."""
+    problems = []
+    for node in definition.nodes:
+        wanted = node.data.config.get("workflowId") if node.type == "workflow" else None
+        if not isinstance(wanted, str) or is_template(wanted):
+            continue
+        try:
+            await queries.find_workflow_id(session, wanted, tenant_id=tenant)
+        except queries.NotFoundError as exc:
+            problems.append(f"node {node.id!r}: config.workflowId: {exc}")
+    return problems
 
 
 async def _stored_flow(

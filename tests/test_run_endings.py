@@ -499,7 +499,15 @@ async def test_templated_values_are_checked_once_rendered_naming_the_field(
             "deadlineSeconds": "{{ input.dl }}",
         },
     )
-    sub = node("sub", "workflow", {"workflowId": "anything", "version": "{{ input.v }}"})
+    async with flow_worker.sessions() as s, s.begin():
+        stored = await queries.save_workflow_version(
+            s,
+            name=f"one-{uuid.uuid4().hex[:6]}",
+            definition={"nodes": [node("start", "start")], "edges": []},
+        )
+    sub = node(
+        "sub", "workflow", {"workflowId": str(stored.workflow_id), "version": "{{ input.v }}"}
+    )
     for config_node, inputs, says in (
         (review, {"dl": "soon"}, "config.deadlineSeconds: 'soon' is not a positive number"),
         (sub, {"v": "abc"}, "config.version: 'abc' is not a version number"),
@@ -566,3 +574,22 @@ def test_a_node_id_too_long_to_key_its_rows_is_refused() -> None:
         }
     )
     assert any("129 characters, over 128" in p for p in problems)
+
+
+async def test_a_sub_flow_named_outright_must_exist_before_any_node_runs(
+    flow_worker: FlowWorker, http_peer: HttpPeer
+) -> None:
+    http_peer.route("GET", "/before", Reply(body={}))
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("call", "api", {"url": f"{http_peer.base}/before"}),
+            node("sub", "workflow", {"workflowId": "no-such-flow"}),
+        ],
+        "edges": [edge("start", "call"), edge("call", "sub")],
+    }
+    run_id = await flow_worker.fail(definition)
+    run = await flow_worker.run_row(run_id)
+    assert "node 'sub': config.workflowId: no stored flow named 'no-such-flow'" in run["error"]
+    assert http_peer.calls("GET", "/before") == []
+    assert await flow_worker.task_rows(run_id) == {}
