@@ -363,3 +363,18 @@ def test_inputs_are_checked_against_the_start_schema() -> None:
         "inputs.order_id: '3' is not of type 'integer'"
     ]
     assert input_problems(definition, {}) == ["inputs: 'order_id' is a required property"]
+
+
+def test_a_node_whose_own_fields_are_refused_does_not_drag_its_neighbours_in() -> None:
+    """One bad field is one problem: not also dangling edges, unreachable or unknown nodes."""
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("t", "transform", {"output": 1}, timeoutSeconds=-5),
+            node("u", "transform", {"output": "{{ nodes.t.output }}"}),
+        ],
+        "edges": [edge("start", "t"), edge("t", "u")],
+    }
+    assert problems_of(definition) == [
+        "node 't': data.timeoutSeconds: Input should be greater than 0"
+    ]

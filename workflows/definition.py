@@ -64,6 +64,18 @@ class Node(BaseModel):
     def label(self) -> str:
         return self.data.label or self.id
 
+    @classmethod
+    def stand_in(cls, raw: Any) -> Node | None:
+        """Only the id, type and parent of a raw node whose other fields were refused."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not raw["id"]:
+            return None
+        if not isinstance(raw.get("type"), str):
+            return None
+        parent = raw.get("parentId")
+        return cls(
+            id=raw["id"], type=raw["type"], parentId=parent if isinstance(parent, str) else None
+        )
+
 
 class Edge(BaseModel):
     model_config = ConfigDict(extra="ignore")

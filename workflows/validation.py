@@ -79,6 +79,8 @@ class _Checker:
         self.raw = raw
         self.problems: list[str] = []
         self.nodes: list[Node] = []
+        #: nodes whose own fields were refused: present for the graph checks, config unread
+        self.stand_ins: set[str] = set()
         self.edges: list[Edge] = []
 
     def add(self, message: str) -> None:
@@ -105,6 +107,12 @@ class _Checker:
             except ValidationError as exc:
                 for err in exc.errors():
                     self.add(f"{where}: {_path(err['loc']) or 'node'}: {err['msg']}")
+                stand_in = Node.stand_in(raw)
+                if stand_in is not None:
+                    # Keep its id, type and place, so its edges and the nodes after it are
+                    # judged as drawn, not reported as dangling or unreachable on its account.
+                    self.nodes.append(stand_in)
+                    self.stand_ins.add(stand_in.id)
                 continue
             if len(self.nodes[-1].id) > MAX_NODE_ID:
                 # Its rows are keyed by it (with loop prefixes) in a 255-character column.
@@ -138,7 +146,7 @@ class _Checker:
         return by_id
 
     def check_config(self, node: Node) -> None:
-        if node.type not in NODE_TYPES:
+        if node.type not in NODE_TYPES or node.id in self.stand_ins:
             return
         for err in sorted(_config_validator(node.type).iter_errors(node.data.config), key=str):
             field = _path(["config", *err.absolute_path])
@@ -311,6 +319,8 @@ class _Checker:
     def check_templates(self, definition: FlowDefinition) -> None:
         upstream = self.ancestors(definition)
         for node in definition.nodes:
+            if node.id in self.stand_ins:
+                continue
             try:
                 refs = templates.references(node.data.config)
             except templates.TemplateError as exc:
