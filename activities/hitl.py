@@ -141,7 +141,11 @@ class HitlActivities:
         async with self._sessions() as session, session.begin():
             if req.to_user:
                 await _refuse_unknown_user(
-                    session, req.to_user, req.tenant_id, req.node_id, "escalation toUser"
+                    session,
+                    req.to_user,
+                    req.tenant_id,
+                    req.node_id,
+                    f"config.escalation[{req.step}].toUser",
                 )
             await hitl_queries.escalate(
                 session,

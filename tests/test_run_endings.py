@@ -340,7 +340,10 @@ async def test_an_escalation_to_no_such_user_closes_the_task_and_fails_the_node(
     }
     nobody = str(uuid.uuid4())
     result, run_id = await flow_worker.run(definition, {"lead": nobody}, tenant_id=people.tenant)
-    assert "does not exist in tenant" in result.outputs["error"]
+    assert (
+        "(hitl `review`, config.escalation[0].toUser) does not exist in tenant"
+        in (result.outputs["error"])
+    )
     run = await flow_worker.run_row(run_id)
     assert run["status"] == "completed"
     assert await _hitl_rows(flow_worker, run["id"]) == ["cancelled"]

@@ -1293,6 +1293,7 @@ class _Scope:
                 to_role=step.get("toRole"),
                 reason=f"no decision within {step['afterSeconds']} seconds",
                 node_id=task.node_id,
+                step=task.escalated,
             ),
             f"Escalate {task.title[:40]} to {step.get('toRole') or step.get('toUser')}",
         )

@@ -115,8 +115,9 @@ class EscalationRecord(BaseModel):
     to_user: str | None = None
     to_role: str | None = None
     reason: str
-    #: the hitl node, for messages (absent in histories from before it was added)
+    #: the hitl node and the step's index, for messages (absent in older histories)
     node_id: str = ""
+    step: int = 0
 
 
 class HitlClose(BaseModel):

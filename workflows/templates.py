@@ -277,7 +277,8 @@ def _missing_text(text: str, exc: MissingValueError) -> str:
         return f"{shown} has no key {key!r}; it has {_names(container)}"
     if isinstance(container, list | tuple):
         if isinstance(key, int):
-            return f"{shown} has no item {key}; it has {len(container)} items"
+            count = f"{len(container)} item" + ("" if len(container) == 1 else "s")
+            return f"{shown} has no item {key}; it has {count}"
         return f"{shown} is a list of {len(container)} items, not an object with key {key!r}"
     if container is None:
         return f"{shown} is null, so it has no key {key!r}"
