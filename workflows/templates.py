@@ -149,8 +149,18 @@ class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
 
+def _refuse_method(value: Any) -> None:
+    """A method is something to call, never a value: `{{ input.get }}` of an `input` without
+    a key `get` is a missing key, not the text of a bound method."""
+    owner = getattr(value, "__self__", None)
+    if callable(value) and owner is not None:
+        name = getattr(value, "__name__", "?")
+        raise MissingValueError(f"{name} is a method", container=owner, key=name)
+
+
 def _json_text(value: Any) -> Any:
     """How a value reads inside a longer string: as JSON (null, true, ["a"], {"k": 1})."""
+    _refuse_method(value)
     if value is None or isinstance(value, _Absent):
         return "null"
     if isinstance(value, bool):
@@ -202,6 +212,8 @@ def _plain(value: Any, strict: bool) -> Any:
         if strict and not isinstance(value, _Absent):
             value._fail_with_undefined_error()
         return None
+    if strict:
+        _refuse_method(value)
     if isinstance(value, str):
         return str(value)
     if isinstance(value, Mapping):
