@@ -278,3 +278,16 @@ async def test_a_key_of_a_list_fails_its_node_whatever_its_name(flow_worker: Flo
         edges=[("a", "b", None)],
     )
     await check_against_reference(flow_worker, definition, {"a": []})
+
+
+async def test_comparing_an_absent_key_named_like_a_method_fails_its_node(
+    flow_worker: FlowWorker,
+) -> None:
+    """Found by the large profile: `{{ input.get == 0 }}` compared the bound method with 0."""
+    definition = _flow(
+        node("a", "start"),
+        node("get", "condition", {"branches": [{"handle": "yes", "when": "{{ input.get == 0 }}"}]}),
+        node("items", "transform", {"output": "{{ nodes.get.output }}"}),
+        edges=[("a", "get", None), ("get", "items", "yes")],
+    )
+    await check_against_reference(flow_worker, definition, {})

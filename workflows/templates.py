@@ -66,6 +66,31 @@ class _Missing(ChainableUndefined):
         super().__init__(hint, obj, name, exc)
 
 
+class _MissingMethod(_Missing):
+    """A method reached as `x.get` where `x` has no key `get` (or `xs.count` of a list):
+    calling it works (`x.get('k')`), but as a value it is a missing key, not a method."""
+
+    __slots__ = ("_method",)
+
+    def __init__(self, method: Any, *, obj: Any, name: str) -> None:
+        super().__init__(obj=obj, name=name)
+        self._method = method
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("unsafe_callable", "alters_data"):  # asked by the sandbox before a call
+            raise AttributeError(name)
+        return super().__getattr__(name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._method(*args, **kwargs)
+
+
+def _as_method(value: Any, obj: Any, name: str) -> Any:
+    if not isinstance(value, Undefined) and callable(value) and hasattr(value, "__self__"):
+        return _MissingMethod(value, obj=obj, name=name)
+    return value
+
+
 class Tolerant(dict[str, Any]):
     """A value the flow's own routing may leave without fields: the `{"error": ...}` output of
     a node that failed and went on (onError continue/route), or a node a condition skipped
@@ -136,7 +161,7 @@ class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
                 return _Absent(obj=obj, name=attribute)
             if attribute not in _MAPPING_METHODS:
                 return self.undefined(obj=obj, name=attribute)
-        return super().getattr(obj, attribute)
+        return _as_method(super().getattr(obj, attribute), obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         if isinstance(obj, Mapping):
@@ -146,7 +171,7 @@ class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
                 if isinstance(obj, Tolerant):
                     return _Absent(obj=obj, name=argument)
                 return self.undefined(obj=obj, name=argument)
-        return super().getitem(obj, argument)
+        return _as_method(super().getitem(obj, argument), obj, str(argument))
 
 
 def _refuse_method(value: Any) -> None:
