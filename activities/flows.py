@@ -31,7 +31,7 @@ from workflows.config_checks import user_references
 from workflows.definition import FlowDefinition
 from workflows.messages import PREPARE_FLOW, PreparedFlow, PrepareInput
 from workflows.records import RunRecord
-from workflows.refusals import RUN_RECORD_REJECTED, refusal
+from workflows.refusals import RUN_ID_REUSED, RUN_RECORD_REJECTED, refusal
 from workflows.templates import is_template
 from workflows.validation import DefinitionError, input_problems, parse_definition
 
@@ -68,6 +68,21 @@ class FlowPreparation:
 
 async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
     req = data.request
+    earlier = await queries.run_row_state(session, data.orchestrator_run_id)
+    if (
+        earlier is not None
+        and earlier.status in ("completed", "failed", "cancelled")
+        and earlier.started_at != data.started_at  # not this very run, retrying this step
+    ):
+        # Rows are keyed by the run id: a second run under it would overwrite the first's
+        # record and mix their node rows. The earlier record is left as it is.
+        error = (
+            f"the run id {data.orchestrator_run_id!r} was already used by an earlier run "
+            f"({earlier.status}), whose record is kept; start this run under a new id"
+        )
+        return PreparedFlow(
+            run_row_id=str(earlier.id), problems=[error], error=error, error_type=RUN_ID_REUSED
+        )
     flow_problems: list[str] = []
     inputs_problems: list[str] = []
     definition_raw = req.definition

@@ -83,6 +83,25 @@ async def upsert_run(
     )
 
 
+@dataclass(frozen=True)
+class RunRowState:
+    id: uuid.UUID
+    status: str
+    started_at: Any
+
+
+async def run_row_state(session: AsyncSession, orchestrator_run_id: str) -> RunRowState | None:
+    """The row a workflow ID already has, if any (locked until the caller's transaction ends)."""
+    row = (
+        await session.execute(
+            select(WorkflowRun.id, WorkflowRun.status, WorkflowRun.started_at)
+            .where(WorkflowRun.orchestrator_run_id == orchestrator_run_id)
+            .with_for_update()
+        )
+    ).one_or_none()
+    return RunRowState(row.id, row.status, row.started_at) if row else None
+
+
 async def upsert_task_instance(
     session: AsyncSession,
     workflow_run_id: uuid.UUID,

@@ -422,10 +422,16 @@ async def test_many_large_rows_are_written_in_batches_under_the_payload_limit(
 
 async def test_a_malformed_run_argument_fails_at_once_with_a_row(flow_worker: FlowWorker) -> None:
     """As plain `temporal workflow start --input` can send it: the argument is not a FlowRun."""
-    for argument in ({"definition": {"nodes": []}, "inputs": [1, 2]}, "hello", {"tags": "x"}):
+    for arguments in (
+        [{"definition": {"nodes": []}, "inputs": [1, 2]}],
+        ["hello"],
+        [{"tags": "x"}],
+        [],
+        [{"workflow_id": "x"}, {"y": 1}],
+    ):
         workflow_id = f"bad-arg-{uuid.uuid4().hex[:8]}"
         handle = await flow_worker.client.start_workflow(
-            "FlowRun", argument, id=workflow_id, task_queue=flow_worker.task_queue
+            "FlowRun", args=arguments, id=workflow_id, task_queue=flow_worker.task_queue
         )
         flow_worker.started.append(workflow_id)
         with pytest.raises(WorkflowFailureError) as failed:
@@ -596,3 +602,56 @@ async def test_a_sub_flow_named_outright_must_exist_before_any_node_runs(
     assert "node 'sub': config.workflowId: no stored flow named 'no-such-flow'" in run["error"]
     assert http_peer.calls("GET", "/before") == []
     assert await flow_worker.task_rows(run_id) == {}
+
+
+async def test_a_second_run_under_a_used_id_is_refused_and_the_first_record_kept(
+    flow_worker: FlowWorker,
+) -> None:
+    """As plain `temporal workflow start` allows: the first run's rows must not be mixed."""
+    first = {
+        "nodes": [node("start", "start"), node("one", "transform", {"output": 1})],
+        "edges": [edge("start", "one")],
+    }
+    second = {
+        "nodes": [node("begin", "start"), node("two", "transform", {"output": 2})],
+        "edges": [edge("begin", "two")],
+    }
+    _, run_id = await flow_worker.run(first)
+    handle = await flow_worker.start(second, workflow_id=run_id)
+    with pytest.raises(WorkflowFailureError) as refused:
+        await handle.result()
+    assert "was already used by an earlier run (completed)" in client.failure_text(refused.value)
+    run = await flow_worker.run_row(run_id)
+    assert (run["status"], run["outputs"], run["error"]) == ("completed", {"one": 1}, None)
+    assert set(await flow_worker.task_rows(run_id)) == {"start", "one"}
+
+
+async def test_a_node_input_too_large_for_one_step_fails_the_node_not_the_workflow_task(
+    flow_worker: FlowWorker, http_peer: HttpPeer
+) -> None:
+    """Two outputs under the cap can still make one input over Temporal's payload limit."""
+    http_peer.route("POST", "/echo", Reply(body={}))
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("a", "transform", {"output": "{{ 'x' * 1200000 }}"}),
+            node("b", "transform", {"output": "{{ 'y' * 1200000 }}"}),
+            node(
+                "call",
+                "api",
+                {
+                    "method": "POST",
+                    "url": f"{http_peer.base}/echo",
+                    "body": {"a": "{{ nodes.a.output }}", "b": "{{ nodes.b.output }}"},
+                },
+            ),
+        ],
+        "edges": [edge("start", "a"), edge("a", "b"), edge("b", "call")],
+    }
+    run_id = await flow_worker.fail(definition)
+    rows = await flow_worker.task_rows(run_id)
+    assert rows["call"]["status"] == "failed"
+    assert "the node's input" in rows["call"]["error"]
+    assert "over the 1800000 one step may carry" in rows["call"]["error"]
+    assert rows["b"]["status"] == "completed"
+    assert http_peer.calls("POST", "/echo") == []

@@ -181,3 +181,10 @@ def test_an_absent_value_acts_as_null_and_says_why_when_used_otherwise() -> None
     assert templates.render("{{ nodes.big.output.total | default(0) > 5 }}", scope) is False
     with pytest.raises(templates.TemplateError, match=r"is null here .* default"):
         templates.render("{{ nodes.big.output.total > 5 }}", scope)
+
+
+def test_what_reads_as_a_list_is_written_as_json_in_text() -> None:
+    scope = {"input": {"d": {"k": 1}}}
+    assert (
+        templates.render("r={{ range(3) }} k={{ input.d.keys() }}", scope) == 'r=[0, 1, 2] k=["k"]'
+    )

@@ -158,17 +158,24 @@ def _error_text(exc: BaseException) -> str:
 @workflow.defn(name="FlowRun")
 class FlowRun:
     @workflow.init
-    def __init__(self, raw: Any) -> None:
-        # Taken raw and checked here: an argument that does not decode as FlowRunInput would
-        # otherwise fail every workflow task for ever, with no row and no way to cancel.
+    def __init__(self, *args: Any) -> None:
+        # Taken raw and checked here: an argument that does not decode as FlowRunInput (or
+        # none, or two) would otherwise fail every workflow task for ever, with no row and
+        # no way to cancel.
+        self._bad_input: str | None = None
         try:
-            params = FlowRunInput.model_validate(raw)
-            self._bad_input: str | None = None
-        except ValidationError as exc:
+            if len(args) != 1:
+                raise ValueError(f"FlowRun takes one argument (a JSON object), got {len(args)}")
+            params = FlowRunInput.model_validate(args[0])
+        except ValueError as exc:
             params = FlowRunInput()
-            self._bad_input = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'the argument'}: {err['msg']}"
-                for err in exc.errors()
+            self._bad_input = (
+                "; ".join(
+                    f"{'.'.join(str(p) for p in err['loc']) or 'the argument'}: {err['msg']}"
+                    for err in exc.errors()
+                )
+                if isinstance(exc, ValidationError)
+                else str(exc)
             )
         cp = params.checkpoint
         self._params = params
@@ -337,7 +344,7 @@ class FlowRun:
     # -- the run ----------------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, raw: Any) -> FlowResult:
+    async def run(self, *args: Any) -> FlowResult:
         params = self._params
         self.strict_templates = workflow.patched(_PATCH_STRICT_TEMPLATES)
         self.records_every_end = workflow.patched(_PATCH_EVERY_END_RECORDED)
@@ -539,12 +546,12 @@ class FlowRun:
         ):
             self._flush_task = asyncio.create_task(self._flush_once())
 
-    def _take_run_update(self, **run_fields: Any) -> RunUpdate:
+    def _take_run_update(self, room: int = MAX_WRITE_BYTES, **run_fields: Any) -> RunUpdate:
         """The buffered rows (up to a batch, and under Temporal's payload limit) and the run
         status, as one write-back."""
         rows = list(self._pending_rows.values())[:_ROWS_PER_WRITE]
         if self.records_every_end:
-            room = MAX_WRITE_BYTES - _json_size(run_fields.get("outputs"))
+            room -= _json_size(run_fields.get("outputs"))
             for i, row in enumerate(rows):
                 room -= self._row_bytes.get(row.orchestrator_task_id, 0)
                 if room < 0 and i > 0:
@@ -562,10 +569,11 @@ class FlowRun:
             tasks=rows,
         )
 
-    async def take_bookkeeping(self) -> RunUpdate:
-        """Hand buffered write-back to an activity about to run anyway (after any in flight)."""
+    async def take_bookkeeping(self, room: int = MAX_WRITE_BYTES) -> RunUpdate:
+        """Hand buffered write-back to an activity about to run anyway (after any in flight),
+        as much as fits in `room` bytes beside that activity's own argument."""
         await self._flushed()
-        return self._take_run_update()
+        return self._take_run_update(room)
 
     async def _flushed(self) -> None:
         """Wait for the background write in flight, and for any it chained after itself."""
@@ -1200,36 +1208,34 @@ class _Scope:
             }
             # Since this patch, opening the task also writes the run's new status and the
             # buffered rows: parking a run costs one activity and no later wake-up.
-            run_update = None
+            opening = HitlOpen(
+                hitl_task_id=task.id,
+                run_row_id=flow._run_row_id or "",
+                tenant_id=flow._tenant_id,
+                workspace_id=flow._params.workspace_id,
+                task_id=task_id,
+                node_id=node.id,
+                title=task.title,
+                description=cfg.get("description"),
+                context=context,
+                decision_type=task.decision_type,
+                decision_options=cfg.get("options")
+                if task.decision_type == "choice"
+                else cfg.get("formSchema"),
+                assignee_id=task.assignee_id,
+                assignee_role=task.assignee_role,
+                priority=cfg.get("priority"),
+                deadline=deadline,
+                escalation_path=task.escalation or None,
+                started_at=now,
+            )
+            room = MAX_WRITE_BYTES
+            if flow.records_every_end:
+                room -= _check_payload(opening, "the review task (title, context, options)")
             if workflow.patched(_PATCH_HITL_OPEN_BOOKKEEPING):
                 flow._set_status("waiting_hitl")
-                run_update = await flow.take_bookkeeping()
-            await _bookkeeping(
-                HITL_OPEN,
-                HitlOpen(
-                    hitl_task_id=task.id,
-                    run_row_id=flow._run_row_id or "",
-                    tenant_id=flow._tenant_id,
-                    workspace_id=flow._params.workspace_id,
-                    task_id=task_id,
-                    node_id=node.id,
-                    title=task.title,
-                    description=cfg.get("description"),
-                    context=context,
-                    decision_type=task.decision_type,
-                    decision_options=cfg.get("options")
-                    if task.decision_type == "choice"
-                    else cfg.get("formSchema"),
-                    assignee_id=task.assignee_id,
-                    assignee_role=task.assignee_role,
-                    priority=cfg.get("priority"),
-                    deadline=deadline,
-                    escalation_path=task.escalation or None,
-                    started_at=now,
-                    run_update=run_update,
-                ),
-                f"Open review: {task.title[:60]}",
-            )
+                opening.run_update = await flow.take_bookkeeping(room)
+            await _bookkeeping(HITL_OPEN, opening, f"Open review: {task.title[:60]}")
             flow._hitl[task.id] = task
         flow.view(task_id, node.id, status="running", hitl_task_id=task.id)
         flow._set_status("waiting_hitl")
@@ -1338,6 +1344,8 @@ class _Scope:
             parent_run_id=self.flow._run_row_id,
             search_attributes=p.search_attributes,
         )
+        if self.flow.records_every_end:
+            _check_payload(child, "the sub-flow's start (its inputs)")
         self._running_row(node, task_id, workflow.now())
         try:
             result = await workflow.execute_child_workflow(
@@ -1384,30 +1392,43 @@ class _Scope:
             if node.data.timeoutSeconds
             else _DEFAULT_AGENT_TIMEOUT
         )
+        agent_task = AgentTask(
+            run_row_id=self.flow._run_row_id or "",
+            tenant_id=self.flow._tenant_id,
+            task_id=task_id,
+            node_id=node.id,
+            node_type=node.type,
+            label=node.label,
+            config=node.data.config,
+            scope=scope,
+            input_schema=node.data.inputSchema,
+            output_schema=node.data.outputSchema,
+            strict_templates=self.flow.strict_templates,
+            tolerant_nodes=templates.tolerant_nodes(scope),
+            outgoing_handles=sorted(
+                {e.sourceHandle for e in self.defn.outgoing.get(node.id, []) if e.sourceHandle}
+            ),
+        )
+        if self.flow.records_every_end:
+            try:
+                _check_payload(agent_task, "the node's input (its config and what it reads)")
+            except _NodeError as exc:  # its activity never runs to write the row: write it here
+                self.flow.record_row(
+                    TaskRecord(
+                        orchestrator_task_id=task_id,
+                        node_id=node.id,
+                        status="failed",
+                        agent_type=node.type,
+                        error=str(exc),
+                        started_at=workflow.now(),
+                        completed_at=workflow.now(),
+                    )
+                )
+                raise
         try:
             return await workflow.execute_activity(
                 f"{AGENT_ACTIVITY_PREFIX}{node.type}",
-                AgentTask(
-                    run_row_id=self.flow._run_row_id or "",
-                    tenant_id=self.flow._tenant_id,
-                    task_id=task_id,
-                    node_id=node.id,
-                    node_type=node.type,
-                    label=node.label,
-                    config=node.data.config,
-                    scope=scope,
-                    input_schema=node.data.inputSchema,
-                    output_schema=node.data.outputSchema,
-                    strict_templates=self.flow.strict_templates,
-                    tolerant_nodes=templates.tolerant_nodes(scope),
-                    outgoing_handles=sorted(
-                        {
-                            e.sourceHandle
-                            for e in self.defn.outgoing.get(node.id, [])
-                            if e.sourceHandle
-                        }
-                    ),
-                ),
+                agent_task,
                 activity_id=task_id,
                 start_to_close_timeout=timeout,
                 heartbeat_timeout=min(_AGENT_HEARTBEAT_TIMEOUT, timeout),
@@ -1441,6 +1462,18 @@ def _cancelling() -> bool:
 
 def _json_size(value: Any) -> int:
     return 0 if value is None else len(json.dumps(value, default=str))
+
+
+def _check_payload(argument: Any, what: str, limit: int = MAX_WRITE_BYTES) -> int:
+    """The size of an activity's or sub-flow's argument, which must fit in one Temporal payload
+    (else the workflow task fails for ever); a node error naming `what` when it does not."""
+    size = len(argument.model_dump_json())
+    if size > limit:
+        raise _NodeError(
+            f"{what} is {size} bytes, over the {limit} one step may carry; "
+            "pass it less (pick the fields it needs)"
+        )
+    return size
 
 
 def _check_output_size(value: Any, what: str = "the node's output") -> None:

@@ -19,6 +19,8 @@ INVALID_INPUTS = "InvalidInputs"
 UNKNOWN_REFERENCE = "UnknownReference"
 #: Postgres refused the run row itself (a value it cannot hold).
 RUN_RECORD_REJECTED = "RunRecordRejected"
+#: the run id keys an earlier run's record (nothing is written)
+RUN_ID_REUSED = "RunIdReused"
 
 
 def counted(what: str, problems: Sequence[str]) -> str:

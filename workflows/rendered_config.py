@@ -17,9 +17,15 @@ class ConfigValueError(ValueError):
     """A rendered config value the node cannot use; the message names the field."""
 
 
+#: The longest wait, timeout or deadline: ten years (a date beyond the calendar is an error).
+MAX_SECONDS = 10 * 365 * 24 * 3600
+
+
 def _positive_number(value: Any, field: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ConfigValueError(f"{field}: {value!r} is not a positive number of seconds")
+    if value > MAX_SECONDS:
+        raise ConfigValueError(f"{field}: {value!r} seconds is more than ten years")
 
 
 def _user_id(value: Any, field: str) -> None:
@@ -66,9 +72,16 @@ def check_review(cfg: dict[str, Any]) -> None:
 
 
 def check_wait(cfg: dict[str, Any]) -> None:
-    """A rendered `wait` config's event timeout (its seconds and until are checked in place)."""
-    if "event" in cfg and cfg.get("timeoutSeconds") is not None:
-        _positive_number(cfg["timeoutSeconds"], "config.timeoutSeconds")
+    """A rendered `wait` config: the event's name and timeout, the seconds' bound (the rest,
+    and `until`, are checked in place)."""
+    if "event" in cfg:
+        if not isinstance(cfg["event"], str) or not cfg["event"]:
+            raise ConfigValueError(f"config.event: {cfg['event']!r} is not an event name")
+        if cfg.get("timeoutSeconds") is not None:
+            _positive_number(cfg["timeoutSeconds"], "config.timeoutSeconds")
+    seconds = cfg.get("seconds")
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > MAX_SECONDS:
+        raise ConfigValueError(f"config.seconds: {seconds!r} seconds is more than ten years")
 
 
 def check_sub_flow(cfg: dict[str, Any]) -> None:

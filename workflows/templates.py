@@ -190,7 +190,9 @@ def _json_text(value: Any) -> Any:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, Mapping | list | tuple):
+    if isinstance(value, Mapping | list | tuple) or (
+        hasattr(value, "__iter__") and not isinstance(value, str | Undefined)
+    ):  # lists, and what reads as one: range(3), d.keys(), a filter's generator
         return json.dumps(_plain(value, True), ensure_ascii=False)
     return value
 
