@@ -174,18 +174,8 @@ class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
         return _as_method(super().getitem(obj, argument), obj, str(argument))
 
 
-def _refuse_method(value: Any) -> None:
-    """A method is something to call, never a value: `{{ input.get }}` of an `input` without
-    a key `get` is a missing key, not the text of a bound method."""
-    owner = getattr(value, "__self__", None)
-    if callable(value) and owner is not None:
-        name = getattr(value, "__name__", "?")
-        raise MissingValueError(f"{name} is a method", container=owner, key=name)
-
-
 def _json_text(value: Any) -> Any:
     """How a value reads inside a longer string: as JSON (null, true, ["a"], {"k": 1})."""
-    _refuse_method(value)
     if value is None or isinstance(value, _Absent):
         return "null"
     if isinstance(value, bool):
@@ -239,8 +229,6 @@ def _plain(value: Any, strict: bool) -> Any:
         if strict and not isinstance(value, _Absent):
             value._fail_with_undefined_error()
         return None
-    if strict:
-        _refuse_method(value)
     if isinstance(value, str):
         return str(value)
     if isinstance(value, Mapping):
@@ -299,10 +287,6 @@ def render(
 def _missing_text(text: str, exc: MissingValueError) -> str:
     """Says what was read, where, and what is there instead, in the author's terms."""
     container, key = exc.container, exc.key
-    owner = getattr(container, "__self__", None)
-    if callable(container) and isinstance(owner, Mapping):
-        # `a.get.b` where `a` has no key `get`: the method stood in for the missing key.
-        container, key = owner, getattr(exc.container, "__name__", key)
     if container is missing:  # an unknown top-level name
         return f"{key!r} is not defined here"
     where = _path_to(text, key)
