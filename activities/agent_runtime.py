@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from activities.secrets import MissingSecretError, SecretProvider, masked, scrub
 from activities.writeback import write_tasks
 from persistence import queries
 from workflows import templates
-from workflows.messages import AGENT_ACTIVITY_PREFIX, MAX_OUTPUT_BYTES, AgentTask
+from workflows.messages import AGENT_ACTIVITY_PREFIX, MAX_OUTPUT_BYTES, AgentTask, json_size
 from workflows.records import TaskRecord
 
 AgentHandler = Callable[[dict[str, Any], AgentTask], Awaitable[Any]]
@@ -162,7 +161,7 @@ async def _heartbeat_forever() -> None:
 
 
 def _check_size(output: Any) -> None:
-    size = len(json.dumps(output, default=str))
+    size = json_size(output)
     if size > MAX_OUTPUT_BYTES:
         raise ApplicationError(
             f"the node's output is {size} bytes, over the {MAX_OUTPUT_BYTES} a node may "

@@ -12,7 +12,6 @@ to the path from one node to the next.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -73,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         NodeState,
         PreparedFlow,
         PrepareInput,
+        json_size,
     )
     from workflows.records import RunRecord, RunStatus, RunUpdate, TaskRecord
 
@@ -448,7 +448,7 @@ class FlowRun:
         except _Suspended:
             await self._continue_as_new(checkpoint_base)
         outputs = self._outputs()
-        size = _json_size(outputs) if self.records_every_end else 0
+        size = json_size(outputs) if self.records_every_end else 0
         if size > MAX_OUTPUT_BYTES:
             message = (
                 f"the run's outputs are {size} bytes, over the {MAX_OUTPUT_BYTES} a run may "
@@ -526,7 +526,7 @@ class FlowRun:
     def record_row(self, row: TaskRecord) -> None:
         self._pending_rows[row.orchestrator_task_id] = row
         if self.records_every_end:
-            self._row_bytes[row.orchestrator_task_id] = _json_size(row.outputs) + len(
+            self._row_bytes[row.orchestrator_task_id] = json_size(row.outputs) + len(
                 row.error or ""
             )
         view = self._task_view.setdefault(row.orchestrator_task_id, {"node_id": row.node_id})
@@ -551,7 +551,7 @@ class FlowRun:
         status, as one write-back."""
         rows = list(self._pending_rows.values())[:_ROWS_PER_WRITE]
         if self.records_every_end:
-            room -= _json_size(run_fields.get("outputs"))
+            room -= json_size(run_fields.get("outputs"))
             for i, row in enumerate(rows):
                 room -= self._row_bytes.get(row.orchestrator_task_id, 0)
                 if room < 0 and i > 0:
@@ -612,7 +612,7 @@ class FlowRun:
         while len(self._pending_rows) > _ROWS_PER_WRITE or (
             self.records_every_end
             and self._pending_rows
-            and sum(self._row_bytes.values()) + _json_size(final_run_fields.get("outputs"))
+            and sum(self._row_bytes.values()) + json_size(final_run_fields.get("outputs"))
             > MAX_WRITE_BYTES
         ):
             await self._flush_once()
@@ -1413,17 +1413,7 @@ class _Scope:
             try:
                 _check_payload(agent_task, "the node's input (its config and what it reads)")
             except _NodeError as exc:  # its activity never runs to write the row: write it here
-                self.flow.record_row(
-                    TaskRecord(
-                        orchestrator_task_id=task_id,
-                        node_id=node.id,
-                        status="failed",
-                        agent_type=node.type,
-                        error=str(exc),
-                        started_at=workflow.now(),
-                        completed_at=workflow.now(),
-                    )
-                )
+                self._agent_failed_row(node, task_id, str(exc), started_at=workflow.now())
                 raise
         try:
             return await workflow.execute_activity(
@@ -1441,27 +1431,30 @@ class _Scope:
                 raise asyncio.CancelledError() from None
             message = _error_text(exc)
             # A timed-out attempt could not record its own end: record it here.
-            self.flow.record_row(
-                TaskRecord(
-                    orchestrator_task_id=task_id,
-                    node_id=node.id,
-                    status="failed",
-                    agent_type=node.type,
-                    error=message,
-                    completed_at=workflow.now(),
-                )
-            )
+            self._agent_failed_row(node, task_id, message)
             raise _NodeError(message) from None
+
+    def _agent_failed_row(
+        self, node: Node, task_id: str, message: str, started_at: datetime | None = None
+    ) -> None:
+        """An agent node's failed row, where its activity could not write it."""
+        self.flow.record_row(
+            TaskRecord(
+                orchestrator_task_id=task_id,
+                node_id=node.id,
+                status="failed",
+                agent_type=node.type,
+                error=message,
+                started_at=started_at,
+                completed_at=workflow.now(),
+            )
+        )
 
 
 def _cancelling() -> bool:
     """Whether the current node task is being cancelled (by its run), not merely told so."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _json_size(value: Any) -> int:
-    return 0 if value is None else len(json.dumps(value, default=str))
 
 
 def _check_payload(argument: Any, what: str, limit: int = MAX_WRITE_BYTES) -> int:
@@ -1478,7 +1471,7 @@ def _check_payload(argument: Any, what: str, limit: int = MAX_WRITE_BYTES) -> in
 
 def _check_output_size(value: Any, what: str = "the node's output") -> None:
     """An output over the cap would make Temporal refuse the workflow task for ever."""
-    size = _json_size(value)
+    size = json_size(value)
     if size > MAX_OUTPUT_BYTES:
         raise _NodeError(
             f"{what} is {size} bytes, over the {MAX_OUTPUT_BYTES} a node may return; "
