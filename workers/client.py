@@ -90,9 +90,17 @@ async def start_run(
 
 
 #: How a run that ended without running workflow code reads (the reconciler writes the same).
+#: The same words in the reconciler's rows, `get_status` and `failure_text`.
+TIME_LIMIT_ERROR = "the run exceeded its time limit (workflow execution timeout)"
+
+
+def terminated_text(reason: str | None) -> str:
+    return f"terminated by an operator: {reason}" if reason else "terminated by an operator"
+
+
 _CLOSED_FROM_OUTSIDE = {
-    WorkflowExecutionStatus.TERMINATED: ("cancelled", "terminated by an operator"),
-    WorkflowExecutionStatus.TIMED_OUT: ("failed", "the run exceeded its time limit"),
+    WorkflowExecutionStatus.TERMINATED: ("cancelled", terminated_text(None)),
+    WorkflowExecutionStatus.TIMED_OUT: ("failed", TIME_LIMIT_ERROR),
 }
 
 
@@ -132,7 +140,7 @@ def failure_text(exc: BaseException) -> str:
     if isinstance(exc, CancelledError):
         return "cancelled"
     if isinstance(exc, TerminatedError):
-        return f"terminated by an operator: {exc.message}" if exc.message else "terminated"
+        return terminated_text(exc.message)
     while isinstance(exc, FailureError) and exc.cause is not None:
         exc = exc.cause
     return "failed: " + (getattr(exc, "message", None) or str(exc) or type(exc).__name__)

@@ -40,6 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Plugin
 
 from persistence import reconcile_queries
+from workers.client import TIME_LIMIT_ERROR, terminated_text
 from workers.settings import Settings
 
 log = logging.getLogger("meta_agent.reconciler")
@@ -50,8 +51,6 @@ WORKFLOW_TYPE = "FlowRun"
 OVERLAP = timedelta(seconds=60)
 #: Closed executions per visibility page, and workflow IDs per SQL statement.
 PAGE_SIZE = 500
-
-TIME_LIMIT_ERROR = "the run exceeded its time limit (workflow execution timeout)"
 
 
 @dataclass(frozen=True)
@@ -194,9 +193,7 @@ class Reconciler:
         if status == WorkflowExecutionStatus.TERMINATED:
             event = await self._close_event(description)
             reason = event.workflow_execution_terminated_event_attributes.reason if event else ""
-            return Verdict(
-                "cancelled", f"terminated by an operator: {reason}" if reason else "terminated"
-            )
+            return Verdict("cancelled", terminated_text(reason))
         # The run's code ran to its end but its record did not land (a bug, or the database
         # refusing even the stripped-down end): a safety net, said as such in the row.
         if status == WorkflowExecutionStatus.FAILED:
