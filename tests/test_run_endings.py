@@ -262,7 +262,8 @@ async def test_a_refused_bookkeeping_step_fails_the_node_and_the_run_with_rows_t
     assert await _hitl_rows(flow_worker, run["id"]) in ([], ["cancelled"])
 
 
-async def test_a_cancelled_sub_flow_leaves_no_live_row(flow_worker: FlowWorker) -> None:
+async def _parent_of_a_napping_sub_flow(flow_worker: FlowWorker) -> dict[str, Any]:
+    """A flow whose node `sub` runs a stored flow parked on an hour's wait (node `nap`)."""
     child = {
         "nodes": [node("start", "start"), node("nap", "wait", {"seconds": 3600})],
         "edges": [edge("start", "nap")],
@@ -271,14 +272,17 @@ async def test_a_cancelled_sub_flow_leaves_no_live_row(flow_worker: FlowWorker) 
         stored = await queries.save_workflow_version(
             s, name=f"napper-{uuid.uuid4().hex[:6]}", definition=child
         )
-    parent = {
+    return {
         "nodes": [
             node("start", "start"),
             node("sub", "workflow", {"workflowId": str(stored.workflow_id)}),
         ],
         "edges": [edge("start", "sub")],
     }
-    handle = await flow_worker.start(parent)
+
+
+async def test_a_cancelled_sub_flow_leaves_no_live_row(flow_worker: FlowWorker) -> None:
+    handle = await flow_worker.start(await _parent_of_a_napping_sub_flow(flow_worker))
     for _ in range(100):
         if (await handle.query("status"))["nodes"].get("sub", {}).get("status") == "running":
             break
@@ -445,22 +449,7 @@ async def test_a_malformed_run_argument_fails_at_once_with_a_row(flow_worker: Fl
 async def test_a_sub_flow_cancelled_on_its_own_fails_its_node_not_the_parent_silently(
     flow_worker: FlowWorker,
 ) -> None:
-    child = {
-        "nodes": [node("start", "start"), node("nap", "wait", {"seconds": 3600})],
-        "edges": [edge("start", "nap")],
-    }
-    async with flow_worker.sessions() as s, s.begin():
-        stored = await queries.save_workflow_version(
-            s, name=f"napper-{uuid.uuid4().hex[:6]}", definition=child
-        )
-    parent = {
-        "nodes": [
-            node("start", "start"),
-            node("sub", "workflow", {"workflowId": str(stored.workflow_id)}),
-        ],
-        "edges": [edge("start", "sub")],
-    }
-    handle = await flow_worker.start(parent)
+    handle = await flow_worker.start(await _parent_of_a_napping_sub_flow(flow_worker))
     child_handle = flow_worker.client.get_workflow_handle(f"{handle.id}/sub")
     for _ in range(100):
         if "nap" in (await flow_worker.task_rows(child_handle.id)):
