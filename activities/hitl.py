@@ -34,12 +34,12 @@ from workflows.records import TaskRecord
 def _uuid(value: str | None, what: str) -> uuid.UUID | None:
     if value is None:
         return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
+    parsed = parse_uuid(value)
+    if parsed is None:
         raise ApplicationError(
             f"{what} {value!r} is not a UUID", type="InvalidId", non_retryable=True
-        ) from None
+        )
+    return parsed
 
 
 async def _refuse_unknown_user(

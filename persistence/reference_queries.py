@@ -24,32 +24,31 @@ async def tenant_exists(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
     return found is not None
 
 
+async def _tenants_of(
+    session: AsyncSession, model: type[Workspace] | type[User], ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID | None]:
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(model.id, model.tenant_id)
+        .where(model.id.in_(list(ids)))
+        .with_for_update(read=True, key_share=True)
+    )
+    return {row_id: tenant for row_id, tenant in rows.all()}
+
+
 async def workspace_tenants(
     session: AsyncSession, workspace_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, uuid.UUID | None]:
     """The tenant of each workspace that exists (absent keys: no such workspace)."""
-    if not workspace_ids:
-        return {}
-    rows = await session.execute(
-        select(Workspace.id, Workspace.tenant_id)
-        .where(Workspace.id.in_(list(workspace_ids)))
-        .with_for_update(read=True, key_share=True)
-    )
-    return {row_id: tenant for row_id, tenant in rows.all()}
+    return await _tenants_of(session, Workspace, workspace_ids)
 
 
 async def user_tenants(
     session: AsyncSession, user_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, uuid.UUID | None]:
     """The tenant of each user that exists (None: a user of no tenant; absent: no such user)."""
-    if not user_ids:
-        return {}
-    rows = await session.execute(
-        select(User.id, User.tenant_id)
-        .where(User.id.in_(list(user_ids)))
-        .with_for_update(read=True, key_share=True)
-    )
-    return {row_id: tenant for row_id, tenant in rows.all()}
+    return await _tenants_of(session, User, user_ids)
 
 
 async def run_exists(session: AsyncSession, run_row_id: uuid.UUID) -> bool:

@@ -236,21 +236,25 @@ async def test_a_failing_branch_closes_the_parked_ones(
     ) == ("failed")
 
 
-async def test_a_refused_bookkeeping_step_fails_the_node_and_the_run_with_rows_to_show(
-    flow_worker: FlowWorker, people: People
-) -> None:
-    """A reviewer id that only turns out malformed once rendered cannot open the task."""
-    definition = {
+def _review_by(assignee: str) -> dict[str, Any]:
+    return {
         "nodes": [
             node("start", "start"),
             node(
                 "review",
                 "hitl",
-                {"title": "Look", "decisionType": "approval", "assigneeId": "{{ input.who }}"},
+                {"title": "Look", "decisionType": "approval", "assigneeId": assignee},
             ),
         ],
         "edges": [edge("start", "review")],
     }
+
+
+async def test_a_refused_bookkeeping_step_fails_the_node_and_the_run_with_rows_to_show(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    """A reviewer id that only turns out malformed once rendered cannot open the task."""
+    definition = _review_by(assignee="{{ input.who }}")
     run_id = await flow_worker.fail(definition, {"who": "lead-bob"}, tenant_id=people.tenant)
     run = await flow_worker.run_row(run_id)
     assert run["status"] == "failed"
@@ -299,17 +303,7 @@ async def test_a_cancelled_sub_flow_leaves_no_live_row(flow_worker: FlowWorker) 
 async def test_a_templated_reviewer_of_no_such_user_fails_the_node_in_plain_words(
     flow_worker: FlowWorker, people: People
 ) -> None:
-    definition = {
-        "nodes": [
-            node("start", "start"),
-            node(
-                "review",
-                "hitl",
-                {"title": "Look", "decisionType": "approval", "assigneeId": "{{ input.who }}"},
-            ),
-        ],
-        "edges": [edge("start", "review")],
-    }
+    definition = _review_by(assignee="{{ input.who }}")
     nobody = str(uuid.uuid4())
     run_id = await flow_worker.fail(definition, {"who": nobody}, tenant_id=people.tenant)
     run = await flow_worker.run_row(run_id)
