@@ -1,8 +1,10 @@
 """Loading and checking a flow before any node runs (`prepare_flow`).
 
 One activity does the whole start of a run in one round trip: check the ids
-the run names against the database (tenant, workspace, users, workflow,
-parent run), load the definition (stored or inline), validate it and the
+the run names against the database (tenant, workspace, users, roles, workflow,
+sub-flows, registry rows, parent run), each within the run's tenant, where
+another tenant's row reads exactly as an unknown one; load the definition
+(stored or inline), validate it and the
 inputs completely, and write the run row as `running`, or as `failed` with
 every problem listed and the refused ids left out, so the row never trips a
 foreign key. The definition travels back in the activity result, so replays
@@ -27,7 +29,7 @@ from persistence import queries
 from persistence.ids import parse_uuid
 from persistence.models.multimodal import MODEL_TABLES
 from persistence.registry_queries import RegistryEntry, load_agent, load_model
-from workflows.config_checks import user_references
+from workflows.config_checks import role_references, user_references
 from workflows.definition import FlowDefinition
 from workflows.messages import PREPARE_FLOW, PreparedFlow, PrepareInput
 from workflows.records import RunRecord
@@ -124,6 +126,8 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
         if not refused_tenant:
             users = user_references(definition_raw)
             refs.problems.extend(await references.check_users(session, users, refs.tenant_id))
+            roles = role_references(definition_raw)
+            refs.problems.extend(await references.check_roles(session, roles, refs.tenant_id))
         try:
             definition = parse_definition(definition_raw)
         except DefinitionError as exc:
@@ -167,15 +171,22 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
 async def _sub_flow_problems(
     session: AsyncSession, definition: FlowDefinition, tenant: uuid.UUID | None
 ) -> list[str]:
-    """Sub-flows named outright must exist for the run's tenant before any node runs
-    (a templated name can be looked up only when its node runs)."""
+    """Sub-flows named outright, by name or id, must exist for the run's tenant before any
+    node runs, in the words the sub-flow's own start would use (a templated name can be
+    looked up only when its node runs: the child run, of this tenant, refuses it then)."""
     problems = []
     for node in definition.nodes:
-        wanted = node.data.config.get("workflowId") if node.type == "workflow" else None
+        config = node.data.config
+        wanted = config.get("workflowId") if node.type == "workflow" else None
         if not isinstance(wanted, str) or is_template(wanted):
             continue
+        version = config.get("version")
+        literal = isinstance(version, int) and not isinstance(version, bool) and version > 0
         try:
-            await queries.find_workflow_id(session, wanted, tenant_id=tenant)
+            found = await queries.find_workflow_id(session, wanted, tenant_id=tenant)
+            await queries.load_definition(
+                session, found, version if literal else None, tenant_id=tenant
+            )
         except queries.NotFoundError as exc:
             problems.append(f"node {node.id!r}: config.workflowId: {exc}")
     return problems
@@ -231,8 +242,8 @@ async def apply_registries(
         config: dict[str, Any] = data["config"] if isinstance(data.get("config"), dict) else {}
         data = dict(data)
         if data.get("agentId"):
-            agent = await load_agent(session, str(data["agentId"]))
-            refusal = _refusal(agent, "agents", node_type, tenant_id)
+            agent = await load_agent(session, str(data["agentId"]), tenant_id)
+            refusal = _refusal(agent, "agents", node_type)
             if agent is None or refusal:
                 problems.append(f"{where}: data.agentId {data['agentId']!r}: {refusal}")
             else:
@@ -246,8 +257,8 @@ async def apply_registries(
         model_id = config.get("modelId")
         # A modelId that is not a UUID is named by validation (the node schemas' pattern).
         if model_id and node_type in MODEL_TABLES and parse_uuid(model_id):
-            model = await load_model(session, str(node_type), str(model_id))
-            refusal = _refusal(model, f"{node_type}_models", node_type, tenant_id)
+            model = await load_model(session, str(node_type), str(model_id), tenant_id)
+            refusal = _refusal(model, f"{node_type}_models", node_type)
             if model is None or refusal:
                 problems.append(f"{where}: config.modelId {model_id!r}: {refusal}")
             else:
@@ -257,15 +268,14 @@ async def apply_registries(
     return {**raw, "nodes": nodes}, problems
 
 
-def _refusal(
-    entry: RegistryEntry | None, table: str, node_type: Any, tenant_id: str | None
-) -> str | None:
+def _refusal(entry: RegistryEntry | None, table: str, node_type: Any) -> str | None:
+    """Why the node cannot use the row. Another tenant's private row was never read
+    (`entry` is None): it is refused in the words of a missing one, before its type
+    or name could tell that it exists."""
     if entry is None:
         return f"no such row in {table}"
     if entry.kind != node_type:
         return f"{table} row {entry.name!r} is for {entry.kind!r} nodes, this node is {node_type!r}"
-    if tenant_id and entry.tenant_id and entry.tenant_id != tenant_id and not entry.shared:
-        return f"{table} row {entry.name!r} belongs to another tenant"
     return None
 
 

@@ -1,12 +1,12 @@
 """The ids a run names that only the database can vouch for, checked before any node runs.
 
 A run names its tenant, workspace, the user who started it, its parent run,
-and (in hitl nodes) the users who review it. An id that names nothing, or a
-row of another tenant, fails the run at once with a plain sentence, instead
-of a foreign-key error when its row is written or a review task nobody can
-decide. Ids that are not UUIDs at all are refused the same way. Rows of
-another tenant are refused in the same words as missing ones, so a run
-cannot probe which ids exist elsewhere.
+and (in hitl nodes) the users and roles who review it. An id (or role name)
+that names nothing, or a row of another tenant, fails the run at once with a
+plain sentence, instead of a foreign-key error when its row is written or a
+review task nobody can decide. Ids that are not UUIDs at all are refused the
+same way. Rows of another tenant are refused in the same words as missing
+ones, so a run cannot probe which ids exist elsewhere.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence import reference_queries
 from persistence.ids import parse_uuid
-from workflows.config_checks import UserReference
+from workflows.config_checks import RoleReference, UserReference
 
 
 @dataclass
@@ -77,10 +77,14 @@ async def check_run(
             refs.problems.append(_missing("user", triggered_by, user, tenant, " (triggered_by)"))
     if parent_run_id:
         parent = parse_uuid(parent_run_id)
-        if parent is not None and await reference_queries.run_exists(session, parent):
+        found, owner = (
+            await reference_queries.run_tenant(session, parent) if parent else (False, None)
+        )
+        # A parent of no tenant may have called a tenant's stored flow, which runs in it.
+        if found and (tenant is None or owner in (None, tenant)):
             refs.parent_run_id = parent
         else:
-            refs.problems.append(_missing("parent run", parent_run_id, parent, None))
+            refs.problems.append(_missing("parent run", parent_run_id, parent, tenant))
 
 
 def _listed(row_id: uuid.UUID | None) -> list[uuid.UUID]:
@@ -111,3 +115,18 @@ async def check_users(
                 _missing("user", ref.value, user, tenant, f" (hitl `{ref.node_id}`, {ref.field})")
             )
     return problems
+
+
+async def check_roles(
+    session: AsyncSession, references: list[RoleReference], tenant: uuid.UUID | None
+) -> list[str]:
+    """Why each role a node names outright is not one of the run's tenant (a run of no
+    tenant is not checked here: its reviewers' roles are those of no tenant)."""
+    if tenant is None or not references:
+        return []
+    known = await reference_queries.role_names(session, tenant, {ref.value for ref in references})
+    return [
+        f"role {ref.value!r} (hitl `{ref.node_id}`, {ref.field}) does not exist in tenant {tenant}"
+        for ref in references
+        if ref.value not in known
+    ]

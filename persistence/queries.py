@@ -250,15 +250,26 @@ def _visible(workflow: Workflow, tenant_id: uuid.UUID | None) -> bool:
 async def find_workflow_id(
     session: AsyncSession, name_or_id: str, *, tenant_id: uuid.UUID | None = None
 ) -> uuid.UUID:
-    """A stored workflow's id from its id or (unambiguous) name; with `tenant_id`, a name
-    is looked up among that tenant's workflows and the shared ones (of no tenant) only."""
+    """A stored workflow's id from its id or (unambiguous) name.
+
+    With `tenant_id`, a name is looked up among that tenant's workflows and the shared
+    ones (of no tenant) only, and the tenant's own wins over a shared one of the same
+    name; another tenant's flow of that name reads as no flow at all. An id is returned
+    as it is: `load_definition` checks it (in the same words for unknown and foreign).
+    """
     wf_id = parse_uuid(name_or_id)
     if wf_id is not None:
         return wf_id
-    query = select(Workflow.id).where(Workflow.name == name_or_id).limit(2)
-    if tenant_id is not None:
+    query = select(Workflow.id, Workflow.tenant_id).where(Workflow.name == name_or_id)
+    if tenant_id is None:
+        own_first = Workflow.tenant_id.is_(None)  # a run of no tenant: the shared ones
+    else:
         query = query.where(or_(Workflow.tenant_id == tenant_id, Workflow.tenant_id.is_(None)))
-    ids = (await session.execute(query)).scalars().all()
+        own_first = Workflow.tenant_id.is_not(None)
+    # Two rows tell one from several; the run's own come first.
+    rows = (await session.execute(query.order_by(own_first.desc()).limit(2))).all()
+    own = [row.id for row in rows if row.tenant_id == tenant_id]
+    ids = own or [row.id for row in rows]
     if not ids:
         raise NotFoundError(
             f"no stored flow named {name_or_id!r} (import it with `meta-agent flows import`)"

@@ -14,7 +14,7 @@ from collections.abc import Collection
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence.models import Tenant, User, WorkflowRun, Workspace
+from persistence.models import Role, Tenant, User, WorkflowRun, Workspace
 
 
 async def tenant_exists(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
@@ -51,10 +51,27 @@ async def user_tenants(
     return await _tenants_of(session, User, user_ids)
 
 
-async def run_exists(session: AsyncSession, run_row_id: uuid.UUID) -> bool:
-    found = await session.scalar(
-        select(WorkflowRun.id)
-        .where(WorkflowRun.id == run_row_id)
+async def run_tenant(session: AsyncSession, run_row_id: uuid.UUID) -> tuple[bool, uuid.UUID | None]:
+    """Whether the run row exists, and its tenant."""
+    row = (
+        await session.execute(
+            select(WorkflowRun.tenant_id)
+            .where(WorkflowRun.id == run_row_id)
+            .with_for_update(read=True, key_share=True)
+        )
+    ).one_or_none()
+    return (row is not None, row.tenant_id if row is not None else None)
+
+
+async def role_names(
+    session: AsyncSession, tenant_id: uuid.UUID, names: Collection[str]
+) -> set[str]:
+    """Which of `names` are roles of the tenant."""
+    if not names:
+        return set()
+    rows = await session.execute(
+        select(Role.name)
+        .where(Role.tenant_id == tenant_id, Role.name.in_(list(names)))
         .with_for_update(read=True, key_share=True)
     )
-    return found is not None
+    return set(rows.scalars())

@@ -1,7 +1,13 @@
-"""Reads of the agent and model registries, for resolving `agentId` / `modelId` in flows."""
+"""Reads of the agent and model registries, for resolving `agentId` / `modelId` in flows.
+
+Rows are read for a run's tenant: its own, and the shared ones (of no tenant, or an
+agent published as `public`, the marketplace). Another tenant's private row reads as
+no row at all, so a run cannot tell it from an id that names nothing.
+"""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,35 +26,44 @@ class RegistryEntry:
     name: str
     kind: str  # the agent's type, or the node type a model row serves
     tenant_id: str | None
-    shared: bool
     base_config: dict[str, Any]
     input_schema: dict[str, Any] | None = None
     output_schema: dict[str, Any] | None = None
 
 
-async def load_agent(session: AsyncSession, agent_id: str) -> RegistryEntry | None:
+def _visible(row_tenant: uuid.UUID | None, shared: bool, tenant_id: str | None) -> bool:
+    """Whether a run of `tenant_id` (None: of no tenant, sees every row) may use the row."""
+    return tenant_id is None or shared or row_tenant is None or row_tenant == parse_uuid(tenant_id)
+
+
+async def load_agent(
+    session: AsyncSession, agent_id: str, tenant_id: str | None = None
+) -> RegistryEntry | None:
+    """The agent a run of `tenant_id` may use, or None (unknown, or another tenant's private)."""
     key = parse_uuid(agent_id)
     row = await session.get(Agent, key) if key else None
-    if row is None:
+    if row is None or not _visible(row.tenant_id, row.visibility == "public", tenant_id):
         return None
     return RegistryEntry(
         id=str(row.id),
         name=row.name,
         kind=row.type,
         tenant_id=str(row.tenant_id) if row.tenant_id else None,
-        shared=row.visibility == "public" or row.tenant_id is None,
         base_config=dict(row.configuration or {}),
         input_schema=row.input_schema,
         output_schema=row.output_schema,
     )
 
 
-async def load_model(session: AsyncSession, node_type: str, model_id: str) -> RegistryEntry | None:
-    """A vision/audio/sensor model row as a base config: `endpoint`, `model` and its settings."""
+async def load_model(
+    session: AsyncSession, node_type: str, model_id: str, tenant_id: str | None = None
+) -> RegistryEntry | None:
+    """A vision/audio/sensor model row as a base config: `endpoint`, `model` and its settings
+    (None: unknown, or another tenant's)."""
     table = MODEL_TABLES.get(node_type)
     key = parse_uuid(model_id)
     row: ModelRow | None = await session.get(table, key) if table is not None and key else None
-    if row is None:
+    if row is None or not _visible(row.tenant_id, False, tenant_id):
         return None
     base: dict[str, Any] = {"model": row.name}
     if row.api_endpoint:
@@ -59,6 +74,5 @@ async def load_model(session: AsyncSession, node_type: str, model_id: str) -> Re
         name=row.name,
         kind=node_type,
         tenant_id=str(row.tenant_id) if row.tenant_id else None,
-        shared=row.tenant_id is None,
         base_config=base,
     )

@@ -86,6 +86,11 @@ def format_problems(node_type: str, config: dict[str, Any]) -> Iterator[tuple[st
         except SchemaError as exc:
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
             yield f"config.{field}{where}", f"not a valid JSON Schema: {explain(exc)}"
+            continue
+        try:  # valid, but usable? (a `$ref` to nowhere only fails once a value is checked)
+            Draft202012Validator(schema).is_valid(None)
+        except Exception as exc:  # whatever the schema library raises: the schema is unusable
+            yield f"config.{field}", f"not a usable JSON Schema: {str(exc).splitlines()[0]}"
     if node_type == "wait":
         problem = _time_problem(config.get("until"))
         if problem:
@@ -107,11 +112,16 @@ def _time_problem(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class UserReference:
-    """A user a node names outright (not through a template), to be found in the database."""
+    """A user (or role) a node names outright (not through a template), to be found in the
+    database."""
 
     node_id: str
     field: str
     value: str
+
+
+#: A role a node names outright: the same three strings, `value` being the role's name.
+RoleReference = UserReference
 
 
 def user_references(raw: Any) -> list[UserReference]:
@@ -120,6 +130,16 @@ def user_references(raw: Any) -> list[UserReference]:
     Read from the raw definition, so they are checked even when it has other problems;
     templated values are known only at run time.
     """
+    return _hitl_references(raw, "assigneeId", "toUser")
+
+
+def role_references(raw: Any) -> list[RoleReference]:
+    """The roles hitl nodes name statically: `assigneeRole` and each escalation's `toRole`
+    (read like `user_references`)."""
+    return _hitl_references(raw, "assigneeRole", "toRole")
+
+
+def _hitl_references(raw: Any, own: str, step_field: str) -> list[UserReference]:
     found: list[UserReference] = []
     nodes = raw.get("nodes") if isinstance(raw, dict) else None
     for node in nodes if isinstance(nodes, list) else []:
@@ -129,11 +149,11 @@ def user_references(raw: Any) -> list[UserReference]:
         config = data.get("config") if isinstance(data, dict) else None
         if not isinstance(config, dict):
             continue
-        candidates: list[tuple[str, Any]] = [("config.assigneeId", config.get("assigneeId"))]
+        candidates: list[tuple[str, Any]] = [(f"config.{own}", config.get(own))]
         steps = config.get("escalation")
         for i, step in enumerate(steps if isinstance(steps, list) else []):
             if isinstance(step, dict):
-                candidates.append((f"config.escalation[{i}].toUser", step.get("toUser")))
+                candidates.append((f"config.escalation[{i}].{step_field}", step.get(step_field)))
         for field, value in candidates:
             if isinstance(value, str) and value and not is_template(value):
                 found.append(UserReference(str(node.get("id")), field, value))
