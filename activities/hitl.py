@@ -15,6 +15,7 @@ from activities.writeback import apply_run_update, write_tasks
 from persistence import hitl_queries
 from persistence.ids import parse_uuid
 from persistence.models import TaskInstance
+from persistence.storable import storable_text
 from workflows.config_checks import UserReference
 from workflows.hitl import (
     HITL_CHECK_REVIEWER,
@@ -85,7 +86,7 @@ class HitlActivities:
                 "id": uuid.UUID(req.hitl_task_id),
                 "workflow_run_id": uuid.UUID(req.run_row_id),
                 "task_instance_id": task_instance_id,
-                "title": req.title[:255],
+                "title": storable_text(req.title)[:255],
                 "description": req.description,
                 "status": "assigned" if (req.assignee_id or req.assignee_role) else "pending",
                 "deadline": req.deadline,
@@ -122,22 +123,26 @@ class HitlActivities:
     @activity.defn(name=HITL_RECORD_DECISION)
     async def hitl_record_decision(self, req: DecisionRecord) -> dict[str, Any]:
         async with self._sessions() as session, session.begin():
-            return await hitl_queries.record_decision(
-                session,
-                {
-                    "id": uuid.UUID(req.decision_id),
-                    "hitl_task_id": uuid.UUID(req.hitl_task_id),
-                    "decision": req.decision,
-                    "decision_type": req.decision_type,
-                    "decided_by": _uuid(req.decided_by, "decided_by"),
-                    "comments": req.comments,
-                    "tenant_id": _uuid(req.tenant_id, "tenant_id"),
-                },
-                req.task_status,
-            )
+            try:
+                return await hitl_queries.record_decision(
+                    session,
+                    {
+                        "id": uuid.UUID(req.decision_id),
+                        "hitl_task_id": uuid.UUID(req.hitl_task_id),
+                        "decision": req.decision,
+                        "decision_type": req.decision_type,
+                        "decided_by": _uuid(req.decided_by, "decided_by"),
+                        "comments": req.comments,
+                        "tenant_id": _uuid(req.tenant_id, "tenant_id"),
+                    },
+                    req.task_status,
+                )
+            except hitl_queries.TaskClosedError as exc:
+                raise ApplicationError(str(exc), type="TaskClosed", non_retryable=True) from None
 
     @activity.defn(name=HITL_ESCALATE)
-    async def hitl_escalate(self, req: EscalationRecord) -> None:
+    async def hitl_escalate(self, req: EscalationRecord) -> bool:
+        """Whether the task was still open and is now reassigned."""
         async with self._sessions() as session, session.begin():
             if req.to_user:
                 await _refuse_unknown_user(
@@ -147,7 +152,7 @@ class HitlActivities:
                     req.node_id,
                     f"config.escalation[{req.step}].toUser",
                 )
-            await hitl_queries.escalate(
+            return await hitl_queries.escalate(
                 session,
                 {
                     "id": uuid.UUID(req.escalation_id),
@@ -161,6 +166,8 @@ class HitlActivities:
             )
 
     @activity.defn(name=HITL_CLOSE)
-    async def hitl_close(self, req: HitlClose) -> None:
+    async def hitl_close(self, req: HitlClose) -> str | None:
+        """The task's status afterwards: `req.status`, or `completed` when a decision was
+        stored first (the workflow then follows that decision)."""
         async with self._sessions() as session, session.begin():
-            await hitl_queries.close_task(session, uuid.UUID(req.hitl_task_id), req.status)
+            return await hitl_queries.close_task(session, uuid.UUID(req.hitl_task_id), req.status)

@@ -6,7 +6,6 @@ driver named, and asyncpg spells TLS `ssl`, not `sslmode`.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from persistence.storable import storable_json
 
 
 def async_url(database_url: str) -> URL:
@@ -43,8 +44,9 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         # No ping per checkout (a round trip per row write): callers are activities,
         # which retry if a pooled connection turns out dead; recycling bounds their age.
         pool_recycle=1800,
-        # JSONB columns hold user data; keep non-ASCII as it is.
-        json_serializer=_json_dumps,
+        # JSONB columns hold user data: non-ASCII kept as it is, NUL and lone surrogates
+        # escaped by the one rule of persistence.storable.
+        json_serializer=storable_json,
     )
 
 
@@ -67,7 +69,3 @@ async def tenant_session(
             {"tenant": str(uuid.UUID(str(tenant_id)))},
         )
         yield session
-
-
-def _json_dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -72,18 +72,62 @@ async def reviewer_problem(
     return f"user {user_id} is not the assignee of this task (needs {wanted})"
 
 
+class TaskClosedError(Exception):
+    """The task was closed (decided, expired, cancelled) before this decision could be stored."""
+
+
+async def _lock_task(session: AsyncSession, hitl_task_id: uuid.UUID) -> Any:
+    """The task's status and deadline under a row lock, and the database's clock after it.
+
+    Recording a decision, escalating and closing all take this lock first, so they are
+    ordered one after the other and each sees what the previous one left. The clock is
+    read by a statement of its own: in the locking one it would be read before the wait.
+    """
+    task = (
+        await session.execute(
+            select(HitlTask.status, HitlTask.deadline)
+            .where(HitlTask.id == hitl_task_id)
+            .with_for_update()
+        )
+    ).first()
+    if task is None:
+        return None
+    return task[0], task[1], await session.scalar(select(func.clock_timestamp()))
+
+
 async def record_decision(
     session: AsyncSession, values: dict[str, Any], task_status: str
 ) -> dict[str, Any]:
-    await session.execute(
-        insert(HitlDecision).values(**values).on_conflict_do_nothing(index_elements=["id"])
-    )
-    await session.execute(
-        update(HitlTask)
-        .where(HitlTask.id == values["hitl_task_id"])
-        .values(status=task_status, updated_at=func.now())
-    )
+    """Store a decision while its task is open and before its deadline, or refuse it.
+
+    The deadline is judged by the database's clock once the row is locked: a decision
+    still being written when the deadline passes loses to the deadline, cleanly.
+    """
     row = await session.get(HitlDecision, values["id"])
+    if row is None:  # not an earlier attempt of this same decision
+        task = await _lock_task(session, values["hitl_task_id"])
+        if task is None:
+            raise TaskClosedError(f"HITL task {values['hitl_task_id']} does not exist")
+        status, deadline, now = task
+        if status not in OPEN_STATUSES:
+            raise TaskClosedError(
+                f"HITL task {values['hitl_task_id']} is already {status}; "
+                "the decision was not recorded"
+            )
+        if deadline is not None and now >= deadline:
+            raise TaskClosedError(
+                f"the deadline of HITL task {values['hitl_task_id']} ({deadline.isoformat()}) "
+                "passed before the decision was recorded"
+            )
+        await session.execute(insert(HitlDecision).values(**values))
+        await session.execute(
+            update(HitlTask)
+            .where(HitlTask.id == values["hitl_task_id"])
+            .values(status=task_status, updated_at=func.now())
+        )
+        if task_status == "completed":
+            await _settle_escalations(session, [values["hitl_task_id"]], "resolved")
+        row = await session.get(HitlDecision, values["id"])
     assert row is not None
     return {
         "id": str(row.id),
@@ -96,7 +140,11 @@ async def record_decision(
     }
 
 
-async def escalate(session: AsyncSession, values: dict[str, Any]) -> None:
+async def escalate(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Reassign an open task; False (and nothing written) when it closed meanwhile."""
+    task = await _lock_task(session, values["hitl_task_id"])
+    if task is None or task[0] not in OPEN_STATUSES:
+        return False
     await session.execute(
         insert(HitlEscalation).values(**values).on_conflict_do_nothing(index_elements=["id"])
     )
@@ -110,14 +158,27 @@ async def escalate(session: AsyncSession, values: dict[str, Any]) -> None:
             updated_at=func.now(),
         )
     )
+    return True
 
 
-async def close_task(session: AsyncSession, hitl_task_id: uuid.UUID, status: str) -> None:
+async def close_task(session: AsyncSession, hitl_task_id: uuid.UUID, status: str) -> str | None:
+    """Close an open task as `status`; returns the task's status afterwards.
+
+    A task already decided stays so (its decision was stored first): the caller learns
+    it from the answer `completed`.
+    """
+    task = await _lock_task(session, hitl_task_id)
+    if task is None:
+        return None
+    if task[0] not in OPEN_STATUSES:
+        return str(task[0])
     await session.execute(
         update(HitlTask)
-        .where(HitlTask.id == hitl_task_id, HitlTask.status.in_(OPEN_STATUSES))
+        .where(HitlTask.id == hitl_task_id)
         .values(status=status, updated_at=func.now())
     )
+    await _settle_escalations(session, [hitl_task_id], "rejected")
+    return status
 
 
 async def close_open_tasks_of_run(session: AsyncSession, run_row_id: uuid.UUID, status: str) -> int:
@@ -131,7 +192,25 @@ async def close_open_tasks_of_run(session: AsyncSession, run_row_id: uuid.UUID, 
         .values(status=status, updated_at=func.now())
         .returning(HitlTask.id)
     )
-    return len(closed.all())
+    ids = list(closed.scalars())
+    await _settle_escalations(session, ids, "rejected")
+    return len(ids)
+
+
+async def _settle_escalations(
+    session: AsyncSession, hitl_task_ids: list[uuid.UUID], status: str
+) -> None:
+    """An escalation is `pending` while its task waits; when the task ends it is `resolved`
+    (decided) or `rejected` (expired or cancelled without a decision)."""
+    if hitl_task_ids:
+        await session.execute(
+            update(HitlEscalation)
+            .where(
+                HitlEscalation.hitl_task_id.in_(hitl_task_ids),
+                HitlEscalation.status == "pending",
+            )
+            .values(status=status)
+        )
 
 
 async def list_tasks(

@@ -10,12 +10,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, func
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from persistence.base import Base, Timestamps, UUIDPrimaryKey, status_check
 from persistence.statuses import HITL_DECISION_TYPES, HITL_ESCALATION_STATUSES, HITL_TASK_STATUSES
+from persistence.storable import StorableString, StorableText
 
 
 class HitlTask(UUIDPrimaryKey, Timestamps, Base):
@@ -33,14 +34,14 @@ class HitlTask(UUIDPrimaryKey, Timestamps, Base):
     task_instance_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("task_instances.id", ondelete="SET NULL"), index=True
     )
-    title: Mapped[str] = mapped_column(String(255))
-    description: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(StorableString(255))
+    description: Mapped[str | None] = mapped_column(StorableText)
     status: Mapped[str] = mapped_column(String(50), server_default="pending", index=True)
     deadline: Mapped[datetime | None] = mapped_column(index=True)
     assignee_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
-    assignee_role: Mapped[str | None] = mapped_column(String(100), index=True)
+    assignee_role: Mapped[str | None] = mapped_column(StorableString(100), index=True)
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("tenants.id", ondelete="CASCADE"), index=True
     )
@@ -69,7 +70,7 @@ class HitlDecision(UUIDPrimaryKey, Base):
     decided_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
-    comments: Mapped[str | None] = mapped_column(Text)
+    comments: Mapped[str | None] = mapped_column(StorableText)
     attachments: Mapped[Any] = mapped_column(JSONB, nullable=True)
     # Not in the reference table: carried from the task for row-level security.
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -94,8 +95,8 @@ class HitlEscalation(UUIDPrimaryKey, Base):
     escalated_to: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
-    escalated_to_role: Mapped[str | None] = mapped_column(String(100), index=True)
-    reason: Mapped[str | None] = mapped_column(Text)
+    escalated_to_role: Mapped[str | None] = mapped_column(StorableString(100), index=True)
+    reason: Mapped[str | None] = mapped_column(StorableText)
     status: Mapped[str] = mapped_column(String(50), server_default="pending", index=True)
     # Not in the reference table: carried from the task for row-level security.
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -22,6 +22,7 @@ from persistence.statuses import (
     WORKFLOW_STATUSES,
     WORKFLOW_VERSION_STATUSES,
 )
+from persistence.storable import StorableText
 
 
 class Workflow(UUIDPrimaryKey, Timestamps, Base):
@@ -91,7 +92,7 @@ class WorkflowRun(UUIDPrimaryKey, Base):
     completed_at: Mapped[datetime | None]
     inputs: Mapped[dict[str, Any] | None]
     outputs: Mapped[dict[str, Any] | None]
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(StorableText)
     triggered_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
@@ -130,7 +131,7 @@ class TaskInstance(UUIDPrimaryKey, Base):
     completed_at: Mapped[datetime | None]
     inputs: Mapped[dict[str, Any] | None]
     outputs: Mapped[Any] = mapped_column(JSONB, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(StorableText)
     retry_count: Mapped[int] = mapped_column(server_default="0")
     orchestrator_task_id: Mapped[str] = mapped_column(String(255))
     # The data model's agent types, or the node type for control nodes (condition, hitl, ...).
