@@ -25,8 +25,8 @@ from activities.secrets import MissingSecretError, SecretProvider, masked, scrub
 from activities.writeback import write_tasks
 from persistence import queries
 from workflows import templates
-from workflows.messages import AGENT_ACTIVITY_PREFIX, MAX_OUTPUT_BYTES, AgentTask, json_size
-from workflows.records import TaskRecord
+from workflows.messages import AGENT_ACTIVITY_PREFIX, MAX_OUTPUT_BYTES, AgentTask
+from workflows.records import TaskRecord, json_size
 
 AgentHandler = Callable[[dict[str, Any], AgentTask], Awaitable[Any]]
 _HEARTBEAT_EVERY = 1.0

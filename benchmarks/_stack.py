@@ -11,7 +11,6 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import Dependencies
@@ -19,6 +18,7 @@ from persistence.engine import create_engine, session_factory
 from persistence.migrate import upgrade_async
 from tests.support import free_port
 from workers.embedded_postgres import EmbeddedPostgres
+from workers.json_converter import DATA_CONVERTER
 from workers.temporal_dev import temporal_cli
 from workflows import search_attributes
 
@@ -42,7 +42,7 @@ async def bench_stack() -> AsyncIterator[Stack]:
             env = await WorkflowEnvironment.start_local(
                 dev_server_existing_path=temporal_cli(),
                 search_attributes=list(search_attributes.ALL),
-                data_converter=pydantic_data_converter,
+                data_converter=DATA_CONVERTER,
                 dev_server_log_level="error",
             )
             engine = create_engine(pg.url("bench"), pool_size=10)

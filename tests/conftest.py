@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import Dependencies
@@ -34,6 +33,7 @@ from tests.model_servers import ModelServer, start_llama, start_mosquitto, start
 from tests.support import free_port
 from workers import processes
 from workers.embedded_postgres import EmbeddedPostgres
+from workers.json_converter import DATA_CONVERTER
 from workers.settings import Settings
 from workers.temporal_dev import temporal_cli
 from workers.worker import build_worker
@@ -132,7 +132,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         search_attributes=list(search_attributes.ALL),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_log_level="error",
     )
     yield env

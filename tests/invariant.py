@@ -3,10 +3,11 @@
 However a run ends (completion, a node failure, a refused bookkeeping write,
 invalid input, cancellation, termination, a timeout), its `workflow_runs` row
 is terminal with the matching status, every node row is terminal, no review
-task of it is left open, and the `status` query (where workflow code could run)
-says the same. The `flow_worker` fixture checks this after every test for every
-run on its task queue; tests call `assert_run_tells_the_truth` where they need it
-at a given moment.
+task of it is left open or has a pending escalation, and the `status` query
+(where workflow code could run) answers within five seconds and says the same.
+The `flow_worker` fixture checks this after every test for every run on its
+task queue; tests call `assert_run_tells_the_truth` where they need it at a
+given moment.
 """
 
 from __future__ import annotations
@@ -94,7 +95,12 @@ async def _rows(
         ).mappings()
         hitl = (
             await s.execute(
-                text("SELECT id, status FROM hitl_tasks WHERE workflow_run_id = :r"),
+                text(
+                    "SELECT t.id, t.status, count(e.id) FILTER (WHERE e.status = 'pending')"
+                    " AS pending_escalations FROM hitl_tasks t"
+                    " LEFT JOIN hitl_escalations e ON e.hitl_task_id = t.id"
+                    " WHERE t.workflow_run_id = :r GROUP BY t.id, t.status"
+                ),
                 {"r": run["id"]},
             )
         ).mappings()
@@ -124,6 +130,11 @@ def _row_problems(
     problems += [
         f"hitl task {h['id']} is {h['status']!r}" for h in hitl if h["status"] in HITL_OPEN
     ]
+    problems += [
+        f"hitl task {h['id']} ({h['status']}) has {h['pending_escalations']} pending escalations"
+        for h in hitl
+        if h["pending_escalations"]
+    ]
     return problems
 
 
@@ -150,7 +161,7 @@ async def assert_run_tells_the_truth(
         await asyncio.sleep(0.5)
     assert not problems, f"run {workflow_id} ({status.name}): " + "; ".join(problems)
     if status not in RECONCILED:
-        view = await asyncio.wait_for(handle.query("status"), timeout=10)
+        view = await asyncio.wait_for(handle.query("status"), timeout=5)
         assert view["status"] == expected, f"run {workflow_id}: status query says {view['status']}"
         live = {
             k: v["status"] for k, v in view["nodes"].items() if v["status"] not in TASK_TERMINAL

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import Dependencies
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import People, decide, inbox, open_task
 from tests.invariant import assert_queue_tells_the_truth
+from workers.json_converter import DATA_CONVERTER
 from workers.settings import Settings
 from workers.worker import build_worker
 
@@ -44,7 +44,7 @@ async def skipping_worker(
     session_maker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[FlowWorker]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_test_server(), data_converter=pydantic_data_converter
+        test_server_existing_path=_test_server(), data_converter=DATA_CONVERTER
     )
     queue = f"skip-{uuid.uuid4().hex[:8]}"
     deps = Dependencies(sessions=session_maker)

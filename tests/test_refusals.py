@@ -226,14 +226,3 @@ async def test_start_run_refuses_invalid_inputs_of_an_inline_flow_and_starts_not
         await flow_worker.client.get_workflow_handle(run_id).describe()
     assert missing.value.status == RPCStatusCode.NOT_FOUND
     assert check_inputs(definition, {"order_id": 7}) == []
-
-
-async def test_inputs_postgres_cannot_hold_still_fail_the_run_with_a_row(
-    flow_worker: FlowWorker,
-) -> None:
-    """JSONB has no NUL character: the row is written without the inputs, and says why."""
-    cause, row = await refused(flow_worker, TRIVIAL, {"text": "a\u0000b"})
-    assert cause.type == "RunRecordRejected"
-    assert cause.message.startswith("cannot record the run: "), cause.message
-    assert "unsupported Unicode escape sequence" in cause.message, cause.message
-    assert row["inputs"] is None

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -26,6 +25,7 @@ from tests.a2a_peer import A2APeer
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import decide, make_people, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
+from workers.json_converter import DATA_CONVERTER
 from workers.worker import PASSTHROUGH_MODULES
 from workflows.flow_run import FlowRun
 from workflows.messages import EventMessage
@@ -201,6 +201,28 @@ def _cases(base: str, a2a_base: str) -> dict[str, tuple[dict[str, Any], dict[str
             },
             {},
         ),
+        # A review escalated, sent a refused and a malformed decision, then expired.
+        "expired-review": (
+            {
+                "nodes": [
+                    node("start", "start"),
+                    node(
+                        "review",
+                        "hitl",
+                        {
+                            "title": "Look",
+                            "decisionType": "approval",
+                            "assigneeRole": "finance",
+                            "deadlineSeconds": 3,
+                            "escalation": [{"afterSeconds": 1, "toRole": "finance-lead"}],
+                        },
+                    ),
+                    node("late", "transform", {"output": "{{ nodes.review.output.handle }}"}),
+                ],
+                "edges": [edge("start", "review"), edge("review", "late", "expired")],
+            },
+            {},
+        ),
     }
 
 
@@ -223,7 +245,8 @@ async def test_record_histories(
     for name, (definition, inputs) in _cases(http_peer.base, a2a_peer.base).items():
         if (HISTORIES / f"{name}.json").exists():
             continue
-        tenant = reviewers.tenant if name in ("approval", "cancelled-while-parked") else None
+        reviewed = ("approval", "cancelled-while-parked", "expired-review")
+        tenant = reviewers.tenant if name in reviewed else None
         handle = await flow_worker.start(
             definition, inputs, workflow_id=f"history-{name}", tenant_id=tenant
         )
@@ -233,6 +256,17 @@ async def test_record_histories(
         if name == "approval":
             task = (await open_task(handle))[0]
             await decide(handle, task["id"], {"approved": True}, reviewers.finance, "ok")
+        if name == "expired-review":
+            task = (await open_task(handle))[0]
+            await handle.signal(
+                "hitl_decision",
+                {
+                    "hitl_task_id": task["id"],
+                    "decision": {"approved": True},
+                    "decided_by": reviewers.outsider,
+                },
+            )
+            await handle.signal("hitl_decision", {"hitl_task_id": task["id"], "decision": "yes"})
         if name == "cancelled-while-parked":
             await open_task(handle)
             await handle.cancel()
@@ -254,7 +288,7 @@ def test_histories_are_recorded() -> None:
 async def test_recorded_history_replays(path: Path) -> None:
     replayer = Replayer(
         workflows=[FlowRun],
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
         ),

@@ -8,17 +8,15 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from workers.json_converter import DATA_CONVERTER
 from workflows import search_attributes
 
 
 async def connect(address: str, namespace: str) -> Client:
-    # The pydantic converter still writes plain JSON payloads, so any Temporal
-    # client (the CLI, another language) can start runs and read results.
-    return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
-    )
+    # The converter writes plain JSON payloads, so any Temporal client (the CLI,
+    # another language) can start runs and read results.
+    return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)
 
 
 async def ensure_search_attributes(client: Client) -> list[str]:

@@ -66,6 +66,12 @@ def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worke
         plugins=reconciler_plugins(client, settings, dependencies.sessions),
         # Postgres refusing the data itself fails an activity for good instead of for ever.
         interceptors=[DatabaseRefusalInterceptor()],
+        # The SDK's own check of Temporal's 2 MB payload limit fails an oversized workflow task
+        # and retries it for ever. One way a caller can cause that: an update over the limit
+        # that the server admitted, which the worker cannot even reject (a rejection carries
+        # the request back). Left to the server, such an update is refused and the run goes
+        # on. The run's own payloads are kept under the limit by FlowRun's size checks.
+        disable_payload_error_limit=True,
     )
 
 

@@ -12,13 +12,13 @@ to the path from one node to the next.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -56,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewerCheck,
         decision_problem,
         option_values,
+        parse_decision,
     )
     from workflows.messages import (
         AGENT_ACTIVITY_PREFIX,
@@ -72,9 +73,8 @@ with workflow.unsafe.imports_passed_through():
         NodeState,
         PreparedFlow,
         PrepareInput,
-        json_size,
     )
-    from workflows.records import RunRecord, RunStatus, RunUpdate, TaskRecord
+    from workflows.records import RunRecord, RunStatus, RunUpdate, TaskRecord, json_size
 
 #: Write-back must eventually succeed: retry without limit, backing off to a minute.
 _BOOKKEEPING_RETRY = RetryPolicy(
@@ -88,6 +88,9 @@ _ROWS_PER_WRITE = 500
 _PATCH_HITL_OPEN_BOOKKEEPING = "hitl-open-carries-bookkeeping"
 #: Template lookups read keys before attributes and fail on absent values (no silent null).
 _PATCH_STRICT_TEMPLATES = "strict-template-lookups"
+#: A HITL deadline closes its task at once instead of waiting for decisions in flight: the
+#: database orders the two, and a decision not yet stored when the deadline passes loses.
+_PATCH_DEADLINE_FIRST = "hitl-deadline-does-not-wait"
 #: However a run ends (a bookkeeping failure, a cancellation at any moment), its rows say so.
 _PATCH_EVERY_END_RECORDED = "every-end-recorded"
 _TERMINAL = ("completed", "failed", "skipped", "cancelled")
@@ -155,6 +158,29 @@ def _error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+#: How many rejected decisions `status.rejected_decisions` keeps (the latest ones).
+MAX_REJECTED_SHOWN = 100
+MAX_REASON_CHARS = 2000
+
+
+def _short(value: Any) -> str | None:
+    """A caller-supplied id as a bounded text, for logs and the status query."""
+    return None if value is None else str(value)[:200]
+
+
+def _decoded(raw: RawValue) -> Any:
+    return workflow.payload_converter().from_payload(raw.payload)
+
+
+def _payload_fields(payloads: Sequence[RawValue]) -> dict[str, Any]:
+    """Whatever task and reviewer a refused payload names, to say whose decision it was."""
+    try:
+        value = _decoded(payloads[0]) if payloads else None
+    except Exception:  # nothing readable: the rejection says so
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 @workflow.defn(name="FlowRun")
 class FlowRun:
     @workflow.init
@@ -198,6 +224,7 @@ class FlowRun:
         self._hitl: dict[str, HitlTaskState] = dict(cp.hitl) if cp else {}
         self._hitl_locks: dict[str, asyncio.Lock] = {}
         self._rejected_decisions: list[dict[str, Any]] = []
+        self._rejected_total = 0
         self.strict_templates = False
         self.records_every_end = False
         self._finished = False
@@ -247,6 +274,7 @@ class FlowRun:
                 if t.status == "open"
             ],
             "rejected_decisions": self._rejected_decisions,
+            "rejected_total": self._rejected_total,
         }
 
     # -- human decisions ----------------------------------------------------------------------
@@ -254,39 +282,92 @@ class FlowRun:
     def _decision_problem(self, req: HitlDecisionRequest) -> str | None:
         return decision_problem(self._hitl.get(req.hitl_task_id), req, self._params.triggered_by)
 
+    def _decision_from(self, payloads: Sequence[RawValue]) -> HitlDecisionRequest | str:
+        """The request the payloads hold, or why they hold none.
+
+        Decisions arrive raw, so a malformed one is refused with a reason instead of being
+        dropped by the payload converter before any handler sees it.
+        """
+        if len(payloads) != 1:
+            return f"a decision is one JSON object, not {len(payloads)} values"
+        try:
+            value = _decoded(payloads[0])
+        except Exception as exc:  # any payload that is not JSON
+            return f"the payload cannot be read as JSON: {str(exc)[:200] or type(exc).__name__}"
+        return parse_decision(value)
+
     @workflow.update(name="submit_hitl_decision")
-    async def submit_hitl_decision(self, req: HitlDecisionRequest) -> dict[str, Any]:
+    async def submit_hitl_decision(self, raw: RawValue) -> dict[str, Any]:
         """Record a reviewer's decision; returns the `hitl_decisions` row."""
-        return await self._decide(req)
+        req = self._decision_from([raw])
+        if isinstance(req, str):
+            raise ApplicationError(req, type="DecisionRejected", non_retryable=True)
+        try:
+            return await self._decide(req)
+        except (ApplicationError, NondeterminismError):
+            raise
+        except Exception as exc:  # no data may fail the workflow task (it would wedge the run)
+            raise ApplicationError(
+                f"the decision could not be judged: {exc!r}"[:500],
+                type="DecisionRejected",
+                non_retryable=True,
+            ) from None
 
     @submit_hitl_decision.validator
-    def _validate_hitl_decision(self, req: HitlDecisionRequest) -> None:
-        problem = self._decision_problem(req)
+    def _validate_hitl_decision(self, raw: RawValue) -> None:
+        req = self._decision_from([raw])
+        try:
+            problem = req if isinstance(req, str) else self._decision_problem(req)
+        except Exception as exc:  # refuse, whatever the data did to the checks
+            problem = f"the decision could not be judged: {exc!r}"[:500]
         if problem:
             raise ValueError(problem)
 
-    @workflow.signal(name="hitl_decision")
-    async def hitl_decision(self, req: HitlDecisionRequest) -> None:
-        """Fire-and-forget decisions: a rejected one is logged on the run and ignored."""
+    @workflow.signal(dynamic=True)
+    async def _raw_signal(self, name: str, payloads: Sequence[RawValue]) -> None:
+        """`hitl_decision`, received raw; any other unknown signal is logged and ignored.
+
+        A rejected decision is logged on the run and listed in `status.rejected_decisions`.
+        """
+        if name != "hitl_decision":
+            workflow.logger.warning("ignored signal %r: FlowRun has no such signal", name[:100])
+            return
+        req = self._decision_from(payloads)
+        if isinstance(req, str):
+            self._reject(_payload_fields(payloads), req)
+            return
         try:
             await self._decide(req)
         except ApplicationError as exc:
-            self._reject(req, exc.message)
+            self._reject(req.model_dump(), exc.message)
+        except NondeterminismError:
+            raise
+        except Exception as exc:  # no data may fail the workflow task (it would wedge the run)
+            self._reject(req.model_dump(), f"the decision could not be judged: {exc!r}"[:500])
 
-    def _reject(self, req: HitlDecisionRequest, reason: str) -> None:
-        workflow.logger.warning(
-            "rejected HITL decision on %s by %s: %s", req.hitl_task_id, req.decided_by, reason
-        )
+    def _reject(self, fields: dict[str, Any], reason: str) -> None:
+        task_id, who = _short(fields.get("hitl_task_id")), _short(fields.get("decided_by"))
+        workflow.logger.warning("rejected HITL decision on %s by %s: %s", task_id, who, reason)
+        self._rejected_total += 1
         self._rejected_decisions.append(
             {
-                "hitl_task_id": req.hitl_task_id,
-                "decided_by": req.decided_by,
-                "reason": reason,
+                "hitl_task_id": task_id,
+                "decided_by": who,
+                "reason": reason[:MAX_REASON_CHARS],
                 "at": workflow.now().isoformat(),
             }
         )
+        # The latest ones are what a reader needs; a flood of bad signals must not grow
+        # the run's memory and query answer without bound.
+        del self._rejected_decisions[:-MAX_REJECTED_SHOWN]
 
     async def _decide(self, req: HitlDecisionRequest) -> dict[str, Any]:
+        if req.hitl_task_id not in self._hitl:  # before a lock exists for whatever id was sent
+            raise ApplicationError(
+                self._decision_problem(req) or "unknown task",
+                type="DecisionRejected",
+                non_retryable=True,
+            )
         lock = self._hitl_locks.setdefault(req.hitl_task_id, asyncio.Lock())
         async with lock:  # decisions on one task are judged one after the other
             problem = self._decision_problem(req)
@@ -313,20 +394,27 @@ class FlowRun:
                 raise ApplicationError(problem, type="DecisionRejected", non_retryable=True)
             handle, final = _decision_handle(task, req)
             decision_id = str(workflow.uuid4())
-            row: dict[str, Any] = await _bookkeeping(
-                HITL_RECORD_DECISION,
-                DecisionRecord(
-                    decision_id=decision_id,
-                    hitl_task_id=task.id,
-                    tenant_id=self._tenant_id,
-                    decision=req.decision,
-                    decision_type=task.decision_type,
-                    decided_by=req.decided_by,
-                    comments=req.comments,
-                    task_status="completed" if final else "in_progress",
-                ),
-                f"Record decision on {task.title[:40]}",
-            )
+            try:
+                row: dict[str, Any] = await _bookkeeping(
+                    HITL_RECORD_DECISION,
+                    DecisionRecord(
+                        decision_id=decision_id,
+                        hitl_task_id=task.id,
+                        tenant_id=self._tenant_id,
+                        decision=req.decision,
+                        decision_type=task.decision_type,
+                        decided_by=req.decided_by,
+                        comments=req.comments,
+                        task_status="completed" if final else "in_progress",
+                    ),
+                    f"Record decision on {task.title[:40]}",
+                )
+            except ActivityError as exc:
+                # The deadline came first, or the database refused the decision: it loses,
+                # and the reviewer is told why; the run goes on either way.
+                raise ApplicationError(
+                    _error_text(exc), type="DecisionRejected", non_retryable=True
+                ) from None
             task.decision_ids.append(decision_id)
             if req.decision.get("approved") is True:
                 task.approvals.append(req.decided_by)
@@ -1260,10 +1348,12 @@ class _Scope:
                 ):
                     await self._escalate(task)
                     continue
+                if workflow.patched(_PATCH_DEADLINE_FIRST):
+                    return await self._expire(node, task)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if task.outcome is not None:  # a decision landed just before the deadline
                     break
-                return await self._expire(node, task)
+                return await self._expire(node, task, legacy=True)
         except ActivityError:
             # The task cannot go on (say, an escalation to a user who does not exist): close
             # it, so the inbox does not offer a decision nobody will wait for.
@@ -1289,7 +1379,7 @@ class _Scope:
 
     async def _escalate(self, task: HitlTaskState) -> None:
         step = task.escalation[task.escalated]
-        await _bookkeeping(
+        reassigned = await _bookkeeping(
             HITL_ESCALATE,
             EscalationRecord(
                 escalation_id=str(workflow.uuid4()),
@@ -1303,23 +1393,35 @@ class _Scope:
             ),
             f"Escalate {task.title[:40]} to {step.get('toRole') or step.get('toUser')}",
         )
-        task.assignee_id, task.assignee_role = step.get("toUser"), step.get("toRole")
+        if reassigned is not False:  # False: a decision closed the task first (None: older)
+            # Exactly the step's target may decide from now on; the earlier assignee no longer.
+            task.assignee_id, task.assignee_role = step.get("toUser"), step.get("toRole")
         task.escalated += 1
 
-    async def _expire(self, node: Node, task: HitlTaskState) -> tuple[Any, list[str | None]]:
-        task.status = "expired"
-        await _bookkeeping(
-            HITL_CLOSE,
-            HitlClose(
-                hitl_task_id=task.id,
-                status="expired",
-                task_id=task.task_id,
-                run_row_id=self.flow._run_row_id or "",
-                tenant_id=self.flow._tenant_id,
-                node_id=node.id,
-            ),
-            f"Expire {task.title[:40]}",
+    async def _expire(
+        self, node: Node, task: HitlTaskState, legacy: bool = False
+    ) -> tuple[Any, list[str | None]]:
+        task.status = "expired"  # from here on, validators refuse new decisions
+        closing = HitlClose(
+            hitl_task_id=task.id,
+            status="expired",
+            task_id=task.task_id,
+            run_row_id=self.flow._run_row_id or "",
+            tenant_id=self.flow._tenant_id,
+            node_id=node.id,
         )
+        if legacy:
+            await _bookkeeping(HITL_CLOSE, closing, f"Expire {task.title[:40]}")
+        else:
+            after = await _bookkeeping(HITL_CLOSE, closing, f"Expire {task.title[:40]}")
+            if after == "completed":
+                # A decision was stored just before the deadline; its handler is finishing
+                # and sets the outcome the rows already show.
+                await workflow.wait_condition(
+                    lambda: task.outcome is not None or workflow.all_handlers_finished()
+                )
+                if task.outcome is not None:
+                    return task.outcome, [task.outcome["handle"], None]
         if "expired" in [e.sourceHandle for e in self.defn.outgoing.get(node.id, [])]:
             return {"decision": None, "decided_by": None, "comments": None, "handle": "expired"}, [
                 "expired",

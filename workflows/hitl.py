@@ -8,13 +8,14 @@ by an activity in the handler.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from workflows.records import RunUpdate
+from workflows.records import RunUpdate, json_size
 
 HITL_OPEN = "hitl_open"
 HITL_CHECK_REVIEWER = "hitl_check_reviewer"
@@ -33,8 +34,18 @@ FIXED_HANDLES = {
 }
 
 
+#: The most a decision and its comments may weigh: they travel in the run's history.
+MAX_DECISION_BYTES = 256 * 1024
+
+
 class HitlDecisionRequest(BaseModel):
-    """Payload of the `submit_hitl_decision` update and of the `hitl_decision` signal."""
+    """Payload of the `submit_hitl_decision` update and of the `hitl_decision` signal.
+
+    Strict: a number where a text is due, or a key the CONTRACT does not name (a typo
+    such as `comment`), is refused rather than coerced or dropped.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     hitl_task_id: str
     decision: dict[str, Any]
@@ -129,6 +140,31 @@ class HitlClose(BaseModel):
     node_id: str
 
 
+def parse_decision(payload: Any) -> HitlDecisionRequest | str:
+    """The request a decoded payload holds, or why it holds none (naming each field)."""
+    if not isinstance(payload, dict):
+        return f"a decision is a JSON object, not {_kind(payload)}"
+    try:
+        return HitlDecisionRequest.model_validate(payload)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(part)[:60] for part in error["loc"]) or "payload"
+            what = (
+                "is not a field of a decision"
+                if error["type"] == "extra_forbidden"
+                else error["msg"]
+            )
+            problems.append(f"{where}: {what}")
+        return "invalid decision: " + "; ".join(problems[:10])
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a text", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )
+
+
 def decision_problem(
     task: HitlTaskState | None, req: HitlDecisionRequest, triggered_by: str | None
 ) -> str | None:
@@ -139,6 +175,16 @@ def decision_problem(
         return f"HITL task {task.id} is already {task.status}"
     if not req.decided_by.strip():
         return "decided_by is required"
+    try:
+        uuid.UUID(req.decided_by)
+    except ValueError:
+        return f"decided_by: {req.decided_by[:80]!r} is not a user id (a UUID)"
+    size = json_size({"decision": req.decision, "comments": req.comments})
+    if size > MAX_DECISION_BYTES:
+        return (
+            f"the decision and its comments are {size} bytes, over the {MAX_DECISION_BYTES} "
+            "a decision may hold"
+        )
     if not task.allow_self_approval and triggered_by and req.decided_by == triggered_by:
         return (
             f"{req.decided_by} started this run and may not decide its tasks "
@@ -157,10 +203,17 @@ def decision_problem(
         if set(d) != {"form"} or not isinstance(d["form"], dict):
             return 'a form decision is {"form": {...}}'
         if task.form_schema:
-            errors = sorted(Draft202012Validator(task.form_schema).iter_errors(d["form"]), key=str)
+            try:
+                errors = sorted(
+                    Draft202012Validator(task.form_schema).iter_errors(d["form"]), key=str
+                )
+            except Exception as exc:
+                # Validation refuses such a schema; should one get through, no decision fits.
+                return f"the task's formSchema cannot be checked: {str(exc).splitlines()[0]}"
             if errors:
                 return "the form does not fit its schema: " + "; ".join(
-                    f"{'/'.join(map(str, e.absolute_path)) or 'form'}: {e.message}" for e in errors
+                    f"{'/'.join(map(str, e.absolute_path))[:100] or 'form'}: {_short(e.message)}"
+                    for e in errors[:10]
                 )
     elif task.decision_type == "annotation":
         if set(d) != {"annotations"} or not isinstance(d["annotations"], list):
@@ -170,6 +223,11 @@ def decision_problem(
     ):
         return 'a free-text decision is {"text": "..."} with some text'
     return None
+
+
+def _short(message: str, limit: int = 200) -> str:
+    """A message quoting the reviewer's value, cut short: the value may be huge."""
+    return message if len(message) <= limit else message[:limit] + "…"
 
 
 def option_values(options: Any) -> list[str]:

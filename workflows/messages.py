@@ -7,7 +7,6 @@ Payloads stay plain JSON, so any Temporal client can start a run.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -25,11 +24,6 @@ AGENT_ACTIVITY_PREFIX = "agent."
 MAX_OUTPUT_BYTES = 1_500_000
 #: The most one write-back may carry (rows plus the run's outputs), under that 2 MB limit.
 MAX_WRITE_BYTES = 1_800_000
-
-
-def json_size(value: Any) -> int:
-    """How many bytes `value` takes as JSON: what the caps above are measured in."""
-    return 0 if value is None else len(json.dumps(value, default=str))
 
 
 NodeStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]

@@ -6,10 +6,17 @@ without breaking histories of runs in flight (absent fields take defaults).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+
+def json_size(value: Any) -> int:
+    """How many bytes `value` takes as JSON: what every size cap is measured in."""
+    return 0 if value is None else len(json.dumps(value, default=str))
+
 
 RunStatus = Literal[
     "queued", "running", "waiting_hitl", "paused", "completed", "failed", "cancelled"

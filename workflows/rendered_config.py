@@ -12,6 +12,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from workflows.config_checks import format_problems
+
 
 class ConfigValueError(ValueError):
     """A rendered config value the node cannot use; the message names the field."""
@@ -69,6 +71,11 @@ def check_review(cfg: dict[str, Any]) -> None:
         _user_id(step.get("toUser"), f"{where}.toUser")
         if not step.get("toUser") and not step.get("toRole"):
             raise ConfigValueError(f"{where}: names neither toRole nor toUser")
+        role = step.get("toRole")
+        if role is not None and (not isinstance(role, str) or not role.strip()):
+            raise ConfigValueError(f"{where}.toRole: {role!r} is not a role name")
+    for field, message in format_problems("hitl", cfg):
+        raise ConfigValueError(f"{field}: {message}")
 
 
 def check_wait(cfg: dict[str, Any]) -> None:
