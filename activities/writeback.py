@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from persistence import hitl_queries, queries
+from persistence.statuses import RUN_ENDED
 from workflows.messages import RECORD_RUN
 from workflows.records import RunRecord, RunUpdate, TaskRecord
 
@@ -62,6 +63,10 @@ class WriteBack:
 
 async def apply_run_update(session: AsyncSession, update: RunUpdate) -> uuid.UUID:
     """The run row, the buffered task rows, and (for an ended run) its open HITL tasks closed."""
+    if update.refused_start:
+        earlier = await queries.run_row_state(session, update.run.orchestrator_run_id)
+        if earlier is not None and earlier.status in RUN_ENDED:
+            return earlier.id
     run_id = await queries.upsert_run(
         session, update.run.orchestrator_run_id, run_values(update.run)
     )

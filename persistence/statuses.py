@@ -7,6 +7,7 @@ refuses a status the platform's UI would not understand.
 from __future__ import annotations
 
 RUN_STATUSES = ("queued", "running", "waiting_hitl", "paused", "completed", "failed", "cancelled")
+RUN_ENDED = ("completed", "failed", "cancelled")
 TASK_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "paused", "skipped")
 HITL_TASK_STATUSES = (
     "pending",

@@ -60,11 +60,21 @@ async def closed_status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionSt
         await asyncio.sleep(0.2)
 
 
-async def _refused_as_reused(handle: WorkflowHandle[Any, Any]) -> bool:
+async def _refused_as_reused(
+    handle: WorkflowHandle[Any, Any], sessions: async_sessionmaker[AsyncSession]
+) -> bool:
+    """Whether the run was refused at its start under a workflow ID whose row records an
+    earlier run, which it must leave as it is."""
     try:
         await handle.result()
     except WorkflowFailureError as exc:
-        return getattr(exc.cause, "type", None) == "RunIdReused"
+        kind = getattr(exc.cause, "type", None)
+        if kind == "RunIdReused":
+            return True
+        if kind == "InvalidRunArgument":
+            run, _, _ = await _rows(sessions, handle.id)
+            started = (await handle.describe()).start_time
+            return run is not None and run["started_at"] < started
     return False
 
 
@@ -145,7 +155,7 @@ async def assert_run_tells_the_truth(
     handle = client.get_workflow_handle(workflow_id)
     status = await closed_status(handle)
     expected = EXPECTED_ROW_STATUS[status]
-    if status == WorkflowExecutionStatus.FAILED and await _refused_as_reused(handle):
+    if status == WorkflowExecutionStatus.FAILED and await _refused_as_reused(handle, sessions):
         # A second run under a used id is refused and writes nothing: the row is the first's.
         run, tasks, hitl = await _rows(sessions, workflow_id)
         assert run is not None

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import text
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from tests.flows import FlowWorker, edge, node
@@ -335,3 +336,50 @@ async def test_the_deadline_wins_over_a_decision_still_being_recorded(
     assert (await handle.result()).outputs == {"late": True}
     row = await inbox(flow_worker, task["id"])
     assert (row["status"], row["decisions"]) == ("expired", [])
+
+
+# -- a run's argument cannot skip its checks or overwrite another run's record -------------
+
+
+async def test_a_checkpoint_from_outside_is_refused_before_anything_runs(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    """A checkpoint skips prepare_flow, and with it every tenant check."""
+    forged = {
+        "inputs": {},
+        "checkpoint": {
+            "run_row_id": str(uuid.uuid4()),
+            "definition": _review({"assigneeRole": "finance"}),
+            "tenant_id": people.tenant,
+        },
+    }
+    workflow_id = f"forged-{uuid.uuid4().hex[:8]}"
+    handle = await flow_worker.client.start_workflow(
+        "FlowRun", forged, id=workflow_id, task_queue=flow_worker.task_queue
+    )
+    flow_worker.started.append(workflow_id)
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    assert "checkpoint: only FlowRun writes one" in str(failed.value.cause)
+    run = await flow_worker.run_row(workflow_id)
+    assert (run["status"], run["tenant_id"]) == ("failed", None)
+    assert await flow_worker.task_rows(workflow_id) == {}
+
+
+async def test_a_malformed_start_under_an_ended_runs_id_keeps_that_record(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    _, workflow_id = await flow_worker.run(
+        {
+            "nodes": [node("start", "start"), node("done", "end", {"outputs": {"x": 1}})],
+            "edges": [edge("start", "done")],
+        },
+        tenant_id=people.tenant,
+    )
+    before = await flow_worker.run_row(workflow_id)
+    handle = await flow_worker.client.start_workflow(
+        "FlowRun", "garbage", id=workflow_id, task_queue=flow_worker.task_queue
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert await flow_worker.run_row(workflow_id) == before

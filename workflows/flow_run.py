@@ -203,6 +203,11 @@ class FlowRun:
                 if isinstance(exc, ValidationError)
                 else str(exc)
             )
+        if params.checkpoint is not None and workflow.info().continued_run_id is None:
+            # A checkpoint skips prepare_flow (and with it every tenant check): only
+            # FlowRun itself writes one, when it continues as new.
+            self._bad_input = "checkpoint: only FlowRun writes one, when it continues as new"
+            params = FlowRunInput()
         cp = params.checkpoint
         self._params = params
         self._status: RunStatus = "running" if cp else "queued"
@@ -471,7 +476,8 @@ class FlowRun:
                     error=message,
                     started_at=now,
                     completed_at=now,
-                )
+                ),
+                refused_start=True,
             ),
             "Record the refused run",
             result_type=str,

@@ -71,3 +71,6 @@ class RunUpdate(BaseModel):
     run: RunRecord
     tenant_id: str | None = None
     tasks: list[TaskRecord] = Field(default_factory=list)
+    #: The run was refused at its start: an ended row under its workflow ID is an earlier
+    #: run's record, kept as it is.
+    refused_start: bool = False
