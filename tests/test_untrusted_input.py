@@ -383,3 +383,27 @@ async def test_a_malformed_start_under_an_ended_runs_id_keeps_that_record(
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     assert await flow_worker.run_row(workflow_id) == before
+
+
+async def test_signals_with_unexpected_arguments_are_ignored_and_never_wedge_a_run(
+    flow_worker: FlowWorker,
+) -> None:
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("hold", "wait", {"event": "go"}),
+            node("done", "end", {"outputs": {"got": "{{ nodes.hold.output }}"}}),
+        ],
+        "edges": [edge("start", "hold"), edge("hold", "done")],
+    }
+    handle = await flow_worker.start(definition)
+    await handle.signal("pause", {"x": 1})
+    await handle.signal("resume", args=[1, 2])
+    await handle.signal("event", args=[{"name": "go"}, {"extra": True}])
+    await handle.signal("event", "not an event")
+    await handle.signal("no_such_signal", {"a": 1})
+    assert (await _quick_status(handle))["status"] in ("queued", "running", "paused")
+    await handle.signal("resume")
+    await handle.signal("event", {"name": "go", "payload": 7})
+    result = await asyncio.wait_for(handle.result(), 30)
+    assert result.outputs["got"] is not None

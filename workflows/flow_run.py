@@ -238,16 +238,28 @@ class FlowRun:
 
     # -- signals, queries -------------------------------------------------------------------------
 
+    # Signal handlers take whatever arguments a sender passes (`*_`, `*args`): a handler
+    # called with more or fewer than it declares would raise and fail the workflow task,
+    # over and over, for a signal anyone can send.
+
     @workflow.signal(name="pause")
-    def pause(self) -> None:
+    def pause(self, *_: Any) -> None:
         self._paused = True
 
     @workflow.signal(name="resume")
-    def resume(self) -> None:
+    def resume(self, *_: Any) -> None:
         self._paused = False
 
     @workflow.signal(name="event")
-    def event(self, message: EventMessage) -> None:
+    def event(self, *args: Any) -> None:
+        """`{"name": ..., "payload": ...}` for `wait` nodes; anything else is logged and ignored."""
+        try:
+            if len(args) != 1:
+                raise ValueError(f"an event is one JSON object, not {len(args)} values")
+            message = EventMessage.model_validate(args[0])
+        except ValueError as exc:  # pydantic's ValidationError included
+            workflow.logger.warning("ignored event signal: %s", str(exc)[:500])
+            return
         self._events.append(message)
 
     @workflow.query(name="status")
