@@ -10,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.references import check_users
+from activities.references import check_roles, check_users
 from activities.writeback import apply_run_update, write_tasks
 from persistence import hitl_queries
 from persistence.ids import parse_uuid
 from persistence.models import TaskInstance
 from persistence.storable import storable_text
-from workflows.config_checks import UserReference
+from workflows.config_checks import RoleReference, UserReference
 from workflows.hitl import (
     HITL_CHECK_REVIEWER,
     HITL_CLOSE,
@@ -54,6 +54,17 @@ async def _refuse_unknown_user(
         raise ApplicationError(problems[0], type="UnknownReference", non_retryable=True)
 
 
+async def _refuse_unknown_role(
+    session: AsyncSession, role: str, tenant: str | None, node_id: str, field: str
+) -> None:
+    """A role the run's tenant does not have would make a task nobody can decide."""
+    problems = await check_roles(
+        session, [RoleReference(node_id=node_id, field=field, value=role)], parse_uuid(tenant)
+    )
+    if problems:
+        raise ApplicationError(problems[0], type="UnknownReference", non_retryable=True)
+
+
 class HitlActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -66,6 +77,22 @@ class HitlActivities:
                 await _refuse_unknown_user(
                     session, req.assignee_id, req.tenant_id, req.node_id, "config.assigneeId"
                 )
+            if req.assignee_role:
+                await _refuse_unknown_role(
+                    session, req.assignee_role, req.tenant_id, req.node_id, "config.assigneeRole"
+                )
+            # Escalation targets too, before the task opens: a step to nobody would
+            # otherwise surface only when it fires, hours later.
+            for i, step in enumerate(req.escalation_path or []):
+                where = f"config.escalation[{i}]"
+                if step.get("toUser"):
+                    await _refuse_unknown_user(
+                        session, str(step["toUser"]), req.tenant_id, req.node_id, f"{where}.toUser"
+                    )
+                if step.get("toRole"):
+                    await _refuse_unknown_role(
+                        session, str(step["toRole"]), req.tenant_id, req.node_id, f"{where}.toRole"
+                    )
             row = TaskRecord(
                 orchestrator_task_id=req.task_id,
                 node_id=req.node_id,
@@ -151,6 +178,14 @@ class HitlActivities:
                     req.tenant_id,
                     req.node_id,
                     f"config.escalation[{req.step}].toUser",
+                )
+            if req.to_role:
+                await _refuse_unknown_role(
+                    session,
+                    req.to_role,
+                    req.tenant_id,
+                    req.node_id,
+                    f"config.escalation[{req.step}].toRole",
                 )
             return await hitl_queries.escalate(
                 session,

@@ -103,9 +103,9 @@ def _belongs(
 async def check_users(
     session: AsyncSession, references: list[UserReference], tenant: uuid.UUID | None
 ) -> list[str]:
-    """Why each user a node names outright cannot review the run (of its tenant)."""
+    """Why each user a node names cannot review the run: not an active user of its tenant."""
     wanted = [(ref, parse_uuid(ref.value)) for ref in references]
-    users = await reference_queries.user_tenants(session, {u for _, u in wanted if u})
+    users = await reference_queries.active_user_tenants(session, {u for _, u in wanted if u})
     problems = []
     for ref, user in wanted:
         if user is None:

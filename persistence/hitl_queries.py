@@ -85,14 +85,14 @@ async def _lock_task(session: AsyncSession, hitl_task_id: uuid.UUID) -> Any:
     """
     task = (
         await session.execute(
-            select(HitlTask.status, HitlTask.deadline)
+            select(HitlTask.status, HitlTask.deadline, HitlTask.assignee_id, HitlTask.assignee_role)
             .where(HitlTask.id == hitl_task_id)
             .with_for_update()
         )
     ).first()
     if task is None:
         return None
-    return task[0], task[1], await session.scalar(select(func.clock_timestamp()))
+    return (*task, await session.scalar(select(func.clock_timestamp())))
 
 
 async def record_decision(
@@ -108,7 +108,7 @@ async def record_decision(
         task = await _lock_task(session, values["hitl_task_id"])
         if task is None:
             raise TaskClosedError(f"HITL task {values['hitl_task_id']} does not exist")
-        status, deadline, now = task
+        status, deadline, assignee_id, assignee_role, now = task
         if status not in OPEN_STATUSES:
             raise TaskClosedError(
                 f"HITL task {values['hitl_task_id']} is already {status}; "
@@ -118,6 +118,15 @@ async def record_decision(
             raise TaskClosedError(
                 f"the deadline of HITL task {values['hitl_task_id']} ({deadline.isoformat()}) "
                 "passed before the decision was recorded"
+            )
+        # The reviewer was checked when the decision arrived; an escalation may have
+        # reassigned the task since. Whoever holds it now is who may decide.
+        problem = await reviewer_problem(
+            session, values["decided_by"], values["tenant_id"], assignee_id, assignee_role
+        )
+        if problem:
+            raise TaskClosedError(
+                f"the task was reassigned before the decision was recorded: {problem}"
             )
         await session.execute(insert(HitlDecision).values(**values))
         await session.execute(

@@ -51,6 +51,20 @@ async def user_tenants(
     return await _tenants_of(session, User, user_ids)
 
 
+async def active_user_tenants(
+    session: AsyncSession, user_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID | None]:
+    """As `user_tenants`, counting only active users: an inactive one can decide nothing."""
+    if not user_ids:
+        return {}
+    rows = await session.execute(
+        select(User.id, User.tenant_id)
+        .where(User.id.in_(list(user_ids)), User.is_active.is_(True))
+        .with_for_update(read=True, key_share=True)
+    )
+    return {row_id: tenant for row_id, tenant in rows.all()}
+
+
 async def run_tenant(session: AsyncSession, run_row_id: uuid.UUID) -> tuple[bool, uuid.UUID | None]:
     """Whether the run row exists, and its tenant."""
     row = (

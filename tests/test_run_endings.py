@@ -314,10 +314,11 @@ async def test_a_templated_reviewer_of_no_such_user_fails_the_node_in_plain_word
     assert (await flow_worker.task_rows(run_id))["review"]["status"] == "failed"
 
 
-async def test_an_escalation_to_no_such_user_closes_the_task_and_fails_the_node(
+async def test_an_escalation_to_no_such_user_fails_the_node_before_a_task_opens(
     flow_worker: FlowWorker, people: People
 ) -> None:
-    """The escalation target is known only once rendered; the task must not stay open."""
+    """The escalation target is known only once rendered: it is checked before the task
+    opens, so the inbox never offers a task whose escalation leads nowhere."""
     definition = {
         "nodes": [
             node("start", "start"),
@@ -344,7 +345,7 @@ async def test_an_escalation_to_no_such_user_closes_the_task_and_fails_the_node(
     )
     run = await flow_worker.run_row(run_id)
     assert run["status"] == "completed"
-    assert await _hitl_rows(flow_worker, run["id"]) == ["cancelled"]
+    assert await _hitl_rows(flow_worker, run["id"]) == []
     rows = await flow_worker.task_rows(run_id)
     assert rows["review"]["status"] == "failed"
 

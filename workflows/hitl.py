@@ -12,9 +12,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from workflows.form_schema import FormValidator
 from workflows.records import RunUpdate, json_size
 
 HITL_OPEN = "hitl_open"
@@ -145,7 +145,7 @@ def parse_decision(payload: Any) -> HitlDecisionRequest | str:
     if not isinstance(payload, dict):
         return f"a decision is a JSON object, not {_kind(payload)}"
     try:
-        return HitlDecisionRequest.model_validate(payload)
+        req = HitlDecisionRequest.model_validate(payload)
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False, include_input=False):
@@ -157,6 +157,18 @@ def parse_decision(payload: Any) -> HitlDecisionRequest | str:
             )
             problems.append(f"{where}: {what}")
         return "invalid decision: " + "; ".join(problems[:10])
+    # One spelling per person: `A2` and `a2` (or braces, a urn) are the same user, so quorum
+    # and self-approval compare the canonical form. Not a UUID: decision_problem says so.
+    req.decided_by = canonical_id(req.decided_by)
+    return req
+
+
+def canonical_id(value: str) -> str:
+    """A user id in its one canonical spelling (lowercase, hyphenated), or as given."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return value
 
 
 def _kind(value: Any) -> str:
@@ -185,7 +197,11 @@ def decision_problem(
             f"the decision and its comments are {size} bytes, over the {MAX_DECISION_BYTES} "
             "a decision may hold"
         )
-    if not task.allow_self_approval and triggered_by and req.decided_by == triggered_by:
+    if (
+        not task.allow_self_approval
+        and triggered_by
+        and canonical_id(req.decided_by) == canonical_id(triggered_by)
+    ):
         return (
             f"{req.decided_by} started this run and may not decide its tasks "
             "(allowSelfApproval is false)"
@@ -194,7 +210,7 @@ def decision_problem(
     if task.decision_type == "approval":
         if set(d) != {"approved"} or not isinstance(d["approved"], bool):
             return 'an approval decision is {"approved": true} or {"approved": false}'
-        if req.decided_by in task.approvals:
+        if canonical_id(req.decided_by) in [canonical_id(a) for a in task.approvals]:
             return f"{req.decided_by} has already approved this task; another reviewer must"
     elif task.decision_type == "choice":
         if set(d) != {"choice"} or d["choice"] not in task.options:
@@ -204,9 +220,7 @@ def decision_problem(
             return 'a form decision is {"form": {...}}'
         if task.form_schema:
             try:
-                errors = sorted(
-                    Draft202012Validator(task.form_schema).iter_errors(d["form"]), key=str
-                )
+                errors = sorted(FormValidator(task.form_schema).iter_errors(d["form"]), key=str)
             except Exception as exc:
                 # Validation refuses such a schema; should one get through, no decision fits.
                 return f"the task's formSchema cannot be checked: {str(exc).splitlines()[0]}"
