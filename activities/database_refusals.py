@@ -56,6 +56,14 @@ class _RefusalsAreFinal(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         try:
             return await super().execute_activity(input)
+        except UnicodeEncodeError as exc:
+            # Text the database driver cannot even send (a lone surrogate in a column that
+            # does not escape it): the same on every attempt.
+            raise ApplicationError(
+                f"the database refused the record: text it cannot hold ({exc.reason})",
+                type=DATABASE_REFUSED,
+                non_retryable=True,
+            ) from None
         except DBAPIError as exc:
             if not refused_by_database(exc):
                 raise  # a lost connection, a server restarting: retried

@@ -12,6 +12,7 @@ Python's recursion limit, about 900 levels), and the value is validated as befor
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -38,11 +39,41 @@ class _AnyJSONConverter(PydanticJSONPlainPayloadConverter):
     def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
         try:
             return super().from_payload(payload, type_hint)
-        except ValidationError as exc:
-            if not any(error["type"] == "json_invalid" for error in exc.errors()):
-                raise  # valid JSON of the wrong shape: pydantic's answer stands
-            value = json.loads(payload.data)
+        except ValidationError as refused:
+            try:
+                value = json.loads(payload.data)
+            except (ValueError, RecursionError) as exc:  # not JSON, or nested past Python's limit
+                if type_hint is None or type_hint is Any:
+                    # An argument taken as it comes (FlowRun's, a raw signal's): its handler
+                    # refuses it in words. Raising here would fail the workflow task for ever.
+                    return UnreadableJSON(f"{type(exc).__name__}: {str(exc)[:200]}")
+                raise refused from None
+            try:
+                value = _surrogates_escaped(value)
+            except RecursionError:  # as deep as json itself could go: too deep to walk
+                if type_hint is None or type_hint is Any:
+                    return UnreadableJSON("RecursionError: nested too deeply")
+                raise refused from None
             return TypeAdapter(type_hint if type_hint is not None else Any).validate_python(value)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogates_escaped(value: Any) -> Any:
+    """`value` with each lone surrogate written as its escape (`\\ud800`, six characters):
+    not text, so pydantic refuses it in any text field; the rows keep it the same way."""
+    if isinstance(value, str):
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    if isinstance(value, list):
+        return [_surrogates_escaped(v) for v in value]
+    if isinstance(value, dict):
+        return {_surrogates_escaped(k): _surrogates_escaped(v) for k, v in value.items()}
+    return value
+
+
+class UnreadableJSON(str):
+    """A payload that is not JSON Python can read, standing in for the value it lacks."""
 
 
 def _plain(value: Any) -> Any:

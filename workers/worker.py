@@ -39,7 +39,7 @@ def activity_functions(dependencies: Any) -> Sequence[Callable[..., Any]]:
 
 #: Pure, deterministic libraries the workflow uses: loaded once, not re-imported per run
 #: (Jinja2 imports parts of itself lazily, which the sandbox would otherwise warn about).
-PASSTHROUGH_MODULES = ("jinja2", "markupsafe", "pydantic", "pydantic_core")
+PASSTHROUGH_MODULES = ("jinja2", "markupsafe", "pydantic", "pydantic_core", "re2")
 
 
 def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worker:

@@ -72,9 +72,12 @@ class Node(BaseModel):
         if not isinstance(raw.get("type"), str):
             return None
         parent = raw.get("parentId")
-        return cls(
-            id=raw["id"], type=raw["type"], parentId=parent if isinstance(parent, str) else None
-        )
+        try:
+            return cls(
+                id=raw["id"], type=raw["type"], parentId=parent if isinstance(parent, str) else None
+            )
+        except ValueError:  # an id pydantic refuses as text (a lone surrogate)
+            return None
 
 
 class Edge(BaseModel):

@@ -74,7 +74,14 @@ with workflow.unsafe.imports_passed_through():
         PreparedFlow,
         PrepareInput,
     )
-    from workflows.records import RunRecord, RunStatus, RunUpdate, TaskRecord, json_size
+    from workflows.records import (
+        RunRecord,
+        RunStatus,
+        RunUpdate,
+        TaskRecord,
+        json_size,
+        model_size,
+    )
 
 #: Write-back must eventually succeed: retry without limit, backing off to a minute.
 _BOOKKEEPING_RETRY = RetryPolicy(
@@ -1580,7 +1587,7 @@ def _cancelling() -> bool:
 def _check_payload(argument: Any, what: str, limit: int = MAX_WRITE_BYTES) -> int:
     """The size of an activity's or sub-flow's argument, which must fit in one Temporal payload
     (else the workflow task fails for ever); a node error naming `what` when it does not."""
-    size = len(argument.model_dump_json())
+    size = model_size(argument)
     if size > limit:
         raise _NodeError(
             f"{what} is {size} bytes, over the {limit} one step may carry; "

@@ -10,6 +10,7 @@ scope, so the workflow may call it and stay deterministic.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -153,6 +154,29 @@ class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
     keyed `items`, `get` or `keys` is read as data; a mapping never falls back to attributes
     for `a['b']`."""
 
+    # Workflow code runs on the worker's one event loop: an expression computing a number
+    # of millions of digits or a gigabyte string would freeze every run of the worker.
+    intercepted_binops = frozenset(["**", "*"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _whole(left) and _whole(right) and right > 0:
+            digits = right * math.log10(max(abs(left), 2))
+            if digits > MAX_RESULT_DIGITS:
+                raise SecurityError(
+                    f"{left} ** {right} has about {int(digits)} digits, over {MAX_RESULT_DIGITS}"
+                )
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and _whole(times)
+                    and len(seq) * times > MAX_RESULT_LENGTH
+                ):
+                    raise SecurityError(
+                        f"repeating {len(seq)} items {times} times is over {MAX_RESULT_LENGTH}"
+                    )
+        return super().call_binop(context, operator, left, right)
+
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping):
             if attribute in obj:
@@ -172,6 +196,15 @@ class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
                     return _Absent(obj=obj, name=argument)
                 return self.undefined(obj=obj, name=argument)
         return _as_method(super().getitem(obj, argument), obj, str(argument))
+
+
+#: The largest integer power and repeated string or list a template may compute.
+MAX_RESULT_DIGITS = 10_000
+MAX_RESULT_LENGTH = 4_000_000  # over what any node may output, far under memory
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _json_text(value: Any) -> Any:

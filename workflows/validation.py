@@ -8,6 +8,7 @@ command, never in workflow code (it reads the JSON Schema files).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from functools import cache
 from importlib import resources
@@ -38,6 +39,7 @@ _JINJA_GLOBALS = frozenset(
 
 #: The longest node id: task rows are keyed by it, with loop prefixes, in VARCHAR(255).
 MAX_NODE_ID = 128
+_UNKEYABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class DefinitionError(ValueError):
@@ -117,6 +119,9 @@ class _Checker:
             if len(self.nodes[-1].id) > MAX_NODE_ID:
                 # Its rows are keyed by it (with loop prefixes) in a 255-character column.
                 self.add(f"{where}: id: {len(self.nodes[-1].id)} characters, over {MAX_NODE_ID}")
+            if _UNKEYABLE.search(self.nodes[-1].id):
+                # It keys rows and Temporal ids: no control character, no lone surrogate.
+                self.add(f"{where}: id: holds a control character or a lone surrogate")
         for i, raw in enumerate(raw_edges):
             try:
                 self.edges.append(Edge.model_validate(raw))

@@ -1,0 +1,258 @@
+"""Only the right person decides, however they spell themselves and whenever they answer;
+and no value a flow author or caller writes freezes the worker or a run at its start.
+
+Found by attacking the engine from outside; each test is one reported way in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from temporalio.api.common.v1 import Payload
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.common import RawValue
+
+from tests.flows import FlowWorker, edge, node
+from tests.hitl_support import People, decide, inbox, open_task
+from workflows.validation import problems_of
+
+
+def _review(config: dict[str, Any]) -> dict[str, Any]:
+    cfg = {"title": "Look", "decisionType": "approval", **config}
+    return {
+        "nodes": [
+            node("start", "start"),
+            node("review", "hitl", cfg),
+            node("done", "end", {"outputs": {"review": "{{ nodes.review.output }}"}}),
+        ],
+        "edges": [edge("start", "review"), edge("review", "done")],
+    }
+
+
+def _raw(value: Any) -> RawValue:
+    """JSON text as any client writes it (the Python converter would refuse some of it)."""
+    return RawValue(Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(value).encode()))
+
+
+async def test_a_user_id_spelt_differently_is_still_the_same_person(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    quorum = await flow_worker.start(
+        _review({"assigneeRole": "finance", "requiredApprovals": 2}), tenant_id=people.tenant
+    )
+    (task,) = await open_task(quorum)
+    await decide(quorum, task["id"], {"approved": True}, people.finance)
+    for spelling in (
+        people.finance.upper(),
+        f"{{{people.finance}}}",
+        people.finance.replace("-", ""),
+    ):
+        with pytest.raises(WorkflowUpdateFailedError) as again:
+            await decide(quorum, task["id"], {"approved": True}, spelling)
+        assert "has already approved this task" in str(again.value.cause)
+    await quorum.cancel()
+
+    own = await flow_worker.start(
+        _review({"assigneeRole": "finance", "allowSelfApproval": False}),
+        tenant_id=people.tenant,
+        triggered_by=people.finance,
+    )
+    (task,) = await open_task(own)
+    with pytest.raises(WorkflowUpdateFailedError) as self_approval:
+        await decide(own, task["id"], {"approved": True}, people.finance.upper())
+    assert "may not decide its tasks" in str(self_approval.value.cause)
+    await own.cancel()
+
+
+async def test_a_decision_stored_after_an_escalation_must_come_from_its_target(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    """The reviewer was allowed when the decision arrived; the escalation landed first."""
+    handle = await flow_worker.start(
+        _review(
+            {"assigneeRole": "finance", "escalation": [{"afterSeconds": 2, "toUser": people.lead}]}
+        ),
+        tenant_id=people.tenant,
+    )
+    (task,) = await open_task(handle)
+    async with flow_worker.sessions() as blocker, blocker.begin():
+        # Hold back the decision's write (it reads hitl_decisions first), not the escalation.
+        await blocker.execute(text("LOCK TABLE hitl_decisions IN ACCESS EXCLUSIVE MODE"))
+        deciding = asyncio.create_task(
+            decide(handle, task["id"], {"approved": True}, people.finance)
+        )
+        deadline = time.monotonic() + 15
+        while await _task_status(flow_worker, task["id"]) != "escalated":
+            assert time.monotonic() < deadline, "the task never escalated"
+            await asyncio.sleep(0.2)
+        assert not deciding.done()
+    with pytest.raises(WorkflowUpdateFailedError) as late:
+        await deciding
+    assert "reassigned before the decision was recorded" in str(late.value.cause)
+    await decide(handle, task["id"], {"approved": True}, people.lead)
+    assert (await handle.result()).outputs["review"]["decided_by"] == people.lead
+    row = await inbox(flow_worker, task["id"])
+    assert [d["decided_by"] for d in row["decisions"]] == [uuid.UUID(people.lead)]
+
+
+async def _task_status(flow_worker: FlowWorker, task_id: str) -> str:
+    async with flow_worker.sessions() as s:
+        status = await s.scalar(text("SELECT status FROM hitl_tasks WHERE id = :i"), {"i": task_id})
+    return str(status)
+
+
+async def test_a_backtracking_pattern_is_matched_in_linear_time_and_the_worker_goes_on(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    schema = {"type": "object", "properties": {"x": {"type": "string", "pattern": "^(a+)+$"}}}
+    handle = await flow_worker.start(
+        {
+            "nodes": [
+                node("start", "start"),
+                node(
+                    "form",
+                    "hitl",
+                    {"title": "Fill", "decisionType": "form_input", "formSchema": schema},
+                ),
+            ],
+            "edges": [edge("start", "form")],
+        },
+        tenant_id=people.tenant,
+    )
+    (task,) = await open_task(handle)
+    began = time.monotonic()
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await decide(handle, task["id"], {"form": {"x": "a" * 5000 + "!"}}, people.outsider)
+    assert "does not match" in str(refused.value.cause)
+    assert time.monotonic() - began < 5  # Python's `re` would take longer than the universe
+    await decide(handle, task["id"], {"form": {"x": "aaa"}}, people.outsider)
+    await handle.result()
+
+
+def test_patterns_that_need_backtracking_and_references_to_nowhere_are_refused_up_front() -> None:
+    for schema, message in (
+        ({"properties": {"x": {"type": "string", "pattern": "(a)\\1"}}}, "is not supported"),
+        ({"properties": {"x": {"$ref": "#/$defs/missing"}}}, "cannot be resolved"),
+        ({"properties": {"x": {"$ref": "https://example.com/s.json"}}}, "cannot be resolved"),
+    ):
+        problems = problems_of(_review({"decisionType": "form_input", "formSchema": schema}))
+        assert any("config.formSchema" in p and message in p for p in problems), problems
+
+
+async def test_a_template_computing_a_huge_number_fails_its_node_at_once(
+    flow_worker: FlowWorker,
+) -> None:
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("big", "transform", {"output": "{{ 9 ** (9 ** 8) }}"}),
+        ],
+        "edges": [edge("start", "big")],
+    }
+    row = (await flow_worker.task_rows(await flow_worker.fail(definition)))["big"]
+    assert "digits, over 10000" in row["error"]
+
+
+async def test_reviewers_written_in_or_rendered_must_be_active_members_of_the_tenant(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    async with flow_worker.sessions() as s, s.begin():
+        await s.execute(
+            text("UPDATE users SET is_active = false WHERE id = :u"), {"u": people.finance2}
+        )
+    run_id = await flow_worker.fail(
+        _review({"assigneeId": people.finance2}), tenant_id=people.tenant
+    )
+    assert "does not exist in tenant" in (await flow_worker.run_row(run_id))["error"]
+    # a role of another tenant, rendered: refused before the task opens
+    async with flow_worker.sessions() as s, s.begin():
+        other = await s.scalar(
+            text("SELECT tenant_id FROM users WHERE id = :u"), {"u": people.stranger_tenant_user}
+        )
+        await s.execute(
+            text("INSERT INTO roles (id, name, tenant_id) VALUES (:i, 'theirs-only', :t)"),
+            {"i": uuid.uuid4(), "t": other},
+        )
+    for config, field in (
+        ({"assigneeRole": "{{ input.role }}"}, "config.assigneeRole"),
+        (
+            {
+                "assigneeRole": "finance",
+                "escalation": [{"afterSeconds": 60, "toRole": "{{ input.role }}"}],
+            },
+            "config.escalation[0].toRole",
+        ),
+    ):
+        run_id = await flow_worker.fail(
+            _review(config), {"role": "theirs-only"}, tenant_id=people.tenant
+        )
+        row = (await flow_worker.task_rows(run_id))["review"]
+        assert (
+            f"role 'theirs-only' (hitl `review`, {field}) does not exist in tenant" in row["error"]
+        )
+        run = await flow_worker.run_row(run_id)
+        async with flow_worker.sessions() as s:
+            opened = await s.scalar(
+                text("SELECT count(*) FROM hitl_tasks WHERE workflow_run_id = :r"), {"r": run["id"]}
+            )
+        assert opened == 0
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        Payload(
+            metadata={"encoding": b"json/plain"},
+            data=b'{"inputs": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+        ),
+        Payload(metadata={"encoding": b"json/plain"}, data=b'{"v": '),
+    ],
+    ids=["nested-3000-deep", "not-json"],
+)
+async def test_an_argument_python_cannot_read_is_refused_with_a_row(
+    flow_worker: FlowWorker, argument: Payload
+) -> None:
+    workflow_id = f"unreadable-{uuid.uuid4().hex[:8]}"
+    handle = await flow_worker.client.start_workflow(
+        "FlowRun", RawValue(argument), id=workflow_id, task_queue=flow_worker.task_queue
+    )
+    flow_worker.started.append(workflow_id)
+    with pytest.raises(WorkflowFailureError) as failed:
+        await asyncio.wait_for(handle.result(), 30)
+    assert "invalid FlowRun argument" in str(failed.value.cause)
+    assert (await flow_worker.run_row(workflow_id))["status"] == "failed"
+
+
+async def test_lone_surrogates_in_inputs_are_kept_escaped_and_a_node_id_cannot_hold_one(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    definition = _review({"title": "Look at {{ input.s }}", "assigneeRole": "finance"})
+    handle = await flow_worker.client.start_workflow(
+        "FlowRun",
+        _raw(
+            {
+                "definition": definition,
+                "inputs": {"s": "s\ud800x", "\udc00k": 1},
+                "tenant_id": people.tenant,
+            }
+        ),
+        id=f"surrogate-{uuid.uuid4().hex[:8]}",
+        task_queue=flow_worker.task_queue,
+    )
+    flow_worker.started.append(handle.id)
+    (task,) = await open_task(handle)
+    assert (await inbox(flow_worker, task["id"]))["title"] == "Look at s\\ud800x"
+    await decide(handle, task["id"], {"approved": True}, people.finance)
+    await handle.result()
+    assert (await flow_worker.run_row(handle.id))["inputs"] == {"s": "s\\ud800x", "\\udc00k": 1}
+    bad_ids = {
+        "nodes": [node("start", "start"), node("t\u0000", "transform", {"output": 1})],
+        "edges": [],
+    }
+    assert any("control character or a lone surrogate" in p for p in problems_of(bad_ids))

@@ -1,0 +1,91 @@
+"""JSON Schema for review forms, with every regular expression matched by RE2.
+
+jsonschema matches `pattern`, `patternProperties` and the property names they leave to
+`additionalProperties` with Python's `re`, which backtracks: a flow author's pattern
+such as `^(a+)+$` against forty characters a reviewer types took minutes of CPU in
+workflow code, freezing the worker. RE2 matches in time linear in the input and
+refuses the constructs that need backtracking (backreferences, lookaround), so such
+a pattern is refused when the flow is validated instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+import re2
+from jsonschema import Draft202012Validator, ValidationError
+from jsonschema.validators import extend
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # a refused pattern is reported by us, not on stderr
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> Any:
+    return re2.compile(pattern, _OPTIONS)
+
+
+def unsupported_pattern(schema: Any) -> str | None:
+    """The first regular expression of `schema` RE2 cannot match, with its reason."""
+    for pattern in _patterns(schema):
+        try:
+            _compiled(pattern)
+        except re2.error as exc:
+            return f"pattern {pattern[:80]!r} is not supported (RE2 syntax: {exc})"
+    return None
+
+
+def _patterns(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        if isinstance(value.get("pattern"), str):
+            yield value["pattern"]
+        if isinstance(value.get("patternProperties"), dict):
+            yield from (k for k in value["patternProperties"] if isinstance(k, str))
+        for child in value.values():
+            yield from _patterns(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from _patterns(child)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and _compiled(pattern).search(instance) is None:
+        yield ValidationError(f"{instance[:80]!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for name, value in instance.items():
+            if _compiled(pattern).search(name):
+                yield from validator.descend(value, subschema, path=name, schema_path=pattern)
+
+
+def _additional_properties(
+    validator: Any, additional: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    named = schema.get("properties", {})
+    patterns = [_compiled(p) for p in schema.get("patternProperties", {})]
+    extras = [n for n in instance if n not in named and not any(p.search(n) for p in patterns)]
+    if validator.is_type(additional, "object"):
+        for name in extras:
+            yield from validator.descend(instance[name], additional, path=name)
+    elif additional is False and extras:
+        yield ValidationError(f"additional properties are not allowed ({', '.join(extras[:5])})")
+
+
+FormValidator = extend(
+    Draft202012Validator,
+    validators={
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+    },
+)
