@@ -100,7 +100,9 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
         if req.workflow_id:
             # An inline definition (a draft) wins; the stored flow's id then only labels the run.
             inline = definition_raw is not None
-            stored = await _stored_flow(session, str(req.workflow_id), version, refs, inline)
+            stored = await _stored_flow(
+                session, str(req.workflow_id), version, refs, inline, req.parent_run_id is None
+            )
             if stored is not None:
                 workflow_id = str(stored.workflow_id)
                 if not inline:
@@ -185,7 +187,7 @@ async def _sub_flow_problems(
         try:
             found = await queries.find_workflow_id(session, wanted, tenant_id=tenant)
             await queries.load_definition(
-                session, found, version if literal else None, tenant_id=tenant
+                session, found, version if literal else None, tenant_id=tenant, any_tenant=False
             )
         except queries.NotFoundError as exc:
             problems.append(f"node {node.id!r}: config.workflowId: {exc}")
@@ -198,13 +200,20 @@ async def _stored_flow(
     version: int | None,
     refs: references.RunReferences,
     inline: bool,
+    top_level: bool,
 ) -> queries.StoredDefinition | None:
     """The stored flow the run names (by id or name, so flows can call sub-flows by name),
-    if the run's tenant may see it; otherwise the refusal goes to `refs`."""
+    if the run's tenant may see it; otherwise the refusal goes to `refs`. A top-level run
+    of no tenant (an operator's) may start any stored flow by id, and runs in its tenant;
+    a sub-flow of a run of no tenant reaches the shared flows only."""
     try:
         found = await queries.find_workflow_id(session, name_or_id, tenant_id=refs.tenant_id)
         return await queries.load_definition(
-            session, found, None if inline else version, tenant_id=refs.tenant_id
+            session,
+            found,
+            None if inline else version,
+            tenant_id=refs.tenant_id,
+            any_tenant=top_level,
         )
     except queries.NotFoundError as exc:
         refs.problems.append(str(exc))

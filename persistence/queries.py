@@ -146,18 +146,21 @@ async def load_definition(
     version: int | None = None,
     *,
     tenant_id: uuid.UUID | None = None,
+    any_tenant: bool = True,
 ) -> StoredDefinition:
     """A workflow's definition at `version`, or at its current version when none is given.
 
     With `tenant_id`, a workflow of another tenant is refused with the very message of
     an unknown one, so a run cannot learn which ids exist elsewhere; workflows of no
-    tenant are shared.
+    tenant are shared. Without one, `any_tenant` says whether every workflow may be
+    read (an operator starting a stored flow) or only the shared ones (a sub-flow of a
+    run of no tenant, which must not pull a tenant's flow and outputs out of it).
     """
     wf_id = parse_uuid(workflow_id)
     if wf_id is None:
         raise NotFoundError(f"workflow_id {workflow_id!r} is not a UUID")
     workflow = await session.get(Workflow, wf_id)
-    if workflow is None or not _visible(workflow, tenant_id):
+    if workflow is None or not _visible(workflow, tenant_id, any_tenant):
         raise NotFoundError(f"no workflow with id {wf_id}")
     wanted = workflow.version if version is None else version
     stored = (
@@ -243,8 +246,10 @@ async def save_workflow_version(
     )
 
 
-def _visible(workflow: Workflow, tenant_id: uuid.UUID | None) -> bool:
-    return tenant_id is None or workflow.tenant_id in (None, tenant_id)
+def _visible(workflow: Workflow, tenant_id: uuid.UUID | None, any_tenant: bool = True) -> bool:
+    if tenant_id is None:
+        return any_tenant or workflow.tenant_id is None
+    return workflow.tenant_id in (None, tenant_id)
 
 
 async def find_workflow_id(
@@ -261,8 +266,9 @@ async def find_workflow_id(
     if wf_id is not None:
         return wf_id
     query = select(Workflow.id, Workflow.tenant_id).where(Workflow.name == name_or_id)
-    if tenant_id is None:
-        own_first = Workflow.tenant_id.is_(None)  # a run of no tenant: the shared ones
+    if tenant_id is None:  # a run of no tenant: the shared ones only (a name is no address)
+        query = query.where(Workflow.tenant_id.is_(None))
+        own_first = Workflow.tenant_id.is_(None)
     else:
         query = query.where(or_(Workflow.tenant_id == tenant_id, Workflow.tenant_id.is_(None)))
         own_first = Workflow.tenant_id.is_not(None)

@@ -32,8 +32,10 @@ class RegistryEntry:
 
 
 def _visible(row_tenant: uuid.UUID | None, shared: bool, tenant_id: str | None) -> bool:
-    """Whether a run of `tenant_id` (None: of no tenant, sees every row) may use the row."""
-    return tenant_id is None or shared or row_tenant is None or row_tenant == parse_uuid(tenant_id)
+    """Whether a run of `tenant_id` may use the row (a run of no tenant: shared rows only)."""
+    if shared or row_tenant is None:
+        return True
+    return tenant_id is not None and row_tenant == parse_uuid(tenant_id)
 
 
 async def load_agent(

@@ -329,3 +329,25 @@ async def test_a_role_of_the_same_name_in_another_tenant_does_not_let_its_holder
     assert "does not belong to the run's tenant" in str(err.value.cause)
     await decide(run, task["id"], {"approved": True}, sides.a.user)
     assert "on_approved" in (await run.result()).outputs
+
+
+async def test_a_run_of_no_tenant_reaches_shared_objects_only(
+    flow_worker: FlowWorker, sides: Sides
+) -> None:
+    """Only a top-level start of a stored flow by id runs in that flow's tenant (an
+    operator's run); anything a tenant-less flow names must be shared."""
+    b = sides.b
+    for flow, message in (
+        (calling(s={"workflowId": b.flow}), f"no workflow with id {b.flow}"),
+        (calling(s={"workflowId": b.only}), f"no stored flow named {b.only!r}"),
+        (calling(s={"agentId": b.agent}), "data.agentId"),
+    ):
+        cause = await _failure(await _start(flow_worker, definition=flow))
+        assert message in cause.message, cause.message
+    templated = calling(s={"workflowId": "{{ input.f }}"})
+    cause = await _failure(await _start(flow_worker, definition=templated, inputs={"f": b.flow}))
+    assert f"no workflow with id {b.flow}" in cause.message
+    assert await _run(flow_worker, definition=calling(s={"workflowId": sides.name})) == {
+        "s": "shared"
+    }
+    assert await _run(flow_worker, workflow_id=b.flow) == {"side": "B"}
