@@ -120,13 +120,14 @@ async def check_users(
 async def check_roles(
     session: AsyncSession, references: list[RoleReference], tenant: uuid.UUID | None
 ) -> list[str]:
-    """Why each role a node names outright is not one of the run's tenant (a run of no
-    tenant is not checked here: its reviewers' roles are those of no tenant)."""
-    if tenant is None or not references:
+    """Why each role a node names is not one of the run's tenant (for a run of no tenant:
+    not a role of no tenant, the only ones its reviewers can hold for it)."""
+    if not references:
         return []
     known = await reference_queries.role_names(session, tenant, {ref.value for ref in references})
     return [
-        f"role {ref.value!r} (hitl `{ref.node_id}`, {ref.field}) does not exist in tenant {tenant}"
+        f"role {ref.value!r} (hitl `{ref.node_id}`, {ref.field}) does not exist"
+        + (f" in tenant {tenant}" if tenant else " among the roles of no tenant")
         for ref in references
         if ref.value not in known
     ]

@@ -78,14 +78,15 @@ async def run_tenant(session: AsyncSession, run_row_id: uuid.UUID) -> tuple[bool
 
 
 async def role_names(
-    session: AsyncSession, tenant_id: uuid.UUID, names: Collection[str]
+    session: AsyncSession, tenant_id: uuid.UUID | None, names: Collection[str]
 ) -> set[str]:
-    """Which of `names` are roles of the tenant."""
+    """Which of `names` are roles of the tenant (None: roles of no tenant)."""
     if not names:
         return set()
+    owner = Role.tenant_id == tenant_id if tenant_id else Role.tenant_id.is_(None)
     rows = await session.execute(
         select(Role.name)
-        .where(Role.tenant_id == tenant_id, Role.name.in_(list(names)))
+        .where(owner, Role.name.in_(list(names)))
         .with_for_update(read=True, key_share=True)
     )
     return set(rows.scalars())

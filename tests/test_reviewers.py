@@ -140,6 +140,25 @@ def test_patterns_that_need_backtracking_and_references_to_nowhere_are_refused_u
         ({"properties": {"x": {"type": "string", "pattern": "(a)\\1"}}}, "is not supported"),
         ({"properties": {"x": {"$ref": "#/$defs/missing"}}}, "cannot be resolved"),
         ({"properties": {"x": {"$ref": "https://example.com/s.json"}}}, "cannot be resolved"),
+        ({"properties": {"x": {"$dynamicRef": "#nowhere"}}}, "$dynamicRef is not supported"),
+        (
+            {"patternProperties": {"^(a+)+$": {}}, "unevaluatedProperties": False},
+            "unevaluatedProperties with patternProperties",
+        ),
+        (  # anyOf branches doubling at each level of a recursive schema
+            {
+                "$defs": {
+                    "n": {
+                        "anyOf": [
+                            {"properties": {"a": {"$ref": "#/$defs/n"}}, "required": ["x"]},
+                            {"properties": {"a": {"$ref": "#/$defs/n"}}, "required": ["y"]},
+                        ]
+                    }
+                },
+                "$ref": "#/$defs/n",
+            },
+            "leads back to itself",
+        ),
     ):
         problems = problems_of(_review({"decisionType": "form_input", "formSchema": schema}))
         assert any("config.formSchema" in p and message in p for p in problems), problems
@@ -256,3 +275,14 @@ async def test_lone_surrogates_in_inputs_are_kept_escaped_and_a_node_id_cannot_h
         "edges": [],
     }
     assert any("control character or a lone surrogate" in p for p in problems_of(bad_ids))
+
+
+async def test_a_run_of_no_tenant_may_name_only_roles_of_no_tenant(
+    flow_worker: FlowWorker, people: People
+) -> None:
+    """Its reviewers can hold only those; a tenant's role would make a task nobody decides."""
+    run_id = await flow_worker.fail(_review({"assigneeRole": "finance"}))
+    assert (
+        "role 'finance' (hitl `review`, config.assigneeRole) does not exist among the roles"
+        in (await flow_worker.run_row(run_id))["error"]
+    )

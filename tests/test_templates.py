@@ -188,3 +188,49 @@ def test_what_reads_as_a_list_is_written_as_json_in_text() -> None:
     assert (
         templates.render("r={{ range(3) }} k={{ input.d.keys() }}", scope) == 'r=[0, 1, 2] k=["k"]'
     )
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "{{ 9 ** (9 ** 8) }}",
+        "{% set ns = namespace(x=9**4000) %}{% for i in range(30) %}"
+        "{% set ns.x = ns.x * ns.x %}{% endfor %}{{ ns.x > 0 }}",
+        "{{ 'a' * 10**9 }}",
+        "{{ (['a' * 4000000] * 500) | join | length }}",
+        "{{ '%1000000000d' % 1 }}",
+        "{{ '%*d' % (10**9, 1) }}",
+        "{{ '{:>1000000000}'.format(1) }}",
+        "{{ '{:>{}}'.format(1, 10**9) }}",
+        "{{ '%1000000000s' | format('x') }}",
+        "{{ 'x' | center(1000000000) }}",
+        "{{ 'x\ny' | indent(1000000000) }}",
+        "{{ ('\n' * 3000000) | indent(100) }}",
+        "{{ lipsum(n=1000000) | length }}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x",
+    ],
+)
+def test_a_template_that_would_freeze_the_worker_is_refused_before_the_work(
+    expression: str,
+) -> None:
+    """Workflow code shares the worker's event loop: each of these took seconds to minutes
+    and gigabytes before it was bounded."""
+    with pytest.raises(templates.TemplateError, match="not allowed in a template"):
+        templates.render(expression, {}, strict=True, field="config.output")
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("{{ 2 ** 100 }}", 2**100),
+        ("{{ 'ab' * 3 }}", "ababab"),
+        ("{{ [1, 2] + [3] }}", [1, 2, 3]),
+        ("{{ '%5.2f' % 3.14159 }}", " 3.14"),
+        ("{{ '{}-{}'.format(1, 2) }}", "1-2"),
+        ("{{ 'x' | center(5) }}", "  x  "),
+        ("{{ range(3) | join(',') }}", "0,1,2"),
+        ("{{ 'a,b' | replace(',', ';') }}", "a;b"),
+    ],
+)
+def test_ordinary_arithmetic_and_text_stay_as_they_were(expression: str, expected: Any) -> None:
+    assert templates.render(expression, {}, strict=True, field="f") == expected

@@ -28,13 +28,64 @@ def _compiled(pattern: str) -> Any:
 
 
 def unsupported_pattern(schema: Any) -> str | None:
-    """The first regular expression of `schema` RE2 cannot match, with its reason."""
+    """Why `schema` cannot be checked in bounded time, or None.
+
+    A regular expression RE2 cannot match; `unevaluatedProperties` beside
+    `patternProperties` (jsonschema matches those names with Python's `re` itself);
+    `$dynamicRef`; and a `$ref` that leads back to itself, with which `anyOf` branches
+    multiply at each level of the reviewer's nesting.
+    """
+    if _has_keyword(schema, "$dynamicRef"):
+        return "$dynamicRef is not supported in a form schema"
+    if _has_keyword(schema, "unevaluatedProperties") and _has_keyword(schema, "patternProperties"):
+        return "unevaluatedProperties with patternProperties is not supported in a form schema"
+    if _recursive(schema):
+        return "a $ref that leads back to itself (a recursive schema) is not supported"
     for pattern in _patterns(schema):
         try:
             _compiled(pattern)
         except re2.error as exc:
             return f"pattern {pattern[:80]!r} is not supported (RE2 syntax: {exc})"
     return None
+
+
+def _has_keyword(value: Any, keyword: str) -> bool:
+    if isinstance(value, dict):
+        return keyword in value or any(_has_keyword(v, keyword) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_keyword(v, keyword) for v in value)
+    return False
+
+
+def _refs(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        if isinstance(value.get("$ref"), str):
+            yield value["$ref"]
+        for child in value.values():
+            yield from _refs(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from _refs(child)
+
+
+def _recursive(schema: Any) -> bool:
+    """Whether following local `$ref`s (`#...`) from the root can reach one twice."""
+
+    def target(ref: str) -> Any:
+        node: Any = schema
+        for part in ref[1:].lstrip("/").split("/") if ref != "#" else []:
+            part = part.replace("~1", "/").replace("~0", "~")
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    def reaches(ref: str, seen: frozenset[str]) -> bool:
+        if ref in seen:
+            return True
+        return any(
+            reaches(inner, seen | {ref}) for inner in _refs(target(ref)) if inner.startswith("#")
+        )
+
+    return any(reaches(ref, frozenset()) for ref in _refs(schema) if ref.startswith("#"))
 
 
 def _patterns(value: Any) -> Iterator[str]:

@@ -10,7 +10,6 @@ scope, so the workflow may call it and stay deterministic.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from jinja2.exceptions import TemplateRuntimeError, UndefinedError
 from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import missing
+
+from workflows import template_budget
 
 #: Names a template may use (CONTRACT: input, nodes, item, index, run, secrets).
 SCOPE_NAMES = frozenset({"input", "nodes", "item", "index", "run", "secrets"})
@@ -154,28 +155,18 @@ class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
     keyed `items`, `get` or `keys` is read as data; a mapping never falls back to attributes
     for `a['b']`."""
 
-    # Workflow code runs on the worker's one event loop: an expression computing a number
-    # of millions of digits or a gigabyte string would freeze every run of the worker.
-    intercepted_binops = frozenset(["**", "*"])
+    # Workflow code shares the worker's one event loop: see template_budget.
+    intercepted_binops = frozenset(["**", "*", "+", "%"])
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and _whole(left) and _whole(right) and right > 0:
-            digits = right * math.log10(max(abs(left), 2))
-            if digits > MAX_RESULT_DIGITS:
-                raise SecurityError(
-                    f"{left} ** {right} has about {int(digits)} digits, over {MAX_RESULT_DIGITS}"
-                )
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and _whole(times)
-                    and len(seq) * times > MAX_RESULT_LENGTH
-                ):
-                    raise SecurityError(
-                        f"repeating {len(seq)} items {times} times is over {MAX_RESULT_LENGTH}"
-                    )
+        template_budget.check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:  # str.format / format_map of a text: check its specs first
+            template_budget.check_binop("%", value.__self__, None)
+        return wrapped
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping):
@@ -198,15 +189,6 @@ class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
         return _as_method(super().getitem(obj, argument), obj, str(argument))
 
 
-#: The largest integer power and repeated string or list a template may compute.
-MAX_RESULT_DIGITS = 10_000
-MAX_RESULT_LENGTH = 4_000_000  # over what any node may output, far under memory
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _json_text(value: Any) -> Any:
     """How a value reads inside a longer string: as JSON (null, true, ["a"], {"k": 1})."""
     if value is None or isinstance(value, _Absent):
@@ -224,6 +206,9 @@ _strict_env = _DataFirstEnvironment(
     undefined=_Missing, autoescape=False, keep_trailing_newline=True
 )
 _strict_env.finalize = _json_text
+template_budget.checked_filters(_strict_env.filters)
+_strict_env.globals["range"] = template_budget.budgeted_range
+_strict_env.globals["lipsum"] = template_budget.budgeted_lipsum
 _strict_env.tests["none"] = lambda value: value is None or isinstance(value, _Absent)
 #: Runs started before strict lookups (workflow.patched) keep their first semantics on replay:
 #: attributes first, and a missing field is silently null.
@@ -282,6 +267,7 @@ def render_string(
     """Evaluate one template string; errors name `field` (e.g. `config.body.total`)."""
     if not is_template(text):
         return text
+    template_budget.start_render()
     try:
         expr = _whole_expression(text)
         if expr is not None:
