@@ -43,24 +43,29 @@ def _uuid(value: str | None, what: str) -> uuid.UUID | None:
     return parsed
 
 
-async def _refuse_unknown_user(
-    session: AsyncSession, user: str, tenant: str | None, node_id: str, field: str
+async def _refuse_unknown_reviewers(
+    session: AsyncSession,
+    tenant: str | None,
+    node_id: str,
+    users: dict[str, Any],
+    roles: dict[str, Any],
 ) -> None:
-    """A reviewer who is not a user of the run's tenant would make a task nobody can decide."""
-    problems = await check_users(
-        session, [UserReference(node_id=node_id, field=field, value=user)], parse_uuid(tenant)
-    )
-    if problems:
-        raise ApplicationError(problems[0], type="UnknownReference", non_retryable=True)
-
-
-async def _refuse_unknown_role(
-    session: AsyncSession, role: str, tenant: str | None, node_id: str, field: str
-) -> None:
-    """A role the run's tenant does not have would make a task nobody can decide."""
-    problems = await check_roles(
-        session, [RoleReference(node_id=node_id, field=field, value=role)], parse_uuid(tenant)
-    )
+    """Users (by config field) that are not active users of the run's tenant, or roles it
+    does not have, would make a task nobody can decide: refuse the first, naming its field.
+    One query for all the users and one for all the roles."""
+    tenant_id = parse_uuid(tenant)
+    problems = [
+        *await check_users(
+            session,
+            [UserReference(node_id=node_id, field=f, value=str(v)) for f, v in users.items() if v],
+            tenant_id,
+        ),
+        *await check_roles(
+            session,
+            [RoleReference(node_id=node_id, field=f, value=str(v)) for f, v in roles.items() if v],
+            tenant_id,
+        ),
+    ]
     if problems:
         raise ApplicationError(problems[0], type="UnknownReference", non_retryable=True)
 
@@ -73,26 +78,23 @@ class HitlActivities:
     async def hitl_open(self, req: HitlOpen) -> str:
         """The node's task_instances row (running) and its hitl_tasks row; returns the task's id."""
         async with self._sessions() as session, session.begin():
-            if req.assignee_id:  # a templated one: a literal one was checked before the run
-                await _refuse_unknown_user(
-                    session, req.assignee_id, req.tenant_id, req.node_id, "config.assigneeId"
-                )
-            if req.assignee_role:
-                await _refuse_unknown_role(
-                    session, req.assignee_role, req.tenant_id, req.node_id, "config.assigneeRole"
-                )
-            # Escalation targets too, before the task opens: a step to nobody would
-            # otherwise surface only when it fires, hours later.
-            for i, step in enumerate(req.escalation_path or []):
-                where = f"config.escalation[{i}]"
-                if step.get("toUser"):
-                    await _refuse_unknown_user(
-                        session, str(step["toUser"]), req.tenant_id, req.node_id, f"{where}.toUser"
-                    )
-                if step.get("toRole"):
-                    await _refuse_unknown_role(
-                        session, str(step["toRole"]), req.tenant_id, req.node_id, f"{where}.toRole"
-                    )
+            # Templated ones (written-out ones were checked before the run), and the
+            # escalation targets before the task opens: a step to nobody would otherwise
+            # surface only when it fires, hours later.
+            steps = list(enumerate(req.escalation_path or []))
+            await _refuse_unknown_reviewers(
+                session,
+                req.tenant_id,
+                req.node_id,
+                users={
+                    "config.assigneeId": req.assignee_id,
+                    **{f"config.escalation[{i}].toUser": s.get("toUser") for i, s in steps},
+                },
+                roles={
+                    "config.assigneeRole": req.assignee_role,
+                    **{f"config.escalation[{i}].toRole": s.get("toRole") for i, s in steps},
+                },
+            )
             row = TaskRecord(
                 orchestrator_task_id=req.task_id,
                 node_id=req.node_id,
@@ -171,22 +173,14 @@ class HitlActivities:
     async def hitl_escalate(self, req: EscalationRecord) -> bool:
         """Whether the task was still open and is now reassigned."""
         async with self._sessions() as session, session.begin():
-            if req.to_user:
-                await _refuse_unknown_user(
-                    session,
-                    req.to_user,
-                    req.tenant_id,
-                    req.node_id,
-                    f"config.escalation[{req.step}].toUser",
-                )
-            if req.to_role:
-                await _refuse_unknown_role(
-                    session,
-                    req.to_role,
-                    req.tenant_id,
-                    req.node_id,
-                    f"config.escalation[{req.step}].toRole",
-                )
+            where = f"config.escalation[{req.step}]"
+            await _refuse_unknown_reviewers(
+                session,
+                req.tenant_id,
+                req.node_id,
+                users={f"{where}.toUser": req.to_user},
+                roles={f"{where}.toRole": req.to_role},
+            )
             return await hitl_queries.escalate(
                 session,
                 {

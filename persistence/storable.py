@@ -36,6 +36,11 @@ def _escaped(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
+def escaped_surrogates(value: str) -> str:
+    """`value` with each lone surrogate written as its JSON escape (NUL is kept: it is text)."""
+    return _JSON_SURROGATE.sub(_escaped, value)
+
+
 def storable_text(value: str) -> str:
     """`value` with each character Postgres cannot store written as its JSON escape."""
     return _UNSTORABLE.sub(_escaped, value)

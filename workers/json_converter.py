@@ -12,7 +12,6 @@ Python's recursion limit, about 900 levels), and the value is validated as befor
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -25,6 +24,8 @@ from temporalio.converter import (
     DefaultPayloadConverter,
     JSONPlainPayloadConverter,
 )
+
+from persistence.storable import escaped_surrogates
 
 
 class _AnyJSONConverter(PydanticJSONPlainPayloadConverter):
@@ -57,14 +58,11 @@ class _AnyJSONConverter(PydanticJSONPlainPayloadConverter):
             return TypeAdapter(type_hint if type_hint is not None else Any).validate_python(value)
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _surrogates_escaped(value: Any) -> Any:
     """`value` with each lone surrogate written as its escape (`\\ud800`, six characters):
     not text, so pydantic refuses it in any text field; the rows keep it the same way."""
     if isinstance(value, str):
-        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+        return escaped_surrogates(value)
     if isinstance(value, list):
         return [_surrogates_escaped(v) for v in value]
     if isinstance(value, dict):

@@ -18,10 +18,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
 
-from workflows.form_schema import unsupported_pattern
+from workflows.form_schema import unusable
 from workflows.templates import is_template
 
 _TYPE_WORDS = {
@@ -90,35 +88,13 @@ def format_problems(node_type: str, config: dict[str, Any]) -> Iterator[tuple[st
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
             yield f"config.{field}{where}", f"not a valid JSON Schema: {explain(exc)}"
             continue
-        unusable = _unresolved_reference(schema) or unsupported_pattern(schema)
-        if unusable:  # valid, but a `$ref` to nowhere fails only once a value reaches it
-            yield f"config.{field}", f"not a usable JSON Schema: {unusable}"
+        problem = unusable(schema)
+        if problem:  # valid, but unusable: a `$ref` to nowhere fails only once a value reaches it
+            yield f"config.{field}", f"not a usable JSON Schema: {problem}"
     if node_type == "wait":
         problem = _time_problem(config.get("until"))
         if problem:
             yield "config.until", problem
-
-
-def _unresolved_reference(schema: dict[str, Any]) -> str | None:
-    """The first `$ref` of `schema` that leads nowhere (or outside it: nothing is fetched)."""
-    resolver = Registry().with_resource("", DRAFT202012.create_resource(schema)).resolver("")
-    for ref in _references(schema):
-        try:
-            resolver.lookup(ref)
-        except Exception as exc:  # referencing's Unresolvable, PointerToNowhere, ...
-            return f"$ref {ref!r} cannot be resolved ({type(exc).__name__})"
-    return None
-
-
-def _references(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        if isinstance(value.get("$ref"), str):
-            yield value["$ref"]
-        for child in value.values():
-            yield from _references(child)
-    elif isinstance(value, list):
-        for child in value:
-            yield from _references(child)
 
 
 def _time_problem(value: Any) -> str | None:

@@ -17,6 +17,8 @@ from typing import Any
 import re2
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.validators import extend
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # a refused pattern is reported by us, not on stderr
@@ -27,21 +29,32 @@ def _compiled(pattern: str) -> Any:
     return re2.compile(pattern, _OPTIONS)
 
 
-def unsupported_pattern(schema: Any) -> str | None:
-    """Why `schema` cannot be checked in bounded time, or None.
+def unusable(schema: dict[str, Any]) -> str | None:
+    """Why `schema` (valid against its metaschema) cannot be checked in bounded time, or None.
 
-    A regular expression RE2 cannot match; `unevaluatedProperties` beside
-    `patternProperties` (jsonschema matches those names with Python's `re` itself);
-    `$dynamicRef`; and a `$ref` that leads back to itself, with which `anyOf` branches
-    multiply at each level of the reviewer's nesting.
+    A `$ref` that leads nowhere or outside the schema (nothing is fetched); a regular
+    expression RE2 cannot match; `unevaluatedProperties` beside `patternProperties`
+    (jsonschema matches those names with Python's `re` itself); `$dynamicRef`; and a
+    `$ref` that leads back to itself, with which `anyOf` branches multiply at each level
+    of the reviewer's nesting.
     """
-    if _has_keyword(schema, "$dynamicRef"):
+    objects = list(_objects(schema))
+    refs = [o["$ref"] for o in objects if isinstance(o.get("$ref"), str)]
+    resolver = Registry().with_resource("", DRAFT202012.create_resource(schema)).resolver("")
+    for ref in refs:
+        try:
+            resolver.lookup(ref)
+        except Exception as exc:  # referencing's Unresolvable, PointerToNowhere, ...
+            return f"$ref {ref!r} cannot be resolved ({type(exc).__name__})"
+    if any("$dynamicRef" in o for o in objects):
         return "$dynamicRef is not supported in a form schema"
-    if _has_keyword(schema, "unevaluatedProperties") and _has_keyword(schema, "patternProperties"):
+    if any("unevaluatedProperties" in o for o in objects) and any(
+        "patternProperties" in o for o in objects
+    ):
         return "unevaluatedProperties with patternProperties is not supported in a form schema"
-    if _recursive(schema):
+    if _recursive(schema, refs):
         return "a $ref that leads back to itself (a recursive schema) is not supported"
-    for pattern in _patterns(schema):
+    for pattern in _patterns(objects):
         try:
             _compiled(pattern)
         except re2.error as exc:
@@ -49,26 +62,26 @@ def unsupported_pattern(schema: Any) -> str | None:
     return None
 
 
-def _has_keyword(value: Any, keyword: str) -> bool:
+def _objects(value: Any) -> Iterator[dict[str, Any]]:
+    """Every object (subschema or keyword value) inside `value`, `value` included."""
     if isinstance(value, dict):
-        return keyword in value or any(_has_keyword(v, keyword) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_keyword(v, keyword) for v in value)
-    return False
-
-
-def _refs(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        if isinstance(value.get("$ref"), str):
-            yield value["$ref"]
+        yield value
         for child in value.values():
-            yield from _refs(child)
+            yield from _objects(child)
     elif isinstance(value, list):
         for child in value:
-            yield from _refs(child)
+            yield from _objects(child)
 
 
-def _recursive(schema: Any) -> bool:
+def _local_refs(value: Any) -> list[str]:
+    return [
+        o["$ref"]
+        for o in _objects(value)
+        if isinstance(o.get("$ref"), str) and o["$ref"][:1] == "#"
+    ]
+
+
+def _recursive(schema: Any, refs: list[str]) -> bool:
     """Whether following local `$ref`s (`#...`) from the root can reach one twice."""
 
     def target(ref: str) -> Any:
@@ -81,24 +94,17 @@ def _recursive(schema: Any) -> bool:
     def reaches(ref: str, seen: frozenset[str]) -> bool:
         if ref in seen:
             return True
-        return any(
-            reaches(inner, seen | {ref}) for inner in _refs(target(ref)) if inner.startswith("#")
-        )
+        return any(reaches(inner, seen | {ref}) for inner in _local_refs(target(ref)))
 
-    return any(reaches(ref, frozenset()) for ref in _refs(schema) if ref.startswith("#"))
+    return any(reaches(ref, frozenset()) for ref in refs if ref.startswith("#"))
 
 
-def _patterns(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        if isinstance(value.get("pattern"), str):
-            yield value["pattern"]
-        if isinstance(value.get("patternProperties"), dict):
-            yield from (k for k in value["patternProperties"] if isinstance(k, str))
-        for child in value.values():
-            yield from _patterns(child)
-    elif isinstance(value, list):
-        for child in value:
-            yield from _patterns(child)
+def _patterns(objects: list[dict[str, Any]]) -> Iterator[str]:
+    for o in objects:
+        if isinstance(o.get("pattern"), str):
+            yield o["pattern"]
+        if isinstance(o.get("patternProperties"), dict):
+            yield from (k for k in o["patternProperties"] if isinstance(k, str))
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:

@@ -61,7 +61,8 @@ def _check_length(size: float, what: str) -> None:
         raise SecurityError(f"{what} would be {int(size)} long, over {MAX_RESULT_LENGTH}")
 
 
-def _check_widths(text: str, what: str) -> None:
+def check_format(text: str, what: str = "the format") -> None:
+    """Refuse a %-format or str.format text whose widths would build a huge text."""
     if _WIDTHS.search(text):
         raise SecurityError(f"{what}: a width or precision of a million or more, or a variable one")
 
@@ -97,7 +98,7 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
     elif operator == "+" and isinstance(left, str | list | tuple):
         _check_length(_length(left) + _length(right), "the concatenation")
     elif operator == "%" and isinstance(left, str):
-        _check_widths(left, "the format")
+        check_format(left)
 
 
 def checked_filters(filters: dict[str, Callable[..., Any]]) -> None:
@@ -129,7 +130,7 @@ def check_filter(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str,
         width = next((n for n in numbers), 4)
         _check_length(len(value) + value.count("\n") * abs(width), "the indented text")
     if name == "format" and isinstance(value, str):
-        _check_widths(value, "the format")
+        check_format(value)
     if name == "join" and isinstance(value, list | tuple):
         sep = args[0] if args and isinstance(args[0], str) else ""
         _check_length(_length(value) + len(sep) * len(value), "the joined text")

@@ -165,7 +165,7 @@ class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
     def wrap_str_format(self, value: Any) -> Any:
         wrapped = super().wrap_str_format(value)
         if wrapped is not None:  # str.format / format_map of a text: check its specs first
-            template_budget.check_binop("%", value.__self__, None)
+            template_budget.check_format(value.__self__)
         return wrapped
 
     def getattr(self, obj: Any, attribute: str) -> Any:
