@@ -8,6 +8,9 @@ node and owning worker process, so that a retry replaces a leftover of the
 same attempt and a worker starting up removes what a dead worker left behind.
 Whatever ends the attempt — exit, the node's timeout, cancellation, an error —
 the container is killed and removed before the activity returns.
+What the container may be and do (image, network, limits, user, capabilities,
+root filesystem) is the operator's `DockerPolicy`, checked before anything is
+pulled or created.
 The docker SDK is synchronous; every call runs in a thread so heartbeats and
 cancellation keep flowing.
 """
@@ -31,6 +34,7 @@ from docker.models.containers import Container
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.docker_policy import DockerPolicy, DockerPolicyError
 from workflows.messages import AgentTask
 
 log = logging.getLogger("meta_agent.docker")
@@ -50,8 +54,11 @@ _T = TypeVar("_T")
 
 
 class DockerAgent:
-    def __init__(self, client_factory: Callable[[], docker.DockerClient]) -> None:
+    def __init__(
+        self, client_factory: Callable[[], docker.DockerClient], policy: DockerPolicy
+    ) -> None:
         self._client_factory = client_factory
+        self._policy = policy
         self._client: docker.DockerClient | None = None
 
     @property
@@ -67,15 +74,24 @@ class DockerAgent:
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
         info = activity.info()
+        try:  # before the engine is even asked: a refused container leaves no trace there
+            image = self._policy.check_image(config.get("image"))
+            host = self._policy.host_config(config)
+        except DockerPolicyError as exc:
+            raise ApplicationError(
+                str(exc), type="DockerPolicyRefused", non_retryable=True
+            ) from None
         client = self.client
-        policy = str(config.get("pullPolicy", "missing"))
-        await _in_thread(self._ensure_image, client, str(config["image"]), policy)
+        pull = str(config.get("pullPolicy", "missing"))
+        await _in_thread(self._ensure_image, client, image, pull)
         payload = json.dumps(config.get("input", task.scope.get("input")), default=str)
         name = _container_name(info.workflow_id or "", task.task_id, info.attempt)
         await _in_thread(_remove_quietly, client, name)  # a leftover of this very attempt
         deadline = _deadline(info)
         try:
-            container = await _in_thread(self._create, client, name, config, task, payload)
+            container = await _in_thread(
+                self._create, client, name, image, config, host, task, payload
+            )
             await _in_thread(_start_with_stdin, client, container, payload.encode())
             exit_code = await self._wait(container, deadline)
             stdout, stderr = await _in_thread(_logs, container)
@@ -120,7 +136,9 @@ class DockerAgent:
         self,
         client: docker.DockerClient,
         name: str,
+        image: str,
         config: dict[str, Any],
+        host: dict[str, Any],
         task: AgentTask,
         payload: str,
     ) -> Container:
@@ -132,23 +150,16 @@ class DockerAgent:
             FLOW_NODE_ID=task.node_id,
             FLOW_ATTEMPT=str(info.attempt),
         )
-        host: dict[str, Any] = {"network_mode": config.get("network") or "none"}
-        if config.get("memLimit"):
-            host["mem_limit"] = config["memLimit"]
-            host["memswap_limit"] = config["memLimit"]  # no swap beyond the limit
-        if config.get("cpus"):
-            host["nano_cpus"] = int(float(config["cpus"]) * 1e9)
-        if config.get("pidsLimit"):
-            host["pids_limit"] = int(config["pidsLimit"])
         try:
             # Not detached + stdin_open makes the engine set StdinOnce: our attach closing
             # stdin gives the program its EOF.
             created = client.api.create_container(
-                config["image"],
+                image,
                 command=config.get("command"),
                 name=name,
                 environment=env,
                 working_dir=config.get("workdir"),
+                user=self._policy.user,
                 stdin_open=True,
                 labels={
                     MANAGED_LABEL: "true",

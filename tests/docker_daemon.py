@@ -4,7 +4,8 @@ No image registry is reachable here, so the test image is made from Debian's
 `busybox-static`: a root filesystem of `/bin/busybox` and its applet links,
 imported with `docker import`. The daemon runs without iptables or a bridge,
 so containers get `network_mode="none"` and loopback only — which is also the
-agent's default.
+agent's default. The suite's workers may run the test image (and its other tags)
+only: `environment` is the DOCKER_HOST and policy the `docker_daemon` fixture sets.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
 
-from activities.docker_agent import MANAGED_LABEL
+from activities.docker_agent import MANAGED_LABEL, RUN_LABEL
 from workers import processes
 
 TEST_IMAGE = "meta-agent/busybox:test"
+#: What the suite's workers may run: every tag of the test image, none other.
+ALLOWED_IMAGES = "meta-agent/busybox:*"
 
 
 @dataclass
@@ -83,6 +87,26 @@ class DockerDaemon:
         finally:
             client.close()
 
+    def environment(self) -> dict[str, str]:
+        """The variables a worker using this engine runs with (the suite's docker policy)."""
+        return {"DOCKER_HOST": self.host, "DOCKER_ALLOWED_IMAGES": ALLOWED_IMAGES}
+
+    def events_of_run(self, run_id: str, since: float) -> list[dict[str, Any]]:
+        """Every container event of the agent's containers for `run_id` since `since`, and
+        every image pull: what a refused node must not have caused."""
+        with self.client() as client:
+            until = time.time() + 1
+            kinds: list[dict[str, Any]] = [
+                {"type": "container", "label": f"{RUN_LABEL}={run_id}"},
+                {"type": "image", "event": "pull"},
+            ]
+            found: list[dict[str, Any]] = []
+            for filters in kinds:
+                found += client.events(
+                    since=int(since), until=int(until), filters=filters, decode=True
+                )
+            return found
+
     def managed_containers(self) -> list[str]:
         with self.client() as client:
             found = client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
@@ -124,4 +148,4 @@ class DockerDaemon:
 
 
 def environment_with(daemon: DockerDaemon) -> dict[str, str]:
-    return {**os.environ, "DOCKER_HOST": daemon.host}
+    return {**os.environ, **daemon.environment()}

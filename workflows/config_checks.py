@@ -6,12 +6,15 @@ are the checks they cannot express (an ISO time with a zone, a JSON Schema
 that must itself be valid) and the wording of `anyOf` failures, which
 jsonschema reports only as "not valid under any of the given schemas". A
 templated value (`{{ ... }}` or `{% ... %}`) is left to the run-time check
-after rendering. Pure: validation runs it, and so can the builder's preview.
+after rendering. Pure: validation runs it, and so can the builder's preview. (A
+docker node's limits are held against the worker's caps by the agent, before
+anything runs: the caps are the worker's settings, unknown here.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -95,6 +98,62 @@ def format_problems(node_type: str, config: dict[str, Any]) -> Iterator[tuple[st
         problem = _time_problem(config.get("until"))
         if problem:
             yield "config.until", problem
+    if node_type == "docker":
+        yield from docker_problems(config, None)
+
+
+#: A network a docker node may name: a plain network name (as `docker network create` takes).
+_NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+#: The caps on a docker node's limits: field, the setting holding the cap, its default, unit.
+DOCKER_CAPS = (
+    ("memLimit", "DOCKER_MAX_MEMORY_MB", 4096.0, "MB"),
+    ("cpus", "DOCKER_MAX_CPUS", 4.0, "CPUs"),
+    ("pidsLimit", "DOCKER_MAX_PIDS", 4096.0, "processes"),
+)
+
+
+def docker_network_problem(network: Any) -> str | None:
+    """Why a docker node may never join `network`, whatever the worker allows.
+
+    `host` is the worker's own network stack; `container:<id>` (and any other form with a
+    colon or slash) joins another container's namespaces: both leave the tenant's sandbox.
+    """
+    if not isinstance(network, str) or is_template(network):
+        return None
+    if network.strip().lower() == "host":
+        return "'host' (the worker's own network) is never allowed"
+    if not _NETWORK_NAME.fullmatch(network):
+        return f"{network!r} is not a network name (another container's namespace is never allowed)"
+    return None
+
+
+def memory_bytes(value: Any) -> int | None:
+    """A `memLimit` (`512m`, `2g` or a number of bytes) in bytes; None when malformed."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = re.fullmatch(r"([0-9]+)([bkmg]?)", value.lower()) if isinstance(value, str) else None
+    return int(match[1]) * _SIZE_UNITS[match[2]] if match else None
+
+
+def docker_problems(
+    config: dict[str, Any], caps: Mapping[str, float] | None
+) -> Iterator[tuple[str, str]]:
+    """A docker node's network and limits written outright that it may never use: checked
+    here so the run does not start, and again by the agent once templates are rendered."""
+    problem = docker_network_problem(config.get("network"))
+    if problem:
+        yield "config.network", problem
+    if caps is None:
+        return
+    for field, variable, _default, unit in DOCKER_CAPS:
+        value = config.get(field)
+        amount = memory_bytes(value) if field == "memLimit" else value
+        if isinstance(amount, bool) or not isinstance(amount, int | float):
+            continue  # absent, a template, or malformed: the schema or the agent says so
+        cap = caps[field]
+        if amount > cap * (1 << 20 if field == "memLimit" else 1):
+            yield f"config.{field}", f"{value!r} is over the cap of {cap:g} {unit} ({variable})"
 
 
 def _time_problem(value: Any) -> str | None:
