@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import uuid
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 
+from persistence import secret_queries
+from persistence.secret_keys import SecretKeys
 from tests.flows import FlowWorker, shared_flow
 from tests.hitl_support import People, decide, edge, inbox, node, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
@@ -356,11 +359,15 @@ async def test_a_waiting_task_survives_a_worker_restart(
 
 
 async def test_the_contract_example_flow_runs_as_written(
-    flow_worker: FlowWorker, people: People, http_peer: HttpPeer, monkeypatch: pytest.MonkeyPatch
+    flow_worker: FlowWorker, people: People, http_peer: HttpPeer
 ) -> None:
     """CONTRACT section 1's example, verbatim: a secret base URL, a branch, an escalation."""
     definition = CONTRACT_EXAMPLE
-    monkeypatch.setenv("SECRET_ORDERS_URL", http_peer.base)
+    async with flow_worker.sessions() as s, s.begin():
+        keys = SecretKeys.parse(os.environ["SECRETS_KEYS"])
+        await secret_queries.set_secret(
+            s, keys, uuid.UUID(people.tenant), "ORDERS_URL", http_peer.base
+        )
     http_peer.route("GET", "/orders/42", Reply(body={"total": 1500}))
     http_peer.route("GET", "/orders/43", Reply(body={"total": 20}))
     big = await flow_worker.start(definition, {"order_id": 42}, tenant_id=people.tenant)

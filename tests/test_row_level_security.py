@@ -51,6 +51,13 @@ async def tenants(engine: AsyncEngine) -> tuple[uuid.UUID, uuid.UUID]:
                 ),
                 {"r": run_id, "t": tenant},
             )
+            await session.execute(
+                text(
+                    "INSERT INTO tenant_secrets (tenant_id, name, ciphertext, nonce, key_id) "
+                    "VALUES (:t, 'TOKEN', 'x', 'n', 'k1')"
+                ),
+                {"t": tenant},
+            )
     return a, b
 
 
@@ -82,7 +89,29 @@ async def test_a_tenant_sees_only_its_own_rows(tenants, app_sessions) -> None:
 async def test_without_a_tenant_the_role_sees_nothing(tenants, app_sessions) -> None:
     async with app_sessions() as session:
         count = (await session.execute(text("SELECT count(*) FROM workflow_runs"))).scalar_one()
+        secrets = (await session.execute(text("SELECT count(*) FROM tenant_secrets"))).scalar_one()
     assert count == 0
+    assert secrets == 0
+
+
+async def test_a_tenant_sees_and_writes_only_its_own_secrets(tenants, app_sessions) -> None:
+    acme, globex = tenants
+    async with tenant_session(app_sessions, acme) as session:
+        owners = (await session.execute(text("SELECT tenant_id FROM tenant_secrets"))).scalars()
+        assert set(owners) == {acme}
+        changed = await session.execute(
+            text("UPDATE tenant_secrets SET key_id = 'k2' WHERE tenant_id = :t"), {"t": globex}
+        )
+        assert changed.rowcount == 0  # type: ignore[attr-defined]
+    with pytest.raises(ProgrammingError, match="row-level security"):
+        async with tenant_session(app_sessions, acme) as session:
+            await session.execute(
+                text(
+                    "INSERT INTO tenant_secrets (tenant_id, name, ciphertext, nonce, key_id) "
+                    "VALUES (:t, 'PLANTED', 'x', 'n', 'k1')"
+                ),
+                {"t": globex},
+            )
 
 
 async def test_a_tenant_cannot_write_another_tenants_rows(tenants, app_sessions) -> None:

@@ -87,10 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
     migrate.set_defaults(handler=_cmd_migrate)
 
-    from workers import cli_flows, cli_hitl
+    from workers import cli_flows, cli_hitl, cli_secrets
 
     cli_flows.add_commands(sub)
     cli_hitl.add_commands(sub)
+    cli_secrets.add_commands(sub)
     return parser
 
 

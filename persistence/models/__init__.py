@@ -4,6 +4,7 @@ from persistence.models.agents import Agent, AgentDependency, AgentVersion
 from persistence.models.hitl import HitlDecision, HitlEscalation, HitlTask
 from persistence.models.identity import Permission, Role, RolePermission, User, UserRole
 from persistence.models.multimodal import AudioModel, SensorModel, VisionModel
+from persistence.models.secrets import TenantSecret
 from persistence.models.tenancy import Tenant, Workspace, WorkspaceMember
 from persistence.models.workflows import TaskInstance, Workflow, WorkflowRun, WorkflowVersion
 
@@ -21,6 +22,7 @@ __all__ = [
     "SensorModel",
     "TaskInstance",
     "Tenant",
+    "TenantSecret",
     "User",
     "UserRole",
     "VisionModel",
