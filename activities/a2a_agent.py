@@ -39,6 +39,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.api import retryable_status
+from activities.outbound import OutboundHttp
 from workflows.definition import A2A_NEEDS_INPUT_STATES, INPUT_REQUIRED_HANDLE
 from workflows.messages import AgentTask
 
@@ -57,15 +58,16 @@ _SETTLED = {"completed", "failed", "canceled", "rejected", *A2A_NEEDS_INPUT_STAT
 
 
 class A2AAgent:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: OutboundHttp) -> None:
         self._http = http
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
         headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
         if not headers:
-            return await self._talk(self._http, config, task)
-        # Headers (often a secret token) belong to this call only: a client of its own.
-        async with httpx.AsyncClient(headers=headers, timeout=self._http.timeout) as http:
+            return await self._talk(self._http.shared, config, task)
+        # Headers (often a secret token) belong to this call only: a client of its own,
+        # on the shared (guarded) pool.
+        async with self._http.client(headers=headers) as http:
             return await self._talk(http, config, task)
 
     async def _talk(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.secrets import MissingSecretError, SecretProvider, masked, scrub
+from activities.outbound import outbound_refusal
+from activities.scrubber import ACTIVE, Scrubber
+from activities.secrets import MissingSecretError, SecretProvider, masked
 from activities.writeback import write_tasks
 from persistence import queries
 from workflows import templates
@@ -68,7 +70,10 @@ class AgentRuntime:
             else task.scope
         )
         try:
-            public = templates.render(
+            # Off the event loop: a heavy (if bounded) template must not stall other runs'
+            # heartbeats and calls on this worker.
+            public = await asyncio.to_thread(
+                templates.render,
                 task.config,
                 {**scope, "secrets": masked(refs.secrets)},
                 strict=task.strict_templates,
@@ -89,18 +94,27 @@ class AgentRuntime:
         running_row = asyncio.create_task(self._record(task, row))
         heartbeat = asyncio.create_task(_heartbeat_forever())
         secrets: Mapping[str, str] = {}
+        scrubber = Scrubber(())
         try:
-            secrets = self._secrets.resolve(refs.secrets) if refs.secrets else {}
-            config = (
-                templates.render(
-                    task.config, {**scope, "secrets": secrets}, strict=task.strict_templates
+            if refs.secrets:
+                secrets = await self._secrets.resolve(task.tenant_id, refs.secrets)
+                scrubber = Scrubber(secrets.values())
+            with ACTIVE.holding(secrets.values()):
+                config = (
+                    await asyncio.to_thread(
+                        templates.render,
+                        task.config,
+                        {**scope, "secrets": secrets},
+                        strict=task.strict_templates,
+                    )
+                    if secrets
+                    else public
                 )
-                if secrets
-                else public
-            )
-            if task.input_schema is not None:
-                _enforce(task.input_schema, config.get("input", task.scope.get("input")), "input")
-            output = scrub(await handler(config, task), secrets.values())
+                if task.input_schema is not None:
+                    _enforce(
+                        task.input_schema, config.get("input", task.scope.get("input")), "input"
+                    )
+                output = scrubber.value(await handler(config, task))
             _check_size(output)
             if task.output_schema is not None:
                 _enforce(task.output_schema, output, "output")
@@ -117,7 +131,7 @@ class AgentRuntime:
             )
             raise
         except Exception as exc:
-            failure = _as_application_error(exc, secrets.values())
+            failure = _as_application_error(exc, task, scrubber)
             last = failure.non_retryable or _is_last_attempt(info)
             await self._record(
                 task,
@@ -129,9 +143,9 @@ class AgentRuntime:
                     }
                 ),
             )
-            if failure is exc:
-                raise
-            raise failure from exc
+            # Not `from exc`: the original exception (and the text of its causes) would
+            # travel with the failure into history unscrubbed.
+            raise failure from None
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -206,14 +220,25 @@ def _is_last_attempt(info: activity.Info) -> bool:
     return bool(policy and policy.maximum_attempts and info.attempt >= policy.maximum_attempts)
 
 
-def _as_application_error(exc: Exception, secrets: Iterable[str]) -> ApplicationError:
+def _as_application_error(exc: Exception, task: AgentTask, scrubber: Scrubber) -> ApplicationError:
+    """What Temporal and the rows get: a scrubbed message and details, no raw cause."""
     if isinstance(exc, MissingSecretError):
         return ApplicationError(str(exc), type="MissingSecret", non_retryable=True)
+    if isinstance(exc, templates.TemplateError):
+        return ApplicationError(scrubber.text(str(exc)), type="TemplateError", non_retryable=True)
+    refused = outbound_refusal(exc)
+    if refused is not None:
+        return ApplicationError(
+            scrubber.text(f"node {task.node_id!r}: {refused}"),
+            type="OutboundRefused",
+            non_retryable=True,
+        )
     if isinstance(exc, ApplicationError):
-        message = str(scrub(exc.message, secrets))
-        if message == exc.message:
-            return exc
-        return ApplicationError(message, type=exc.type, non_retryable=exc.non_retryable)
-    return ApplicationError(
-        str(scrub(f"{type(exc).__name__}: {exc}", secrets)), type=type(exc).__name__
-    )
+        return ApplicationError(
+            scrubber.text(exc.message),
+            *scrubber.value(list(exc.details)),
+            type=exc.type,
+            non_retryable=exc.non_retryable,
+            next_retry_delay=exc.next_retry_delay,
+        )
+    return ApplicationError(scrubber.text(f"{type(exc).__name__}: {exc}"), type=type(exc).__name__)

@@ -49,6 +49,12 @@ class ApiAgent:
             raise ApplicationError(
                 f"{request.method} {request.url}: timed out ({exc})", type="HttpTimeout"
             ) from None
+        except httpx.TooManyRedirects as exc:
+            raise ApplicationError(
+                f"{request.method} {request.url}: {exc}",
+                type="TooManyRedirects",
+                non_retryable=True,
+            ) from None
         except httpx.TransportError as exc:
             raise ApplicationError(
                 f"{request.method} {request.url}: {type(exc).__name__}: {exc}",

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import openai
 from jsonschema import Draft202012Validator
@@ -24,6 +24,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.api import retryable_status
+from activities.outbound import OutboundHttp
 from workflows.messages import AgentTask
 
 #: Local servers need no key, but the SDK insists on one.
@@ -34,7 +35,8 @@ _SCHEMA_FORMS = ("json_schema", "json_object")
 class ModelClients:
     """One `AsyncOpenAI` per (endpoint, key), sharing connections across nodes."""
 
-    def __init__(self) -> None:
+    def __init__(self, http: OutboundHttp) -> None:
+        self._http = http
         self._clients: dict[tuple[str | None, str], openai.AsyncOpenAI] = {}
         #: which response_format form an endpoint accepted for a JSON Schema
         self.schema_form: dict[str | None, str] = {}
@@ -44,7 +46,14 @@ class ModelClients:
         key = str(config.get("apiKey") or os.environ.get("OPENAI_API_KEY") or _NO_KEY)
         client = self._clients.get((endpoint, key))
         if client is None:
-            client = openai.AsyncOpenAI(base_url=endpoint, api_key=key, max_retries=0)
+            client = openai.AsyncOpenAI(
+                base_url=endpoint,
+                api_key=key,
+                max_retries=0,
+                # openai types this as its own httpx fork's client but accepts httpx's: this
+                # one is on the guarded pool (API_ALLOWED_HOSTS) and keeps no cookies.
+                http_client=cast(Any, self._http.client()),
+            )
             self._clients[(endpoint, key)] = client
         return client
 

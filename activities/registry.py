@@ -6,15 +6,17 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import docker
 import docker.errors
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from activities.docker_policy import DockerPolicy
 from activities.llm import ModelClients
-from activities.secrets import EnvironmentSecrets, SecretProvider
+from activities.outbound import OutboundHttp
+from activities.secrets import SecretProvider, TenantSecrets
 
 
 @dataclass
@@ -22,17 +24,21 @@ class Dependencies:
     """Long-lived clients shared by every activity of one worker process."""
 
     sessions: async_sessionmaker[AsyncSession]
-    secrets: SecretProvider = field(default_factory=EnvironmentSecrets)
-    http: httpx.AsyncClient = field(
-        default_factory=lambda: httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=10.0),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
-    )
+    #: None: each run's tenant store, keys and env access from SECRETS_KEYS and
+    #: SECRETS_ENVIRONMENT_TENANTS (the worker passes one built from its Settings)
+    secrets: SecretProvider | None = None
+    #: Every agent's HTTP goes through one guarded pool (API_ALLOWED_HOSTS); no cookie jar.
+    http: OutboundHttp = field(default_factory=OutboundHttp)
 
     #: Builds the docker client on first use (reads DOCKER_HOST), so a worker without a
     #: docker engine runs every other node type.
     docker_client: Callable[[], docker.DockerClient] = field(default=lambda: _docker_from_env())
+    #: What `docker` nodes may run and inside which limits (the DOCKER_* settings).
+    docker_policy: DockerPolicy = field(default_factory=DockerPolicy.from_environment)
+
+    def __post_init__(self) -> None:
+        if self.secrets is None:
+            self.secrets = TenantSecrets.from_environ(self.sessions)
 
     async def sweep_docker_orphans(self) -> None:
         """Remove containers that workers killed on this host left behind."""
@@ -49,12 +55,15 @@ class Dependencies:
         finally:
             client.close()
 
-    #: OpenAI-compatible clients of the llm, vision and audio agents, one per endpoint
-    models: ModelClients = field(default_factory=ModelClients)
+    @cached_property
+    def models(self) -> ModelClients:
+        """OpenAI-compatible clients of the llm, vision and audio agents, one per endpoint."""
+        return ModelClients(self.http)
 
     async def aclose(self) -> None:
+        if "models" in self.__dict__:
+            await self.models.aclose()
         await self.http.aclose()
-        await self.models.aclose()
 
 
 def _docker_from_env() -> docker.DockerClient:
@@ -72,10 +81,13 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
     from activities.flows import FlowPreparation
     from activities.hitl import HitlActivities
     from activities.llm import LlmAgent
+    from activities.scrubber import install_log_scrubbing
     from activities.sensor import SensorAgent
     from activities.vision import VisionAgent
     from activities.writeback import WriteBack
 
+    install_log_scrubbing()
+    assert deps.secrets is not None  # set by __post_init__
     runtime = AgentRuntime(deps.sessions, deps.secrets)
     hitl = HitlActivities(deps.sessions)
     return [
@@ -86,11 +98,11 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
         hitl.hitl_close,
         WriteBack(deps.sessions).record_run,
         FlowPreparation(deps.sessions).prepare_flow,
-        runtime.activity("api", ApiAgent(deps.http)),
-        runtime.activity("docker", DockerAgent(deps.docker_client)),
+        runtime.activity("api", ApiAgent(deps.http.shared)),
+        runtime.activity("docker", DockerAgent(deps.docker_client, deps.docker_policy)),
         runtime.activity("llm", LlmAgent(deps.models)),
-        runtime.activity("vision", VisionAgent(deps.models, deps.http)),
-        runtime.activity("audio", AudioAgent(deps.models, deps.http)),
+        runtime.activity("vision", VisionAgent(deps.models, deps.http.shared)),
+        runtime.activity("audio", AudioAgent(deps.models, deps.http.shared)),
         runtime.activity("sensor", SensorAgent(deps.http)),
         runtime.activity("a2a", A2AAgent(deps.http)),
     ]

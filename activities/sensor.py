@@ -27,6 +27,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.api import retryable_status
+from activities.outbound import OutboundHttp, OutboundPolicy
 from workflows.messages import AgentTask
 
 AGGREGATES = ("count", "mean", "min", "max", "p95", "stddev", "last")
@@ -43,8 +44,9 @@ _MAX_SAMPLES = 100_000
 
 
 class SensorAgent:
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
+    def __init__(self, http: OutboundHttp) -> None:
+        self._http = http.shared
+        self._policy = http.policy
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
         source = config["source"]
@@ -56,7 +58,7 @@ class SensorAgent:
         elif kind == "http":
             raw = await self._http_samples(source)
         else:
-            raw = await _mqtt_samples(source)
+            raw = await _mqtt_samples(source, self._policy)
         values = numbers(raw[-_MAX_SAMPLES:], config.get("field"))
         return summarise(values, config)
 
@@ -89,7 +91,7 @@ class SensorAgent:
         return found
 
 
-async def _mqtt_samples(source: dict[str, Any]) -> list[Any]:
+async def _mqtt_samples(source: dict[str, Any], policy: OutboundPolicy) -> list[Any]:
     broker = urlparse(str(source.get("broker") or ""))
     if broker.scheme not in ("mqtt", "tcp") or not broker.hostname or not source.get("topic"):
         raise _bad("an mqtt source needs config.source.broker (mqtt://host:port) and .topic")
@@ -100,9 +102,11 @@ async def _mqtt_samples(source: dict[str, Any]) -> list[Any]:
         seconds = max(0.5, limit.total_seconds() - 1)  # report what arrived before the timeout
     samples: list[Any] = []
     deadline = time.monotonic() + seconds if seconds else None
+    # The broker is reached at the address the policy checked, never resolved again.
+    address = (await policy.addresses(broker.hostname, broker.port or 1883))[0]
     try:
         async with aiomqtt.Client(
-            hostname=broker.hostname,
+            hostname=address,
             port=broker.port or 1883,
             username=source.get("username"),
             password=source.get("password"),

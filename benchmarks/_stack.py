@@ -34,6 +34,8 @@ class Stack:
 async def bench_stack() -> AsyncIterator[Stack]:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["META_AGENT_PG_FSYNC"] = "off"
+        # The benchmarks' HTTP peer listens on loopback, which agents may not reach by default.
+        os.environ.setdefault("API_ALLOWED_HOSTS", "127.0.0.0/8")
         pg = EmbeddedPostgres(Path(tmp) / "pg", port=free_port())
         pg.start()
         try:

@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.registry import Dependencies
 from persistence.engine import create_engine
 from persistence.migrate import upgrade_async
+from persistence.secret_keys import SecretKeys
 from tests.a2a_peer import A2APeer
 from tests.docker_daemon import DockerDaemon
 from tests.flows import FlowWorker
@@ -38,6 +39,13 @@ from workers.settings import Settings
 from workers.temporal_dev import temporal_cli
 from workers.worker import build_worker
 from workflows import search_attributes
+
+# The tests' peers (HTTP servers, A2A agents, model servers, the MQTT broker) all listen on
+# loopback, which the outbound policy refuses by default. Tests of the policy itself build
+# workers with their own, empty allow-list.
+os.environ.setdefault("API_ALLOWED_HOSTS", "127.0.0.0/8,::1,localhost")
+# Workers built by the tests read tenants' stored secrets with this session's own key.
+os.environ.setdefault("SECRETS_KEYS", SecretKeys.generate_entry("tests"))
 
 
 @pytest.fixture(scope="session")
@@ -159,21 +167,20 @@ async def flow_worker(
 
 @pytest.fixture(scope="session")
 def docker_daemon() -> Iterator[DockerDaemon]:
-    """A private dockerd for the session; workers reach it through DOCKER_HOST.
+    """A private dockerd for the session; workers reach it through DOCKER_HOST and may run
+    its test image (DOCKER_ALLOWED_IMAGES, see `DockerDaemon.environment`).
 
     Its teardown fails the session if any container the agent started is left.
     """
     daemon = DockerDaemon().start()
-    previous = os.environ.get("DOCKER_HOST")
-    os.environ["DOCKER_HOST"] = daemon.host
+    env = pytest.MonkeyPatch()
+    for name, value in daemon.environment().items():
+        env.setenv(name, value)
     try:
         yield daemon
         left = daemon.managed_containers()
     finally:
-        if previous is None:
-            os.environ.pop("DOCKER_HOST", None)
-        else:
-            os.environ["DOCKER_HOST"] = previous
+        env.undo()
         daemon.stop()
     assert left == [], f"containers left behind by the docker agent: {left}"
 

@@ -63,6 +63,9 @@ class HttpPeer:
                     raw, ctype = json.dumps(reply.body).encode(), "application/json"
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.headers.get("Content-Type", ctype))
+                for name, value in reply.headers.items():
+                    if name.lower() != "content-type":
+                        self.send_header(name, value)
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,8 @@ def test_the_worker_gets_valid_settings(compose: dict[str, Any], monkeypatch) ->
     env = compose["services"]["worker"]["environment"]
     pg = compose["services"]["postgres"]["environment"]
     for key, value in env.items():
-        monkeypatch.setenv(key, str(value))
+        # as compose reads `${NAME:-default}` on a machine that does not set NAME
+        monkeypatch.setenv(key, re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value)))
     settings = Settings()
     assert settings.temporal_address == "temporal:7233"
     assert settings.temporal_task_queue == "meta-agent-flows"

@@ -12,6 +12,7 @@ import logging
 import os
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from temporalio.client import Client
 
@@ -57,11 +58,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _ensure_secrets_key(path: Path) -> None:
+    """The dev stack's SECRETS_KEYS, made once and kept, so stored secrets survive restarts.
+
+    The worker and the CLI read it while the stack runs (Settings.secret_keys).
+    """
+    from persistence.secret_keys import SecretKeys
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as out:
+        out.write(SecretKeys.generate_entry("dev") + "\n")
+    log.info("generated the dev stack's secrets key in %s", path)
+
+
 async def run_dev(settings: Settings) -> None:
     home = settings.meta_agent_home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     state_file = settings.dev_state_file
     _refuse_second_stack(state_file)
+    if settings.secrets_keys is None:
+        _ensure_secrets_key(settings.dev_secrets_key_file)
     stop = stop_event_on_signals()
 
     with ExitStack() as started:
@@ -105,9 +124,14 @@ async def run_dev(settings: Settings) -> None:
         )
         started.callback(state_file.unlink, missing_ok=True)
 
-        sample_lines = ""
+        sample_lines, allowed = "", settings.api_allowed_hosts
         if settings.dev_examples:
-            sample_lines = await _examples(client, settings, database_url, started, ui_url)
+            sample_lines, sample_host = await _examples(
+                client, settings, database_url, started, ui_url
+            )
+            # The example flows call the sample API on loopback: exactly that port is let
+            # through, so flows still cannot reach Postgres, Temporal or its UI.
+            allowed = ",".join(h for h in (allowed, sample_host) if h)
         print(
             "\nmeta-agent dev stack is up\n"
             f"  Postgres     {sync_url(database_url).render_as_string(hide_password=True)}\n"
@@ -119,7 +143,11 @@ async def run_dev(settings: Settings) -> None:
             flush=True,
         )
         worker_settings = settings.model_copy(
-            update={"database_url": database_url, "temporal_address": address}
+            update={
+                "database_url": database_url,
+                "temporal_address": address,
+                "api_allowed_hosts": allowed,
+            }
         )
         await run_worker(client, worker_settings, stop)
         print("stopping ...", flush=True)
@@ -127,8 +155,11 @@ async def run_dev(settings: Settings) -> None:
 
 async def _examples(
     client: Client, settings: Settings, database_url: str, started: ExitStack, ui_url: str | None
-) -> str:
-    """Import the examples, serve their HTTP peer, start sample runs; returns banner lines."""
+) -> tuple[str, str]:
+    """Import the examples, serve their HTTP peer, start sample runs.
+
+    Returns the banner lines and the sample API's host:port.
+    """
     server, api_base = start_sample_service(settings.dev_sample_port)
     started.callback(server.shutdown)
     engine = create_engine(database_url, pool_size=1)
@@ -150,4 +181,4 @@ async def _examples(
         "  try: meta-agent run tour-of-nodes --wait --input "
         f'\'{{"api_base": "{api_base}", "order_id": 7}}\''
     )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", urlsplit(api_base).netloc

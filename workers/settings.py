@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from persistence.secret_keys import SecretKeys
 
 DEFAULT_TASK_QUEUE = "meta-agent-flows"
 DEFAULT_NAMESPACE = "default"
@@ -66,6 +69,41 @@ class Settings(BaseSettings):
     #: was down (runs terminated meanwhile); Temporal forgets closed runs after its retention.
     reconcile_lookback_hours: Annotated[float, Field(gt=0, le=24 * 366)] = 168
 
+    # The `docker` agent's walls (activities/docker_policy.py reads the same variables): a
+    # flow author is trusted with their own tenant only, not with the worker's engine.
+    #: Images a docker node may run: fnmatch patterns, comma-separated (`python:3.12-slim,
+    #: registry.local/team/*`). Unset: none may, so an engine is never exposed by accident.
+    docker_allowed_images: str = ""
+    #: Networks a container may join besides `none`: `bridge` or the engine's network names.
+    #: `host` and `container:<id>` are refused here too: they would leave the sandbox.
+    docker_allowed_networks: str = ""
+    #: Each container's memory (MiB), CPUs and processes unless its node says otherwise; a
+    #: node may go up to the caps, so one flow cannot starve the worker's host.
+    docker_max_memory_mb: Annotated[int, Field(ge=6, le=4 << 20)] = 4096
+    docker_default_memory_mb: Annotated[int, Field(ge=6, le=4 << 20)] = 512
+    docker_max_cpus: Annotated[float, Field(ge=0.01, le=1024)] = 4.0
+    docker_default_cpus: Annotated[float, Field(ge=0.01, le=1024)] = 1.0
+    docker_max_pids: Annotated[int, Field(ge=1, le=4 << 20)] = 4096
+    docker_default_pids: Annotated[int, Field(ge=1, le=4 << 20)] = 256
+
+    #: What agents may connect to besides public addresses: host names, addresses and CIDR
+    #: blocks, each optionally with `:port` (the platform's own services). Everything else
+    #: on loopback, private, link-local, multicast or unspecified addresses is refused.
+    api_allowed_hosts: str = ""
+    #: Redirects an agent's HTTP call may follow; each hop is checked like the first.
+    api_max_redirects: Annotated[int, Field(ge=0, le=20)] = 5
+
+    # Tenant secrets (`{{ secrets.NAME }}`, `meta-agent secrets`).
+    #: AES-256-GCM keys of the per-tenant secret store: `keyid:base64-of-32-bytes`, comma-
+    #: separated. The first encrypts; the others only decrypt, so a key is rotated by putting
+    #: a new one first, running `meta-agent secrets rotate`, then dropping the old one.
+    #: Unset: a running `meta-agent dev` stack's key (META_AGENT_HOME/secrets.key), if any.
+    secrets_keys: SecretStr | None = None
+    #: Tenants whose runs may also read the worker's SECRET_<NAME> variables: tenant ids,
+    #: comma-separated, or `*` for every tenant. Runs of no tenant always may; by default no
+    #: tenant does, so one tenant's flow cannot use a secret meant for the worker.
+    secrets_environment_tenants: str = ""
+
     @field_validator("database_url")
     @classmethod
     def _plain_postgres_url(cls, value: str | None) -> str | None:
@@ -85,6 +123,35 @@ class Settings(BaseSettings):
             )
         if not url.database:
             raise ValueError("the URL names no database (the path after host:port)")
+        return value
+
+    @field_validator("api_allowed_hosts")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        from activities.outbound import OutboundPolicy
+
+        OutboundPolicy.parse(value)
+        return value
+
+    @field_validator("docker_allowed_images", "docker_allowed_networks")
+    @classmethod
+    def _docker_lists(cls, value: str, info: ValidationInfo) -> str:
+        from activities.docker_policy import split_list
+        from workflows.config_checks import docker_network_problem
+
+        items = split_list(value)
+        if info.field_name == "docker_allowed_networks":
+            for problem in filter(None, map(docker_network_problem, items)):
+                raise ValueError(problem)
+        return ",".join(items)
+
+    @field_validator("docker_default_memory_mb", "docker_default_cpus", "docker_default_pids")
+    @classmethod
+    def _docker_default_within_cap(cls, value: float, info: ValidationInfo) -> float:
+        cap_field = str(info.field_name).replace("_default_", "_max_")
+        cap = info.data.get(cap_field)  # absent when the cap itself was refused
+        if cap is not None and value > cap:
+            raise ValueError(f"{value:g} is over {cap_field.upper()} ({cap:g})")
         return value
 
     @field_validator("temporal_address")
@@ -129,6 +196,55 @@ class Settings(BaseSettings):
         if state and state.get("temporal_address"):
             return str(state["temporal_address"])
         return DEFAULT_TEMPORAL_ADDRESS
+
+    @field_validator("secrets_keys")
+    @classmethod
+    def _secret_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        from persistence.secret_keys import SecretKeys
+
+        if value is None or not value.get_secret_value().strip():
+            return None
+        SecretKeys.parse(value.get_secret_value())  # SecretKeysError is a ValueError
+        return value
+
+    @field_validator("secrets_environment_tenants")
+    @classmethod
+    def _environment_tenants(cls, value: str) -> str:
+        from activities.secrets import parse_environment_tenants
+
+        return ",".join(sorted(parse_environment_tenants(value)))
+
+    @cached_property
+    def dev_secrets_key_file(self) -> Path:
+        return self.meta_agent_home / "secrets.key"
+
+    def secret_keys(self) -> SecretKeys | None:
+        """SECRETS_KEYS, else a running `meta-agent dev` stack's key, else None."""
+        from persistence.secret_keys import SecretKeys
+
+        if self.secrets_keys is not None:
+            return SecretKeys.parse(self.secrets_keys.get_secret_value())
+        if read_dev_state(self.dev_state_file) is None:
+            return None
+        from persistence.secret_keys import SecretKeysError
+
+        try:
+            return SecretKeys.parse(self.dev_secrets_key_file.read_text())
+        except OSError:
+            return None
+        except SecretKeysError as exc:
+            raise SettingsError(f"{self.dev_secrets_key_file}: {exc}") from None
+
+    def require_secret_keys(self) -> SecretKeys:
+        """The keys, for commands that encrypt or decrypt; a clear SettingsError without."""
+        keys = self.secret_keys()
+        if keys is None:
+            raise SettingsError(
+                "SECRETS_KEYS is not set and no `meta-agent dev` stack is running here. "
+                "Set SECRETS_KEYS=keyid:base64-of-32-bytes (`meta-agent secrets keygen` "
+                "makes one), the same value the workers have."
+            )
+        return keys
 
 
 def read_dev_state(path: Path) -> dict[str, object] | None:

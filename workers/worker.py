@@ -77,10 +77,18 @@ def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worke
 
 async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:
     """Run until `stop` is set, then let in-flight tasks finish and close the pool."""
+    from activities.outbound import OutboundHttp, OutboundPolicy
     from activities.registry import Dependencies
+    from activities.secrets import TenantSecrets
 
     engine = create_engine(settings.require_database_url(), pool_size=settings.db_pool_size)
-    deps = Dependencies(sessions=session_factory(engine))
+    sessions = session_factory(engine)
+    # Each run reads its own tenant's secrets; the worker's SECRET_* only where allowed.
+    secrets = TenantSecrets(
+        sessions, settings.secret_keys(), environment_tenants=settings.secrets_environment_tenants
+    )
+    policy = OutboundPolicy.parse(settings.api_allowed_hosts, settings.api_max_redirects)
+    deps = Dependencies(sessions=sessions, http=OutboundHttp(policy=policy), secrets=secrets)
     await deps.sweep_docker_orphans()
     try:
         worker = build_worker(client, settings, deps)

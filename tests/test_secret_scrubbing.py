@@ -1,0 +1,143 @@
+"""A failing call that carries a secret leaves no trace of it, nor of its encodings.
+
+The secret travels in a URL's query string, a header and basic auth; the
+server answers 400 with a body that echoes it raw, JSON-escaped, URL-encoded
+and in base64. Rows, the whole Temporal history (payloads and failure details
+decoded) and every log line are then searched for each form.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import pytest
+from temporalio.client import Client
+
+from activities.scrubber import MASK, Scrubber, encoded_forms
+from tests.flows import FlowWorker, edge, node
+from tests.http_peer import HttpPeer, Reply, Request
+
+
+def _secret() -> str:
+    return f's3cr3t/+"&= <{uuid.uuid4().hex[:12]}>'
+
+
+def _forms(secret: str) -> dict[str, str]:
+    basic = base64.b64encode(f"robot:{secret}".encode()).decode()
+    return {
+        "raw": secret,
+        "url": quote(secret, safe=""),
+        "url+": quote_plus(secret),
+        "json": json.dumps(secret)[1:-1],
+        "base64": base64.b64encode(secret.encode()).decode(),
+        # what the base64 of `robot:<secret>` holds of the secret alone
+        "basic": basic[8:-4],
+    }
+
+
+def _decoded_history_text(history: dict[str, Any]) -> str:
+    """The history as text, with every payload's base64 `data` decoded too."""
+    parts = [json.dumps(history)]
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "data" and isinstance(item, str):
+                    with contextlib.suppress(ValueError):
+                        parts.append(base64.b64decode(item).decode("utf-8", "replace"))
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(history)
+    return "\n".join(parts)
+
+
+async def _history_text(client: Client, workflow_id: str) -> str:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return _decoded_history_text(json.loads(history.to_json()))
+
+
+async def test_a_failing_call_leaks_no_form_of_its_secret(
+    flow_worker: FlowWorker,
+    http_peer: HttpPeer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = _secret()
+    monkeypatch.setenv("SECRET_LEAKY_TOKEN", secret)
+
+    def echo(request: Request) -> Reply:
+        token = request.headers.get("X-Token", "")
+        return Reply(
+            400,
+            {
+                "path": request.path,
+                "token": token,
+                "token_b64": base64.b64encode(token.encode()).decode(),
+                "authorization": request.headers.get("Authorization"),
+                "message": f"bad token {token}",
+            },
+        )
+
+    http_peer.route("GET", "/orders", echo)
+    flow = {
+        "nodes": [
+            node("start", "start"),
+            node(
+                "call",
+                "api",
+                {
+                    "url": http_peer.base + "/orders?token={{ secrets.LEAKY_TOKEN }}",
+                    "headers": {"X-Token": "{{ secrets.LEAKY_TOKEN }}"},
+                    "auth": {
+                        "type": "basic",
+                        "username": "robot",
+                        "password": "{{ secrets.LEAKY_TOKEN }}",
+                    },
+                },
+                retry={"maxAttempts": 1},
+            ),
+        ],
+        "edges": [edge("start", "call")],
+    }
+    with caplog.at_level(logging.DEBUG):
+        run_id = await flow_worker.fail(flow)
+    (request,) = http_peer.calls("GET", "/orders")
+    assert request.headers["X-Token"] == secret  # the secret really was used
+    forms = {**_forms(secret), "as the client encoded it": request.path.split("token=")[1]}
+    places = {
+        "task rows": str(await flow_worker.task_rows(run_id)),
+        "run row": str(await flow_worker.run_row(run_id)),
+        "history": await _history_text(flow_worker.client, run_id),
+        "log": caplog.text,
+    }
+    assert "Http400" in places["history"]
+    assert MASK in places["task rows"]
+    for where, text in places.items():
+        for form, value in forms.items():
+            assert value not in text, f"the {form} form of the secret is in the {where}"
+
+
+def test_every_encoding_is_masked_wherever_it_sits() -> None:
+    secret = _secret()
+    scrubber = Scrubber([secret])
+    for prefix in ("", "a", "ab", "abc"):
+        blob = base64.b64encode(f"{prefix}{secret}!".encode()).decode()
+        masked = scrubber.text(f"header {blob} end")
+        # what is left of the blob is the groups shared with the neighbours, no more
+        assert MASK in masked
+        assert len(masked) - len(f"header {MASK} end") <= 16, masked
+    for form in encoded_forms(secret):
+        assert scrubber.value({"k": [f"x{form}y"]}) == {"k": [f"x{MASK}y"]}
+    mixed = "".join(c if i % 2 else f"%{ord(c):02x}" for i, c in enumerate(secret))
+    assert scrubber.text(f"?t={mixed}&") == f"?t={MASK}&"
+    assert scrubber.value({secret: 1}) == {MASK: 1}
+    assert Scrubber([]).value({"a": secret}) == {"a": secret}
