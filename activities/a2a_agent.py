@@ -63,10 +63,9 @@ class A2AAgent:
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
         headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
-        if not headers:
-            return await self._talk(self._http.shared, config, task)
-        # Headers (often a secret token) belong to this call only: a client of its own,
-        # on the shared (guarded) pool.
+        # A client of this call's own (on the shared, guarded pool): the headers (often a
+        # secret token) belong to this call only, and the SDK sets headers of its own on
+        # the client it is given, which must not stay for other runs' calls.
         async with self._http.client(headers=headers) as http:
             return await self._talk(http, config, task)
 

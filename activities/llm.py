@@ -42,8 +42,12 @@ class ModelClients:
         self.schema_form: dict[str | None, str] = {}
 
     def get(self, config: dict[str, Any]) -> openai.AsyncOpenAI:
-        endpoint = config.get("endpoint") or os.environ.get("OPENAI_BASE_URL")
-        key = str(config.get("apiKey") or os.environ.get("OPENAI_API_KEY") or _NO_KEY)
+        platform_endpoint = os.environ.get("OPENAI_BASE_URL")
+        endpoint = config.get("endpoint") or platform_endpoint
+        # The platform's key goes only to the platform's endpoint: a flow naming its own
+        # endpoint must bring its own key, or it would receive ours.
+        platform_key = os.environ.get("OPENAI_API_KEY") if endpoint == platform_endpoint else None
+        key = str(config.get("apiKey") or platform_key or _NO_KEY)
         client = self._clients.get((endpoint, key))
         if client is None:
             client = openai.AsyncOpenAI(

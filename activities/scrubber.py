@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 from activities.secrets import MASK
 
@@ -34,25 +33,18 @@ _MIN_BASE64_CORE = 8
 
 
 def encoded_forms(secret: str) -> set[str]:
-    """Every text form of `secret` the scrubber looks for."""
+    """The texts that stand for `secret`, before any escaping of their characters."""
     if not secret:
         return set()
+    forms = {secret, secret[::-1]}
     raw = secret.encode("utf-8", "surrogatepass")
-    forms = {
-        secret,
-        quote(secret, safe=""),
-        quote(secret),
-        quote_plus(secret),
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-        secret[::-1],
-        raw.hex(),
-        raw.hex().upper(),
-    }
-    for encode in (base64.b64encode, base64.urlsafe_b64encode):
-        whole = encode(raw).decode()
-        forms.update({whole, whole.rstrip("=")})
-        forms.update(_base64_cores(raw, encode))
+    forms |= {raw.hex(), raw.hex().upper()}
+    # base64 of the value, and of the value as it sits in a JSON document
+    for data in {raw, json.dumps(secret)[1:-1].encode()}:
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            whole = encode(data).decode()
+            forms |= {whole, whole.rstrip("=")}
+            forms |= _base64_cores(data, encode)
     return {form for form in forms if form}
 
 
@@ -69,20 +61,47 @@ def _base64_cores(raw: bytes, encode: Any) -> set[str]:
     return cores
 
 
-def percent_encoded(secret: str) -> re.Pattern[str]:
-    """Any mix of raw and %XX-encoded characters of `secret` (`+` for a space).
+_HTML_NAMES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;"}
 
-    Each URL library leaves a different set of characters unescaped, so no fixed
-    list of quoted forms covers them all.
+
+def _spellings(char: str) -> set[str]:
+    """How one character may be written by a URL encoder, a JSON encoder or HTML."""
+    utf8 = char.encode("utf-8", "surrogatepass")
+    percent = "".join(f"%{byte:02X}" for byte in utf8)
+    utf16 = char.encode("utf-16-be", "surrogatepass")
+    unicode_escape = "".join(
+        f"\\u{int.from_bytes(utf16[i : i + 2], 'big'):04X}" for i in range(0, len(utf16), 2)
+    )
+    spellings = {
+        char,
+        percent,
+        percent.replace("%", "%25"),  # encoded twice
+        unicode_escape,
+        json.dumps(char)[1:-1],
+        f"&#{ord(char)};",
+        f"&#x{ord(char):X};",
+    }
+    if char == " ":
+        spellings |= {"+", "%2B"}
+    if char == "/":
+        spellings.add("\\/")
+    if char in _HTML_NAMES:
+        spellings.add(_HTML_NAMES[char])
+    return spellings
+
+
+def spelled(form: str) -> str:
+    """A pattern for `form` with each character in any of its spellings, mixed at will.
+
+    Each URL library leaves a different set of characters unescaped, and JSON encoders
+    differ in what they escape (`\\u003c` for `<`, `\\/` for `/`), so no fixed list of
+    encoded forms covers them all.
     """
     parts = []
-    for char in secret:
-        escaped = "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
-        options = [re.escape(char), re.escape(escaped)]
-        if char == " ":
-            options.append(re.escape("+"))
+    for char in form:
+        options = sorted(map(re.escape, _spellings(char)), key=len, reverse=True)
         parts.append(f"(?:{'|'.join(options)})")
-    return re.compile("".join(parts), re.IGNORECASE)
+    return "".join(parts)
 
 
 class Scrubber:
@@ -90,29 +109,23 @@ class Scrubber:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         forms: set[str] = set()
-        patterns = []
         for secret in set(secrets):
             forms |= encoded_forms(secret)
-            if secret:
-                patterns.append(percent_encoded(secret))
         # Longest first, so a form that contains another is masked whole.
-        self._needles = sorted(forms, key=len, reverse=True)
-        self._patterns = patterns
+        ordered = sorted(forms, key=len, reverse=True)
+        self._pattern = (
+            re.compile("|".join(map(spelled, ordered)), re.IGNORECASE) if ordered else None
+        )
 
     def __bool__(self) -> bool:
-        return bool(self._needles)
+        return self._pattern is not None
 
     def text(self, value: str) -> str:
-        for pattern in self._patterns:
-            value = pattern.sub(MASK, value)
-        for needle in self._needles:
-            if needle in value:
-                value = value.replace(needle, MASK)
-        return value
+        return value if self._pattern is None else self._pattern.sub(MASK, value)
 
     def value(self, value: Any) -> Any:
         """`value` with every string in it (dict keys too) masked."""
-        if not self._needles:
+        if self._pattern is None:
             return value
         if isinstance(value, str):
             return self.text(value)

@@ -211,3 +211,36 @@ def test_the_allow_list_setting_is_checked_at_start() -> None:
     assert policy.refusal("x", "::1", 8099) is None
     assert policy.refusal("x", "::1", 8098) is not None
     assert policy.refusal("x", "93.184.216.34", 443) is None
+
+
+async def test_the_platforms_model_key_goes_only_to_the_platforms_endpoint(
+    flow_worker: FlowWorker, http_peer: HttpPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform_key = f"sk-platform-{uuid.uuid4().hex}"
+    monkeypatch.setenv("OPENAI_API_KEY", platform_key)
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{http_peer.base}/platform/v1")
+    answer = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+        ],
+    }
+    for path in ("/platform/v1/chat/completions", "/tenant/v1/chat/completions"):
+        http_peer.route("POST", path, Reply(200, answer))
+    flow = {
+        "nodes": [
+            node("start", "start"),
+            node("own", "llm", {"endpoint": f"{http_peer.base}/tenant/v1", "prompt": "hi"}),
+            node("platform", "llm", {"prompt": "hi"}),
+        ],
+        "edges": [edge("start", "own"), edge("start", "platform")],
+    }
+    await flow_worker.run(flow)
+    (own,) = http_peer.calls("POST", "/tenant/v1/chat/completions")
+    (platform,) = http_peer.calls("POST", "/platform/v1/chat/completions")
+    assert platform_key not in str(own.headers)
+    sent = {k.lower(): v for k, v in platform.headers.items()}
+    assert sent["authorization"] == f"Bearer {platform_key}"

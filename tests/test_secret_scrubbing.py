@@ -139,5 +139,18 @@ def test_every_encoding_is_masked_wherever_it_sits() -> None:
         assert scrubber.value({"k": [f"x{form}y"]}) == {"k": [f"x{MASK}y"]}
     mixed = "".join(c if i % 2 else f"%{ord(c):02x}" for i, c in enumerate(secret))
     assert scrubber.text(f"?t={mixed}&") == f"?t={MASK}&"
+    escaped_json = json.dumps(secret)[1:-1]
+    spellings = {
+        "Go's JSON": escaped_json.replace("<", "\\u003c").replace("&", "\\u0026"),
+        "PHP's JSON": escaped_json.replace("/", "\\/"),
+        "all \\u": "".join(f"\\u{ord(c):04x}" for c in secret),
+        "URL-encoded twice": quote(quote(secret, safe=""), safe=""),
+        "URL-encoded base64": quote(base64.b64encode(secret.encode()).decode(), safe=""),
+        "HTML": secret.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;"),
+    }
+    for name, spelling in spellings.items():
+        assert scrubber.text(f"x{spelling}y") == f"x{MASK}y", name
+    in_json = base64.b64encode(json.dumps({"t": secret}).encode()).decode()
+    assert len(scrubber.text(in_json)) < len(in_json) - 16
     assert scrubber.value({secret: 1}) == {MASK: 1}
     assert Scrubber([]).value({"a": secret}) == {"a": secret}
