@@ -40,12 +40,28 @@ async def transcribe(data: bytes, config: dict[str, Any]) -> dict[str, Any]:
             type="InvalidConfig",
             non_retryable=True,
         )
+    offered = _offered_models()
+    if name not in offered:
+        # A name would be fetched from the Hugging Face hub (outside the outbound policy, and
+        # as large as a flow likes) and a path would read the worker's disk: a flow may use
+        # only the models the operator offers.
+        raise ApplicationError(
+            f"config.model: {name!r} is not a Whisper model this worker offers "
+            "(WHISPER_MODEL, WHISPER_ALLOWED_MODELS)",
+            type="InvalidConfig",
+            non_retryable=True,
+        )
     stop = threading.Event()
     try:
         return await asyncio.to_thread(_transcribe_blocking, name, data, config, stop)
     except asyncio.CancelledError:
         stop.set()
         raise
+
+
+def _offered_models() -> set[str]:
+    listed = os.environ.get("WHISPER_ALLOWED_MODELS", "").split(",")
+    return {m.strip() for m in [os.environ.get("WHISPER_MODEL", ""), *listed] if m.strip()}
 
 
 def _transcribe_blocking(

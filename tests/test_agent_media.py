@@ -171,9 +171,23 @@ async def test_speak_through_an_endpoint_returns_its_wav(
 # -- transcription on the worker, with no endpoint ---------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def whisper_dir() -> str:
-    return str(whisper_model_dir())
+@pytest.fixture
+def whisper_dir(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test model, offered to flows as the operator would (WHISPER_ALLOWED_MODELS)."""
+    directory = str(whisper_model_dir())
+    monkeypatch.setenv("WHISPER_ALLOWED_MODELS", f"{directory},other-offered")
+    return directory
+
+
+async def test_a_flow_may_use_only_the_whisper_models_the_worker_offers(
+    flow_worker: FlowWorker, whisper_dir: str
+) -> None:
+    wav = base64.b64encode(await _espeak("hello", {})).decode()
+    for model in ("large-v3", "/etc", f"{whisper_dir}/.."):
+        flow = one_node_flow("m", "audio", {"task": "transcribe", "model": model, "audio": wav})
+        row = await flow_worker.failed_row(flow, "m")
+        assert row["retry_count"] == 0
+        assert f"config.model: {model!r} is not a Whisper model this worker offers" in row["error"]
 
 
 async def test_without_an_endpoint_the_worker_transcribes_with_its_own_whisper(
@@ -193,11 +207,12 @@ async def test_without_an_endpoint_the_worker_transcribes_with_its_own_whisper(
 
 
 async def test_local_transcription_names_a_bad_model_or_bad_audio_and_does_not_retry(
-    flow_worker: FlowWorker, whisper_dir: str, tmp_path: Any
+    flow_worker: FlowWorker, whisper_dir: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     retry = {"maxAttempts": 3, "initialIntervalSeconds": 0.1}
     wav = base64.b64encode(await _espeak("hello", {})).decode()
     missing = str(tmp_path / "no-model-here")
+    monkeypatch.setenv("WHISPER_ALLOWED_MODELS", f"{whisper_dir},{missing}")
     no_model = one_node_flow(
         "m", "audio", {"task": "transcribe", "model": missing, "audio": wav}, retry=retry
     )
