@@ -109,8 +109,10 @@ class DockerDaemon:
 
     def managed_containers(self) -> list[str]:
         with self.client() as client:
-            found = client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
-            return [str(c.name) for c in found]
+            # The low-level listing: the high-level one inspects each container afterwards,
+            # which fails when the agent removes one in between.
+            found = client.api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
+            return [str(c["Names"][0]).lstrip("/") for c in found]
 
     def _import_busybox(self) -> None:
         busybox = shutil.which("busybox") or "/bin/busybox"
