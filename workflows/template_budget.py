@@ -1,22 +1,33 @@
 """Bounds on what one template may compute.
 
 Templates are evaluated in workflow code, which shares the worker's one event loop with
-every run: an expression building a number of millions of digits, a gigabyte string or
-ten billion loop iterations would freeze them all (and, retried, for ever). Jinja's
-sandbox bounds `range` to 100,000 items and nothing else; these bounds refuse the
-known ways to ask for more before the work is done, failing the node with the reason.
+every run, and which Temporal's deadlock detector stops after 2 s (the task is then retried
+for ever, the run wedged without an error); agent configs are rendered in activities, on
+the worker everyone's runs share. So a render must end, one way or the other, in a fraction
+of a second whatever the template and its data.
+
+Two kinds of bound, both pure functions of the template and its scope (no clocks), so that
+a replay fails or succeeds exactly where the first execution did:
+
+- sizes: an integer of more than 10,000 digits, a text or list past 4 million, a format
+  width of a million, a render's output past 4 million characters is refused before it is
+  built;
+- steps: each render has a budget of work (`MAX_STEPS`, about a tenth of a microsecond
+  each): every loop iteration costs the steps of its body, and every filter, call,
+  comparison or concatenation the items and characters it goes through.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from jinja2.runtime import Undefined
 from jinja2.sandbox import SecurityError, safe_range
-from jinja2.utils import generate_lorem_ipsum
+from jinja2.utils import Namespace, generate_lorem_ipsum
 
 #: The largest integer a template may compute, in decimal digits.
 MAX_RESULT_DIGITS = 10_000
@@ -24,22 +35,228 @@ MAX_RESULT_DIGITS = 10_000
 MAX_RESULT_LENGTH = 4_000_000
 #: How many items all the `range()` calls of one template may produce together.
 MAX_RANGE_ITEMS = 1_000_000
+#: The work one render may do. A step is about 0.1 µs of the worst work it stands for, so
+#: the most expensive template fails within about half a second (tests/test_template_budget).
+MAX_STEPS = 3_000_000
+#: The work all the renders of one workflow task may do together: nodes that become ready
+#: at the same moment run in one task, which Temporal's deadlock detector stops at 2 s.
+MAX_TASK_STEPS = 2 * MAX_STEPS
+
+#: Characters that cost one step when a C loop copies, compares or encodes them.
+COPY_CHARS = 32
+#: Steps of one filter, test or call, before the items it goes through.
+CALL_STEPS = 4
+#: Steps per item of measuring a list or mapping (a Python loop), once per render.
+MEASURE_STEPS = 5
+#: Steps per item of a walk in Python (`_plain` making a result JSON, with json.dumps).
+PYTHON_WALK_STEPS = 10
 
 #: A width or precision of a million or more, or one taken from the arguments (`%*d`,
 #: `{:{}}`), in a %-format or a str.format spec.
 _WIDTHS = re.compile(r"\d{7,}|%[-#0 +]*\*|\{[^{}]*:[^{}]*\{")
-#: Filters whose integer arguments are widths or counts of what they produce.
-_SIZING_FILTERS = {"center", "indent", "wordwrap", "truncate", "filesizeformat", "batch", "slice"}
-
-_ranges: list[int] = [0]
 
 
-def start_render() -> None:
-    """A new template evaluation: its own range budget."""
-    _ranges[0] = 0
+class BudgetExceeded(SecurityError):
+    """A render went past its steps or its output size: the message says which and where.
+
+    Recognised by `exceeds_budget`, not by class: Temporal's sandbox may load this module
+    twice (once per run, and once passed through), and the two classes differ."""
+
+    exceeds_budget = True
 
 
-def _whole(value: Any) -> bool:
+@dataclass
+class Budget:
+    """The work of one render so far. `metered` is False for runs started before the budget
+    (workflow.patched): they keep the size bounds they had, and nothing else."""
+
+    metered: bool
+    #: Below MAX_STEPS when other renders of the same workflow task took the rest.
+    limit: int = MAX_STEPS
+    steps: int = 0
+    ranges: int = 0
+    #: id -> (value, items, chars) of containers measured; keeping the value keeps its id
+    #: unique for the render, so the memo is deterministic.
+    sizes: dict[int, tuple[Any, int, int]] = field(default_factory=dict)
+
+    def charge(self, steps: int, what: str) -> None:
+        self.steps += steps
+        if self.steps > self.limit:
+            raise BudgetExceeded(self._exceeded(what))
+
+    def remaining(self) -> int:
+        return self.limit - self.steps
+
+    def _exceeded(self, what: str) -> str:
+        steps = (
+            "(loop iterations, and the items and characters filters, calls and comparisons "
+            f"go through); the last was {what}"
+        )
+        if self.limit >= MAX_STEPS:
+            return f"template exceeds its budget of {MAX_STEPS:,} steps {steps}"
+        return (
+            f"template exceeds the {max(self.limit, 0):,} steps left of the "
+            f"{MAX_TASK_STEPS:,} the templates of nodes run at the same moment may take "
+            f"together (one workflow task) {steps}"
+        )
+
+
+# -- sizes ----------------------------------------------------------------------------------
+
+
+def measure(value: Any, budget: Budget) -> tuple[int, int]:
+    """(items, chars): how many values a walk of `value` meets (json.dumps, ==, str), and
+    about how long its text is. Shared parts count each time a walk reaches them, but are
+    measured once; measuring is charged by the values it goes through, and stops once past
+    what the budget has left (whoever asked will then be refused)."""
+    kind = type(value)
+    if kind is str:
+        return 1, len(value) + 2
+    if kind is int:
+        return 1, value.bit_length() * 3 // 10 + 2
+    if kind is dict or kind is list or kind is tuple:  # by identity: see _NUMBERS
+        return _measure_container(value, budget)
+    if value is None or kind is bool or kind is float or isinstance(value, Undefined):
+        return 1, 24
+    if isinstance(value, str):
+        return 1, len(value) + 2
+    if isinstance(value, int):
+        return 1, value.bit_length() * 3 // 10 + 2
+    if isinstance(value, range):
+        width = len(str(max(abs(value.start), abs(value.stop)))) + 2
+        return len(value) + 1, len(value) * width
+    if isinstance(value, Namespace):  # mutable: never memoised
+        return _measure_items(value._Namespace__attrs, budget)
+    if not isinstance(value, Mapping | list | tuple | set | frozenset):
+        return 1, 24  # generators are charged as they are consumed
+    return _measure_container(value, budget)
+
+
+def _measure_container(value: Any, budget: Budget) -> tuple[int, int]:
+    known = budget.sizes.get(id(value))
+    if known is not None:
+        return known[1], known[2]
+    items, chars = _measure_items(value, budget)
+    budget.sizes[id(value)] = (value, items, chars)
+    return items, chars
+
+
+def _measure_items(values: Any, budget: Budget) -> tuple[int, int]:
+    kind = type(values)
+    mapping = kind is dict or (
+        kind is not list and kind is not tuple and isinstance(values, Mapping)
+    )
+    per_item = MEASURE_STEPS * (2 if mapping else 1)
+    budget.charge(MEASURE_STEPS * 2 + len(values) * per_item, "measuring a value")
+    items, chars, limit = 1 + len(values), 2 + 2 * len(values), budget.remaining()
+    for part in (values, values.values()) if mapping else (values,):
+        for value in part:
+            kind = type(value)
+            if kind is str:
+                chars += len(value) + 2
+            elif kind is int:
+                chars += value.bit_length() * 3 // 10 + 2
+            elif kind is float or kind is bool or value is None:
+                chars += 24
+            else:
+                more_items, more_chars = measure(value, budget)
+                items, chars = items + more_items - 1, chars + more_chars
+                if items > limit:
+                    return items, chars  # over what is left: whatever asked is refused
+    return items, chars
+
+
+def walk_steps(value: Any, budget: Budget, per_item: int = 1) -> int:
+    """Steps of a walk of `value`: `per_item` for each item it meets (1: a C loop such as
+    == or json.dumps), and its characters by `COPY_CHARS`."""
+    items, chars = measure(value, budget)
+    return items * per_item + chars // COPY_CHARS
+
+
+def weigh(value: Any, budget: Budget | None) -> Any:
+    """Charge a comparison operand (`==`, `in`, `<`): it is walked item by item."""
+    kind = type(value)
+    if kind is int or kind is bool or kind is float or value is None:
+        return value  # the node's own steps cover it
+    if budget is not None:
+        if kind is str:
+            budget.charge(1 + len(value) // COPY_CHARS, "a comparison")
+        else:
+            budget.charge(walk_steps(value, budget), "a comparison")
+    return value
+
+
+def text_size(value: Any, budget: Budget) -> int:
+    """About how long `str(value)` is, without building it."""
+    return len(value) if isinstance(value, str) else measure(value, budget)[1]
+
+
+def check_text(size: float, what: str) -> None:
+    if size > MAX_RESULT_LENGTH:
+        raise SecurityError(f"{what} would be {int(size)} long, over {MAX_RESULT_LENGTH}")
+
+
+def concat(values: tuple[Any, ...], budget: Budget | None) -> str:
+    """`a ~ b ~ c`: each measured before it is turned into text, the result bounded."""
+    if budget is None:
+        return "".join(map(str, values))
+    size = steps = 0
+    for value in values:
+        if type(value) is str:
+            size += len(value)
+        else:
+            items, chars = measure(value, budget)
+            size, steps = size + chars, steps + items
+    check_text(size, "the ~ concatenation")
+    budget.charge(steps + size // COPY_CHARS, "a ~ concatenation")
+    return "".join(map(str, values))
+
+
+def loop(iterable: Any, steps: int, budget: Budget | None) -> Any:
+    """A `{% for %}` iterable that charges `steps` (its body's) for each item it gives."""
+    if budget is None:
+        return iterable
+    return _metered(iterable, steps, budget)
+
+
+def _metered(iterable: Any, steps: int, budget: Budget) -> Iterator[Any]:
+    for item in iterable:
+        budget.charge(steps, "a for loop")
+        yield item
+
+
+def consumed(iterable: Iterable[Any], steps: int, what: str, budget: Budget) -> Iterator[Any]:
+    """A lazy input (a filter's generator) charged by the item as it is consumed."""
+    for item in iterable:
+        budget.charge(steps, what)
+        yield item
+
+
+def charge_output(value: Any, budget: Budget | None) -> None:
+    """An expression written out (`{{ x }}` in a text): a copy of its text, or for a
+    list or mapping a walk to JSON."""
+    if budget is not None:
+        budget.charge(walk_steps(value, budget, PYTHON_WALK_STEPS), "an output")
+
+
+def joined_output(chunks: Iterable[str], budget: Budget | None) -> str:
+    """A render's text, refused once past `MAX_RESULT_LENGTH` rather than built whole."""
+    if budget is None:
+        return "".join(chunks)
+    parts, size = [], 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_RESULT_LENGTH:
+            raise BudgetExceeded(f"template output exceeds {MAX_RESULT_LENGTH:,} characters")
+        parts.append(chunk)
+    return "".join(parts)
+
+
+# -- the first bounds: integers, repetitions, formats, ranges -------------------------------
+
+
+def is_whole(value: Any) -> bool:
+    """An integer, not a boolean."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -47,18 +264,24 @@ def _digits(value: int) -> float:
     return math.log10(max(abs(value), 2))
 
 
-def _length(value: Any) -> int:
+def joined_length(value: Any) -> int:
     """What a value weighs once joined or repeated: text length, or its items' lengths."""
     if isinstance(value, str):
         return len(value)
     if isinstance(value, list | tuple):
-        return len(value) + sum(len(v) for v in value if isinstance(v, str | list | tuple))
+        return len(value) + sum(len(v) for v in value if _sequence(v))
     return 0
 
 
-def _check_length(size: float, what: str) -> None:
-    if size > MAX_RESULT_LENGTH:
-        raise SecurityError(f"{what} would be {int(size)} long, over {MAX_RESULT_LENGTH}")
+#: Types that are never texts or lists, checked by identity before isinstance.
+_SCALARS = {int, float, bool, type(None), dict}
+
+
+def _sequence(value: Any) -> bool:
+    kind = type(value)
+    if kind is str or kind is list or kind is tuple:
+        return True
+    return kind not in _SCALARS and isinstance(value, str | list | tuple)
 
 
 def check_format(text: str, what: str = "the format") -> None:
@@ -67,75 +290,88 @@ def check_format(text: str, what: str = "the format") -> None:
         raise SecurityError(f"{what}: a width or precision of a million or more, or a variable one")
 
 
-def budgeted_range(*args: Any) -> Iterable[int]:
+def check_format_args(text: str, args: Iterable[Any], budget: Budget | None) -> None:
+    """Refuse a format whose fields, each filled with the largest argument, would be huge
+    (`('{0}' * 1000).format(big)`)."""
+    if budget is None:
+        return
+    largest = max((text_size(a, budget) for a in args), default=0)
+    fields = text.count("{") + text.count("%")
+    budget.charge(CALL_STEPS + len(text) // COPY_CHARS + fields, "a format")
+    check_text(len(text) + fields * largest, "the formatted text")
+
+
+def budgeted_range(budget: Budget | None, *args: Any) -> Iterable[int]:
+    """`range()`: Jinja bounds each to 100,000 items, this all of one template's together
+    (counted in runs started before the budget too, as they always were)."""
     numbers = safe_range(*args)
-    _ranges[0] += len(numbers)
-    if _ranges[0] > MAX_RANGE_ITEMS:
-        raise SecurityError(f"the ranges of one template are over {MAX_RANGE_ITEMS} items")
+    if budget is not None:
+        budget.ranges += len(numbers)
+        if budget.ranges > MAX_RANGE_ITEMS:
+            raise SecurityError(f"the ranges of one template are over {MAX_RANGE_ITEMS} items")
     return numbers
 
 
-def budgeted_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+def budgeted_lipsum(
+    budget: Budget | None, n: int = 5, html: bool = True, min: int = 20, max: int = 100
+) -> str:
     if n * max > MAX_RESULT_LENGTH:
         raise SecurityError(f"lipsum of {n} paragraphs is over {MAX_RESULT_LENGTH}")
+    if budget is not None and budget.metered:
+        budget.charge(n * max // 4, "lipsum")
     return str(generate_lorem_ipsum(n=n, html=html, min=min, max=max))
 
 
-def check_binop(operator: str, left: Any, right: Any) -> None:
-    """Refuse a `**`, `*`, `+` or `%` whose result would be out of bounds."""
-    if operator == "**" and _whole(left) and _whole(right) and right > 0:
+#: Operand types of plain arithmetic, checked by identity: in Temporal's sandbox every
+#: isinstance() is a Python call, and arithmetic is most of what templates do.
+_NUMBERS = {(int, int), (int, float), (float, int), (float, float)}
+
+
+def check_binop(operator: str, left: Any, right: Any, budget: Budget | None) -> None:
+    """Refuse a `**`, `*`, `+` or `%` whose result would be out of bounds; charge any
+    arithmetic by the size of its operands."""
+    kinds = (type(left), type(right))
+    if kinds in _NUMBERS and (operator not in ("**", "*") or kinds != (int, int)):
+        if budget is not None:
+            steps = _binop_steps(operator, left, right) if kinds == (int, int) else 1
+            budget.charge(steps, f"a {operator}")
+        return
+    if operator == "**" and is_whole(left) and is_whole(right) and right > 0:
         digits = right * _digits(left)
         if digits > MAX_RESULT_DIGITS:
             raise SecurityError(
                 f"{left} ** {right} has about {int(digits)} digits, over {MAX_RESULT_DIGITS}"
             )
     elif operator == "*":
-        if _whole(left) and _whole(right) and _digits(left) + _digits(right) > MAX_RESULT_DIGITS:
+        whole = is_whole(left) and is_whole(right)
+        if whole and _digits(left) + _digits(right) > MAX_RESULT_DIGITS:
             raise SecurityError(f"a product of over {MAX_RESULT_DIGITS} digits")
         for seq, times in ((left, right), (right, left)):
-            if isinstance(seq, str | list | tuple) and _whole(times):
-                _check_length(_length(seq) * times, "the repetition")
+            if isinstance(seq, str | list | tuple) and is_whole(times):
+                check_text(joined_length(seq) * times, "the repetition")
     elif operator == "+" and isinstance(left, str | list | tuple):
-        _check_length(_length(left) + _length(right), "the concatenation")
+        check_text(joined_length(left) + joined_length(right), "the concatenation")
     elif operator == "%" and isinstance(left, str):
         check_format(left)
+        check_format_args(left, right if isinstance(right, tuple) else (right,), budget)
+    if budget is not None:
+        budget.charge(_binop_steps(operator, left, right), f"a {operator}")
 
 
-def checked_filters(filters: dict[str, Callable[..., Any]]) -> None:
-    """Wrap, in place, the filters whose result can outgrow their input."""
-    for name in (*_SIZING_FILTERS, "format", "join", "replace"):
-        if name in filters:
-            filters[name] = _checked(name, filters[name])
-
-
-def _checked(name: str, apply: Callable[..., Any]) -> Callable[..., Any]:
-    # A filter marked pass_context / pass_eval_context / pass_environment gets that first.
-    skip = 1 if getattr(apply, "jinja_pass_arg", None) is not None else 0
-
-    @functools.wraps(apply)
-    def filter_within_budget(*args: Any, **kwargs: Any) -> Any:
-        value, rest = args[skip], args[skip + 1 :]
-        check_filter(name, value, rest, kwargs)
-        return apply(*args, **kwargs)
-
-    return filter_within_budget
-
-
-def check_filter(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Refuse a filter call whose result would be out of bounds."""
-    numbers = [a for a in (*args, *kwargs.values()) if _whole(a)]
-    if name in _SIZING_FILTERS and any(abs(n) > MAX_RESULT_LENGTH for n in numbers):
-        raise SecurityError(f"|{name} with a size over {MAX_RESULT_LENGTH}")
-    if name == "indent" and isinstance(value, str):
-        width = next((n for n in numbers), 4)
-        _check_length(len(value) + value.count("\n") * abs(width), "the indented text")
-    if name == "format" and isinstance(value, str):
-        check_format(value)
-    if name == "join" and isinstance(value, list | tuple):
-        sep = args[0] if args and isinstance(args[0], str) else ""
-        _check_length(_length(value) + len(sep) * len(value), "the joined text")
-    if name == "replace" and isinstance(value, str) and len(args) >= 2:
-        old, new = str(args[0]), str(args[1])
-        grows = len(new) - len(old)
-        if grows > 0:
-            _check_length(len(value) + value.count(old or " ") * grows, "the replaced text")
+def _binop_steps(operator: str, left: Any, right: Any) -> int:
+    """What building the result costs: its length for texts and lists (a copy, and the
+    scan of `joined_length`), the product of the operands' machine words for big integers."""
+    if is_whole(left) and is_whole(right):
+        words_left, words_right = left.bit_length() // 64 + 1, right.bit_length() // 64 + 1
+        if operator == "**" and right > 0:
+            words_right = min(left.bit_length() * right, MAX_RESULT_DIGITS * 4) // 64 + 1
+        return words_left + words_right + words_left * words_right // 16
+    if operator == "*":
+        seq, times = (left, right) if is_whole(right) else (right, left)
+        if isinstance(seq, str | list | tuple) and is_whole(times):
+            size = len(seq) * max(times, 0)
+            return 1 + (size // COPY_CHARS if isinstance(seq, str) else 2 * size)
+    if operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, type(left)):
+        size = len(left) + len(right)
+        return 1 + (size // COPY_CHARS if isinstance(left, str) else 2 * size)
+    return 1

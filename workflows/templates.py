@@ -4,128 +4,58 @@ Jinja2 expression syntax in the immutable sandbox: no access to Python
 internals, no mutation of the scope, no I/O. A string that is exactly one
 `{{ ... }}` yields the expression's value with its JSON type; any other string
 renders to a string. Rendering is a pure function of the template and the
-scope, so the workflow may call it and stay deterministic.
+scope, so the workflow may call it and stay deterministic; and it is bounded
+(template_budget): a template that would compute too much fails, at the same
+step on every replay, well before Temporal's deadlock detector would stop the
+workflow task.
 """
 
 from __future__ import annotations
 
-import json
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
-from jinja2.exceptions import TemplateRuntimeError, UndefinedError
-from jinja2.runtime import Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2 import TemplateSyntaxError, nodes
+from jinja2.exceptions import UndefinedError
+from jinja2.sandbox import SecurityError
 from jinja2.utils import missing
+from temporalio import workflow
 
 from workflows import template_budget
+from workflows.template_env import (
+    PYTHON_VALUES,
+    MissingValueError,
+    Tolerant,
+    legacy_env,
+    plain,
+    strict_env,
+)
 
 #: Names a template may use (CONTRACT: input, nodes, item, index, run, secrets).
 SCOPE_NAMES = frozenset({"input", "nodes", "item", "index", "run", "secrets"})
 
-#: Read-only mapping methods a template may call when the mapping has no key of that name.
-_MAPPING_METHODS = frozenset({"get", "items", "keys", "values"})
 _KEYS_SHOWN = 12
+#: workflow.patched() id: runs started before it render without the step and output budget
+#: (a template that rendered there must render on replay).
+PATCH_TEMPLATE_BUDGET = "template-step-budget"
+
+#: Steps the renders of a run's latest workflow task took: workflow instance -> (the task's
+#: workflow.now(), the same for all its renders and on replay; steps). Nodes that become
+#: ready together render in one task, bounded as a whole (template_budget.MAX_TASK_STEPS).
+#: Keyed by the instance, which a replay makes anew: nothing carries over from a run's
+#: earlier execution on this worker.
+_task_steps: weakref.WeakKeyDictionary[Any, tuple[datetime, int]] = weakref.WeakKeyDictionary()
 
 _WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
 class TemplateError(ValueError):
     """A template that does not parse or fails to evaluate; the message is for the flow author."""
-
-
-class MissingValueError(UndefinedError):
-    """A template read something that is not there; carries what was read, for the message."""
-
-    def __init__(self, message: str, *, container: Any, key: Any) -> None:
-        super().__init__(message)
-        self.container = container
-        self.key = key
-
-
-class _Missing(ChainableUndefined):
-    """What a lookup of an absent key gives: chains on (`a.b.c` stays missing) so that
-    `| default(...)` and `is defined` work, but using it in any other way is an error."""
-
-    __slots__ = ()
-    __iter__ = __str__ = __len__ = Undefined._fail_with_undefined_error
-    __eq__ = __ne__ = __bool__ = __hash__ = Undefined._fail_with_undefined_error
-    __contains__ = Undefined._fail_with_undefined_error
-
-    def __init__(
-        self,
-        hint: str | None = None,
-        obj: Any = missing,
-        name: str | None = None,
-        exc: type[TemplateRuntimeError] = UndefinedError,
-    ) -> None:
-        if exc is UndefinedError:  # an absent value (an unsafe attribute keeps SecurityError)
-            exc = partial(MissingValueError, container=obj, key=name)  # type: ignore[assignment]
-        super().__init__(hint, obj, name, exc)
-
-
-class _MissingMethod(_Missing):
-    """A method reached as `x.get` where `x` has no key `get` (or `xs.count` of a list):
-    calling it works (`x.get('k')`), but as a value it is a missing key, not a method."""
-
-    __slots__ = ("_method",)
-
-    def __init__(self, method: Any, *, obj: Any, name: str) -> None:
-        super().__init__(obj=obj, name=name)
-        self._method = method
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("unsafe_callable", "alters_data"):  # asked by the sandbox before a call
-            raise AttributeError(name)
-        return super().__getattr__(name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._method(*args, **kwargs)
-
-
-def _as_method(value: Any, obj: Any, name: str) -> Any:
-    if not isinstance(value, Undefined) and callable(value) and hasattr(value, "__self__"):
-        return _MissingMethod(value, obj=obj, name=name)
-    return value
-
-
-class Tolerant(dict[str, Any]):
-    """A value the flow's own routing may leave without fields: the `{"error": ...}` output of
-    a node that failed and went on (onError continue/route), or a node a condition skipped
-    (empty). Downstream nodes were drawn to go on without it, so a field it lacks reads as
-    null all the way down (`nodes.tickets.output.json`), where elsewhere it is a mistake.
-    """
-
-
-class _Absent(ChainableUndefined):
-    """A field of a `Tolerant` value: null as a value and in text, null all the way down
-    (calls included: `.get('k', 1)` of it is null too); anything else done with it is an error
-    that says why it is null."""
-
-    __slots__ = ()
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Absent:  # type: ignore[override]
-        return self
-
-    def __eq__(self, other: object) -> bool:
-        return other is None or isinstance(other, _Absent)
-
-    def __ne__(self, other: object) -> bool:
-        return not self.__eq__(other)
-
-    def __hash__(self) -> int:
-        return hash(None)
-
-    @property
-    def _undefined_message(self) -> str:
-        return (
-            f"{self._undefined_name!r} is null here (its node was skipped, or failed and went "
-            "on); give it a value with `| default(...)`"
-        )
 
 
 def mark_tolerant(scope: Mapping[str, Any], node_ids: Iterable[str]) -> dict[str, Any]:
@@ -150,73 +80,6 @@ def tolerant_nodes(scope: Mapping[str, Any]) -> list[str]:
     )
 
 
-class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
-    """`a.b` reads the key `b` of a mapping before any attribute of the same name, so data
-    keyed `items`, `get` or `keys` is read as data; a mapping never falls back to attributes
-    for `a['b']`."""
-
-    # Workflow code shares the worker's one event loop: see template_budget.
-    intercepted_binops = frozenset(["**", "*", "+", "%"])
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        template_budget.check_binop(operator, left, right)
-        return super().call_binop(context, operator, left, right)
-
-    def wrap_str_format(self, value: Any) -> Any:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is not None:  # str.format / format_map of a text: check its specs first
-            template_budget.check_format(value.__self__)
-        return wrapped
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Mapping):
-            if attribute in obj:
-                return obj[attribute]
-            if isinstance(obj, Tolerant):
-                return _Absent(obj=obj, name=attribute)
-            if attribute not in _MAPPING_METHODS:
-                return self.undefined(obj=obj, name=attribute)
-        return _as_method(super().getattr(obj, attribute), obj, attribute)
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        if isinstance(obj, Mapping):
-            try:
-                return obj[argument]
-            except (TypeError, LookupError):
-                if isinstance(obj, Tolerant):
-                    return _Absent(obj=obj, name=argument)
-                return self.undefined(obj=obj, name=argument)
-        return _as_method(super().getitem(obj, argument), obj, str(argument))
-
-
-def _json_text(value: Any) -> Any:
-    """How a value reads inside a longer string: as JSON (null, true, ["a"], {"k": 1})."""
-    if value is None or isinstance(value, _Absent):
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Mapping | list | tuple) or (
-        hasattr(value, "__iter__") and not isinstance(value, str | Undefined)
-    ):  # lists, and what reads as one: range(3), d.keys(), a filter's generator
-        return json.dumps(_plain(value, True), ensure_ascii=False)
-    return value
-
-
-_strict_env = _DataFirstEnvironment(
-    undefined=_Missing, autoescape=False, keep_trailing_newline=True
-)
-_strict_env.finalize = _json_text
-template_budget.checked_filters(_strict_env.filters)
-_strict_env.globals["range"] = template_budget.budgeted_range
-_strict_env.globals["lipsum"] = template_budget.budgeted_lipsum
-_strict_env.tests["none"] = lambda value: value is None or isinstance(value, _Absent)
-#: Runs started before strict lookups (workflow.patched) keep their first semantics on replay:
-#: attributes first, and a missing field is silently null.
-_legacy_env = ImmutableSandboxedEnvironment(
-    undefined=ChainableUndefined, autoescape=False, keep_trailing_newline=True
-)
-
-
 def is_template(value: str) -> bool:
     return "{{" in value or "{%" in value
 
@@ -232,47 +95,90 @@ def _whole_expression(text: str) -> str | None:
 @lru_cache(maxsize=4096)
 def _compiled_expression(expr: str, strict: bool) -> Any:
     if strict:
-        return _strict_env.compile_expression(expr, undefined_to_none=False)
-    return _legacy_env.compile_expression(expr, undefined_to_none=True)
+        return strict_env.compile_expression(expr, undefined_to_none=False)
+    return legacy_env.compile_expression(expr, undefined_to_none=True)
 
 
 @lru_cache(maxsize=4096)
 def _compiled_template(text: str, strict: bool) -> Any:
-    return (_strict_env if strict else _legacy_env).from_string(text)
+    return (strict_env if strict else legacy_env).from_string(text)
 
 
-def _plain(value: Any, strict: bool) -> Any:
-    """Jinja results as JSON values: tuples become lists, Markup str, generators lists."""
-    if isinstance(value, Undefined):
-        if strict and not isinstance(value, _Absent):
-            value._fail_with_undefined_error()
-        return None
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, strict) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v, strict) for v in value]
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    # Generators (`map`, `select` ...) become lists; anything else its text.
-    if hasattr(value, "__iter__"):
-        return [_plain(v, strict) for v in value]
-    return str(value)
+def render(
+    value: Any,
+    scope: Mapping[str, Any],
+    *,
+    strict: bool = True,
+    field: str = "config",
+    metered: bool | None = None,
+) -> Any:
+    """Render every string inside `value` (dicts and lists are walked); errors name the
+    field (e.g. `config.body.total`). All the templates of `value` share one budget of work
+    (template_budget): a node's config is bounded as a whole.
+
+    `metered`: whether steps are counted; by default yes, except in a run started before
+    they were (workflow.patched)."""
+    if strict_env.current_budget() is not None or not _has_template(value):
+        return _render(value, scope, strict, field)
+    metered = _metered() if metered is None else metered
+    run = workflow.instance() if metered and workflow.in_workflow() else None
+    task = workflow.now() if run is not None else None
+    known = _task_steps.get(run) if run is not None else None
+    spent = known[1] if known is not None and known[0] == task else 0
+    limit = min(template_budget.MAX_STEPS, template_budget.MAX_TASK_STEPS - spent)
+    with strict_env.rendering(metered, limit) as budget:
+        try:
+            return _render(value, scope, strict, field)
+        finally:
+            if run is not None and task is not None:
+                _task_steps[run] = (task, spent + budget.steps)
 
 
 def render_string(
-    text: str, scope: Mapping[str, Any], *, strict: bool = True, field: str = "value"
+    text: str,
+    scope: Mapping[str, Any],
+    *,
+    strict: bool = True,
+    field: str = "value",
+    metered: bool | None = None,
 ) -> Any:
-    """Evaluate one template string; errors name `field` (e.g. `config.body.total`)."""
-    if not is_template(text):
-        return text
-    template_budget.start_render()
+    """Evaluate one template string (see `render`)."""
+    return render(text, scope, strict=strict, field=field, metered=metered)
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    return isinstance(value, list) and any(_has_template(v) for v in value)
+
+
+def _render(value: Any, scope: Mapping[str, Any], strict: bool, field: str) -> Any:
+    if isinstance(value, str):
+        return _render_string(value, scope, strict, field) if is_template(value) else value
+    if isinstance(value, dict):
+        return {k: _render(v, scope, strict, f"{field}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render(v, scope, strict, f"{field}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _render_string(text: str, scope: Mapping[str, Any], strict: bool, field: str) -> Any:
     try:
         expr = _whole_expression(text)
+        with strict_env.paused():  # the compile cache must not change what is charged
+            compiled = (
+                _compiled_expression(expr, strict)
+                if expr is not None
+                else _compiled_template(text, strict)
+            )
+        budget = strict_env.current_budget()
+        if budget is not None:
+            budget.ranges = 0  # ranges are bounded per template, as they always were
         if expr is not None:
-            return _plain(_compiled_expression(expr, strict)(**scope), strict)
-        return _compiled_template(text, strict).render(**scope)
+            return _plain_within_budget(compiled(**scope), strict)
+        return template_budget.joined_output(compiled.generate(**scope), strict_env.metering())
     except TemplateSyntaxError as exc:
         raise TemplateError(f"{field}: template syntax error: {exc.message}") from None
     except MissingValueError as exc:
@@ -280,6 +186,8 @@ def render_string(
     except UndefinedError as exc:
         raise TemplateError(f"{field}: {text.strip()!r}: {exc.message}") from None
     except SecurityError as exc:
+        if getattr(exc, "exceeds_budget", False):  # template_budget.BudgetExceeded
+            raise TemplateError(f"{field}: {exc}") from None
         raise TemplateError(f"{field}: not allowed in a template: {exc}") from None
     except Exception as exc:  # evaluation errors: division by zero, bad filter argument ...
         raise TemplateError(
@@ -287,17 +195,24 @@ def render_string(
         ) from None
 
 
-def render(
-    value: Any, scope: Mapping[str, Any], *, strict: bool = True, field: str = "config"
-) -> Any:
-    """Render every string inside `value` (dicts and lists are walked)."""
-    if isinstance(value, str):
-        return render_string(value, scope, strict=strict, field=field)
-    if isinstance(value, dict):
-        return {k: render(v, scope, strict=strict, field=f"{field}.{k}") for k, v in value.items()}
-    if isinstance(value, list):
-        return [render(v, scope, strict=strict, field=f"{field}[{i}]") for i, v in enumerate(value)]
-    return value
+def _metered() -> bool:
+    """Steps are counted, except in runs started before they were: a template that
+    rendered there must render on replay."""
+    if not workflow.in_workflow():
+        return True
+    try:
+        return workflow.patched(PATCH_TEMPLATE_BUDGET)
+    except workflow.ReadOnlyContextError:  # a query: no commands, and nothing to replay
+        return True
+
+
+def _plain_within_budget(value: Any, strict: bool) -> Any:
+    """`plain` walks the whole result in Python: a few steps an item."""
+    budget = strict_env.metering()
+    if budget is not None and type(value) not in PYTHON_VALUES:
+        steps = template_budget.walk_steps(value, budget, template_budget.PYTHON_WALK_STEPS)
+        budget.charge(steps, "the result")
+    return plain(value, strict)
 
 
 # -- messages for absent values -------------------------------------------------------------------
@@ -385,7 +300,7 @@ class References:
 def _parse(text: str) -> nodes.Template:
     expr = _whole_expression(text)
     source = text if expr is None else "{{" + expr + "}}"
-    return _strict_env.parse(source)
+    return strict_env.parse(source)
 
 
 @lru_cache(maxsize=4096)
