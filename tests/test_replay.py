@@ -297,3 +297,31 @@ async def test_recorded_history_replays(path: Path) -> None:
 
     history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
     await replayer.replay_workflow(history)
+
+
+async def test_a_random_choice_is_the_same_on_every_replay(flow_worker: FlowWorker) -> None:
+    """`| random` decides a branch: a replay that chose differently would issue other commands."""
+    flow = {
+        "nodes": [
+            node("start", "start"),
+            node(
+                "coin",
+                "condition",
+                {"branches": [{"handle": "heads", "when": "{{ [true, false] | random }}"}]},
+            ),
+            node("pause", "wait", {"seconds": 0.1}),
+        ],
+        "edges": [edge("start", "coin"), edge("coin", "pause", "heads")],
+    }
+    replayer = Replayer(
+        workflows=[FlowRun],
+        data_converter=DATA_CONVERTER,
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        ),
+    )
+    for _ in range(3):
+        _, run_id = await flow_worker.run(flow)
+        history = await flow_worker.client.get_workflow_handle(run_id).fetch_history()
+        for _ in range(4):
+            await replayer.replay_workflow(history)

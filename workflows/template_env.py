@@ -9,15 +9,17 @@ what a template may compute. Kept apart from templates.py, which renders with it
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from jinja2 import ChainableUndefined
+from jinja2 import ChainableUndefined, Environment
 from jinja2.exceptions import TemplateRuntimeError, UndefinedError
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import missing, pass_context
+from jinja2.utils import missing, pass_context, pass_environment
+from temporalio import workflow
 
 from workflows import template_budget, template_calls
 from workflows.template_steps import MeteredEnvironment
@@ -209,8 +211,24 @@ def _json_text(context: Context, value: Any) -> Any:
     return value
 
 
+#: for renders outside workflow code (activities, validation)
+_process_random = random.Random()
+
+
+@pass_environment
+def _replayable_random(environment: Environment, seq: Any) -> Any:
+    """Jinja's `random` draws from the process's generator, which a replay does not repeat;
+    in workflow code this one draws from the run's own (seeded in its history)."""
+    items = list(seq)
+    if not items:
+        return environment.undefined("No random item, sequence was empty.")
+    generator = workflow.random() if workflow.in_workflow() else _process_random
+    return generator.choice(items)
+
+
 strict_env = _DataFirstEnvironment(undefined=_Missing, autoescape=False, keep_trailing_newline=True)
 strict_env.finalize = _json_text
+strict_env.filters["random"] = _replayable_random
 template_calls.metered_filters(strict_env.filters)
 template_calls.metered_tests(strict_env.tests)
 strict_env.globals["range"] = pass_context(
