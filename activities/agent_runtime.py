@@ -69,17 +69,21 @@ class AgentRuntime:
             if task.tolerant_nodes
             else task.scope
         )
+        # Heartbeats from the start: rendering a heavy (if bounded) template takes a while.
+        heartbeat = asyncio.create_task(_heartbeat_forever())
         try:
-            # Off the event loop: a heavy (if bounded) template must not stall other runs'
-            # heartbeats and calls on this worker.
+            # Off the event loop: it must not stall other runs' heartbeats and calls.
             public = await asyncio.to_thread(
                 templates.render,
                 task.config,
                 {**scope, "secrets": masked(refs.secrets)},
                 strict=task.strict_templates,
             )
-        except templates.TemplateError as exc:
-            raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from None
+        except BaseException as exc:
+            heartbeat.cancel()
+            if isinstance(exc, templates.TemplateError):
+                raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from None
+            raise
         row = TaskRecord(
             orchestrator_task_id=task.task_id,
             node_id=task.node_id,
@@ -92,7 +96,6 @@ class AgentRuntime:
         )
         # The "running" row is written while the agent works, off the node's critical path.
         running_row = asyncio.create_task(self._record(task, row))
-        heartbeat = asyncio.create_task(_heartbeat_forever())
         secrets: Mapping[str, str] = {}
         scrubber = Scrubber(())
         try:

@@ -38,7 +38,10 @@ def encoded_forms(secret: str) -> set[str]:
         return set()
     forms = {secret, secret[::-1]}
     raw = secret.encode("utf-8", "surrogatepass")
-    forms |= {raw.hex(), raw.hex().upper()}
+    for hexed in (raw.hex(), *(raw.hex(separator) for separator in " :-")):
+        forms |= {hexed, hexed.upper()}
+    encoded32 = base64.b32encode(raw).decode()
+    forms |= {encoded32, encoded32.rstrip("=")}
     # base64 of the value, and of the value as it sits in a JSON document
     for data in {raw, json.dumps(secret)[1:-1].encode()}:
         for encode in (base64.b64encode, base64.urlsafe_b64encode):

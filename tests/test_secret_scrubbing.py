@@ -147,6 +147,8 @@ def test_every_encoding_is_masked_wherever_it_sits() -> None:
         "URL-encoded twice": quote(quote(secret, safe=""), safe=""),
         "URL-encoded base64": quote(base64.b64encode(secret.encode()).decode(), safe=""),
         "HTML": secret.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;"),
+        "base32": base64.b32encode(secret.encode()).decode(),
+        "spaced hex": secret.encode().hex(" "),
     }
     for name, spelling in spellings.items():
         assert scrubber.text(f"x{spelling}y") == f"x{MASK}y", name

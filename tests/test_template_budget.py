@@ -27,6 +27,7 @@ from temporalio.client import WorkflowFailureError
 from tests.flows import FlowWorker, edge, node
 from workflows import template_budget, templates
 from workflows.template_env import strict_env
+from workflows.validation import problems_of
 
 #: The issue's bound: a runaway template fails its node within this (asserted generously).
 WITHIN_SECONDS = 5.0
@@ -45,6 +46,15 @@ SCOPE: dict[str, Any] = {
 
 #: Runaway templates: each would take seconds to hours, or gigabytes, without its bound.
 RUNAWAY = {
+    # found by an outside attack: widths, bytes, one whole expression's text
+    "format widths": "{% for i in range(200) %}{{ ('{0:>999999}' * 100).format(1)|length }}"
+    "{% endfor %}",
+    "% widths": "{{ ('%999999s' * 100) % ((1,) * 100) }}",
+    "% precisions": "{{ ('%.999999f' * 1000) % ((1.0,) * 1000) }}",
+    "|format named widths": "{{ ('%(a)9999s' * 1000) | format(a=1) }}",
+    "repeated bytes": "{{ ('x'.encode() * 2000000000) | length }}",
+    "bytes zfill": "{{ 'x'.encode().zfill(10**8) | length }}",
+    "one expression past the size": "{{ ('x' * 3999990) ~ ('y' * 3999990) }}",
     "nested loops": "{% for i in input.big %}{% for j in input.big %}{% endfor %}{% endfor %}",
     "the issue's nested ranges": (
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x"
@@ -233,6 +243,7 @@ E2E_RUNAWAY = {
     "huge string": "{{ ('x' * 10**9) | length }}",
     "huge list": "{{ ([[0] * 1000] * 100000) | length }}",
     "~ doubling": RUNAWAY["~ doubling"],
+    "format widths": RUNAWAY["format widths"],
 }
 
 
@@ -341,3 +352,30 @@ async def test_runaway_templates_of_nodes_run_together_fail_them_within_one_work
     assert all(e.startswith("config.output: template exceeds") for e in errors), errors
     assert any("nodes run at the same moment" in e for e in errors), errors
     assert await _workflow_task_failures(flow_worker, workflow_id) == []
+
+
+def test_a_flow_holding_more_template_code_than_compiles_in_time_is_refused() -> None:
+    """Compiling is not counted in steps; ten dense 130 KB templates once wedged a task."""
+    dense = "{% if false %}" + "x{{ k }}" * 13000 + "{% endif %}ok"
+    flow = {
+        "nodes": [
+            node("start", "start", label="s"),
+            *(
+                {
+                    "id": f"t{i}",
+                    "type": "transform",
+                    "data": {"label": "t", "config": {"output": dense}},
+                }
+                for i in range(10)
+            ),
+        ],
+        "edges": [{"id": f"e{i}", "source": "start", "target": f"t{i}"} for i in range(10)],
+    }
+    began = time.perf_counter()
+    (problem,) = problems_of(flow)
+    assert time.perf_counter() - began < 1  # refused before anything is parsed
+    assert problem.startswith("node 't0' (t): config.output: the flow's templates hold")
+    assert f"over the {templates.MAX_TEMPLATE_CODE:,}" in problem
+    ordinary = {**flow, "nodes": flow["nodes"][:2]}
+    ordinary["nodes"][1]["data"]["config"]["output"] = "{{ input.x }}" * 1000
+    assert problems_of({**ordinary, "edges": flow["edges"][:1]}) == []

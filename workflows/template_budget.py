@@ -118,7 +118,7 @@ def measure(value: Any, budget: Budget) -> tuple[int, int]:
         return _measure_container(value, budget)
     if value is None or kind is bool or kind is float or isinstance(value, Undefined):
         return 1, 24
-    if isinstance(value, str):
+    if isinstance(value, str | bytes | bytearray):
         return 1, len(value) + 2
     if isinstance(value, int):
         return 1, value.bit_length() * 3 // 10 + 2
@@ -188,7 +188,9 @@ def weigh(value: Any, budget: Budget | None) -> Any:
 
 def text_size(value: Any, budget: Budget) -> int:
     """About how long `str(value)` is, without building it."""
-    return len(value) if isinstance(value, str) else measure(value, budget)[1]
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    return measure(value, budget)[1]
 
 
 def check_text(size: float, what: str) -> None:
@@ -266,7 +268,7 @@ def _digits(value: int) -> float:
 
 def joined_length(value: Any) -> int:
     """What a value weighs once joined or repeated: text length, or its items' lengths."""
-    if isinstance(value, str):
+    if isinstance(value, str | bytes | bytearray):
         return len(value)
     if isinstance(value, list | tuple):
         return len(value) + sum(len(v) for v in value if _sequence(v))
@@ -281,24 +283,48 @@ def _sequence(value: Any) -> bool:
     kind = type(value)
     if kind is str or kind is list or kind is tuple:
         return True
-    return kind not in _SCALARS and isinstance(value, str | list | tuple)
+    return kind not in _SCALARS and isinstance(value, str | bytes | bytearray | list | tuple)
 
 
-def check_format(text: str, what: str = "the format") -> None:
+def check_format(text: str | bytes | bytearray, what: str = "the format") -> None:
     """Refuse a %-format or str.format text whose widths would build a huge text."""
+    if not isinstance(text, str):
+        text = bytes(text).decode("latin-1")
     if _WIDTHS.search(text):
         raise SecurityError(f"{what}: a width or precision of a million or more, or a variable one")
 
 
-def check_format_args(text: str, args: Iterable[Any], budget: Budget | None) -> None:
+def check_format_args(
+    text: str | bytes | bytearray, args: Iterable[Any], budget: Budget | None
+) -> None:
     """Refuse a format whose fields, each filled with the largest argument, would be huge
     (`('{0}' * 1000).format(big)`)."""
     if budget is None:
         return
+    if not isinstance(text, str):  # bytes: the same sizes, read as text
+        text = bytes(text).decode("latin-1")
     largest = max((text_size(a, budget) for a in args), default=0)
     fields = text.count("{") + text.count("%")
-    budget.charge(CALL_STEPS + len(text) // COPY_CHARS + fields, "a format")
-    check_text(len(text) + fields * largest, "the formatted text")
+    # each field is as wide as its width or precision at least: 100 fields of width
+    # 999,999 make a text of 100 million characters however small the arguments
+    widths = format_widths(text)
+    budget.charge(CALL_STEPS + (len(text) + widths) // COPY_CHARS + fields, "a format")
+    check_text(len(text) + fields * largest + widths, "the formatted text")
+
+
+_FIELD_WIDTHS = re.compile(
+    r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d*))?|\{[^{}]*?:[^{}\d.]*(\d*)(?:\.(\d*))?"
+)
+
+
+def format_widths(text: str | bytes | bytearray) -> int:
+    """The widths and precisions of a format's fields, summed (the least text they make)."""
+    if not isinstance(text, str):
+        text = bytes(text).decode("latin-1")
+    total = 0
+    for match in _FIELD_WIDTHS.finditer(text):
+        total += max((int(n) for n in match.groups() if n), default=0)
+    return total
 
 
 def budgeted_range(budget: Budget | None, *args: Any) -> Iterable[int]:
@@ -347,11 +373,11 @@ def check_binop(operator: str, left: Any, right: Any, budget: Budget | None) -> 
         if whole and _digits(left) + _digits(right) > MAX_RESULT_DIGITS:
             raise SecurityError(f"a product of over {MAX_RESULT_DIGITS} digits")
         for seq, times in ((left, right), (right, left)):
-            if isinstance(seq, str | list | tuple) and is_whole(times):
+            if isinstance(seq, str | bytes | bytearray | list | tuple) and is_whole(times):
                 check_text(joined_length(seq) * times, "the repetition")
-    elif operator == "+" and isinstance(left, str | list | tuple):
+    elif operator == "+" and isinstance(left, str | bytes | bytearray | list | tuple):
         check_text(joined_length(left) + joined_length(right), "the concatenation")
-    elif operator == "%" and isinstance(left, str):
+    elif operator == "%" and isinstance(left, str | bytes | bytearray):
         check_format(left)
         check_format_args(left, right if isinstance(right, tuple) else (right,), budget)
     if budget is not None:

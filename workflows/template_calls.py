@@ -26,6 +26,7 @@ from workflows.template_budget import (
     MAX_RESULT_LENGTH,
     Budget,
     check_format,
+    check_format_args,
     check_text,
     consumed,
     is_whole,
@@ -198,6 +199,7 @@ def check_filter(
         check_text(len(value) + value.count("\n") * abs(width), "the indented text")
     if name == "format" and isinstance(value, str):
         check_format(value)
+        check_format_args(value, (*args, *kwargs.values()), budget)
     if name == "join" and isinstance(value, list | tuple):
         sep = args[0] if args and isinstance(args[0], str) else ""
         check_text(joined_length(value) + len(sep) * len(value), "the joined text")
@@ -230,7 +232,7 @@ def check_call(
         return
     receiver = getattr(target, "__self__", None)
     name = getattr(target, "__name__", "")
-    if isinstance(receiver, str) and not isinstance(target, type):
+    if isinstance(receiver, str | bytes | bytearray) and not isinstance(target, type):
         _check_str_method(receiver, name, args, budget)
         return
     steps = CALL_STEPS + extra + sum(_shallow(a) for a in (*args, *kwargs.values()))
@@ -249,7 +251,11 @@ def _shallow(value: Any) -> int:
     return _items(value) or 0
 
 
-def _check_str_method(text: str, name: str, args: tuple[Any, ...], budget: Budget) -> None:
+def _check_str_method(
+    receiver: str | bytes | bytearray, name: str, args: tuple[Any, ...], budget: Budget
+) -> None:
+    # bytes have the same methods and sizes: read them as text to measure
+    text = receiver if isinstance(receiver, str) else bytes(receiver).decode("latin-1")
     numbers = [a for a in args if is_whole(a)]
     steps = CALL_STEPS + len(text) // (4 if name in _SPLITTING else _SCAN_CHARS)
     if name in _PADDING and numbers:

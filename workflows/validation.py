@@ -322,6 +322,19 @@ class _Checker:
         return {n.id: up(n.id) for n in definition.nodes}
 
     def check_templates(self, definition: FlowDefinition) -> None:
+        weights = [
+            (weight, node, field)
+            for node in definition.nodes
+            for field, weight in templates.template_code(node.data.config)
+        ]
+        if sum(w for w, _, _ in weights) > templates.MAX_TEMPLATE_CODE:
+            _, node, field = max(weights, key=lambda w: w[0])
+            return self.add(
+                f"{_where(node)}: {field}: the flow's templates hold "
+                f"{sum(w for w, _, _ in weights):,} characters of template code (inside "
+                f"{{{{ }}}} and {{% %}}), over the {templates.MAX_TEMPLATE_CODE:,} a flow may "
+                "hold; this field has the most"
+            )
         upstream = self.ancestors(definition)
         for node in definition.nodes:
             if node.id in self.stand_ins:
