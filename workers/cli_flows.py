@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from persistence import queries
-from persistence.engine import create_engine, session_factory
+from persistence.engine import one_off_session
 from workers.settings import Settings, SettingsError
 
 _TERMINAL = {"completed", "failed", "cancelled"}
@@ -49,12 +49,8 @@ async def _with_registries(
     except SettingsError:
         print("note: agentId / modelId not resolved (no database); their rows' config is missing")
         return definition, []
-    engine = create_engine(url, pool_size=1)
-    try:
-        async with session_factory(engine)() as session:
-            return await apply_registries(session, definition, tenant_id)
-    finally:
-        await engine.dispose()
+    async with one_off_session(url) as session:
+        return await apply_registries(session, definition, tenant_id)
 
 
 async def cmd_flows_validate(args: argparse.Namespace, settings: Settings) -> int:
@@ -82,19 +78,15 @@ async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
         for problem in problems:
             print(f"  - {problem}")
         return 1
-    engine = create_engine(settings.require_database_url(), pool_size=1)
-    try:
-        async with session_factory(engine)() as session, session.begin():
-            stored = await queries.save_workflow_version(
-                session,
-                name=args.name or Path(args.file).stem,
-                definition=definition,
-                tenant_id=args.tenant,
-                workspace_id=args.workspace,
-                comment=args.comment,
-            )
-    finally:
-        await engine.dispose()
+    async with one_off_session(settings.require_database_url()) as session, session.begin():
+        stored = await queries.save_workflow_version(
+            session,
+            name=args.name or Path(args.file).stem,
+            definition=definition,
+            tenant_id=args.tenant,
+            workspace_id=args.workspace,
+            comment=args.comment,
+        )
     print(f"imported {stored.name!r} as workflow {stored.workflow_id}, version {stored.version}")
     return 0
 
@@ -121,15 +113,9 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         # The stored definition, as the run would load it, so bad inputs start nothing.
         tenant = parse_uuid(args.tenant)
-        engine = create_engine(settings.require_database_url(), pool_size=1)
-        try:
-            async with session_factory(engine)() as session:
-                found = await queries.find_workflow_id(session, args.flow, tenant_id=tenant)
-                stored = await queries.load_definition(
-                    session, found, args.version, tenant_id=tenant
-                )
-        finally:
-            await engine.dispose()
+        async with one_off_session(settings.require_database_url()) as session:
+            found = await queries.find_workflow_id(session, args.flow, tenant_id=tenant)
+            stored = await queries.load_definition(session, found, args.version, tenant_id=tenant)
         # Pinned: the run loads the very version whose inputs were checked.
         fields["workflow_id"], fields["version"] = str(stored.workflow_id), stored.version
         problems = check_inputs(stored.definition, inputs)
@@ -191,12 +177,8 @@ async def _follow(handle: Any) -> int:
 
 
 async def cmd_runs_list(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.require_database_url(), pool_size=1)
-    try:
-        async with session_factory(engine)() as session:
-            runs = await queries.list_runs(session, status=args.status, limit=args.limit)
-    finally:
-        await engine.dispose()
+    async with one_off_session(settings.require_database_url()) as session:
+        runs = await queries.list_runs(session, status=args.status, limit=args.limit)
     if not runs:
         print("no runs")
         return 0
@@ -209,12 +191,8 @@ async def cmd_runs_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_runs_show(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.require_database_url(), pool_size=1)
-    try:
-        async with session_factory(engine)() as session:
-            run, tasks = await queries.run_with_tasks(session, args.run)
-    finally:
-        await engine.dispose()
+    async with one_off_session(settings.require_database_url()) as session:
+        run, tasks = await queries.run_with_tasks(session, args.run)
     print(f"run      {run.orchestrator_run_id} ({run.id})")
     print(f"status   {run.status}")
     print(f"started  {run.started_at}   completed {run.completed_at}")

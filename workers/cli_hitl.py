@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from persistence import hitl_queries
-from persistence.engine import create_engine, session_factory
+from persistence.engine import one_off_session
 from persistence.queries import NotFoundError
 from workers.settings import Settings
 
@@ -22,18 +22,14 @@ def _uuid(value: str, what: str) -> uuid.UUID:
 
 
 async def cmd_hitl_list(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.require_database_url(), pool_size=1)
-    try:
-        async with session_factory(engine)() as session:
-            rows = await hitl_queries.list_tasks(
-                session,
-                assignee=_uuid(args.assignee, "--assignee") if args.assignee else None,
-                role=args.role,
-                status=args.status,
-                limit=args.limit,
-            )
-    finally:
-        await engine.dispose()
+    async with one_off_session(settings.require_database_url()) as session:
+        rows = await hitl_queries.list_tasks(
+            session,
+            assignee=_uuid(args.assignee, "--assignee") if args.assignee else None,
+            role=args.role,
+            status=args.status,
+            limit=args.limit,
+        )
     if not rows:
         print("no tasks")
         return 0
@@ -51,12 +47,8 @@ async def cmd_hitl_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_hitl_show(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.require_database_url(), pool_size=1)
-    try:
-        async with session_factory(engine)() as session:
-            found = await hitl_queries.task_with_run(session, _uuid(args.task, "TASK"))
-    finally:
-        await engine.dispose()
+    async with one_off_session(settings.require_database_url()) as session:
+        found = await hitl_queries.task_with_run(session, _uuid(args.task, "TASK"))
     if found is None:
         raise NotFoundError(f"no HITL task {args.task}")
     task, run_id = found
@@ -110,12 +102,8 @@ async def cmd_hitl_decide(args: argparse.Namespace, settings: Settings) -> int:
     from workflows.hitl import HitlDecisionRequest
 
     task_id = _uuid(args.task, "TASK")
-    engine = create_engine(settings.require_database_url(), pool_size=1)
-    try:
-        async with session_factory(engine)() as session:
-            found = await hitl_queries.task_with_run(session, task_id)
-    finally:
-        await engine.dispose()
+    async with one_off_session(settings.require_database_url()) as session:
+        found = await hitl_queries.task_with_run(session, task_id)
     if found is None:
         raise NotFoundError(f"no HITL task {args.task}")
     _task, run_id = found

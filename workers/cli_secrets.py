@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from persistence import secret_queries
-from persistence.engine import create_engine, session_factory
+from persistence.engine import one_off_session
 from persistence.queries import NotFoundError
 from persistence.secret_keys import SecretKeys, SecretKeysError
 from workers.settings import Settings
@@ -53,25 +53,17 @@ async def cmd_secrets_set(args: argparse.Namespace, settings: Settings) -> int:
     name = _name(args.name)
     keys = settings.require_secret_keys()
     value = _read_value(args)
-    engine = create_engine(settings.require_database_url(), pool_size=1)
-    try:
-        async with session_factory(engine)() as session, session.begin():
-            tenant = await secret_queries.find_tenant(session, args.tenant)
-            created = await secret_queries.set_secret(session, keys, tenant, name, value)
-    finally:
-        await engine.dispose()
+    async with one_off_session(settings.require_database_url()) as session, session.begin():
+        tenant = await secret_queries.find_tenant(session, args.tenant)
+        created = await secret_queries.set_secret(session, keys, tenant, name, value)
     print(f"{'stored' if created else 'replaced'} secret {name} of tenant {tenant}")
     return 0
 
 
 async def cmd_secrets_list(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings.require_database_url(), pool_size=1)
-    try:
-        async with session_factory(engine)() as session:
-            tenant = await secret_queries.find_tenant(session, args.tenant)
-            rows = await secret_queries.list_secrets(session, tenant)
-    finally:
-        await engine.dispose()
+    async with one_off_session(settings.require_database_url()) as session:
+        tenant = await secret_queries.find_tenant(session, args.tenant)
+        rows = await secret_queries.list_secrets(session, tenant)
     if not rows:
         print(f"no secrets for tenant {tenant}")
         return 0
@@ -86,13 +78,9 @@ async def cmd_secrets_list(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_secrets_delete(args: argparse.Namespace, settings: Settings) -> int:
     name = _name(args.name)
-    engine = create_engine(settings.require_database_url(), pool_size=1)
-    try:
-        async with session_factory(engine)() as session, session.begin():
-            tenant = await secret_queries.find_tenant(session, args.tenant)
-            deleted = await secret_queries.delete_secret(session, tenant, name)
-    finally:
-        await engine.dispose()
+    async with one_off_session(settings.require_database_url()) as session, session.begin():
+        tenant = await secret_queries.find_tenant(session, args.tenant)
+        deleted = await secret_queries.delete_secret(session, tenant, name)
     if not deleted:
         raise NotFoundError(f"tenant {tenant} has no secret {name}")
     print(f"deleted secret {name} of tenant {tenant}")
@@ -101,12 +89,8 @@ async def cmd_secrets_delete(args: argparse.Namespace, settings: Settings) -> in
 
 async def cmd_secrets_rotate(args: argparse.Namespace, settings: Settings) -> int:
     keys = settings.require_secret_keys()
-    engine = create_engine(settings.require_database_url(), pool_size=1)
-    try:
-        async with session_factory(engine)() as session, session.begin():
-            report = await secret_queries.rotate_secrets(session, keys)
-    finally:
-        await engine.dispose()
+    async with one_off_session(settings.require_database_url()) as session, session.begin():
+        report = await secret_queries.rotate_secrets(session, keys)
     print(
         f"re-encrypted {report.reencrypted} secret(s) with key {keys.current_id!r}; "
         f"{report.current} already used it"
