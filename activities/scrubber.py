@@ -24,6 +24,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from activities.secrets import MASK
@@ -107,17 +108,24 @@ def spelled(form: str) -> str:
     return "".join(parts)
 
 
+@lru_cache(maxsize=256)
+def _form_patterns(secret: str) -> tuple[tuple[str, str], ...]:
+    """Each form of `secret` with its pattern: built once per secret, since an activity
+    and the log scrubber both need them each time the secret is used."""
+    return tuple((form, spelled(form)) for form in encoded_forms(secret))
+
+
 class Scrubber:
     """Masks a fixed set of secrets in strings, JSON-like values and exceptions."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        forms: set[str] = set()
+        forms: dict[str, str] = {}
         for secret in set(secrets):
-            forms |= encoded_forms(secret)
+            forms.update(_form_patterns(secret))
         # Longest first, so a form that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
         self._pattern = (
-            re.compile("|".join(map(spelled, ordered)), re.IGNORECASE) if ordered else None
+            re.compile("|".join(forms[f] for f in ordered), re.IGNORECASE) if ordered else None
         )
 
     def __bool__(self) -> bool:
