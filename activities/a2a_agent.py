@@ -40,8 +40,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.api import retryable_status
 from activities.outbound import OutboundHttp
-from workflows.definition import A2A_NEEDS_INPUT_STATES, INPUT_REQUIRED_HANDLE
-from workflows.messages import AgentTask
+from flow_language.definition import A2A_NEEDS_INPUT_STATES, INPUT_REQUIRED_HANDLE
+from workflows.contract import AgentTask
 
 _STATES = {
     TaskState.TASK_STATE_SUBMITTED: "submitted",

@@ -25,10 +25,10 @@ from activities.outbound import outbound_refusal
 from activities.scrubber import ACTIVE, Scrubber
 from activities.secrets import MissingSecretError, SecretProvider, masked
 from activities.writeback import write_tasks
+from flow_language import templates
+from flow_language.sizes import json_size
 from persistence import queries
-from workflows import templates
-from workflows.messages import AGENT_ACTIVITY_PREFIX, MAX_OUTPUT_BYTES, AgentTask
-from workflows.records import TaskRecord, json_size
+from workflows.contract import AGENT_ACTIVITY_PREFIX, MAX_OUTPUT_BYTES, AgentTask, TaskRecord
 
 AgentHandler = Callable[[dict[str, Any], AgentTask], Awaitable[Any]]
 _HEARTBEAT_EVERY = 1.0

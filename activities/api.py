@@ -16,7 +16,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.messages import AgentTask
+from workflows.contract import AgentTask
 
 DEFAULT_MAX_RESPONSE_BYTES = 1_000_000
 #: 4xx answers that say "not now" rather than "never": timeout, conflict, rate limit.

@@ -27,7 +27,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import local_whisper, media
 from activities.llm import ModelClients, model_failure, node_timeout
-from workflows.messages import AgentTask
+from workflows.contract import AgentTask
 
 DEFAULT_MAX_AUDIO_BYTES = 1_500_000  # under Temporal's 2 MB payload limit once base64'd
 

@@ -35,7 +35,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.docker_policy import DockerPolicy, DockerPolicyError
-from workflows.messages import AgentTask
+from workflows.contract import AgentTask
 
 log = logging.getLogger("meta_agent.docker")
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from workflows.config_checks import docker_network_problem, docker_problems, memory_bytes
+from flow_language.config_checks import docker_network_problem, docker_problems, memory_bytes
 
 #: nobody:nogroup, which every base image's kernel knows, whether or not /etc/passwd does.
 NOBODY = "65534:65534"

@@ -25,17 +25,16 @@ from temporalio import activity
 from activities import references
 from activities.database_refusals import refused_by_database
 from activities.writeback import run_values
+from flow_language.config_checks import role_references, user_references
+from flow_language.definition import FlowDefinition
+from flow_language.refusals import RUN_ID_REUSED, RUN_RECORD_REJECTED, refusal
+from flow_language.templates import is_template
+from flow_language.validation import DefinitionError, input_problems, parse_definition
 from persistence import queries
 from persistence.ids import parse_uuid
 from persistence.models.multimodal import MODEL_TABLES
 from persistence.registry_queries import RegistryEntry, load_agent, load_model
-from workflows.config_checks import role_references, user_references
-from workflows.definition import FlowDefinition
-from workflows.messages import PREPARE_FLOW, PreparedFlow, PrepareInput
-from workflows.records import RunRecord
-from workflows.refusals import RUN_ID_REUSED, RUN_RECORD_REJECTED, refusal
-from workflows.templates import is_template
-from workflows.validation import DefinitionError, input_problems, parse_definition
+from workflows.contract import PREPARE_FLOW, PreparedFlow, PrepareInput, RunRecord
 
 
 class FlowPreparation:

@@ -12,12 +12,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.references import check_roles, check_users
 from activities.writeback import apply_run_update, write_tasks
+from flow_language.config_checks import RoleReference, UserReference
 from persistence import hitl_queries
 from persistence.ids import parse_uuid
 from persistence.models import TaskInstance
 from persistence.storable import storable_text
-from workflows.config_checks import RoleReference, UserReference
-from workflows.hitl import (
+from workflows.contract import (
     HITL_CHECK_REVIEWER,
     HITL_CLOSE,
     HITL_ESCALATE,
@@ -28,8 +28,8 @@ from workflows.hitl import (
     HitlClose,
     HitlOpen,
     ReviewerCheck,
+    TaskRecord,
 )
-from workflows.records import TaskRecord
 
 
 def _uuid(value: str | None, what: str) -> uuid.UUID | None:

@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.api import retryable_status
 from activities.outbound import OutboundHttp
-from workflows.messages import AgentTask
+from workflows.contract import AgentTask
 
 #: Local servers need no key, but the SDK insists on one.
 _NO_KEY = "not-needed"

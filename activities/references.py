@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_language.config_checks import RoleReference, UserReference
 from persistence import reference_queries
 from persistence.ids import parse_uuid
-from workflows.config_checks import RoleReference, UserReference
 
 
 @dataclass

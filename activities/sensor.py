@@ -28,7 +28,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.api import retryable_status
 from activities.outbound import OutboundHttp, OutboundPolicy
-from workflows.messages import AgentTask
+from workflows.contract import AgentTask
 
 AGGREGATES = ("count", "mean", "min", "max", "p95", "stddev", "last")
 _OPS: dict[str, Callable[[float, float], bool]] = {

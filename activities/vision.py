@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import media
 from activities.llm import ModelClients, chat, chat_messages
-from workflows.messages import AgentTask
+from workflows.contract import AgentTask
 
 
 class VisionAgent:

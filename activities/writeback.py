@@ -15,8 +15,7 @@ from temporalio import activity
 
 from persistence import hitl_queries, queries
 from persistence.statuses import RUN_ENDED
-from workflows.messages import RECORD_RUN
-from workflows.records import RunRecord, RunUpdate, TaskRecord
+from workflows.contract import RECORD_RUN, RunRecord, RunUpdate, TaskRecord
 
 _UUID_COLUMNS = ("workflow_id", "triggered_by", "tenant_id", "workspace_id", "parent_run_id")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from workflows.validation import problems_of
+from flow_language.validation import problems_of
 
 #: Ordinary names first (hypothesis shrinks towards them), then names of dict methods.
 PLAIN_NAMES = ("a", "b", "x", "name", "total", "flag")

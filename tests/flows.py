@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from workflows.messages import FlowResult, FlowRunInput
+from workflows.contract import FlowResult, FlowRunInput
 
 #: The platform's example flows, kept verbatim in the repo (so it tests on its own).
 EXAMPLE_FLOWS = Path(__file__).resolve().parents[1] / "examples" / "flows"

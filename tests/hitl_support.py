@@ -11,8 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowHandle
 
+from flow_language.review_rules import HitlDecisionRequest
 from tests.flows import FlowWorker, edge, node
-from workflows.hitl import HitlDecisionRequest
 
 __all__ = ["People", "decide", "edge", "inbox", "make_people", "node", "open_task", "review_flow"]
 

@@ -20,7 +20,7 @@ from tests.docker_daemon import TEST_IMAGE, DockerDaemon
 from tests.docker_support import docker_flow, until
 from tests.flows import FlowWorker, edge, node
 from tests.invariant import assert_run_tells_the_truth
-from workflows.messages import FlowResult, FlowRunInput
+from workflows.contract import FlowResult, FlowRunInput
 
 pytestmark = pytest.mark.peers
 

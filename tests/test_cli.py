@@ -79,7 +79,7 @@ def test_the_executable_keeps_exit_codes_and_output_though_it_skips_teardown() -
 
 
 def test_every_example_flow_is_valid() -> None:
-    from workflows.validation import problems_of
+    from flow_language.validation import problems_of
 
     paths = sorted((ROOT / "examples" / "flows").glob("*.json"))
     assert len(paths) >= 6

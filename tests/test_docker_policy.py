@@ -18,9 +18,9 @@ from activities.docker_policy import (
     image_matches,
     normalised,
 )
+from flow_language.validation import problems_of
 from tests.flows import edge, node
 from workers.settings import SettingsError, load_settings
-from workflows.validation import problems_of
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from persistence import queries
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply, Request
-from workflows.messages import EventMessage
+from workflows.contract import EventMessage
 
 
 def _api_flow(url: str, **data: Any) -> dict[str, Any]:

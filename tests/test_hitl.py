@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 
+from flow_language.review_rules import HitlDecisionRequest
 from persistence import secret_queries
 from persistence.secret_keys import SecretKeys
 from tests.flows import FlowWorker, shared_flow
@@ -19,7 +20,6 @@ from tests.hitl_support import People, decide, edge, inbox, node, open_task, rev
 from tests.http_peer import HttpPeer, Reply
 from tests.test_cli import ROOT
 from workers.temporal_dev import temporal_cli
-from workflows.hitl import HitlDecisionRequest
 
 CONTRACT_EXAMPLE = json.loads((ROOT / "examples" / "flows" / "contract-example.json").read_text())
 

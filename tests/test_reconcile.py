@@ -30,7 +30,7 @@ from workers.reconciler import (
     visibility_query,
 )
 from workers.settings import Settings
-from workflows.messages import FlowResult, FlowRunInput
+from workflows.contract import FlowResult, FlowRunInput
 
 T = TypeVar("T")
 

@@ -21,7 +21,7 @@ from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import People, review_flow
 from tests.support import make_tenant
 from workers.client import InvalidInputs, check_inputs, start_run
-from workflows.messages import FlowResult, FlowRunInput
+from workflows.contract import FlowResult, FlowRunInput
 
 TRIVIAL = {
     "nodes": [node("start", "start"), node("done", "transform", {"output": 1})],

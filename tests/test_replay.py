@@ -27,8 +27,8 @@ from tests.hitl_support import decide, make_people, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
 from workers.json_converter import DATA_CONVERTER
 from workers.worker import PASSTHROUGH_MODULES
+from workflows.contract import EventMessage
 from workflows.flow_run import FlowRun
-from workflows.messages import EventMessage
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORD = os.environ.get("META_AGENT_RECORD_HISTORIES") == "1"

@@ -18,9 +18,9 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.common import RawValue
 
+from flow_language.validation import problems_of
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import People, decide, inbox, open_task
-from workflows.validation import problems_of
 
 
 def _review(config: dict[str, Any]) -> dict[str, Any]:

@@ -12,14 +12,14 @@ import pytest
 from sqlalchemy import text
 from temporalio.client import WorkflowFailureError
 
+from flow_language.validation import problems_of
 from persistence import queries
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import People, open_task
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_run_tells_the_truth
 from workers import client
-from workflows.messages import FlowRunInput
-from workflows.validation import problems_of
+from workflows.contract import FlowRunInput
 
 
 async def test_nodes_and_inputs_named_like_dict_methods_are_read_as_data(

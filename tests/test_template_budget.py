@@ -2,7 +2,7 @@
 
 Templates run inside workflow code (transform, condition ...: Temporal's deadlock detector
 stops a workflow task after 2 s, and the task is then retried for ever) and in activities
-(agent configs, on the worker's event loop). `workflows/template_budget.py` bounds sizes,
+(agent configs, on the worker's event loop). `flow_language/template_budget.py` bounds sizes,
 steps and output; these tests hold the bounds to account: every kind of runaway template
 is refused naming its field and limit, ordinary templates of thousands of items render as
 they did, the charge depends on nothing but the template and its data (replays must fail
@@ -24,10 +24,10 @@ from jinja2.utils import _PassArg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 
+from flow_language import template_budget, templates
+from flow_language.template_env import strict_env
+from flow_language.validation import problems_of
 from tests.flows import FlowWorker, edge, node
-from workflows import template_budget, templates
-from workflows.template_env import strict_env
-from workflows.validation import problems_of
 
 #: The issue's bound: a runaway template fails its node within this (asserted generously).
 WITHIN_SECONDS = 5.0

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workflows import templates
+from flow_language import templates
 
 #: Names a React Flow builder (or a person) picks that are also methods of Python dicts.
 DICT_METHOD_NAMES = ["get", "items", "keys", "values", "update", "pop", "copy", "setdefault"]

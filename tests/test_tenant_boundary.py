@@ -26,7 +26,7 @@ from tests.http_peer import HttpPeer, Reply
 from tests.support import make_tenant, make_user
 from tests.test_agent_llm import completion
 from tests.test_agent_media import one_node_flow
-from workflows.messages import FlowResult, FlowRunInput
+from workflows.contract import FlowResult, FlowRunInput
 
 
 @dataclass

@@ -18,11 +18,11 @@ from sqlalchemy import text
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from flow_language.validation import problems_of
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import People, decide, inbox, open_task
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_run_tells_the_truth
-from workflows.validation import problems_of
 
 
 def _review(config: dict[str, Any], *, expired_edge: bool = False) -> dict[str, Any]:

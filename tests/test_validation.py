@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from flow_language.validation import DefinitionError, input_problems, parse_definition, problems_of
 from tests.flows import edge, node
-from workflows.validation import DefinitionError, input_problems, parse_definition, problems_of
 
 
 def flow(*nodes: dict[str, Any], edges: list[dict[str, Any]]) -> dict[str, Any]:

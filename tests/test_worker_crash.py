@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_run_tells_the_truth
-from workflows.messages import FlowResult, FlowRunInput
+from workflows.contract import FlowResult, FlowRunInput
 
 ITEMS = 12
 

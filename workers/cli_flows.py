@@ -54,7 +54,7 @@ async def _with_registries(
 
 
 async def cmd_flows_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from workflows.validation import problems_of
+    from flow_language.validation import problems_of
 
     definition, refused = await _with_registries(_load_json_file(args.file), settings, None)
     problems = refused + problems_of(definition)
@@ -68,7 +68,7 @@ async def cmd_flows_validate(args: argparse.Namespace, settings: Settings) -> in
 
 
 async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
-    from workflows.validation import problems_of
+    from flow_language.validation import problems_of
 
     definition = _load_json_file(args.file)
     resolved, refused = await _with_registries(definition, settings, args.tenant)
@@ -95,7 +95,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from persistence.ids import parse_uuid
     from workers.client import InvalidInputs, RunIdRefused, check_inputs, start_run
     from workers.temporal_client import connect
-    from workflows.messages import FlowRunInput
+    from workflows.contract import FlowRunInput
 
     inputs = _json_arg(args.input, "--input")
     if not isinstance(inputs, dict):

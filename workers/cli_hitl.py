@@ -98,8 +98,8 @@ def _decision(args: argparse.Namespace) -> dict[str, Any]:
 async def cmd_hitl_decide(args: argparse.Namespace, settings: Settings) -> int:
     from temporalio.client import WorkflowUpdateFailedError
 
+    from flow_language.review_rules import HitlDecisionRequest
     from workers.temporal_client import connect
-    from workflows.hitl import HitlDecisionRequest
 
     task_id = _uuid(args.task, "TASK")
     async with one_off_session(settings.require_database_url()) as session:

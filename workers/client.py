@@ -19,9 +19,9 @@ from temporalio.exceptions import (
     WorkflowAlreadyStartedError,
 )
 
-from workflows.messages import FlowResult, FlowRunInput
-from workflows.refusals import counted
-from workflows.validation import DefinitionError, input_problems, parse_definition
+from flow_language.refusals import counted
+from flow_language.validation import DefinitionError, input_problems, parse_definition
+from workflows.contract import FlowResult, FlowRunInput
 
 
 class InvalidInputs(ValueError):

@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from persistence import queries
 from workers.client import start_run
-from workflows.messages import FlowRunInput
+from workflows.contract import FlowRunInput
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples" / "flows"
 

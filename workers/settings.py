@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     @classmethod
     def _docker_lists(cls, value: str, info: ValidationInfo) -> str:
         from activities.docker_policy import split_list
-        from workflows.config_checks import docker_network_problem
+        from flow_language.config_checks import docker_network_problem
 
         items = split_list(value)
         if info.field_name == "docker_allowed_networks":

@@ -29,10 +29,11 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType, NondeterminismError, ParentClosePolicy
 
+from workflows.render_host import WorkflowRenderHost
+
 with workflow.unsafe.imports_passed_through():
-    from workflows import rendered_config, templates
-    from workflows import search_attributes as sa
-    from workflows.definition import (
+    from flow_language import rendered_config, templates
+    from flow_language.definition import (
         A2A_NEEDS_INPUT_STATES,
         ACTIVITY_AGENT_TYPES,
         ERROR_HANDLE,
@@ -41,46 +42,44 @@ with workflow.unsafe.imports_passed_through():
         FlowDefinition,
         Node,
     )
-    from workflows.hitl import (
+    from flow_language.review_rules import (
+        HitlDecisionRequest,
+        HitlTaskState,
+        decision_problem,
+        option_values,
+        parse_decision,
+    )
+    from flow_language.sizes import json_size, model_size
+    from workflows import search_attributes as sa
+    from workflows.contract import (
+        AGENT_ACTIVITY_PREFIX,
         HITL_CHECK_REVIEWER,
         HITL_CLOSE,
         HITL_ESCALATE,
         HITL_OPEN,
         HITL_RECORD_DECISION,
-        DecisionRecord,
-        EscalationRecord,
-        HitlClose,
-        HitlDecisionRequest,
-        HitlOpen,
-        HitlTaskState,
-        ReviewerCheck,
-        decision_problem,
-        option_values,
-        parse_decision,
-    )
-    from workflows.messages import (
-        AGENT_ACTIVITY_PREFIX,
         MAX_OUTPUT_BYTES,
         MAX_WRITE_BYTES,
         PREPARE_FLOW,
         RECORD_RUN,
         AgentTask,
         Checkpoint,
+        DecisionRecord,
+        EscalationRecord,
         EventMessage,
         FlowResult,
         FlowRunInput,
+        HitlClose,
+        HitlOpen,
         LoopProgress,
         NodeState,
         PreparedFlow,
         PrepareInput,
-    )
-    from workflows.records import (
+        ReviewerCheck,
         RunRecord,
         RunStatus,
         RunUpdate,
         TaskRecord,
-        json_size,
-        model_size,
     )
 
 #: Write-back must eventually succeed: retry without limit, backing off to a minute.
@@ -242,6 +241,7 @@ class FlowRun:
         self._finished = False
         self._error: str | None = None
         self._row_bytes: dict[str, int] = {}
+        self.render_host = WorkflowRenderHost()
 
     # -- signals, queries -------------------------------------------------------------------------
 
@@ -1102,7 +1102,9 @@ class _Scope:
         scope = self.scope_vars()
         if extra:
             scope.update(extra)
-        return templates.render(value, scope, strict=self.flow.strict_templates, field=field)
+        return templates.render(
+            value, scope, strict=self.flow.strict_templates, field=field, host=self.flow.render_host
+        )
 
     async def _start(self, node: Node, task_id: str) -> tuple[Any, None]:
         return self.flow._params.inputs, None

@@ -91,7 +91,7 @@ class Edge(BaseModel):
 
 
 class FlowDefinition(BaseModel):
-    """A validated definition; build it with `workflows.validation.parse_definition`."""
+    """A validated definition; build it with `flow_language.validation.parse_definition`."""
 
     model_config = ConfigDict(extra="ignore")
 

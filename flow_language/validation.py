@@ -18,8 +18,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import ValidationError
 
-from workflows import config_checks, templates
-from workflows.definition import (
+from flow_language import config_checks, templates
+from flow_language.definition import (
     ACTIVITY_AGENT_TYPES,
     ERROR_HANDLE,
     INPUT_REQUIRED_HANDLE,
@@ -28,8 +28,8 @@ from workflows.definition import (
     FlowDefinition,
     Node,
 )
-from workflows.hitl import FIXED_HANDLES, option_values
-from workflows.refusals import counted
+from flow_language.refusals import counted
+from flow_language.review_rules import FIXED_HANDLES, option_values
 
 _JINJA_GLOBALS = frozenset(
     {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"}
@@ -52,7 +52,7 @@ class DefinitionError(ValueError):
 
 @cache
 def config_schema(node_type: str) -> dict[str, Any]:
-    text = resources.files("workflows.schemas").joinpath(f"{node_type}.json").read_text()
+    text = resources.files("flow_language.schemas").joinpath(f"{node_type}.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 

@@ -1,6 +1,6 @@
 """Fixed-format config values that JSON Schema alone cannot judge, or words badly.
 
-The node schemas (`workflows/schemas/`) carry the formats the builder shows:
+The node schemas (`flow_language/schemas/`) carry the formats the builder shows:
 ids as `anyOf: [UUID, template]`, numbers as `anyOf: [number, template]`. Here
 are the checks they cannot express (an ISO time with a zone, a JSON Schema
 that must itself be valid) and the wording of `anyOf` failures, which
@@ -22,8 +22,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
-from workflows.form_schema import unusable
-from workflows.templates import is_template
+from flow_language.form_schema import unusable
+from flow_language.templates import is_template
 
 _TYPE_WORDS = {
     "string": "a string",

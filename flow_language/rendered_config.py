@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from workflows.config_checks import format_problems
+from flow_language.config_checks import format_problems
 
 
 class ConfigValueError(ValueError):

@@ -12,17 +12,16 @@ import json
 import random
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import ChainableUndefined, Environment
 from jinja2.exceptions import TemplateRuntimeError, UndefinedError
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing, pass_context, pass_environment
-from temporalio import workflow
 
-from workflows import template_budget, template_calls
-from workflows.template_steps import MeteredEnvironment
+from flow_language import template_budget, template_calls
+from flow_language.template_steps import MeteredEnvironment
 
 #: Plain values a result needs no walk for.
 PYTHON_VALUES = frozenset({str, int, float, bool, type(None)})
@@ -222,7 +221,9 @@ def _replayable_random(environment: Environment, seq: Any) -> Any:
     items = list(seq)
     if not items:
         return environment.undefined("No random item, sequence was empty.")
-    generator = workflow.random() if workflow.in_workflow() else _process_random
+    budget = cast(MeteredEnvironment, environment).current_budget()
+    source = budget.random_source if budget is not None else None
+    generator = source() if source is not None else _process_random
     return generator.choice(items)
 
 

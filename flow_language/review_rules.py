@@ -1,4 +1,4 @@
-"""Human-in-the-loop: the task state a run keeps, and the pure rules a decision must meet.
+"""Review (HITL) rules: the task state a run keeps, and what a decision must meet.
 
 The rules run in the update validator (which may not do I/O) and again in the
 handler, so a decision that raced another is still judged on the latest state.
@@ -14,14 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from workflows.form_schema import FormValidator
-from workflows.records import RunUpdate, json_size
-
-HITL_OPEN = "hitl_open"
-HITL_CHECK_REVIEWER = "hitl_check_reviewer"
-HITL_RECORD_DECISION = "hitl_record_decision"
-HITL_ESCALATE = "hitl_escalate"
-HITL_CLOSE = "hitl_close"
+from flow_language.form_schema import FormValidator
+from flow_language.sizes import json_size
 
 DecisionType = Literal["approval", "choice", "form_input", "annotation", "free_text"]
 #: Handles a hitl node leaves by, besides a choice's option values.
@@ -75,69 +69,6 @@ class HitlTaskState(BaseModel):
     decision_ids: list[str] = Field(default_factory=list)
     status: Literal["open", "completed", "expired", "cancelled"] = "open"
     outcome: dict[str, Any] | None = None
-
-
-class HitlOpen(BaseModel):
-    hitl_task_id: str
-    run_row_id: str
-    tenant_id: str | None = None
-    workspace_id: str | None = None
-    task_id: str
-    node_id: str
-    title: str
-    description: str | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
-    decision_type: DecisionType
-    decision_options: Any = None
-    assignee_id: str | None = None
-    assignee_role: str | None = None
-    priority: int | None = None
-    deadline: datetime | None = None
-    escalation_path: list[dict[str, Any]] | None = None
-    started_at: datetime
-    #: Bookkeeping that rides along, so parking a run costs one activity and no later wake-up:
-    #: the run's new status and the rows buffered by the workflow so far.
-    run_update: RunUpdate | None = None
-
-
-class ReviewerCheck(BaseModel):
-    user_id: str
-    tenant_id: str | None = None
-    assignee_id: str | None = None
-    assignee_role: str | None = None
-
-
-class DecisionRecord(BaseModel):
-    decision_id: str
-    hitl_task_id: str
-    tenant_id: str | None = None
-    decision: dict[str, Any]
-    decision_type: DecisionType
-    decided_by: str
-    comments: str | None = None
-    #: the task's status after this decision
-    task_status: Literal["in_progress", "completed"]
-
-
-class EscalationRecord(BaseModel):
-    escalation_id: str
-    hitl_task_id: str
-    tenant_id: str | None = None
-    to_user: str | None = None
-    to_role: str | None = None
-    reason: str
-    #: the hitl node and the step's index, for messages (absent in older histories)
-    node_id: str = ""
-    step: int = 0
-
-
-class HitlClose(BaseModel):
-    hitl_task_id: str
-    status: Literal["expired", "cancelled"]
-    task_id: str
-    run_row_id: str
-    tenant_id: str | None = None
-    node_id: str
 
 
 def parse_decision(payload: Any) -> HitlDecisionRequest | str:

@@ -20,7 +20,7 @@ from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import SecurityError
 from jinja2.utils import _PassArg, pass_context
 
-from workflows.template_budget import (
+from flow_language.template_budget import (
     CALL_STEPS,
     COPY_CHARS,
     MAX_RESULT_LENGTH,

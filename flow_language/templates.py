@@ -12,22 +12,20 @@ workflow task.
 
 from __future__ import annotations
 
+import random
 import re
-import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.exceptions import UndefinedError
 from jinja2.sandbox import SecurityError
 from jinja2.utils import missing
-from temporalio import workflow
 
-from workflows import template_budget
-from workflows.template_env import (
+from flow_language import template_budget
+from flow_language.template_env import (
     PYTHON_VALUES,
     MissingValueError,
     Tolerant,
@@ -44,12 +42,31 @@ _KEYS_SHOWN = 12
 #: (a template that rendered there must render on replay).
 PATCH_TEMPLATE_BUDGET = "template-step-budget"
 
-#: Steps the renders of a run's latest workflow task took: workflow instance -> (the task's
-#: workflow.now(), the same for all its renders and on replay; steps). Nodes that become
-#: ready together render in one task, bounded as a whole (template_budget.MAX_TASK_STEPS).
-#: Keyed by the instance, which a replay makes anew: nothing carries over from a run's
-#: earlier execution on this worker.
-_task_steps: weakref.WeakKeyDictionary[Any, tuple[datetime, int]] = weakref.WeakKeyDictionary()
+
+@dataclass
+class TaskSteps:
+    """Steps the renders of one workflow task took so far. Nodes that become ready together
+    render in one task, bounded as a whole (template_budget.MAX_TASK_STEPS)."""
+
+    spent: int = 0
+
+
+class RenderHost(Protocol):
+    """What a render needs from the workflow it runs in; activities and validation render
+    without one (metered, no task budget, the process's random generator)."""
+
+    def metered(self) -> bool:
+        """Whether steps are counted (False in runs started before they were)."""
+        ...
+
+    def task_steps(self) -> TaskSteps:
+        """The counter shared by the renders of the current workflow task."""
+        ...
+
+    def random(self) -> random.Random:
+        """The run's own generator, seeded in its history."""
+        ...
+
 
 _WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
@@ -131,27 +148,27 @@ def render(
     strict: bool = True,
     field: str = "config",
     metered: bool | None = None,
+    host: RenderHost | None = None,
 ) -> Any:
     """Render every string inside `value` (dicts and lists are walked); errors name the
     field (e.g. `config.body.total`). All the templates of `value` share one budget of work
     (template_budget): a node's config is bounded as a whole.
 
     `metered`: whether steps are counted; by default yes, except in a run started before
-    they were (workflow.patched)."""
+    they were (see `RenderHost`)."""
     if strict_env.current_budget() is not None or not _has_template(value):
         return _render(value, scope, strict, field)
-    metered = _metered() if metered is None else metered
-    run = workflow.instance() if metered and workflow.in_workflow() else None
-    task = workflow.now() if run is not None else None
-    known = _task_steps.get(run) if run is not None else None
-    spent = known[1] if known is not None and known[0] == task else 0
+    if metered is None:
+        metered = host.metered() if host is not None else True
+    steps = host.task_steps() if host is not None and metered else None
+    spent = steps.spent if steps is not None else 0
     limit = min(template_budget.MAX_STEPS, template_budget.MAX_TASK_STEPS - spent)
-    with strict_env.rendering(metered, limit) as budget:
+    with strict_env.rendering(metered, limit, host.random if host is not None else None) as budget:
         try:
             return _render(value, scope, strict, field)
         finally:
-            if run is not None and task is not None:
-                _task_steps[run] = (task, spent + budget.steps)
+            if steps is not None:
+                steps.spent = spent + budget.steps
 
 
 def render_string(
@@ -161,9 +178,10 @@ def render_string(
     strict: bool = True,
     field: str = "value",
     metered: bool | None = None,
+    host: RenderHost | None = None,
 ) -> Any:
     """Evaluate one template string (see `render`)."""
-    return render(text, scope, strict=strict, field=field, metered=metered)
+    return render(text, scope, strict=strict, field=field, metered=metered, host=host)
 
 
 def _has_template(value: Any) -> bool:
@@ -216,17 +234,6 @@ def _render_string(text: str, scope: Mapping[str, Any], strict: bool, field: str
         raise TemplateError(
             f"{field}: {text.strip()!r} failed: {type(exc).__name__}: {exc}"
         ) from None
-
-
-def _metered() -> bool:
-    """Steps are counted, except in runs started before they were: a template that
-    rendered there must render on replay."""
-    if not workflow.in_workflow():
-        return True
-    try:
-        return workflow.patched(PATCH_TEMPLATE_BUDGET)
-    except workflow.ReadOnlyContextError:  # a query: no commands, and nothing to replay
-        return True
 
 
 def _plain_within_budget(value: Any, strict: bool) -> Any:

@@ -11,7 +11,8 @@ The generated code computes the same values as Jinja's own; only the charges are
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, cast
@@ -19,8 +20,8 @@ from typing import Any, cast
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame, operators, optimizeconst
 
-from workflows import template_budget
-from workflows.template_budget import Budget
+from flow_language import template_budget
+from flow_language.template_budget import Budget
 
 #: Steps a node costs each time its body runs, by kind (measured: a sandboxed lookup, a
 #: filter or a test costs a few tenths of a microsecond before its data; see
@@ -174,10 +175,13 @@ class MeteredEnvironment:
 
     @contextmanager
     def rendering(
-        self, metered: bool = True, limit: int = template_budget.MAX_STEPS
+        self,
+        metered: bool = True,
+        limit: int = template_budget.MAX_STEPS,
+        random_source: Callable[[], random.Random] | None = None,
     ) -> Iterator[Budget]:
         """The budget of one render (all the templates of one config)."""
-        token = self._budget.set(Budget(metered, limit))
+        token = self._budget.set(Budget(metered, limit, random_source=random_source))
         try:
             yield cast(Budget, self._budget.get())
         finally:

@@ -20,8 +20,9 @@ a replay fails or succeeds exactly where the first execution did:
 from __future__ import annotations
 
 import math
+import random
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,9 @@ class Budget:
     #: id -> (value, items, chars) of containers measured; keeping the value keeps its id
     #: unique for the render, so the memo is deterministic.
     sizes: dict[int, tuple[Any, int, int]] = field(default_factory=dict)
+    #: Where `| random` draws from: the run's own generator in workflow code (None: the
+    #: process's), so a replay draws the same.
+    random_source: Callable[[], random.Random] | None = None
 
     def charge(self, steps: int, what: str) -> None:
         self.steps += steps

@@ -1,0 +1,300 @@
+"""The Temporal surface of the engine: every name and every model that crosses a process.
+
+`FlowRun` and its callers (the client, the CLI, any Temporal SDK) meet on the
+workflow, signal, query and update names; `FlowRun` and its activities meet on
+the activity names and their argument models. Both sides import this module
+and nothing else of each other, so a rename here is a rename everywhere, and a
+renamed constant that runs in flight still use breaks replay: keep the values.
+
+One pydantic model per argument, so fields can be added later with defaults
+without breaking histories of runs in flight. Payloads stay plain JSON, so any
+Temporal client can start a run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flow_language.review_rules import DecisionType, HitlTaskState
+
+# -- names: stable, since renaming one breaks the histories of runs in flight -----------------
+
+#: The one workflow type.
+FLOW_RUN = "FlowRun"
+#: Signals FlowRun takes: pause and resume it, an event for `wait` nodes, a reviewer's decision.
+PAUSE_SIGNAL = "pause"
+RESUME_SIGNAL = "resume"
+EVENT_SIGNAL = "event"
+HITL_DECISION_SIGNAL = "hitl_decision"
+#: The update that records a reviewer's decision and answers with its row (or why not).
+SUBMIT_HITL_DECISION_UPDATE = "submit_hitl_decision"
+#: The query answering the run's status, its nodes and its open review tasks.
+STATUS_QUERY = "status"
+
+#: Activities: load and validate the flow; write run and node rows; one per agent type.
+PREPARE_FLOW = "prepare_flow"
+RECORD_RUN = "record_run"
+AGENT_ACTIVITY_PREFIX = "agent."
+#: Review (HITL) bookkeeping activities.
+HITL_OPEN = "hitl_open"
+HITL_CHECK_REVIEWER = "hitl_check_reviewer"
+HITL_RECORD_DECISION = "hitl_record_decision"
+HITL_ESCALATE = "hitl_escalate"
+HITL_CLOSE = "hitl_close"
+
+# -- the workflow's argument and result ------------------------------------------------------
+
+#: The most a node may return: Temporal refuses payloads over 2 MB, and a node's output
+#: travels in one (an activity result, a write-back, the workflow's own state).
+MAX_OUTPUT_BYTES = 1_500_000
+#: The most one write-back may carry (rows plus the run's outputs), under that 2 MB limit.
+MAX_WRITE_BYTES = 1_800_000
+
+
+NodeStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
+
+
+class NodeState(BaseModel):
+    """What the interpreter knows of one top-level node (kept across continue-as-new)."""
+
+    status: NodeStatus = "pending"
+    output: Any = None
+    #: the handles it left by (edges with these sourceHandles are taken)
+    handles: list[str | None] = Field(default_factory=list)
+    error: str | None = None
+    attempts: int = 0
+
+
+class EventMessage(BaseModel):
+    """Payload of the `event` signal, which `wait` nodes with config.event wait for."""
+
+    name: str
+    payload: Any = None
+
+
+class LoopProgress(BaseModel):
+    """Finished iterations of a loop interrupted by continue-as-new."""
+
+    results: dict[int, Any] = Field(default_factory=dict)
+    total: int | None = None
+
+
+class Checkpoint(BaseModel):
+    """The state a run carries into its next Temporal run after continue-as-new."""
+
+    run_row_id: str
+    definition: dict[str, Any]
+    workflow_id: str | None = None
+    version: int | None = None
+    tenant_id: str | None = None
+    workspace_id: str | None = None
+    nodes: dict[str, NodeState] = Field(default_factory=dict)
+    loops: dict[str, LoopProgress] = Field(default_factory=dict)
+    wait_deadlines: dict[str, datetime] = Field(default_factory=dict)
+    hitl: dict[str, HitlTaskState] = Field(default_factory=dict)
+    events: list[EventMessage] = Field(default_factory=list)
+    paused: bool = False
+    continued: int = 0
+
+
+class FlowRunInput(BaseModel):
+    """The `FlowRun` argument (CONTRACT section 2)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    workflow_id: str | None = None
+    version: int | None = None
+    definition: dict[str, Any] | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    tenant_id: str | None = None
+    workspace_id: str | None = None
+    triggered_by: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    parent_run_id: str | None = None
+    #: Internal: set by the run itself when it continues as new.
+    checkpoint: Checkpoint | None = None
+    #: Internal (tests, benchmarks): continue as new past this many history events.
+    history_limit: int | None = Field(default=None, ge=100)
+    #: Internal: off only on servers that cannot register custom search attributes
+    #: (Temporal's time-skipping test server); sub-flows inherit it.
+    search_attributes: bool = True
+
+
+class FlowResult(BaseModel):
+    status: Literal["completed"] = "completed"
+    outputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class PrepareInput(BaseModel):
+    orchestrator_run_id: str
+    request: FlowRunInput
+    started_at: datetime
+
+
+class PreparedFlow(BaseModel):
+    """A loaded and validated definition, or the problems that stop the run."""
+
+    run_row_id: str
+    definition: dict[str, Any] = Field(default_factory=dict)
+    workflow_id: str | None = None
+    version: int | None = None
+    tenant_id: str | None = None
+    workspace_id: str | None = None
+    problems: list[str] = Field(default_factory=list)
+    #: why the run cannot start, in the words its row and its failure carry (None: it can)
+    error: str | None = None
+    #: the failure's type: InvalidFlow, InvalidInputs, UnknownReference
+    error_type: str = "InvalidFlow"
+
+
+class AgentTask(BaseModel):
+    """One agent node execution; the activity renders `config` itself, with secrets."""
+
+    run_row_id: str
+    tenant_id: str | None = None
+    task_id: str
+    node_id: str
+    node_type: str
+    label: str
+    #: raw config: templates still unrendered, so secrets never enter the history
+    config: dict[str, Any]
+    #: what the templates may read: input, run, item, index, and the referenced nodes
+    scope: dict[str, Any]
+    #: JSON Schemas (from the node or its `agents` row) for the node's input and output
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    #: the handles of the node's outgoing edges (an a2a task needing input fails without one)
+    outgoing_handles: list[str] = Field(default_factory=list)
+    #: key-first lookups that fail on absent values (False: runs started before that change)
+    strict_templates: bool = False
+    #: nodes in `scope` that were skipped, or failed and went on: their absent fields are null
+    tolerant_nodes: list[str] = Field(default_factory=list)
+
+
+# -- what the write-back records ------------------------------------------------------------
+
+RunStatus = Literal[
+    "queued", "running", "waiting_hitl", "paused", "completed", "failed", "cancelled"
+]
+TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled", "paused", "skipped"]
+
+
+class RunRecord(BaseModel):
+    """A change to the `workflow_runs` row of a Temporal workflow ID; None keeps a column."""
+
+    orchestrator_run_id: str
+    status: RunStatus
+    workflow_id: str | None = None
+    workflow_version: int | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    triggered_by: str | None = None
+    tenant_id: str | None = None
+    workspace_id: str | None = None
+    tags: list[str] | None = None
+    parent_run_id: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class TaskRecord(BaseModel):
+    """One node execution's `task_instances` row (keyed by the activity-like task ID)."""
+
+    orchestrator_task_id: str
+    node_id: str
+    status: TaskStatus
+    agent_type: str | None = None
+    agent_config: dict[str, Any] | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: Any = None
+    error: str | None = None
+    retry_count: int | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    #: model usage of llm / vision / audio nodes
+    model_used: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    first_token_time_ms: int | None = None
+
+
+class RunUpdate(BaseModel):
+    """A run row change plus the rows of nodes evaluated inside the workflow, in one write."""
+
+    run: RunRecord
+    tenant_id: str | None = None
+    tasks: list[TaskRecord] = Field(default_factory=list)
+    #: The run was refused at its start: an ended row under its workflow ID is an earlier
+    #: run's record, kept as it is.
+    refused_start: bool = False
+
+
+# -- review (HITL) bookkeeping --------------------------------------------------------------
+
+
+class HitlOpen(BaseModel):
+    hitl_task_id: str
+    run_row_id: str
+    tenant_id: str | None = None
+    workspace_id: str | None = None
+    task_id: str
+    node_id: str
+    title: str
+    description: str | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    decision_type: DecisionType
+    decision_options: Any = None
+    assignee_id: str | None = None
+    assignee_role: str | None = None
+    priority: int | None = None
+    deadline: datetime | None = None
+    escalation_path: list[dict[str, Any]] | None = None
+    started_at: datetime
+    #: Bookkeeping that rides along, so parking a run costs one activity and no later wake-up:
+    #: the run's new status and the rows buffered by the workflow so far.
+    run_update: RunUpdate | None = None
+
+
+class ReviewerCheck(BaseModel):
+    user_id: str
+    tenant_id: str | None = None
+    assignee_id: str | None = None
+    assignee_role: str | None = None
+
+
+class DecisionRecord(BaseModel):
+    decision_id: str
+    hitl_task_id: str
+    tenant_id: str | None = None
+    decision: dict[str, Any]
+    decision_type: DecisionType
+    decided_by: str
+    comments: str | None = None
+    #: the task's status after this decision
+    task_status: Literal["in_progress", "completed"]
+
+
+class EscalationRecord(BaseModel):
+    escalation_id: str
+    hitl_task_id: str
+    tenant_id: str | None = None
+    to_user: str | None = None
+    to_role: str | None = None
+    reason: str
+    #: the hitl node and the step's index, for messages (absent in older histories)
+    node_id: str = ""
+    step: int = 0
+
+
+class HitlClose(BaseModel):
+    hitl_task_id: str
+    status: Literal["expired", "cancelled"]
+    task_id: str
+    run_row_id: str
+    tenant_id: str | None = None
+    node_id: str
