@@ -116,6 +116,10 @@ class FlowDefinition(BaseModel):
             inc.setdefault(e.target, []).append(e)
         return inc
 
+    def out_handles(self, node_id: str) -> list[str | None]:
+        """The sourceHandles of the node's outgoing edges, in drawing order."""
+        return [e.sourceHandle for e in self.outgoing.get(node_id, [])]
+
     def children(self, parent: str | None) -> list[Node]:
         """Nodes directly inside `parent` (a loop), or the top level for None; in drawing order."""
         return [n for n in self.nodes if n.parentId == parent]

@@ -181,3 +181,15 @@ def option_values(options: Any) -> list[str]:
     for option in options or []:
         values.append(str(option["value"]) if isinstance(option, dict) else str(option))
     return values
+
+
+def decision_handle(task: HitlTaskState, req: HitlDecisionRequest) -> tuple[str, bool]:
+    """The handle a decision leads to, and whether it closes the task (quorum reached)."""
+    d = req.decision
+    if task.decision_type == "approval":
+        if d["approved"] is False:
+            return "rejected", True
+        return "approved", len(task.approvals) + 1 >= task.required_approvals
+    if task.decision_type == "choice":
+        return str(d["choice"]), True
+    return "submitted", True

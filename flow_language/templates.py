@@ -38,9 +38,6 @@ from flow_language.template_env import (
 SCOPE_NAMES = frozenset({"input", "nodes", "item", "index", "run", "secrets"})
 
 _KEYS_SHOWN = 12
-#: workflow.patched() id: runs started before it render without the step and output budget
-#: (a template that rendered there must render on replay).
-PATCH_TEMPLATE_BUDGET = "template-step-budget"
 
 
 @dataclass
@@ -374,3 +371,11 @@ def references(value: Any) -> References:
         for v in value:
             refs.merge(references(v))
     return refs
+
+
+def truthy(value: Any) -> bool:
+    """How a condition's or a loop's `while` value reads as a yes or no: the texts
+    "", "false", "0", "no", "none" and "null" (any case) are no, like a false value."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "no", "none", "null")
+    return bool(value)

@@ -12,8 +12,10 @@ from datetime import datetime
 
 from temporalio import workflow
 
+from workflows import patches
+
 with workflow.unsafe.imports_passed_through():
-    from flow_language.templates import PATCH_TEMPLATE_BUDGET, TaskSteps
+    from flow_language.templates import TaskSteps
 
 
 class WorkflowRenderHost:
@@ -27,7 +29,7 @@ class WorkflowRenderHost:
         """Steps are counted, except in runs started before they were: a template that
         rendered there must render on replay."""
         try:
-            return workflow.patched(PATCH_TEMPLATE_BUDGET)
+            return workflow.patched(patches.TEMPLATE_BUDGET)
         except workflow.ReadOnlyContextError:  # a query: no commands, and nothing to replay
             return True
 

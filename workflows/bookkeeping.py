@@ -1,0 +1,49 @@
+"""How the workflow runs its bookkeeping activities: write-back and lookups.
+
+Short attempts, retried without limit: a database outage delays a run, it does
+not fail it. Agent activities are not bookkeeping; `nodes/agent.py` runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from workflows import patches
+
+#: Write-back must eventually succeed: retry without limit, backing off to a minute.
+BOOKKEEPING_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+BOOKKEEPING_TIMEOUT = timedelta(seconds=60)
+
+
+async def bookkeeping(
+    activity: str, arg: Any, summary: str, result_type: type | None = None
+) -> Any:
+    """Run a write-back or lookup activity until the database answers.
+
+    Since `patches.EVERY_END_RECORDED`, a cancelled run lets a write it started land
+    before it records its end: a cancelled write could otherwise still land after the
+    run's final one (a `running` row, an open review task, after `cancelled`).
+    """
+    handle = workflow.start_activity(
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+        retry_policy=BOOKKEEPING_RETRY,
+        summary=summary,
+    )
+    if not workflow.patched(patches.EVERY_END_RECORDED):
+        return await handle
+    try:
+        return await asyncio.shield(handle)
+    except asyncio.CancelledError:
+        if not handle.done():
+            await handle
+        raise

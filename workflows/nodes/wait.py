@@ -1,0 +1,75 @@
+"""`wait` nodes: for a duration, until a time, or for an `event` signal (with a timeout)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from temporalio import workflow
+
+from workflows.failures import NodeError
+
+with workflow.unsafe.imports_passed_through():
+    from flow_language import rendered_config
+    from flow_language.definition import ERROR_HANDLE, Node
+
+if TYPE_CHECKING:
+    from workflows.scheduler import NodeResult, Scope
+
+
+async def run_wait(scope: Scope, node: Node, task_id: str) -> NodeResult:
+    run = scope.run
+    cfg = scope.render(node, node.data.config, "config")
+    if run.records_every_end:
+        rendered_config.check_wait(cfg)
+    if "event" in cfg:
+        return await _wait_for_event(scope, node, task_id, cfg)
+    now = workflow.now()
+    if "until" in cfg:
+        try:
+            deadline = datetime.fromisoformat(str(cfg["until"]))
+        except ValueError:
+            raise NodeError(
+                f"config.until: {cfg['until']!r} is not an ISO 8601 timestamp"
+            ) from None
+        if deadline.tzinfo is None:
+            raise NodeError(f"config.until: {cfg['until']!r} needs a time zone (e.g. Z)")
+    else:
+        seconds = cfg.get("seconds")
+        if not isinstance(seconds, int | float) or seconds < 0:
+            raise NodeError(f"config.seconds: {seconds!r} is not a number of seconds")
+        deadline = run.wait_deadlines.setdefault(task_id, now + timedelta(seconds=seconds))
+    scope.running_row(node, task_id, now)
+    while (remaining := (deadline - workflow.now()).total_seconds()) > 0:
+        await scope.sleep_or_drain(remaining)
+    run.wait_deadlines.pop(task_id, None)
+    return {"waited_until": deadline.isoformat()}, None
+
+
+async def _wait_for_event(
+    scope: Scope, node: Node, task_id: str, cfg: dict[str, Any]
+) -> NodeResult:
+    """The first `event` signal of that name (kept if it came earlier), or the timeout:
+    leaves by `timeout` if the node has that handle, else fails."""
+    run = scope.run
+    now = workflow.now()
+    name = str(cfg["event"])
+    deadline = None
+    if cfg.get("timeoutSeconds") is not None:
+        deadline = run.wait_deadlines.setdefault(
+            task_id, now + timedelta(seconds=float(cfg["timeoutSeconds"]))
+        )
+    scope.running_row(node, task_id, now)
+    while True:
+        message = run.take_event(name)
+        if message is not None:
+            run.wait_deadlines.pop(task_id, None)
+            handles = scope.handles_except(node, "timeout", ERROR_HANDLE)
+            return {"event": name, "payload": message.payload, "timed_out": False}, handles
+        remaining = None if deadline is None else (deadline - workflow.now()).total_seconds()
+        if remaining is not None and remaining <= 0:
+            run.wait_deadlines.pop(task_id, None)
+            if "timeout" in scope.defn.out_handles(node.id):
+                return {"event": name, "payload": None, "timed_out": True}, ["timeout"]
+            raise NodeError(f"no {name!r} event within {cfg['timeoutSeconds']} seconds")
+        await scope.sleep_or_drain(remaining, wake=lambda: any(m.name == name for m in run.events))

@@ -1,0 +1,23 @@
+"""Every `workflow.patched()` id FlowRun uses, and what it changed.
+
+Each marks a change to the commands a run issues: runs started before it keep
+the old commands on replay (their recorded histories, in `tests/histories/`,
+must keep replaying), runs started after take the new path. Never rename or
+reuse one; add a new id for each new change.
+"""
+
+from __future__ import annotations
+
+#: Opening a review task also writes the run's new status and the buffered rows, so
+#: parking a run costs one activity and no later wake-up.
+HITL_OPEN_BOOKKEEPING = "hitl-open-carries-bookkeeping"
+#: Template lookups read keys before attributes and fail on absent values (no silent null).
+STRICT_TEMPLATES = "strict-template-lookups"
+#: A review deadline closes its task at once instead of waiting for decisions in flight:
+#: the database orders the two, and a decision not yet stored when the deadline passes loses.
+DEADLINE_FIRST = "hitl-deadline-does-not-wait"
+#: However a run ends (a bookkeeping failure, a cancellation at any moment), its rows say so.
+EVERY_END_RECORDED = "every-end-recorded"
+#: Templates rendered in the workflow are charged steps and bounded per workflow task;
+#: runs started before render without that budget (what rendered there renders on replay).
+TEMPLATE_BUDGET = "template-step-budget"

@@ -1,0 +1,277 @@
+"""Everything one run knows: its request, status, node states, review tasks and write-back.
+
+The one object the handlers, the scheduler and the node runners share; each
+reads and changes the run only through it. What must survive continue-as-new
+is exactly what `checkpoint()` carries.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.bookkeeping import bookkeeping
+from workflows.failures import error_text
+from workflows.render_host import WorkflowRenderHost
+from workflows.write_back import WriteBack
+
+with workflow.unsafe.imports_passed_through():
+    from flow_language import templates
+    from flow_language.definition import FlowDefinition, Node
+    from flow_language.review_rules import HitlTaskState
+    from workflows import search_attributes as sa
+    from workflows.contract import (
+        RECORD_RUN,
+        Checkpoint,
+        EventMessage,
+        FlowRunInput,
+        LoopProgress,
+        NodeState,
+        PreparedFlow,
+        RunRecord,
+        RunStatus,
+        RunUpdate,
+        TaskRecord,
+        TaskStatus,
+    )
+
+#: Row statuses of a node that has not ended.
+_UNFINISHED = ("pending", "running", "queued")
+
+
+class RunState:
+    """One run's state, rebuilt from its checkpoint after continue-as-new."""
+
+    def __init__(self, params: FlowRunInput) -> None:
+        cp = params.checkpoint
+        self.params = params
+        self.status: RunStatus = "running" if cp else "queued"
+        self.paused = cp.paused if cp else False
+        self.events: list[EventMessage] = list(cp.events) if cp else []
+        #: top-level node states (a loop iteration keeps its own)
+        self.nodes: dict[str, NodeState] = dict(cp.nodes) if cp else {}
+        self.loops: dict[str, LoopProgress] = dict(cp.loops) if cp else {}
+        self.wait_deadlines: dict[str, datetime] = dict(cp.wait_deadlines) if cp else {}
+        self.reviews: dict[str, HitlTaskState] = dict(cp.hitl) if cp else {}
+        self.continued = cp.continued if cp else 0
+        self.run_row_id: str | None = cp.run_row_id if cp else None
+        self.tenant_id = cp.tenant_id if cp else params.tenant_id
+        #: what the `status` query shows of each node execution, by task id
+        self.task_view: dict[str, dict[str, Any]] = {}
+        #: set once continue-as-new is due: top-level scopes start nothing new
+        self.draining = False
+        self.strict_templates = False
+        self.records_every_end = False
+        self.finished = False
+        self.error: str | None = None
+        self.render_host = WorkflowRenderHost()
+        self.write_back = WriteBack(self)
+        self._definition: FlowDefinition | None = None
+        self._refs: dict[str, templates.References] = {}
+
+    # -- the definition and what templates may read --------------------------------------------
+
+    @property
+    def definition(self) -> FlowDefinition:
+        assert self._definition is not None
+        return self._definition
+
+    @definition.setter
+    def definition(self, value: FlowDefinition) -> None:
+        self._definition = value
+
+    def references(self, node: Node) -> templates.References:
+        if node.id not in self._refs:
+            self._refs[node.id] = templates.references(node.data.config)
+        return self._refs[node.id]
+
+    def run_scope(self) -> dict[str, Any]:
+        """The `run` templates read."""
+        p = self.params
+        return {
+            "id": workflow.info().workflow_id,
+            "tenant_id": self.tenant_id,
+            "workspace_id": p.workspace_id,
+            "triggered_by": p.triggered_by,
+        }
+
+    # -- status and search attributes -----------------------------------------------------------
+
+    def set_search_attributes(self, prepared: PreparedFlow) -> None:
+        p = self.params
+        updates: list[SearchAttributeUpdate[Any]] = []
+        for key, value in (
+            (sa.TENANT_ID, prepared.tenant_id),
+            (sa.WORKSPACE_ID, prepared.workspace_id),
+            (sa.FLOW_ID, prepared.workflow_id),
+            (sa.TRIGGERED_BY, p.triggered_by),
+        ):
+            if value:
+                updates.append(key.value_set(value))
+        if prepared.version is not None:
+            updates.append(sa.FLOW_VERSION.value_set(prepared.version))
+        if updates and p.search_attributes:
+            workflow.upsert_search_attributes(updates)
+
+    def set_status(self, status: RunStatus) -> None:
+        if status == self.status:
+            return
+        self.status = status
+        self.write_back.status_changed()
+        if self.params.search_attributes:
+            workflow.upsert_search_attributes([sa.FLOW_STATUS.value_set(status)])
+
+    # -- rows ------------------------------------------------------------------------------------
+
+    def record_row(self, row: TaskRecord) -> None:
+        """Buffer a node execution's row and show it in the `status` query."""
+        self.write_back.add(row)
+        view = self.task_view.setdefault(row.orchestrator_task_id, {"node_id": row.node_id})
+        view["status"] = row.status
+        if row.error:
+            view["error"] = row.error
+        if row.retry_count is not None:
+            view["attempts"] = row.retry_count + 1
+
+    def record_node(self, task_id: str, node: Node, status: TaskStatus, **fields: Any) -> None:
+        """`record_row` for a node of this run's definition."""
+        self.record_row(
+            TaskRecord(
+                orchestrator_task_id=task_id,
+                node_id=node.id,
+                status=status,
+                agent_type=node.type,
+                **fields,
+            )
+        )
+
+    def view(self, task_id: str, node_id: str, **fields: Any) -> None:
+        self.task_view.setdefault(task_id, {"node_id": node_id}).update(fields)
+
+    def maybe_flush(self) -> None:
+        self.write_back.maybe_flush()
+
+    # -- pause, drain, events ---------------------------------------------------------------------
+
+    def check_drain(self) -> None:
+        """Start draining for continue-as-new once the history is long enough."""
+        if self.draining:
+            return
+        info = workflow.info()
+        limit = self.params.history_limit
+        if info.is_continue_as_new_suggested() or (
+            limit and info.get_current_history_length() > limit
+        ):
+            self.draining = True
+
+    async def until_unpaused(self) -> None:
+        if self.paused:
+            self.set_status("paused")
+            self.maybe_flush()
+            await workflow.wait_condition(lambda: not self.paused)
+            self.set_status("running")
+            self.maybe_flush()
+
+    def take_event(self, name: str) -> EventMessage | None:
+        for i, message in enumerate(self.events):
+            if message.name == name:
+                return self.events.pop(i)
+        return None
+
+    def checkpoint(self, base: Checkpoint) -> Checkpoint:
+        """What the next Temporal run of this flow run starts from."""
+        return base.model_copy(
+            update={
+                "nodes": self.nodes,
+                "loops": self.loops,
+                "wait_deadlines": self.wait_deadlines,
+                "events": self.events,
+                "hitl": self.reviews,
+                "paused": self.paused,
+                "continued": self.continued + 1,
+            }
+        )
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    async def finish(
+        self, status: RunStatus, *, outputs: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        """The run's last record: its status, and a terminal row for every node it started."""
+        self.set_status(status)
+        self.error = error
+        self.finished = True
+        for task_id, view in self.task_view.items():
+            if view.get("status") in _UNFINISHED and (
+                status == "cancelled" or self.records_every_end
+            ):
+                self.record_row(
+                    TaskRecord(
+                        orchestrator_task_id=task_id,
+                        node_id=view["node_id"],
+                        status="cancelled",
+                        error=None if status == "cancelled" else "the run ended before this node",
+                        completed_at=workflow.now(),
+                    )
+                )
+        if not self.records_every_end:
+            await self.write_back.flush_all(
+                outputs=outputs, error=error, completed_at=workflow.now()
+            )
+            return
+        for task in self.reviews.values():
+            if task.status == "open":
+                task.status = "cancelled"
+        try:
+            await self.write_back.flush_all(
+                outputs=outputs, error=error, completed_at=workflow.now()
+            )
+        except ActivityError as exc:
+            await self._record_bare_end(exc, error)
+
+    async def _record_bare_end(self, exc: ActivityError, error: str | None) -> None:
+        """The database refused the run's rows: record its end without their payloads, then fail.
+
+        What it refused is named in the error; outputs and inputs are left out, since they are
+        the likeliest cause. Should even this be refused, the reconciler closes the rows.
+        """
+        message = f"the run's record could not be written: {error_text(exc)}"
+        if error and error not in message:
+            message = f"{error}\n{message}"
+        self.set_status("failed")
+        self.error = message
+        await self.record_end_only("failed", message, tasks=self.write_back.take_stripped())
+        raise ApplicationError(message, type="BookkeepingFailed", non_retryable=True)
+
+    async def record_end_only(
+        self,
+        status: RunStatus,
+        error: str,
+        *,
+        tasks: list[TaskRecord] | None = None,
+        refused_start: bool = False,
+    ) -> None:
+        """One write of the run's end, outside the buffer: for a run refused at its start
+        (`refused_start`), or whose buffered rows the database refused."""
+        now = workflow.now()
+        await bookkeeping(
+            RECORD_RUN,
+            RunUpdate(
+                run=RunRecord(
+                    orchestrator_run_id=workflow.info().workflow_id,
+                    status=status,
+                    error=error,
+                    started_at=now if refused_start else None,
+                    completed_at=now,
+                ),
+                tenant_id=None if refused_start else self.tenant_id,
+                tasks=tasks or [],
+                refused_start=refused_start,
+            ),
+            "Record the refused run" if refused_start else "Record the run's end (rows refused)",
+            result_type=str,
+        )

@@ -1,0 +1,319 @@
+"""The scheduler: which nodes of a graph run, when, and what each one's end means.
+
+A `Scope` runs one graph (the top level, or one iteration of a loop body): it
+starts every node whose incoming branches are all settled and at least one of
+them leads to it, skips nodes no branch leads to any more, and joins. Each node
+runs through the same lifecycle (running row, run, onError, final row); what a
+node of a given type does is its runner's business, found in the table of
+`NodeRunner`s the scope is given, so this module knows no node type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, FailureError
+
+from workflows.failures import (
+    NodeError,
+    NodeFailed,
+    Suspended,
+    check_output_size,
+    error_text,
+)
+from workflows.run_state import RunState
+
+with workflow.unsafe.imports_passed_through():
+    from flow_language import rendered_config, templates
+    from flow_language.definition import ERROR_HANDLE, Edge, Node
+    from workflows.contract import RECORD_RUN, NodeState
+
+#: What a runner returns: the node's output, and the handles it leaves by (None: every
+#: outgoing handle but the error handle).
+NodeResult = tuple[Any, list[str | None] | None]
+_TERMINAL = ("completed", "failed", "skipped", "cancelled")
+
+
+@dataclass(frozen=True)
+class NodeRunner:
+    """How the scheduler runs one node type."""
+
+    run: Callable[[Scope, Node, str], Awaitable[NodeResult]]
+    #: its activity writes the node's rows itself (agents); the scheduler only shows them
+    writes_own_row: bool = False
+
+
+async def cancel_all(tasks: Mapping[Any, asyncio.Task[Any]]) -> None:
+    """Cancel still-running node tasks and wait until each has stopped (and recorded so)."""
+    for task in tasks.values():
+        task.cancel()
+    if tasks:
+        await workflow.wait(list(tasks.values()))
+
+
+class Scope:
+    """One graph being run: the top level, or one iteration of a loop body."""
+
+    def __init__(
+        self,
+        run: RunState,
+        runners: Mapping[str, NodeRunner],
+        *,
+        parent: str | None,
+        prefix: str,
+        local: dict[str, Any],
+        outer: dict[str, Any],
+        states: dict[str, NodeState],
+        top: bool = False,
+    ) -> None:
+        self.run = run
+        self.runners = runners
+        self.defn = run.definition
+        self.parent = parent
+        self.prefix = prefix
+        self.local = local
+        self.outer = outer
+        self.states = states
+        self.top = top
+        self.nodes = self.defn.children(parent)
+        self.ids = {n.id for n in self.nodes}
+        for node in self.nodes:
+            self.states.setdefault(node.id, NodeState())
+
+    def child(self, parent: str, prefix: str, local: dict[str, Any]) -> Scope:
+        """The scope of one iteration of loop `parent`: it sees this scope's nodes."""
+        return Scope(
+            self.run,
+            self.runners,
+            parent=parent,
+            prefix=prefix,
+            local={**self.local, **local},
+            outer=self.scope_vars()["nodes"],
+            states={},
+        )
+
+    # -- scheduling -------------------------------------------------------------------------------
+
+    def task_id(self, node: Node) -> str:
+        return f"{self.prefix}{node.id}"
+
+    def _incoming(self, node: Node) -> list[Edge]:
+        return [e for e in self.defn.incoming.get(node.id, []) if e.source in self.ids]
+
+    def ready_nodes(self) -> list[Node]:
+        """Nodes ready to run; nodes no branch leads to any more are marked skipped."""
+        ready: list[Node] = []
+        changed = True
+        while changed:
+            changed = False
+            for node in self.nodes:
+                state = self.states[node.id]
+                if state.status != "pending":
+                    continue
+                incoming = self._incoming(node)
+                if not incoming:
+                    if node not in ready:
+                        ready.append(node)
+                    continue
+                sources = [self.states[e.source] for e in incoming]
+                if any(s.status not in _TERMINAL for s in sources):
+                    continue
+                if any(
+                    e.sourceHandle in self.states[e.source].handles
+                    and self.states[e.source].status in ("completed", "failed")
+                    for e in incoming
+                ):
+                    if node not in ready:
+                        ready.append(node)
+                else:
+                    state.status = "skipped"
+                    self.run.record_node(self.task_id(node), node, "skipped")
+                    changed = True
+        return ready
+
+    async def run_all(self) -> None:
+        """Run the graph to its end; a draining top level raises Suspended instead."""
+        running: dict[str, asyncio.Task[None]] = {}
+        suspended = False
+        try:
+            while True:
+                if not (self.top and self.run.draining):
+                    for node in self.ready_nodes():
+                        if node.id not in running:
+                            await self.run.until_unpaused()
+                            self.states[node.id].status = "running"
+                            running[node.id] = asyncio.create_task(self._run_node(node))
+                if not running:
+                    break
+                await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+                for node_id, task in list(running.items()):
+                    if not task.done():
+                        continue
+                    del running[node_id]
+                    exc = task.exception()
+                    if isinstance(exc, Suspended):
+                        self.states[node_id].status = "pending"
+                        suspended = True
+                    elif exc is not None:
+                        raise exc
+                if self.top:
+                    self.run.check_drain()
+                self.run.maybe_flush()
+        except GeneratorExit:  # the worker dropping an evicted run: nothing may be awaited
+            raise
+        except BaseException:
+            await cancel_all(running)
+            raise
+        # Only a draining top level leaves nodes pending: they resume after continue-as-new.
+        if self.top and (suspended or any(s.status == "pending" for s in self.states.values())):
+            raise Suspended()
+
+    # -- what a node's templates see ------------------------------------------------------------
+
+    def scope_vars(self) -> dict[str, Any]:
+        nodes = dict(self.outer)
+        for node_id, state in self.states.items():
+            # A failure routed to the error handle is visible too: its output is {"error": ...}.
+            if state.status == "completed" or (state.status == "failed" and state.handles):
+                output = state.output
+                if state.error is not None and isinstance(output, dict):
+                    output = templates.Tolerant(output)
+                nodes[node_id] = {"output": output}
+            elif state.status == "skipped" and self.run.strict_templates:
+                # Absent by the flow's own routing: its output reads as null.
+                nodes[node_id] = templates.Tolerant()
+        return {
+            "input": self.run.params.inputs,
+            "nodes": nodes,
+            "run": self.run.run_scope(),
+            **self.local,
+        }
+
+    def render(
+        self, node: Node, value: Any, field: str, extra: dict[str, Any] | None = None
+    ) -> Any:
+        scope = self.scope_vars()
+        if extra:
+            scope.update(extra)
+        return templates.render(
+            value, scope, strict=self.run.strict_templates, field=field, host=self.run.render_host
+        )
+
+    def handles_except(self, node: Node, *excluded: str | None) -> list[str | None]:
+        """The node's outgoing handles, without `excluded`."""
+        return [h for h in self.defn.out_handles(node.id) if h not in excluded]
+
+    # -- one node's lifecycle ---------------------------------------------------------------------
+
+    async def _run_node(self, node: Node) -> None:
+        run, state = self.run, self.states[node.id]
+        task_id = self.task_id(node)
+        started = workflow.now()
+        run.view(task_id, node.id, status="running", type=node.type, label=node.label)
+        try:
+            try:
+                output, handles = await self._execute(node, task_id)
+            except ActivityError as exc:
+                # A bookkeeping step of this node (e.g. opening its review task) was refused;
+                # the run's own write-back failing is the run's failure, not this node's.
+                if not run.records_every_end or exc.activity_type == RECORD_RUN:
+                    raise
+                raise NodeError(error_text(exc)) from None
+        except Suspended:
+            raise
+        except asyncio.CancelledError:
+            state.status = "cancelled"
+            if run.records_every_end:
+                run.record_node(task_id, node, "cancelled", completed_at=workflow.now())
+            else:
+                run.view(task_id, node.id, status="cancelled")
+            raise
+        except NodeError as exc:
+            message = str(exc)
+            state.error = message
+            if node.data.onError == "continue":
+                state.status, state.output = "completed", {"error": message}
+                state.handles = self.handles_except(node, ERROR_HANDLE)
+            elif node.data.onError == "route":
+                state.status, state.output = "failed", {"error": message}
+                state.handles = [ERROR_HANDLE]
+            else:
+                state.status = "failed"
+            self._record_end(node, task_id, started, "failed", state.output, error=message)
+            if node.data.onError == "fail":
+                raise NodeFailed(node, message) from None
+            return
+        state.status, state.output = "completed", output
+        state.handles = handles if handles is not None else self.handles_except(node, ERROR_HANDLE)
+        self._record_end(node, task_id, started, "completed", output)
+
+    def _record_end(
+        self,
+        node: Node,
+        task_id: str,
+        started: datetime,
+        status: Literal["completed", "failed"],
+        output: Any,
+        error: str | None = None,
+    ) -> None:
+        """A node's final row. Agent activities write their own; the rest are buffered here."""
+        runner = self.runners.get(node.type)
+        if runner is not None and runner.writes_own_row:
+            self.run.view(task_id, node.id, status=status, **({"error": error} if error else {}))
+            return
+        self.run.record_node(
+            task_id,
+            node,
+            status,
+            outputs=output,
+            error=error,
+            started_at=started,
+            completed_at=workflow.now(),
+            retry_count=0,
+        )
+
+    async def _execute(self, node: Node, task_id: str) -> NodeResult:
+        """Runs one node; returns its output and the handles it leaves by."""
+        try:
+            runner = self.runners[node.type]
+            result = await runner.run(self, node, task_id)
+            if self.run.records_every_end and not runner.writes_own_row:
+                check_output_size(result[0])
+            return result
+        except (templates.TemplateError, rendered_config.ConfigValueError) as exc:
+            raise NodeError(str(exc)) from None
+        except (NodeError, Suspended, NodeFailed, FailureError, workflow.NondeterminismError):
+            raise
+        except Exception as exc:
+            # A value the node cannot use must fail the node, never the workflow task (which
+            # Temporal would retry for ever, leaving the run wedged and its query unanswered).
+            if not self.run.records_every_end:
+                raise
+            raise NodeError(f"{type(exc).__name__}: {exc}") from None
+
+    # -- shared by runners of nodes that last ------------------------------------------------------
+
+    async def sleep_or_drain(
+        self, seconds: float | None, wake: Callable[[], bool] | None = None
+    ) -> None:
+        """Sleep, but give way to continue-as-new (top level only) or to `wake`."""
+
+        def woken() -> bool:
+            return (self.top and self.run.draining) or (wake is not None and wake())
+
+        try:
+            await workflow.wait_condition(woken, timeout=seconds)
+        except TimeoutError:
+            return
+        if self.top and self.run.draining:
+            raise Suspended()
+
+    def running_row(self, node: Node, task_id: str, started: datetime) -> None:
+        """The row of a node that lasts (a wait, a loop, a sub-flow), written at once."""
+        self.run.record_node(task_id, node, "running", started_at=started)
+        self.run.maybe_flush()
