@@ -38,7 +38,7 @@ from google.protobuf.struct_pb2 import Value
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.api import retryable_status
+from activities.http_helpers import config_headers, connection_failure, retryable_status
 from activities.outbound import OutboundHttp
 from flow_language.definition import A2A_NEEDS_INPUT_STATES, INPUT_REQUIRED_HANDLE
 from workflows.contract import AgentTask
@@ -62,7 +62,7 @@ class A2AAgent:
         self._http = http
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
-        headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
+        headers = config_headers(config.get("headers"))
         # A client of this call's own (on the shared, guarded pool): the headers (often a
         # secret token) belong to this call only, and the SDK sets headers of its own on
         # the client it is given, which must not stay for other runs' calls.
@@ -97,10 +97,7 @@ class A2AAgent:
         except A2AError as exc:
             raise _failure(config, exc) from None
         except httpx.HTTPError as exc:
-            raise ApplicationError(
-                f"config.agentUrl {config['agentUrl']}: {type(exc).__name__}: {exc}",
-                type="A2AConnectionError",
-            ) from None
+            raise _unreachable(config, exc) from None
         finally:
             with contextlib.suppress(Exception):
                 await client.close()
@@ -126,10 +123,11 @@ class A2AAgent:
                 non_retryable=status is not None and not retryable_status(status),
             ) from None
         except httpx.HTTPError as exc:
-            raise ApplicationError(
-                f"config.agentUrl {config['agentUrl']}: {type(exc).__name__}: {exc}",
-                type="A2AConnectionError",
-            ) from None
+            raise _unreachable(config, exc) from None
+
+
+def _unreachable(config: dict[str, Any], exc: httpx.HTTPError) -> ApplicationError:
+    return connection_failure(f"config.agentUrl {config['agentUrl']}", exc, "A2AConnectionError")
 
 
 class _Tracker:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +27,7 @@ from activities.writeback import write_tasks
 from flow_language import templates
 from flow_language.sizes import json_size
 from persistence import queries
+from persistence.ids import require_uuid
 from workflows.contract import AGENT_ACTIVITY_PREFIX, MAX_OUTPUT_BYTES, AgentTask, TaskRecord
 
 AgentHandler = Callable[[dict[str, Any], AgentTask], Awaitable[Any]]
@@ -44,11 +44,12 @@ class AgentRuntime:
 
     async def _record(self, task: AgentTask, row: TaskRecord) -> None:
         # One upsert is atomic by itself: no BEGIN/COMMIT round trips around it.
+        run_row_id = require_uuid(task.run_row_id, "run_row_id")
         async with self._sessions() as session:
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            await write_tasks(session, uuid.UUID(task.run_row_id), task.tenant_id, [row])
+            await write_tasks(session, run_row_id, task.tenant_id, [row])
             if row.total_tokens is not None:
-                await queries.refresh_run_usage(session, uuid.UUID(task.run_row_id))
+                await queries.refresh_run_usage(session, run_row_id)
 
     def activity(
         self, agent_type: str, handler: AgentHandler

@@ -16,16 +16,15 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.http_helpers import (
+    config_headers,
+    connection_failure,
+    read_capped,
+    status_failure,
+)
 from workflows.contract import AgentTask
 
 DEFAULT_MAX_RESPONSE_BYTES = 1_000_000
-#: 4xx answers that say "not now" rather than "never": timeout, conflict, rate limit.
-_RETRYABLE_4XX = (408, 409, 429)
-
-
-def retryable_status(status: int) -> bool:
-    """Whether another attempt may get a different answer (shared by every HTTP-based agent)."""
-    return status >= 500 or status in _RETRYABLE_4XX
 
 
 class ApiAgent:
@@ -56,10 +55,7 @@ class ApiAgent:
                 non_retryable=True,
             ) from None
         except httpx.TransportError as exc:
-            raise ApplicationError(
-                f"{request.method} {request.url}: {type(exc).__name__}: {exc}",
-                type="HttpConnectionError",
-            ) from None
+            raise connection_failure(f"{request.method} {request.url}", exc) from None
         try:
             body = await read_capped(response, cap, f"response larger than maxResponseBytes={cap}")
         finally:
@@ -70,7 +66,7 @@ class ApiAgent:
 
     def _build(self, config: dict[str, Any]) -> httpx.Request:
         method = str(config.get("method", "GET")).upper()
-        headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
+        headers = config_headers(config.get("headers"))
         auth = config.get("auth") or {}
         kind = auth.get("type")
         if kind == "bearer":
@@ -117,29 +113,13 @@ class ApiAgent:
             return
         snippet = (output.get("text") or json.dumps(output.get("json")))[:300]
         message = f"{request.method} {request.url} answered {status}: {snippet}"
-        raise ApplicationError(
-            message, output, type=f"Http{status}", non_retryable=not retryable_status(status)
-        )
+        raise status_failure(message, status, output)
 
 
 def _query(query: Any) -> dict[str, Any] | None:
     if not query:
         return None
     return {str(k): v if isinstance(v, list) else str(v) for k, v in dict(query).items()}
-
-
-async def read_capped(
-    response: httpx.Response, cap: int, too_large: str, error_type: str = "ResponseTooLarge"
-) -> bytes:
-    """The decoded body, refused (not retried) once it passes `cap` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > cap:
-            raise ApplicationError(too_large, type=error_type, non_retryable=True)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _output(response: httpx.Response, body: bytes) -> dict[str, Any]:

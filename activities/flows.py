@@ -31,9 +31,7 @@ from flow_language.refusals import RUN_ID_REUSED, RUN_RECORD_REJECTED, refusal
 from flow_language.templates import is_template
 from flow_language.validation import DefinitionError, input_problems, parse_definition
 from persistence import queries
-from persistence.ids import parse_uuid
-from persistence.models.multimodal import MODEL_TABLES
-from persistence.registry_queries import RegistryEntry, load_agent, load_model
+from persistence.registry_queries import apply_registries
 from workflows.contract import PREPARE_FLOW, PreparedFlow, PrepareInput, RunRecord
 
 
@@ -217,84 +215,6 @@ async def _stored_flow(
     except queries.NotFoundError as exc:
         refs.problems.append(str(exc))
         return None
-
-
-def uses_registries(raw: Any) -> bool:
-    """Whether any node names an `agentId` or a `config.modelId` (its config is incomplete)."""
-    nodes = raw.get("nodes") if isinstance(raw, dict) else None
-    return any(
-        isinstance(n, dict)
-        and isinstance(n.get("data"), dict)
-        and (
-            n["data"].get("agentId")
-            or (isinstance(n["data"].get("config"), dict) and n["data"]["config"].get("modelId"))
-        )
-        for n in nodes or []
-    )
-
-
-async def apply_registries(
-    session: AsyncSession, raw: Any, tenant_id: str | None
-) -> tuple[Any, list[str]]:
-    """`raw` with each node's registry rows merged under its own config (node keys win)."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("nodes"), list):
-        return raw, []
-    problems: list[str] = []
-    nodes: list[Any] = []
-    for node in raw["nodes"]:
-        data = node.get("data") if isinstance(node, dict) else None
-        if not isinstance(data, dict):
-            nodes.append(node)
-            continue
-        where, node_type = f"node {node.get('id')!r}", node.get("type")
-        config: dict[str, Any] = data["config"] if isinstance(data.get("config"), dict) else {}
-        data = dict(data)
-        if data.get("agentId"):
-            agent = await load_agent(session, str(data["agentId"]), tenant_id)
-            refusal = _refusal(agent, "agents", node_type)
-            if agent is None or refusal:
-                problems.append(f"{where}: data.agentId {data['agentId']!r}: {refusal}")
-            else:
-                config = _merged(agent.base_config, config)
-                for field, schema in (
-                    ("inputSchema", agent.input_schema),
-                    ("outputSchema", agent.output_schema),
-                ):
-                    if schema is not None and data.get(field) is None:
-                        data[field] = schema
-        model_id = config.get("modelId")
-        # A modelId that is not a UUID is named by validation (the node schemas' pattern).
-        if model_id and node_type in MODEL_TABLES and parse_uuid(model_id):
-            model = await load_model(session, str(node_type), str(model_id), tenant_id)
-            refusal = _refusal(model, f"{node_type}_models", node_type)
-            if model is None or refusal:
-                problems.append(f"{where}: config.modelId {model_id!r}: {refusal}")
-            else:
-                config = _merged(model.base_config, config)
-        data["config"] = config
-        nodes.append({**node, "data": data})
-    return {**raw, "nodes": nodes}, problems
-
-
-def _refusal(entry: RegistryEntry | None, table: str, node_type: Any) -> str | None:
-    """Why the node cannot use the row. Another tenant's private row was never read
-    (`entry` is None): it is refused in the words of a missing one, before its type
-    or name could tell that it exists."""
-    if entry is None:
-        return f"no such row in {table}"
-    if entry.kind != node_type:
-        return f"{table} row {entry.name!r} is for {entry.kind!r} nodes, this node is {node_type!r}"
-    return None
-
-
-def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ from activities.references import check_roles, check_users
 from activities.writeback import apply_run_update, write_tasks
 from flow_language.config_checks import RoleReference, UserReference
 from persistence import hitl_queries
-from persistence.ids import parse_uuid
+from persistence.ids import optional_uuid, parse_uuid, require_uuid
 from persistence.models import TaskInstance
 from persistence.storable import storable_text
 from workflows.contract import (
@@ -33,14 +33,11 @@ from workflows.contract import (
 
 
 def _uuid(value: str | None, what: str) -> uuid.UUID | None:
-    if value is None:
-        return None
-    parsed = parse_uuid(value)
-    if parsed is None:
-        raise ApplicationError(
-            f"{what} {value!r} is not a UUID", type="InvalidId", non_retryable=True
-        )
-    return parsed
+    """An id from the flow's config: one that is not a UUID fails the node for good."""
+    try:
+        return optional_uuid(value, what)
+    except ValueError as exc:
+        raise ApplicationError(str(exc), type="InvalidId", non_retryable=True) from None
 
 
 async def _refuse_unknown_reviewers(
@@ -104,16 +101,17 @@ class HitlActivities:
                 started_at=req.started_at,
                 retry_count=0,
             )
-            await write_tasks(session, uuid.UUID(req.run_row_id), req.tenant_id, [row])
+            run_row_id = require_uuid(req.run_row_id, "run_row_id")
+            await write_tasks(session, run_row_id, req.tenant_id, [row])
             task_instance_id = await session.scalar(
                 select(TaskInstance.id).where(
-                    TaskInstance.workflow_run_id == uuid.UUID(req.run_row_id),
+                    TaskInstance.workflow_run_id == run_row_id,
                     TaskInstance.orchestrator_task_id == req.task_id,
                 )
             )
             values: dict[str, Any] = {
-                "id": uuid.UUID(req.hitl_task_id),
-                "workflow_run_id": uuid.UUID(req.run_row_id),
+                "id": require_uuid(req.hitl_task_id, "hitl_task_id"),
+                "workflow_run_id": run_row_id,
                 "task_instance_id": task_instance_id,
                 "title": storable_text(req.title)[:255],
                 "description": req.description,
@@ -156,8 +154,8 @@ class HitlActivities:
                 return await hitl_queries.record_decision(
                     session,
                     {
-                        "id": uuid.UUID(req.decision_id),
-                        "hitl_task_id": uuid.UUID(req.hitl_task_id),
+                        "id": require_uuid(req.decision_id, "decision_id"),
+                        "hitl_task_id": require_uuid(req.hitl_task_id, "hitl_task_id"),
                         "decision": req.decision,
                         "decision_type": req.decision_type,
                         "decided_by": _uuid(req.decided_by, "decided_by"),
@@ -184,8 +182,8 @@ class HitlActivities:
             return await hitl_queries.escalate(
                 session,
                 {
-                    "id": uuid.UUID(req.escalation_id),
-                    "hitl_task_id": uuid.UUID(req.hitl_task_id),
+                    "id": require_uuid(req.escalation_id, "escalation_id"),
+                    "hitl_task_id": require_uuid(req.hitl_task_id, "hitl_task_id"),
                     "escalated_to": _uuid(req.to_user, "toUser"),
                     "escalated_to_role": req.to_role,
                     "reason": req.reason,
@@ -199,4 +197,5 @@ class HitlActivities:
         """The task's status afterwards: `req.status`, or `completed` when a decision was
         stored first (the workflow then follows that decision)."""
         async with self._sessions() as session, session.begin():
-            return await hitl_queries.close_task(session, uuid.UUID(req.hitl_task_id), req.status)
+            task_id = require_uuid(req.hitl_task_id, "hitl_task_id")
+            return await hitl_queries.close_task(session, task_id, req.status)

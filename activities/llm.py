@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.api import retryable_status
+from activities.http_helpers import retryable_status
 from activities.outbound import OutboundHttp
 from workflows.contract import AgentTask
 

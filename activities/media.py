@@ -12,7 +12,7 @@ import binascii
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from activities.api import read_capped, retryable_status
+from activities.http_helpers import connection_failure, read_capped, status_failure
 
 DEFAULT_MAX_MEDIA_BYTES = 20_000_000
 
@@ -46,19 +46,13 @@ async def load(http: httpx.AsyncClient, source: str, field: str, cap: int | None
     if is_url(source):
         try:
             async with http.stream("GET", source) as response:
-                if response.status_code >= 400:
-                    raise ApplicationError(
-                        f"config.{field}: GET {source} answered {response.status_code}",
-                        type=f"Http{response.status_code}",
-                        non_retryable=not retryable_status(response.status_code),
-                    )
+                status = response.status_code
+                if status >= 400:
+                    raise status_failure(f"config.{field}: GET {source} answered {status}", status)
                 too_large = f"config.{field}: {source} is larger than {limit} bytes"
                 return await read_capped(response, limit, too_large, "MediaTooLarge")
         except httpx.HTTPError as exc:
-            raise ApplicationError(
-                f"config.{field}: GET {source}: {type(exc).__name__}: {exc}",
-                type="HttpConnectionError",
-            ) from None
+            raise connection_failure(f"config.{field}: GET {source}", exc) from None
     payload = source.split(",", 1)[1] if source.startswith("data:") else source
     try:
         data = base64.b64decode(payload.strip(), validate=True)

@@ -12,6 +12,7 @@ ones, so a run cannot probe which ids exist elsewhere.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flow_language.config_checks import RoleReference, UserReference
 from persistence import reference_queries
 from persistence.ids import parse_uuid
+
+#: A query for the tenant of each row that exists (absent keys: no such row).
+_OwnersOf = Callable[
+    [AsyncSession, Collection[uuid.UUID]], Awaitable[dict[uuid.UUID, uuid.UUID | None]]
+]
 
 
 @dataclass
@@ -62,19 +68,13 @@ async def check_run(
     """Fill `refs` with the workspace, user and parent run that exist (in its tenant)."""
     tenant = refs.tenant_id
     if workspace_id:
-        workspace = parse_uuid(workspace_id)
-        owners = await reference_queries.workspace_tenants(session, _listed(workspace))
-        if _belongs(workspace, owners, tenant):
-            refs.workspace_id = workspace
-        else:
-            refs.problems.append(_missing("workspace", workspace_id, workspace, tenant))
+        refs.workspace_id = await _owned(
+            session, refs, "workspace", workspace_id, reference_queries.workspace_tenants
+        )
     if triggered_by:
-        user = parse_uuid(triggered_by)
-        users = await reference_queries.user_tenants(session, _listed(user))
-        if _belongs(user, users, tenant):
-            refs.triggered_by = user
-        else:
-            refs.problems.append(_missing("user", triggered_by, user, tenant, " (triggered_by)"))
+        refs.triggered_by = await _owned(
+            session, refs, "user", triggered_by, reference_queries.user_tenants, " (triggered_by)"
+        )
     if parent_run_id:
         parent = parse_uuid(parent_run_id)
         found, owner = (
@@ -87,8 +87,21 @@ async def check_run(
             refs.problems.append(_missing("parent run", parent_run_id, parent, tenant))
 
 
-def _listed(row_id: uuid.UUID | None) -> list[uuid.UUID]:
-    return [row_id] if row_id else []
+async def _owned(
+    session: AsyncSession,
+    refs: RunReferences,
+    kind: str,
+    raw: str,
+    owners_of: _OwnersOf,
+    detail: str = "",
+) -> uuid.UUID | None:
+    """`raw` as the id of a `kind` row of the run's tenant, or None with the refusal noted."""
+    row_id = parse_uuid(raw)
+    owners = await owners_of(session, [row_id] if row_id else [])
+    if _belongs(row_id, owners, refs.tenant_id):
+        return row_id
+    refs.problems.append(_missing(kind, raw, row_id, refs.tenant_id, detail))
+    return None
 
 
 def _belongs(

@@ -136,7 +136,7 @@ class TenantSecrets:
         wanted = sorted(set(names))
         if not wanted:
             return {}
-        tenant = parse_uuid(tenant_id) if tenant_id is not None else None
+        tenant = parse_uuid(tenant_id)
         values = await self._from_store(tenant, wanted) if tenant is not None else {}
         env_allowed = self.environment_allowed(tenant_id)
         if env_allowed:

@@ -26,7 +26,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.api import retryable_status
+from activities.http_helpers import config_headers, connection_failure, status_failure
 from activities.outbound import OutboundHttp, OutboundPolicy
 from workflows.contract import AgentTask
 
@@ -66,21 +66,13 @@ class SensorAgent:
         url = str(source.get("url") or "")
         if not url:
             raise _bad("config.source.url is required for an http source")
-        headers = {str(k): str(v) for k, v in (source.get("headers") or {}).items()}
         try:
-            response = await self._http.get(url, headers=headers)
+            response = await self._http.get(url, headers=config_headers(source.get("headers")))
         except httpx.HTTPError as exc:
-            raise ApplicationError(
-                f"config.source.url {url}: {type(exc).__name__}: {exc}",
-                type="HttpConnectionError",
-            ) from None
+            raise connection_failure(f"config.source.url {url}", exc) from None
         if response.status_code >= 400:
             status = response.status_code
-            raise ApplicationError(
-                f"config.source.url {url} answered {status}",
-                type=f"Http{status}",
-                non_retryable=not retryable_status(status),
-            )
+            raise status_failure(f"config.source.url {url} answered {status}", status)
         try:
             body = response.json()
         except ValueError:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from persistence import hitl_queries, queries
+from persistence.ids import require_uuid
 from persistence.statuses import RUN_ENDED
 from workflows.contract import RECORD_RUN, RunRecord, RunUpdate, TaskRecord
 
@@ -24,7 +25,7 @@ def run_values(record: RunRecord) -> dict[str, Any]:
     values = record.model_dump(exclude_none=True, exclude={"orchestrator_run_id"})
     for key in _UUID_COLUMNS:
         if key in values:
-            values[key] = uuid.UUID(values[key])
+            values[key] = require_uuid(values[key], key)
     return values
 
 
@@ -35,7 +36,7 @@ def task_values(record: TaskRecord, tenant_id: str | None) -> dict[str, Any]:
         values.setdefault("outputs", None)
         values.setdefault("error", None)
     if tenant_id:
-        values["tenant_id"] = uuid.UUID(tenant_id)
+        values["tenant_id"] = require_uuid(tenant_id, "tenant_id")
     return values
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from persistence.ids import require_uuid
 from persistence.storable import storable_json
 
 
@@ -66,7 +67,7 @@ async def tenant_session(
     async with factory() as session, session.begin():
         await session.execute(
             text("SELECT set_config('app.tenant_id', :tenant, true)"),
-            {"tenant": str(uuid.UUID(str(tenant_id)))},
+            {"tenant": str(require_uuid(tenant_id, "tenant_id"))},
         )
         yield session
 

@@ -17,7 +17,7 @@ from sqlalchemy import Table, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence.ids import parse_uuid
+from persistence.ids import parse_uuid, require_uuid
 from persistence.models import TaskInstance, Workflow, WorkflowRun, WorkflowVersion
 
 #: Columns that keep their first value when a row is written again (a retried
@@ -156,9 +156,10 @@ async def load_definition(
     read (an operator starting a stored flow) or only the shared ones (a sub-flow of a
     run of no tenant, which must not pull a tenant's flow and outputs out of it).
     """
-    wf_id = parse_uuid(workflow_id)
-    if wf_id is None:
-        raise NotFoundError(f"workflow_id {workflow_id!r} is not a UUID")
+    try:
+        wf_id = require_uuid(workflow_id, "workflow_id")
+    except ValueError as exc:
+        raise NotFoundError(str(exc)) from None
     workflow = await session.get(Workflow, wf_id)
     if workflow is None or not _visible(workflow, tenant_id, any_tenant):
         raise NotFoundError(f"no workflow with id {wf_id}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence.models import Role, Tenant, User, WorkflowRun, Workspace
@@ -25,13 +25,17 @@ async def tenant_exists(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
 
 
 async def _tenants_of(
-    session: AsyncSession, model: type[Workspace] | type[User], ids: Collection[uuid.UUID]
+    session: AsyncSession,
+    model: type[Workspace] | type[User],
+    ids: Collection[uuid.UUID],
+    *also: ColumnElement[bool],
 ) -> dict[uuid.UUID, uuid.UUID | None]:
+    """The tenant of each of the `ids` rows that exists (and meets `also`)."""
     if not ids:
         return {}
     rows = await session.execute(
         select(model.id, model.tenant_id)
-        .where(model.id.in_(list(ids)))
+        .where(model.id.in_(list(ids)), *also)
         .with_for_update(read=True, key_share=True)
     )
     return {row_id: tenant for row_id, tenant in rows.all()}
@@ -55,14 +59,7 @@ async def active_user_tenants(
     session: AsyncSession, user_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, uuid.UUID | None]:
     """As `user_tenants`, counting only active users: an inactive one can decide nothing."""
-    if not user_ids:
-        return {}
-    rows = await session.execute(
-        select(User.id, User.tenant_id)
-        .where(User.id.in_(list(user_ids)), User.is_active.is_(True))
-        .with_for_update(read=True, key_share=True)
-    )
-    return {row_id: tenant for row_id, tenant in rows.all()}
+    return await _tenants_of(session, User, user_ids, User.is_active.is_(True))
 
 
 async def run_tenant(session: AsyncSession, run_row_id: uuid.UUID) -> tuple[bool, uuid.UUID | None]:

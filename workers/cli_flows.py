@@ -40,7 +40,7 @@ async def _with_registries(
     Without a database the references cannot be checked; the definition is validated as
     it stands and a note says so.
     """
-    from activities.flows import apply_registries, uses_registries
+    from persistence.registry_queries import apply_registries, uses_registries
 
     if not uses_registries(definition):
         return definition, []

@@ -10,15 +10,16 @@ from typing import Any
 
 from persistence import hitl_queries
 from persistence.engine import one_off_session
+from persistence.ids import require_uuid
 from persistence.queries import NotFoundError
 from workers.settings import Settings
 
 
 def _uuid(value: str, what: str) -> uuid.UUID:
     try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise SystemExit(f"meta-agent: {what} {value!r} is not a UUID") from None
+        return require_uuid(value, what)
+    except ValueError as exc:
+        raise SystemExit(f"meta-agent: {exc}") from None
 
 
 async def cmd_hitl_list(args: argparse.Namespace, settings: Settings) -> int:

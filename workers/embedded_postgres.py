@@ -12,10 +12,10 @@ import os
 import pwd
 import signal
 import subprocess
-import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from workers import processes
 
@@ -38,11 +38,13 @@ def _bin_dir() -> Path:
 
 
 @dataclass
-class EmbeddedPostgres:
+class EmbeddedPostgres(processes.ChildServer):
     data_dir: Path
     port: int
     host: str = "127.0.0.1"
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    # Postgres' "fast shutdown": abort clients, checkpoint, exit.
+    stop_signal: ClassVar[int] = signal.SIGINT
+    stop_timeout: ClassVar[float] = 30
 
     @property
     def log_file(self) -> Path:
@@ -124,33 +126,27 @@ class EmbeddedPostgres:
                 "fsync=off" if os.environ.get("META_AGENT_PG_FSYNC") == "off" else "fsync=on",
             ],
             log=self.log_file,
-            # SIGINT is Postgres' "fast shutdown": abort clients, checkpoint, exit.
-            death_signal=signal.SIGINT,
+            death_signal=self.stop_signal,
             user=user,
         )
-        self._wait_ready(timeout)
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise EmbeddedPostgresError(
-                    f"postgres exited with code {self._proc.returncode}; its log "
-                    f"({self.log_file}) ends:\n{processes.tail(self.log_file)}"
-                )
-            ready = subprocess.run(
-                [str(_bin_dir() / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port)],
-                check=False,
-            )
-            if ready.returncode == 0:
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise EmbeddedPostgresError(
-            f"postgres did not accept connections on {self.host}:{self.port} within {timeout}s; "
-            f"its log ends:\n{processes.tail(self.log_file)}"
+        processes.wait_ready(
+            self._proc,
+            self._accepts_connections,
+            name="postgres",
+            ready_means=f"accept connections on {self.host}:{self.port}",
+            log=self.log_file,
+            timeout=timeout,
+            interval=0.2,
+            stop=self.stop,
+            error=EmbeddedPostgresError,
         )
+
+    def _accepts_connections(self) -> bool:
+        ready = subprocess.run(
+            [str(_bin_dir() / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port)],
+            check=False,
+        )
+        return ready.returncode == 0
 
     def create_database(self, name: str) -> None:
         """CREATE DATABASE unless it exists (psql from the same wheel, so no driver is needed)."""
@@ -163,12 +159,3 @@ class EmbeddedPostgres:
         )
         if exists.stdout.strip() != "1":
             subprocess.run([*psql, "-c", f'CREATE DATABASE "{name}"'], check=True, text=True)
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            processes.stop(self._proc, sig=signal.SIGINT, timeout=30)
-            self._proc = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None

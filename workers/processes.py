@@ -15,11 +15,17 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, ClassVar
 
 _PR_SET_PDEATHSIG = 1
+
+
+class NotReadyError(RuntimeError):
+    """A child exited, or did not become ready in time; the message ends with its log."""
 
 
 def _die_with_parent(sig: int) -> Callable[[], None] | None:
@@ -87,3 +93,54 @@ def tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    is_ready: Callable[[], bool],
+    *,
+    name: str,
+    ready_means: str,
+    log: Path,
+    timeout: float,
+    interval: float = 0.2,
+    stop: Callable[[], None],
+    error: Callable[[str], Exception] = NotReadyError,
+) -> None:
+    """Poll `is_ready` every `interval` seconds until it says yes.
+
+    When `proc` exits first or `timeout` passes: `stop()` (the child's own way of
+    stopping), then `error`, whose message ends with `log`'s last lines. `name` and
+    `ready_means` word it: "<name> did not <ready_means> within <timeout>s".
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            why = f"{name} exited with code {proc.returncode}; its log ({log}) ends"
+            break
+        if is_ready():
+            return
+        time.sleep(interval)
+    else:
+        why = f"{name} did not {ready_means} within {timeout}s; its log ends"
+    stop()
+    raise error(f"{why}:\n{tail(log)}")
+
+
+@dataclass
+class ChildServer:
+    """A server run as a child of this process (see `spawn`), stopped in its own way."""
+
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    #: The signal that shuts the server down cleanly, and how long it may take.
+    stop_signal: ClassVar[int] = signal.SIGTERM
+    stop_timeout: ClassVar[float] = 15
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            stop(self._proc, sig=self.stop_signal, timeout=self.stop_timeout)
+            self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None

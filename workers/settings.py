@@ -175,13 +175,17 @@ class Settings(BaseSettings):
     def dev_state_file(self) -> Path:
         return self.meta_agent_home / "dev-stack.json"
 
+    def _from_dev_stack(self, key: str) -> str | None:
+        """What a running `meta-agent dev` stack here recorded under `key`, if anything."""
+        state = read_dev_state(self.dev_state_file)
+        value = state.get(key) if state else None
+        return str(value) if value else None
+
     def require_database_url(self) -> str:
         """The database URL, from DATABASE_URL or from a running `meta-agent dev` stack."""
-        if self.database_url:
-            return self.database_url
-        state = read_dev_state(self.dev_state_file)
-        if state and state.get("database_url"):
-            return str(state["database_url"])
+        url = self.database_url or self._from_dev_stack("database_url")
+        if url:
+            return url
         raise SettingsError(
             "DATABASE_URL is not set and no `meta-agent dev` stack is running here. "
             "Set DATABASE_URL=postgresql://user:password@host:port/dbname, "
@@ -190,12 +194,11 @@ class Settings(BaseSettings):
 
     def effective_temporal_address(self) -> str:
         """TEMPORAL_ADDRESS when set, else a running dev stack's, else the default."""
-        if self.temporal_address:
-            return self.temporal_address
-        state = read_dev_state(self.dev_state_file)
-        if state and state.get("temporal_address"):
-            return str(state["temporal_address"])
-        return DEFAULT_TEMPORAL_ADDRESS
+        return (
+            self.temporal_address
+            or self._from_dev_stack("temporal_address")
+            or DEFAULT_TEMPORAL_ADDRESS
+        )
 
     @field_validator("secrets_keys")
     @classmethod

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from workers import processes
 from workflows import search_attributes
@@ -64,13 +63,13 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 @dataclass
-class TemporalDevServer:
+class TemporalDevServer(processes.ChildServer):
     home: Path
     port: int = 7233
     ui_port: int = 8233
     ip: str = "127.0.0.1"
     namespace: str = "default"
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    stop_timeout: ClassVar[float] = 20
 
     @property
     def address(self) -> str:
@@ -112,38 +111,24 @@ class TemporalDevServer:
             "--ui-disable-news-fetch",
             *search_attribute_flags(),
         ]
-        self._proc = processes.spawn(argv, log=self.log_file, death_signal=signal.SIGTERM)
-        self._wait_ready(timeout)
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise TemporalDevServerError(
-                    f"the Temporal dev server exited with code {self._proc.returncode}; "
-                    f"its log ({self.log_file}) ends:\n{processes.tail(self.log_file)}"
-                )
-            health = subprocess.run(
-                [temporal_cli(), "operator", "cluster", "health", "--address", self.address],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if health.returncode == 0 and "SERVING" in health.stdout:
-                return
-            time.sleep(0.3)
-        self.stop()
-        raise TemporalDevServerError(
-            f"the Temporal dev server did not answer on {self.address} within {timeout}s; "
-            f"its log ends:\n{processes.tail(self.log_file)}"
+        self._proc = processes.spawn(argv, log=self.log_file, death_signal=self.stop_signal)
+        processes.wait_ready(
+            self._proc,
+            self._serving,
+            name="the Temporal dev server",
+            ready_means=f"answer on {self.address}",
+            log=self.log_file,
+            timeout=timeout,
+            interval=0.3,
+            stop=self.stop,
+            error=TemporalDevServerError,
         )
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            processes.stop(self._proc, sig=signal.SIGTERM, timeout=20)
-            self._proc = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+    def _serving(self) -> bool:
+        health = subprocess.run(
+            [temporal_cli(), "operator", "cluster", "health", "--address", self.address],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return health.returncode == 0 and "SERVING" in health.stdout
