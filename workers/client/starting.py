@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -55,8 +57,12 @@ async def start_run(
     params: FlowRunInput,
     *,
     run_id: str | None = None,
+    execution_timeout: timedelta | None = None,
 ) -> WorkflowHandle[Any, FlowResult]:
     """Start a `FlowRun`; `run_id` becomes the Temporal workflow ID (the orchestrator run ID).
+
+    `execution_timeout` bounds the whole run, continue-as-new included; past it the run
+    ends as failed with TIME_LIMIT_ERROR (written by the reconciler).
 
     The inputs of an inline definition are checked first: InvalidInputs, and nothing is
     started, when they break its inputSchema. (A stored flow's definition is in the
@@ -76,6 +82,7 @@ async def start_run(
             id=run_id,
             task_queue=task_queue,
             result_type=FlowResult,
+            execution_timeout=execution_timeout,
             # A run's rows are keyed by its id: a second run under it would overwrite them.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
@@ -106,8 +113,17 @@ _RETRYABLE = {
 }
 
 
-async def original_request(client: Client, run_id: str) -> tuple[FlowRunInput, str]:
-    """The request a run was started with, and the task queue it ran on.
+@dataclass(frozen=True)
+class StartedWith:
+    """What a run was started with: its request, task queue and time limit."""
+
+    request: FlowRunInput
+    task_queue: str
+    execution_timeout: timedelta | None
+
+
+async def original_request(client: Client, run_id: str) -> StartedWith:
+    """The request a run was started with, its task queue and its time limit.
 
     Read from the start event of the run's latest Temporal run: a run that continued as new
     carries its request on unchanged, with only its own checkpoint added, which is dropped
@@ -128,7 +144,12 @@ async def original_request(client: Client, run_id: str) -> tuple[FlowRunInput, s
             f"run {run_id!r} was not started with a FlowRun request: {str(exc)[:200]}"
         ) from None
     assert isinstance(request, FlowRunInput)
-    return FlowRunInput(**request.model_dump(include=_REQUEST_FIELDS)), attrs.task_queue.name
+    timeout = attrs.workflow_execution_timeout
+    return StartedWith(
+        FlowRunInput(**request.model_dump(include=_REQUEST_FIELDS)),
+        attrs.task_queue.name,
+        timeout.ToTimedelta() if attrs.HasField("workflow_execution_timeout") else None,
+    )
 
 
 async def retry(
@@ -141,8 +162,9 @@ async def retry(
     """Start a fresh run with the request of the failed or cancelled run `run_id`.
 
     Same flow (id and version, or inline definition), inputs, tenant, workspace,
-    triggered_by and tags, under `new_run_id` (default: a new `flow-<uuid>`), on the
-    original's task queue unless `task_queue` is given. The original run is left as it is.
+    triggered_by and tags, and the same time limit, under `new_run_id` (default: a new
+    `flow-<uuid>`), on the original's task queue unless `task_queue` is given. The original
+    run is left as it is.
     RetryRefused, and nothing is started, while it still runs or when it completed; the
     errors of `start_run` (InvalidInputs, RunIdRefused) apply as for any start.
     """
@@ -152,5 +174,11 @@ async def retry(
     if description.status not in _RETRYABLE:
         state = description.status.name.lower() if description.status else "in an unknown state"
         raise RetryRefused(f"run {run_id!r} {state}: only a failed or cancelled run is retried")
-    request, original_queue = await original_request(client, run_id)
-    return await start_run(client, task_queue or original_queue, request, run_id=new_run_id)
+    started = await original_request(client, run_id)
+    return await start_run(
+        client,
+        task_queue or started.task_queue,
+        started.request,
+        run_id=new_run_id,
+        execution_timeout=started.execution_timeout,
+    )
