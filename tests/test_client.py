@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,3 +180,18 @@ async def test_runs_retry_on_the_command_line(
     await client.cancel(flow_worker.client, new_id)
     with pytest.raises(WorkflowFailureError):
         await client.result(flow_worker.client, new_id)
+
+
+def test_no_module_outside_workflows_spells_a_run_name_out() -> None:
+    """Callers use the names of `workers.client` (from `workflows.contract`), so a rename
+    there is a rename everywhere."""
+    root = Path(__file__).resolve().parents[1]
+    names = {client.FLOW_RUN, client.HITL_DECISION_SIGNAL, client.SUBMIT_HITL_DECISION_UPDATE}
+    spelled = [
+        f"{path.relative_to(root)}:{leaf.lineno}"
+        for folder in ("workers", "tests", "benchmarks", "activities", "persistence")
+        for path in sorted((root / folder).rglob("*.py"))
+        for leaf in ast.walk(ast.parse(path.read_text()))
+        if isinstance(leaf, ast.Constant) and leaf.value in names
+    ]
+    assert spelled == []
