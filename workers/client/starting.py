@@ -161,10 +161,11 @@ async def retry(
 ) -> WorkflowHandle[Any, FlowResult]:
     """Start a fresh run with the request of the failed or cancelled run `run_id`.
 
-    Same flow (id and version, or inline definition), inputs, tenant, workspace,
-    triggered_by and tags, and the same time limit, under `new_run_id` (default: a new
-    `flow-<uuid>`), on the original's task queue unless `task_queue` is given. The original
-    run is left as it is.
+    Same flow (id and version, or inline definition; a request without a version gets the
+    flow's current one, as any start does), inputs, tenant, workspace, triggered_by, tags
+    and time limit, under `new_run_id` (default: a new `flow-<uuid>`), on the original's
+    task queue unless `task_queue` is given. The original run is left as it is.
+
     RetryRefused, and nothing is started, while it still runs or when it completed; the
     errors of `start_run` (InvalidInputs, RunIdRefused) apply as for any start.
     """
