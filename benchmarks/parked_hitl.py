@@ -24,12 +24,13 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text
+from temporalio.client import Client
 
-from benchmarks._stack import bench_stack
-from tests.flows import FlowWorker, edge, node
-from tests.hitl_support import decide, make_people, open_task, review_flow
+from benchmarks.support import REVIEW_FLOW, bench_stack, edge, make_reviewer, node, open_task
+from workers.client import cancel, decide, get_status, result, start_run
 from workers.settings import Settings
 from workers.worker import build_worker
+from workflows.contract import FlowRunInput
 
 SMALL = {
     "nodes": [node("start", "start"), node("t", "transform", {"output": "{{ 6 * 7 }}"})],
@@ -41,11 +42,12 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-async def small_flow_ms(worker: FlowWorker, samples: int = 10) -> float:
+async def small_flow_ms(client: Client, queue: str, samples: int = 10) -> float:
     times = []
     for _ in range(samples):
         t = time.perf_counter()
-        await worker.run(SMALL)
+        handle = await start_run(client, queue, FlowRunInput(definition=SMALL))
+        await result(client, handle.id)
         times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times)
 
@@ -54,21 +56,28 @@ async def main(runs: int, cache: int) -> None:
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     settings = Settings(temporal_task_queue=queue, max_cached_workflows=cache)
     async with bench_stack() as stack, build_worker(stack.client, settings, stack.deps):
-        worker = FlowWorker(stack.client, queue, stack.sessions)
-        people = await make_people(stack.sessions)
-        await small_flow_ms(worker, 3)  # warm up
-        base_rss, base_ms = rss_mb(), await small_flow_ms(worker)
+        client = stack.client
+        reviewer = await make_reviewer(stack.sessions)
+        await small_flow_ms(client, queue, 3)  # warm up
+        base_rss, base_ms = rss_mb(), await small_flow_ms(client, queue)
         print(f"baseline: RSS {base_rss:.0f} MiB, small flow {base_ms:.0f} ms (median of 10)")
 
         t = time.perf_counter()
-        handles = []
+        run_ids: list[str] = []
         for batch in range(0, runs, 100):
-            handles += await asyncio.gather(
+            handles = await asyncio.gather(
                 *(
-                    worker.start(review_flow(), {"what": i}, tenant_id=people.tenant)
+                    start_run(
+                        client,
+                        queue,
+                        FlowRunInput(
+                            definition=REVIEW_FLOW, inputs={"what": i}, tenant_id=reviewer.tenant
+                        ),
+                    )
                     for i in range(batch, min(runs, batch + 100))
                 )
             )
+            run_ids += [h.id for h in handles]
         while True:
             async with stack.sessions() as s:
                 # fully parked: the task is in the inbox and the run row says so
@@ -89,15 +98,15 @@ async def main(runs: int, cache: int) -> None:
         await asyncio.sleep(2)
         parked_rss = rss_mb()
         q = []
-        for h in handles[:: max(1, runs // 10)]:
+        for run_id in run_ids[:: max(1, runs // 10)]:
             t = time.perf_counter()
-            await h.query("status")
+            await get_status(client, run_id)
             q.append((time.perf_counter() - t) * 1000)
-        parked_ms = await small_flow_ms(worker)
+        parked_ms = await small_flow_ms(client, queue)
         t = time.perf_counter()
-        task = (await open_task(handles[0]))[0]
-        await decide(handles[0], task["id"], {"approved": True}, people.finance)
-        await handles[0].result()
+        task = await open_task(client, run_ids[0])
+        await decide(client, run_ids[0], task["id"], {"approved": True}, reviewer.user)
+        await result(client, run_ids[0])
         wake_ms = (time.perf_counter() - t) * 1000
         print(
             f"with {runs} parked (workflow cache {cache}): RSS {parked_rss:.0f} MiB "
@@ -106,8 +115,8 @@ async def main(runs: int, cache: int) -> None:
             f"small flow {parked_ms:.0f} ms, status query median "
             f"{statistics.median(q):.0f} ms, decide-to-completion {wake_ms:.0f} ms"
         )
-        for h in handles[1:]:
-            await h.cancel()
+        for run_id in run_ids[1:]:
+            await cancel(client, run_id)
 
 
 if __name__ == "__main__":

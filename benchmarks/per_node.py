@@ -2,10 +2,11 @@
 
     python benchmarks/per_node.py [--nodes 20] [--runs 5]
 
-Both run N sequential HTTP calls against a local server and record one task row per call in
-Postgres, plus the run row: the hand-written workflow with one activity per call (HTTP + row
-upsert in the activity), as a careful Temporal user would write it; FlowRun from a stored-style
-definition of N chained `api` nodes. Same worker process, same servers, measured in one run.
+Both run N sequential HTTP calls against a local server (the dev stack's sample service) and
+record one task row per call in Postgres, plus the run row: the hand-written workflow with one
+activity per call (HTTP + row upsert in the activity), as a careful Temporal user would write
+it; FlowRun from a stored-style definition of N chained `api` nodes. Same worker process,
+same servers, measured in one run.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from temporalio.worker import Worker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from benchmarks._stack import bench_stack
+from benchmarks.support import bench_stack, edge, node
 from persistence import queries
-from tests.flows import FlowWorker, edge, node
-from tests.http_peer import HttpPeer, Reply
+from workers.client import FLOW_RUN, result, start_run
+from workers.sample_service import start_sample_service
 from workers.settings import Settings
 from workers.worker import build_worker
+from workflows.contract import FlowRunInput
 
 SESSIONS = None
 HTTP: httpx.AsyncClient | None = None
@@ -88,9 +90,8 @@ def chain(n: int, url: str) -> dict[str, object]:
 
 async def main(n: int, runs: int) -> None:
     global SESSIONS, HTTP
-    peer = HttpPeer().start()
-    peer.route("GET", "/x", Reply(200, {"ok": True}))
-    url = f"{peer.base}/x"
+    peer, api_base = start_sample_service()
+    url = f"{api_base}/orders/42"
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     HTTP = httpx.AsyncClient()
     try:
@@ -105,7 +106,6 @@ async def main(n: int, runs: int) -> None:
             ),
         ):
             SESSIONS = stack.sessions
-            flows = FlowWorker(stack.client, queue, stack.sessions)
             hand, ours = [], []
             for r in range(runs + 1):  # the first round warms up
                 t = time.perf_counter()
@@ -117,18 +117,21 @@ async def main(n: int, runs: int) -> None:
                 )
                 h = time.perf_counter() - t
                 t = time.perf_counter()
-                await flows.run(chain(n, url))
+                ours_run = await start_run(
+                    stack.client, queue, FlowRunInput(definition=chain(n, url))
+                )
+                await result(stack.client, ours_run.id)
                 o = time.perf_counter() - t
                 if r:
                     hand.append(h)
                     ours.append(o)
             mh, mo = statistics.median(hand), statistics.median(ours)
             print(f"{n} sequential HTTP nodes, median of {runs} runs each, interleaved:")
-            for label, total in (("hand-written workflow", mh), ("FlowRun", mo)):
+            for label, total in (("hand-written workflow", mh), (FLOW_RUN, mo)):
                 print(f"  {label:<22} {total * 1000:.0f} ms total, {total * 1000 / n:.1f} ms/node")
             print(f"  FlowRun vs hand-written: {100 * (mo - mh) / mh:+.0f}%")
     finally:
-        peer.stop()
+        peer.shutdown()
         await HTTP.aclose()
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
+from workers.client import FLOW_RUN, start_run
 from workflows.contract import FlowResult, FlowRunInput
 
 #: The platform's example flows, kept verbatim in the repo (so it tests on its own).
@@ -57,10 +58,25 @@ class FlowWorker:
         workflow_id: str | None = None,
         **fields: Any,
     ) -> WorkflowHandle[Any, FlowResult]:
+        """Start a run as the product does (`workers.client.start_run`)."""
         params = FlowRunInput(definition=definition, inputs=inputs or {}, **fields)
-        handle = await self.client.start_workflow(
-            "FlowRun",
+        handle = await start_run(
+            self.client,
+            self.task_queue,
             params,
+            run_id=workflow_id or f"run-{uuid.uuid4().hex[:12]}",
+        )
+        self.started.append(handle.id)
+        return handle
+
+    async def start_raw(
+        self, argument: Any, workflow_id: str | None = None
+    ) -> WorkflowHandle[Any, FlowResult]:
+        """Start a run as plain `temporal workflow start` can: any argument, no check of its
+        inputs, under an id that may have been used before."""
+        handle = await self.client.start_workflow(
+            FLOW_RUN,
+            argument,
             id=workflow_id or f"run-{uuid.uuid4().hex[:12]}",
             task_queue=self.task_queue,
             result_type=FlowResult,

@@ -11,8 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowHandle
 
-from flow_language.review_rules import HitlDecisionRequest
 from tests.flows import FlowWorker, edge, node
+from workers import client
+from workers.client import STATUS_QUERY
 
 __all__ = ["People", "decide", "edge", "inbox", "make_people", "node", "open_task", "review_flow"]
 
@@ -103,7 +104,7 @@ def review_flow(**config: Any) -> dict[str, Any]:
 
 async def open_task(handle: WorkflowHandle[Any, Any], count: int = 1) -> list[dict[str, Any]]:
     for _ in range(200):
-        status = await handle.query("status")
+        status = await handle.query(STATUS_QUERY)
         if len(status["open_hitl_tasks"]) >= count:
             return list(status["open_hitl_tasks"])
         await asyncio.sleep(0.1)
@@ -117,14 +118,9 @@ async def decide(
     who: str,
     comments: str | None = None,
 ) -> dict[str, Any]:
-    row: dict[str, Any] = await handle.execute_update(
-        "submit_hitl_decision",
-        HitlDecisionRequest(
-            hitl_task_id=task_id, decision=decision, decided_by=who, comments=comments
-        ),
-        result_type=dict,
-    )
-    return row
+    """`workers.client.decide` on the run of `handle`: its row, or DecisionRefused."""
+    # The handle's own client: a test's runs all come from one (FlowWorker.start).
+    return await client.decide(handle._client, handle.id, task_id, decision, who, comments)
 
 
 async def inbox(flow_worker: FlowWorker, task_id: str) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from workers.client import STATUS_QUERY
+
 RUN_TERMINAL = {"completed", "failed", "cancelled"}
 TASK_TERMINAL = {"completed", "failed", "skipped", "cancelled"}
 HITL_OPEN = {"pending", "assigned", "in_progress", "escalated"}
@@ -171,7 +173,7 @@ async def assert_run_tells_the_truth(
         await asyncio.sleep(0.5)
     assert not problems, f"run {workflow_id} ({status.name}): " + "; ".join(problems)
     if status not in RECONCILED:
-        view = await asyncio.wait_for(handle.query("status"), timeout=5)
+        view = await asyncio.wait_for(handle.query(STATUS_QUERY), timeout=5)
         assert view["status"] == expected, f"run {workflow_id}: status query says {view['status']}"
         live = {
             k: v["status"] for k, v in view["nodes"].items() if v["status"] not in TASK_TERMINAL

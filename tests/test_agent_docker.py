@@ -20,7 +20,8 @@ from tests.docker_daemon import TEST_IMAGE, DockerDaemon
 from tests.docker_support import docker_flow, until
 from tests.flows import FlowWorker, edge, node
 from tests.invariant import assert_run_tells_the_truth
-from workflows.contract import FlowResult, FlowRunInput
+from workers.client import start_run
+from workflows.contract import FlowRunInput
 
 pytestmark = pytest.mark.peers
 
@@ -217,12 +218,11 @@ async def test_a_sigkilled_worker_leaves_no_container_and_its_successor_finishes
     definition = docker_flow({"command": ["sh", "-c", script]}, timeoutSeconds=60)
     first = worker()
     try:
-        handle = await temporal_env.client.start_workflow(
-            "FlowRun",
+        handle = await start_run(
+            temporal_env.client,
+            queue,
             FlowRunInput(definition=definition),
-            id=f"dkcrash-{uuid.uuid4().hex[:8]}",
-            task_queue=queue,
-            result_type=FlowResult,
+            run_id=f"dkcrash-{uuid.uuid4().hex[:8]}",
         )
         await until(lambda: docker_daemon.managed_containers() != [], within=60)
         orphan = docker_daemon.managed_containers()

@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply
+from workers.client import FLOW_RUN
 from workers.temporal_dev import temporal_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,7 +287,7 @@ async def test_the_plain_temporal_cli_starts_a_stored_flow_with_json(
             "--address",
             address,
             "--type",
-            "FlowRun",
+            FLOW_RUN,
             "--task-queue",
             flow_worker.task_queue,
             "--workflow-id",

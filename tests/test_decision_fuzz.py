@@ -32,6 +32,7 @@ from temporalio.service import RPCError
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import People
 from tests.invariant import assert_run_tells_the_truth
+from workers.client import HITL_DECISION_SIGNAL, STATUS_QUERY, SUBMIT_HITL_DECISION_UPDATE
 
 settings.register_profile(
     "decisions-ci",
@@ -204,7 +205,7 @@ def _as_json(body: Any) -> RawValue:
 
 
 async def query(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
-    status: dict[str, Any] = await asyncio.wait_for(handle.query("status"), QUERY_SECONDS)
+    status: dict[str, Any] = await asyncio.wait_for(handle.query(STATUS_QUERY), QUERY_SECONDS)
     return status
 
 
@@ -248,7 +249,7 @@ async def test_no_decision_payload_wedges_a_parked_run(
     if payload["channel"] == "update":
         try:
             row = await handle.execute_update(
-                "submit_hitl_decision", _as_json(body), result_type=dict
+                SUBMIT_HITL_DECISION_UPDATE, _as_json(body), result_type=dict
             )
         except (WorkflowUpdateFailedError, RPCError) as exc:
             reason = str(getattr(exc, "cause", None) or exc)
@@ -260,7 +261,7 @@ async def test_no_decision_payload_wedges_a_parked_run(
             parked.tried["recorded"] += 1
     else:
         try:
-            await handle.signal("hitl_decision", _as_json(body))
+            await handle.signal(HITL_DECISION_SIGNAL, _as_json(body))
         except RPCError as exc:  # e.g. over the server's payload limit: refused at the door
             refusal = exc.message.strip()
             assert refusal, "a signal was refused without a reason"

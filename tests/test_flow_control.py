@@ -14,7 +14,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from persistence import queries
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply, Request
-from workflows.contract import EventMessage
+from workers.client import get_status, pause, resume, send_event
 
 
 def _api_flow(url: str, **data: Any) -> dict[str, Any]:
@@ -178,7 +178,7 @@ async def test_wait_for_an_event_then_time_out_on_another(flow_worker: FlowWorke
     }
     handle = await flow_worker.start(definition)
     await asyncio.sleep(0.5)
-    await handle.signal("event", EventMessage(name="payment", payload={"amount": 12}))
+    await send_event(flow_worker.client, handle.id, "payment", {"amount": 12})
     result = await handle.result()
     assert result.outputs == {"paid": {"amount": 12}, "late": "chase the courier"}
 
@@ -193,13 +193,13 @@ async def test_pause_holds_new_nodes_and_resume_lets_them_run(flow_worker: FlowW
         "edges": [edge("start", "nap"), edge("nap", "after")],
     }
     handle = await flow_worker.start(definition)
-    await handle.signal("pause")
+    await pause(flow_worker.client, handle.id)
     await asyncio.sleep(2.5)  # the wait ends, but `after` must not start while paused
-    status = await handle.query("status")
+    status = await get_status(flow_worker.client, handle.id)
     assert status["status"] == "paused"
     assert "after" not in status["nodes"]
     assert (await flow_worker.run_row(handle.id))["status"] == "paused"
-    await handle.signal("resume")
+    await resume(flow_worker.client, handle.id)
     result = await handle.result()
     assert result.outputs == {"after": "ran"}
     assert (await flow_worker.run_row(handle.id))["status"] == "completed"
@@ -321,7 +321,7 @@ async def test_a_wait_in_progress_survives_continue_as_new(
     }
     handle = await flow_worker.start(definition, history_limit=100)
     result = await handle.result()
-    status = await handle.query("status")
+    status = await get_status(flow_worker.client, handle.id)
     assert status["continued_as_new"] >= 1
     assert result.outputs["n"] == 60
     assert result.outputs["slept"] is not None

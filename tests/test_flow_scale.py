@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply, Request
+from workers.client import STATUS_QUERY
 
 ITEMS = int(os.environ.get("META_AGENT_LOOP_ITEMS", "10000"))
 
@@ -49,7 +50,7 @@ async def test_a_loop_of_many_items_completes_via_continue_as_new(
     result = await handle.result()
     print(f"{ITEMS} items in {time.monotonic() - started:.1f}s")
     assert result.outputs == {"total": sum(n * n for n in range(ITEMS))}
-    status = await handle.query("status")
+    status = await handle.query(STATUS_QUERY)
     assert status["continued_as_new"] >= 1
     async with flow_worker.sessions() as s:
         counts = (

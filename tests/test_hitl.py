@@ -10,15 +10,15 @@ import uuid
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError
 
-from flow_language.review_rules import HitlDecisionRequest
 from persistence import secret_queries
 from persistence.secret_keys import SecretKeys
 from tests.flows import FlowWorker, shared_flow
 from tests.hitl_support import People, decide, edge, inbox, node, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
 from tests.test_cli import ROOT
+from workers.client import STATUS_QUERY, SUBMIT_HITL_DECISION_UPDATE, DecisionRefused, send_decision
 from workers.temporal_dev import temporal_cli
 
 CONTRACT_EXAMPLE = json.loads((ROOT / "examples" / "flows" / "contract-example.json").read_text())
@@ -108,11 +108,11 @@ async def test_a_quorum_of_two_needs_two_distinct_approvers(
     )
     (task,) = await open_task(run)
     await decide(run, task["id"], {"approved": True}, people.finance)
-    with pytest.raises(WorkflowUpdateFailedError) as err:
+    with pytest.raises(DecisionRefused) as err:
         await decide(run, task["id"], {"approved": True}, people.finance)
-    assert "already approved" in str(err.value.cause)
+    assert "already approved" in err.value.reason
     assert (await inbox(flow_worker, task["id"]))["status"] == "in_progress"
-    assert (await run.query("status"))["open_hitl_tasks"][0]["approvals"] == [people.finance]
+    assert (await run.query(STATUS_QUERY))["open_hitl_tasks"][0]["approvals"] == [people.finance]
     await decide(run, task["id"], {"approved": True}, people.finance2)
     result = await run.result()
     assert result.outputs["on_approved"]["approvals"] == [people.finance, people.finance2]
@@ -129,9 +129,9 @@ async def test_self_approval_is_refused_when_not_allowed(
         triggered_by=people.finance,
     )
     (task,) = await open_task(run)
-    with pytest.raises(WorkflowUpdateFailedError) as err:
+    with pytest.raises(DecisionRefused) as err:
         await decide(run, task["id"], {"approved": True}, people.finance)
-    assert "may not decide its tasks" in str(err.value.cause)
+    assert "may not decide its tasks" in err.value.reason
     await decide(run, task["id"], {"approved": True}, people.finance2)
     assert "on_approved" in (await run.result()).outputs
 
@@ -156,16 +156,13 @@ async def test_each_rejection_rule_through_the_update_and_the_signal(
     run = await flow_worker.start(review_flow(), {"what": "x"}, tenant_id=people.tenant)
     (task,) = await open_task(run)
     task_id, decision, who = mutate(task["id"], people)
-    with pytest.raises(WorkflowUpdateFailedError) as err:
+    with pytest.raises(DecisionRefused) as err:
         await decide(run, task_id, decision, who)
-    assert message in str(err.value.cause)
+    assert message in err.value.reason
 
-    await run.signal(
-        "hitl_decision",
-        HitlDecisionRequest(hitl_task_id=task_id, decision=decision, decided_by=who),
-    )
+    await send_decision(flow_worker.client, run.id, task_id, decision, who)
     for _ in range(100):
-        rejected = (await run.query("status"))["rejected_decisions"]
+        rejected = (await run.query(STATUS_QUERY))["rejected_decisions"]
         if rejected:
             break
         await asyncio.sleep(0.1)
@@ -173,12 +170,7 @@ async def test_each_rejection_rule_through_the_update_and_the_signal(
     row = await inbox(flow_worker, task["id"])
     assert (row["status"], row["decisions"]) == ("assigned", [])  # nothing changed
     # ... and the run still waits, and a valid signal decides it
-    await run.signal(
-        "hitl_decision",
-        HitlDecisionRequest(
-            hitl_task_id=task["id"], decision={"approved": True}, decided_by=people.finance
-        ),
-    )
+    await send_decision(flow_worker.client, run.id, task["id"], {"approved": True}, people.finance)
     assert "on_approved" in (await run.result()).outputs
 
 
@@ -210,7 +202,7 @@ async def test_two_parallel_reviews_and_cancel_while_waiting(
     run = await flow_worker.start(definition, tenant_id=people.tenant)
     tasks = {t["title"]: t for t in await open_task(run, 2)}
     await decide(run, tasks["Legal"]["id"], {"text": "ok"}, people.lead)
-    assert [t["title"] for t in (await run.query("status"))["open_hitl_tasks"]] == ["Money"]
+    assert [t["title"] for t in (await run.query(STATUS_QUERY))["open_hitl_tasks"]] == ["Money"]
     await run.cancel()
     with pytest.raises(WorkflowFailureError):
         await run.result()
@@ -276,7 +268,7 @@ async def test_the_plain_temporal_cli_update_decides_like_the_sdk(
                 "--workflow-id",
                 run.id,
                 "--name",
-                "submit_hitl_decision",
+                SUBMIT_HITL_DECISION_UPDATE,
                 "--input",
                 json.dumps(payload),
             ],

@@ -18,6 +18,7 @@ from activities.registry import Dependencies
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import People, decide, inbox, open_task
 from tests.invariant import assert_queue_tells_the_truth
+from workers.client import DecisionRefused
 from workers.json_converter import DATA_CONVERTER
 from workers.settings import Settings
 from workers.worker import build_worker
@@ -102,7 +103,7 @@ async def test_escalation_after_an_hour_then_the_new_assignee_decides(
         ("finance-lead", "pending")
     ]
     # finance no longer holds the task; the lead does
-    with pytest.raises(Exception, match="Workflow update failed"):
+    with pytest.raises(DecisionRefused):
         await decide(run, task["id"], {"approved": True}, people.finance)
     await decide(run, task["id"], {"approved": True}, people.lead)
     assert (await run.result()).outputs == {"ok": people.lead}

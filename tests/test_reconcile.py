@@ -23,6 +23,7 @@ from persistence.engine import create_engine
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import People, inbox, open_task, review_flow
 from tests.support import free_port
+from workers.client import STATUS_QUERY, start_run
 from workers.reconciler import (
     TIME_LIMIT_ERROR,
     Reconciler,
@@ -30,7 +31,7 @@ from workers.reconciler import (
     visibility_query,
 )
 from workers.settings import Settings
-from workflows.contract import FlowResult, FlowRunInput
+from workflows.contract import FlowRunInput
 
 T = TypeVar("T")
 
@@ -69,7 +70,7 @@ async def parked(flow_worker: FlowWorker, workflow_id: str, node_id: str) -> Non
 
     async def probe() -> bool | None:
         try:
-            view = await handle.query("status")
+            view = await handle.query(STATUS_QUERY)
         except RPCError:
             return None  # a sub-flow its parent has not started yet
         if view["nodes"].get(node_id, {}).get("status") != "running":
@@ -169,13 +170,12 @@ async def test_a_terminated_sub_flow_is_reconciled_like_any_run(flow_worker: Flo
 
 
 async def test_a_run_past_its_execution_timeout_fails_saying_so(flow_worker: FlowWorker) -> None:
-    handle = await flow_worker.client.start_workflow(
-        "FlowRun",
+    handle = await start_run(
+        flow_worker.client,
+        flow_worker.task_queue,
         FlowRunInput(definition=parked_flow()),
-        id=f"run-{uuid.uuid4().hex[:12]}",
-        task_queue=flow_worker.task_queue,
+        run_id=f"run-{uuid.uuid4().hex[:12]}",
         execution_timeout=timedelta(seconds=2),
-        result_type=FlowResult,
     )
     await parked(flow_worker, handle.id, "nap")
 

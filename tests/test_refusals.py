@@ -20,7 +20,7 @@ from persistence import queries
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import People, review_flow
 from tests.support import make_tenant
-from workers.client import InvalidInputs, check_inputs, start_run
+from workers.client import FLOW_RUN, InvalidInputs, check_inputs, start_run
 from workflows.contract import FlowResult, FlowRunInput
 
 TRIVIAL = {
@@ -37,7 +37,7 @@ async def refused(
 ) -> tuple[ApplicationError, dict[str, Any]]:
     """The failure of a run that must be refused before any node runs, and its run row."""
     handle = await flow_worker.client.start_workflow(
-        "FlowRun",
+        FLOW_RUN,
         FlowRunInput(definition=definition, inputs=inputs or {}, **fields),
         id=f"refused-{uuid.uuid4().hex[:12]}",
         task_queue=flow_worker.task_queue,

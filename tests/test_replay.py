@@ -25,9 +25,9 @@ from tests.a2a_peer import A2APeer
 from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import decide, make_people, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
+from workers.client import HITL_DECISION_SIGNAL, send_event
 from workers.json_converter import DATA_CONVERTER
 from workers.worker import PASSTHROUGH_MODULES
-from workflows.contract import EventMessage
 from workflows.flow_run import FlowRun
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -252,21 +252,23 @@ async def test_record_histories(
         )
         if name == "route-and-wait":
             await asyncio.sleep(2)
-            await handle.signal("event", EventMessage(name="ping", payload=1))
+            await send_event(flow_worker.client, handle.id, "ping", 1)
         if name == "approval":
             task = (await open_task(handle))[0]
             await decide(handle, task["id"], {"approved": True}, reviewers.finance, "ok")
         if name == "expired-review":
             task = (await open_task(handle))[0]
             await handle.signal(
-                "hitl_decision",
+                HITL_DECISION_SIGNAL,
                 {
                     "hitl_task_id": task["id"],
                     "decision": {"approved": True},
                     "decided_by": reviewers.outsider,
                 },
             )
-            await handle.signal("hitl_decision", {"hitl_task_id": task["id"], "decision": "yes"})
+            await handle.signal(
+                HITL_DECISION_SIGNAL, {"hitl_task_id": task["id"], "decision": "yes"}
+            )
         if name == "cancelled-while-parked":
             await open_task(handle)
             await handle.cancel()

@@ -205,7 +205,7 @@ async def test_cancelling_closes_wait_and_review_rows_and_the_query_agrees(
     run = await flow_worker.run_row(handle.id)
     assert run["status"] == "cancelled"
     assert await _hitl_rows(flow_worker, run["id"]) == ["cancelled"]
-    status = await handle.query("status")
+    status = await handle.query(client.STATUS_QUERY)
     assert status["status"] == "cancelled"
     assert status["open_hitl_tasks"] == []
     assert {v["status"] for v in status["nodes"].values()} <= {"completed", "cancelled"}
@@ -288,7 +288,8 @@ async def _parent_of_a_napping_sub_flow(flow_worker: FlowWorker) -> dict[str, An
 async def test_a_cancelled_sub_flow_leaves_no_live_row(flow_worker: FlowWorker) -> None:
     handle = await flow_worker.start(await _parent_of_a_napping_sub_flow(flow_worker))
     for _ in range(100):
-        if (await handle.query("status"))["nodes"].get("sub", {}).get("status") == "running":
+        status = await client.get_status(flow_worker.client, handle.id)
+        if status["nodes"].get("sub", {}).get("status") == "running":
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(1)
@@ -430,7 +431,7 @@ async def test_a_malformed_run_argument_fails_at_once_with_a_row(flow_worker: Fl
     ):
         workflow_id = f"bad-arg-{uuid.uuid4().hex[:8]}"
         handle = await flow_worker.client.start_workflow(
-            "FlowRun", args=arguments, id=workflow_id, task_queue=flow_worker.task_queue
+            client.FLOW_RUN, args=arguments, id=workflow_id, task_queue=flow_worker.task_queue
         )
         flow_worker.started.append(workflow_id)
         with pytest.raises(WorkflowFailureError) as failed:
@@ -601,7 +602,7 @@ async def test_a_second_run_under_a_used_id_is_refused_and_the_first_record_kept
         "edges": [edge("begin", "two")],
     }
     _, run_id = await flow_worker.run(first)
-    handle = await flow_worker.start(second, workflow_id=run_id)
+    handle = await flow_worker.start_raw(FlowRunInput(definition=second), workflow_id=run_id)
     with pytest.raises(WorkflowFailureError) as refused:
         await handle.result()
     assert "was already used by an earlier run (completed)" in client.failure_text(refused.value)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
 from persistence import queries
@@ -26,6 +26,7 @@ from tests.http_peer import HttpPeer, Reply
 from tests.support import make_tenant, make_user
 from tests.test_agent_llm import completion
 from tests.test_agent_media import one_node_flow
+from workers.client import DecisionRefused, start_run
 from workflows.contract import FlowResult, FlowRunInput
 
 
@@ -155,12 +156,11 @@ async def sides(flow_worker: FlowWorker, http_peer: HttpPeer) -> Sides:
 
 async def _start(flow_worker: FlowWorker, **fields: Any) -> WorkflowHandle[Any, FlowResult]:
     """Start FlowRun with these FlowRunInput fields (`workflow_id` names the stored flow)."""
-    handle = await flow_worker.client.start_workflow(
-        "FlowRun",
+    handle = await start_run(
+        flow_worker.client,
+        flow_worker.task_queue,
         FlowRunInput(**fields),
-        id=f"boundary-{uuid.uuid4().hex[:12]}",
-        task_queue=flow_worker.task_queue,
-        result_type=FlowResult,
+        run_id=f"boundary-{uuid.uuid4().hex[:12]}",
     )
     flow_worker.started.append(handle.id)
     return handle
@@ -324,9 +324,9 @@ async def test_a_role_of_the_same_name_in_another_tenant_does_not_let_its_holder
     flow = review_flow(assigneeRole="reviewers")
     run = await _start(flow_worker, definition=flow, inputs={"what": "x"}, tenant_id=sides.a.tenant)
     (task,) = await open_task(run)
-    with pytest.raises(WorkflowUpdateFailedError) as err:
+    with pytest.raises(DecisionRefused) as err:
         await decide(run, task["id"], {"approved": True}, sides.b.user)
-    assert "does not belong to the run's tenant" in str(err.value.cause)
+    assert "does not belong to the run's tenant" in err.value.reason
     await decide(run, task["id"], {"approved": True}, sides.a.user)
     assert "on_approved" in (await run.result()).outputs
 

@@ -23,6 +23,16 @@ from tests.flows import FlowWorker, edge, node
 from tests.hitl_support import People, decide, inbox, open_task
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_run_tells_the_truth
+from workers.client import (
+    EVENT_SIGNAL,
+    FLOW_RUN,
+    HITL_DECISION_SIGNAL,
+    PAUSE_SIGNAL,
+    RESUME_SIGNAL,
+    STATUS_QUERY,
+    SUBMIT_HITL_DECISION_UPDATE,
+    DecisionRefused,
+)
 
 
 def _review(config: dict[str, Any], *, expired_edge: bool = False) -> dict[str, Any]:
@@ -49,7 +59,7 @@ async def _wait_for(check: Any, seconds: float = 10.0) -> Any:
 
 
 async def _quick_status(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
-    status: dict[str, Any] = await asyncio.wait_for(handle.query("status"), timeout=5)
+    status: dict[str, Any] = await asyncio.wait_for(handle.query(STATUS_QUERY), timeout=5)
     return status
 
 
@@ -84,9 +94,9 @@ async def test_after_escalating_only_the_target_decides_and_the_escalation_resol
         lambda: _query_assignee_is(handle, "finance-lead"),
     )
     for who in (people.finance, people.outsider):  # the first assignee, and a member
-        with pytest.raises(WorkflowUpdateFailedError) as refused:
+        with pytest.raises(DecisionRefused) as refused:
             await decide(handle, task["id"], {"approved": True}, who)
-        assert "is not the assignee" in str(refused.value.cause)
+        assert "is not the assignee" in refused.value.reason
     await decide(handle, task["id"], {"approved": True}, people.lead)
     result = await handle.result()
     assert result.outputs["review"]["decided_by"] == people.lead
@@ -206,11 +216,11 @@ async def test_a_malformed_signal_is_recorded_and_the_same_update_refused(
     handle = await flow_worker.start(_review({"assigneeRole": "finance"}), tenant_id=people.tenant)
     (task,) = await open_task(handle)
     body = payload(task["id"], people)
-    await handle.signal("hitl_decision", body)
+    await handle.signal(HITL_DECISION_SIGNAL, body)
     status = await _wait_for(lambda: _rejected(handle))
     assert reason in status["rejected_decisions"][-1]["reason"], status["rejected_decisions"]
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await handle.execute_update("submit_hitl_decision", body)
+        await handle.execute_update(SUBMIT_HITL_DECISION_UPDATE, body)
     assert reason in str(refused.value.cause)
     assert (await inbox(flow_worker, task["id"]))["decisions"] == []
     await decide(handle, task["id"], {"approved": True}, people.finance)
@@ -222,7 +232,7 @@ async def test_a_signal_of_two_values_is_recorded_not_dropped(
 ) -> None:
     handle = await flow_worker.start(_review({"assigneeRole": "finance"}), tenant_id=people.tenant)
     await open_task(handle)
-    await handle.signal("hitl_decision", args=[{"a": 1}, {"b": 2}])
+    await handle.signal(HITL_DECISION_SIGNAL, args=[{"a": 1}, {"b": 2}])
     status = await _wait_for(lambda: _rejected(handle))
     assert "one JSON object, not 2 values" in status["rejected_decisions"][-1]["reason"]
     await handle.cancel()
@@ -302,7 +312,9 @@ async def test_an_update_over_temporals_payload_limit_is_refused_and_the_run_goe
         "decided_by": people.finance,
     }
     with pytest.raises(RPCError):
-        await handle.execute_update("submit_hitl_decision", huge, rpc_timeout=timedelta(seconds=20))
+        await handle.execute_update(
+            SUBMIT_HITL_DECISION_UPDATE, huge, rpc_timeout=timedelta(seconds=20)
+        )
     assert (await _quick_status(handle))["status"] == "waiting_hitl"
     assert (await handle.result()).outputs == {"late": True}
 
@@ -330,9 +342,9 @@ async def test_the_deadline_wins_over_a_decision_still_being_recorded(
         await asyncio.sleep(4.5)  # past the deadline, the write still waiting
         assert not deciding.done()
         assert (await _quick_status(handle))["status"] in ("waiting_hitl", "running")
-    with pytest.raises(WorkflowUpdateFailedError) as lost:
+    with pytest.raises(DecisionRefused) as lost:
         await deciding
-    assert "passed before the decision was recorded" in str(lost.value.cause)
+    assert "passed before the decision was recorded" in lost.value.reason
     assert (await handle.result()).outputs == {"late": True}
     row = await inbox(flow_worker, task["id"])
     assert (row["status"], row["decisions"]) == ("expired", [])
@@ -355,7 +367,7 @@ async def test_a_checkpoint_from_outside_is_refused_before_anything_runs(
     }
     workflow_id = f"forged-{uuid.uuid4().hex[:8]}"
     handle = await flow_worker.client.start_workflow(
-        "FlowRun", forged, id=workflow_id, task_queue=flow_worker.task_queue
+        FLOW_RUN, forged, id=workflow_id, task_queue=flow_worker.task_queue
     )
     flow_worker.started.append(workflow_id)
     with pytest.raises(WorkflowFailureError) as failed:
@@ -378,7 +390,7 @@ async def test_a_malformed_start_under_an_ended_runs_id_keeps_that_record(
     )
     before = await flow_worker.run_row(workflow_id)
     handle = await flow_worker.client.start_workflow(
-        "FlowRun", "garbage", id=workflow_id, task_queue=flow_worker.task_queue
+        FLOW_RUN, "garbage", id=workflow_id, task_queue=flow_worker.task_queue
     )
     with pytest.raises(WorkflowFailureError):
         await handle.result()
@@ -397,13 +409,13 @@ async def test_signals_with_unexpected_arguments_are_ignored_and_never_wedge_a_r
         "edges": [edge("start", "hold"), edge("hold", "done")],
     }
     handle = await flow_worker.start(definition)
-    await handle.signal("pause", {"x": 1})
-    await handle.signal("resume", args=[1, 2])
-    await handle.signal("event", args=[{"name": "go"}, {"extra": True}])
-    await handle.signal("event", "not an event")
+    await handle.signal(PAUSE_SIGNAL, {"x": 1})
+    await handle.signal(RESUME_SIGNAL, args=[1, 2])
+    await handle.signal(EVENT_SIGNAL, args=[{"name": "go"}, {"extra": True}])
+    await handle.signal(EVENT_SIGNAL, "not an event")
     await handle.signal("no_such_signal", {"a": 1})
     assert (await _quick_status(handle))["status"] in ("queued", "running", "paused")
-    await handle.signal("resume")
-    await handle.signal("event", {"name": "go", "payload": 7})
+    await handle.signal(RESUME_SIGNAL)
+    await handle.signal(EVENT_SIGNAL, {"name": "go", "payload": 7})
     result = await asyncio.wait_for(handle.result(), 30)
     assert result.outputs["got"] is not None

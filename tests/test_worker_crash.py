@@ -15,7 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 from tests.flows import FlowWorker, edge, node
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_run_tells_the_truth
-from workflows.contract import FlowResult, FlowRunInput
+from workers.client import start_run
+from workflows.contract import FlowRunInput
 
 ITEMS = 12
 
@@ -63,12 +64,11 @@ async def test_a_sigkilled_worker_is_replaced_and_the_run_completes_exactly_once
     queue = f"crash-{uuid.uuid4().hex[:8]}"
     first = _worker_process(database_url, address, queue)
     try:
-        handle = await temporal_env.client.start_workflow(
-            "FlowRun",
+        handle = await start_run(
+            temporal_env.client,
+            queue,
             FlowRunInput(definition=definition, inputs={"n": ITEMS}),
-            id=f"crash-{uuid.uuid4().hex[:8]}",
-            task_queue=queue,
-            result_type=FlowResult,
+            run_id=f"crash-{uuid.uuid4().hex[:8]}",
         )
         # Mid-run: some items done, others in flight. The peer serves from its own threads.
         while len(http_peer.requests) < 4:  # noqa: ASYNC110

@@ -134,7 +134,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     print(handle.id, flush=True)
     if not args.wait:
         return 0
-    return await _follow(handle)
+    return await _follow(client, handle.id)
 
 
 def _refuse_inputs(problems: list[str]) -> int:
@@ -142,17 +142,17 @@ def _refuse_inputs(problems: list[str]) -> int:
     return 1
 
 
-async def _follow(handle: Any) -> int:
+async def _follow(client: Any, run_id: str) -> int:
     """Print node progress as it changes, then the outputs (or the failure)."""
     from temporalio.client import WorkflowFailureError
 
-    from workers.client import failure_text
+    from workers.client import failure_text, get_status, result
 
     seen: dict[str, str] = {}
 
     async def print_changes() -> None:
         try:
-            status = await handle.query("status")
+            status = await get_status(client, run_id)
         except Exception:  # between tasks, or no worker to answer: try again later
             return
         for task_id, node in status.get("nodes", {}).items():
@@ -162,17 +162,17 @@ async def _follow(handle: Any) -> int:
                 extra = f" - {node['error']}" if node.get("error") and state == "failed" else ""
                 print(f"  {task_id:<30} {state}{extra}", flush=True)
 
-    result_task = asyncio.ensure_future(handle.result())
+    result_task = asyncio.ensure_future(result(client, run_id))
     while not result_task.done():
         await print_changes()
         await asyncio.wait({result_task}, timeout=0.5)
     await print_changes()  # a fast run may finish before the first look
     try:
-        result = result_task.result()
+        outcome = result_task.result()
     except WorkflowFailureError as exc:
-        print(f"run {handle.id} {failure_text(exc)}", file=sys.stderr)
+        print(f"run {run_id} {failure_text(exc)}", file=sys.stderr)
         return 1
-    print(json.dumps(result.outputs, indent=2, ensure_ascii=False))
+    print(json.dumps(outcome.outputs, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -218,6 +218,24 @@ async def cmd_runs_cancel(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_runs_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.client import InvalidInputs, RetryRefused, RunIdRefused, retry
+    from workers.temporal_client import connect
+
+    client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
+    try:
+        handle = await retry(client, args.run, new_run_id=args.id)
+    except InvalidInputs as exc:  # the stored flow's inputSchema changed since
+        return _refuse_inputs(exc.problems)
+    except (RetryRefused, RunIdRefused) as exc:
+        print(f"meta-agent: {exc}", file=sys.stderr)
+        return 1
+    print(handle.id, flush=True)
+    if not args.wait:
+        return 0
+    return await _follow(client, handle.id)
+
+
 def add_commands(sub: Any) -> None:
     flows = sub.add_parser("flows", help="validate and import flow definitions")
     flows_sub = flows.add_subparsers(dest="flows_command", required=True, metavar="ACTION")
@@ -259,3 +277,10 @@ def add_commands(sub: Any) -> None:
     cancel = runs_sub.add_parser("cancel", help="cancel a run")
     cancel.add_argument("run")
     cancel.set_defaults(handler=cmd_runs_cancel)
+    again = runs_sub.add_parser(
+        "retry", help="start a failed or cancelled run again, with its request, under a new id"
+    )
+    again.add_argument("run")
+    again.add_argument("--id", help="Temporal workflow ID of the new run (default: flow-<uuid>)")
+    again.add_argument("--wait", action="store_true", help="follow node progress and print outputs")
+    again.set_defaults(handler=cmd_runs_retry)

@@ -97,9 +97,7 @@ def _decision(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def cmd_hitl_decide(args: argparse.Namespace, settings: Settings) -> int:
-    from temporalio.client import WorkflowUpdateFailedError
-
-    from flow_language.review_rules import HitlDecisionRequest
+    from workers.client import DecisionRefused, decide
     from workers.temporal_client import connect
 
     task_id = _uuid(args.task, "TASK")
@@ -109,19 +107,12 @@ async def cmd_hitl_decide(args: argparse.Namespace, settings: Settings) -> int:
         raise NotFoundError(f"no HITL task {args.task}")
     _task, run_id = found
     client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
-    request = HitlDecisionRequest(
-        hitl_task_id=str(task_id),
-        decision=_decision(args),
-        decided_by=args.as_user,
-        comments=args.comment,
-    )
     try:
-        row = await client.get_workflow_handle(run_id).execute_update(
-            "submit_hitl_decision", request, result_type=dict
+        row = await decide(
+            client, run_id, str(task_id), _decision(args), args.as_user, args.comment
         )
-    except WorkflowUpdateFailedError as exc:
-        reason = getattr(exc.cause, "message", None) or str(exc.cause)
-        print(f"meta-agent: decision refused: {reason}")
+    except DecisionRefused as exc:
+        print(f"meta-agent: decision refused: {exc.reason}")
         return 1
     print(json.dumps(row, indent=2, ensure_ascii=False))
     return 0

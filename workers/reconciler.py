@@ -40,12 +40,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Plugin
 
 from persistence import reconcile_queries
-from workers.client import TIME_LIMIT_ERROR, terminated_text
+from workers.client import FLOW_RUN, TIME_LIMIT_ERROR, terminated_text
 from workers.settings import Settings
 
 log = logging.getLogger("meta_agent.reconciler")
 
-WORKFLOW_TYPE = "FlowRun"
+WORKFLOW_TYPE = FLOW_RUN
 #: How far each sweep reaches behind the start of the previous one: visibility is written
 #: asynchronously after a close, and the worker's clock is not the server's.
 OVERLAP = timedelta(seconds=60)

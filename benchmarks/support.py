@@ -1,0 +1,153 @@
+"""What the benchmarks run against and build their flows with (nothing from `tests/`).
+
+A throwaway embedded Postgres and a Temporal dev server, flow-building shorthands, and one
+reviewer for HITL runs. Runs are started, watched and decided through `workers.client`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from activities.registry import Dependencies
+from persistence.engine import create_engine, session_factory
+from persistence.migrate import upgrade_async
+from workers.client import get_status
+from workers.embedded_postgres import EmbeddedPostgres
+from workers.json_converter import DATA_CONVERTER
+from workers.temporal_dev import temporal_cli
+from workflows import search_attributes
+
+
+@dataclass
+class Stack:
+    client: Client
+    sessions: async_sessionmaker[AsyncSession]
+    deps: Dependencies
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def bench_stack() -> AsyncIterator[Stack]:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["META_AGENT_PG_FSYNC"] = "off"
+        # The benchmarks' HTTP peer listens on loopback, which agents may not reach by default.
+        os.environ.setdefault("API_ALLOWED_HOSTS", "127.0.0.0/8")
+        pg = EmbeddedPostgres(Path(tmp) / "pg", port=free_port())
+        pg.start()
+        try:
+            pg.create_database("bench")
+            await upgrade_async(pg.url("bench"))
+            env = await WorkflowEnvironment.start_local(
+                dev_server_existing_path=temporal_cli(),
+                search_attributes=list(search_attributes.ALL),
+                data_converter=DATA_CONVERTER,
+                dev_server_log_level="error",
+            )
+            engine = create_engine(pg.url("bench"), pool_size=10)
+            sessions = session_factory(engine)
+            deps = Dependencies(sessions=sessions)
+            try:
+                yield Stack(env.client, sessions, deps)
+            finally:
+                await deps.aclose()
+                await engine.dispose()
+                await env.shutdown()
+        finally:
+            pg.stop()
+
+
+def node(node_id: str, type_: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "id": node_id,
+        "type": type_,
+        "position": {"x": 0, "y": 0},
+        "data": {"label": node_id, "config": config or {}},
+    }
+
+
+def edge(source: str, target: str, handle: str | None = None) -> dict[str, Any]:
+    e: dict[str, Any] = {"id": f"{source}-{target}", "source": source, "target": target}
+    if handle is not None:
+        e["sourceHandle"] = handle
+    return e
+
+
+#: An approval by the `finance` role, then one node per outcome.
+REVIEW_FLOW = {
+    "nodes": [
+        node("start", "start"),
+        node(
+            "review",
+            "hitl",
+            {
+                "title": "Review {{ input.what }}",
+                "assigneeRole": "finance",
+                "decisionType": "approval",
+            },
+        ),
+        node("on_approved", "transform", {"output": "{{ nodes.review.output }}"}),
+        node("on_rejected", "transform", {"output": "{{ nodes.review.output }}"}),
+    ],
+    "edges": [
+        edge("start", "review"),
+        edge("review", "on_approved", "approved"),
+        edge("review", "on_rejected", "rejected"),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    tenant: str
+    user: str
+
+
+async def make_reviewer(sessions: async_sessionmaker[AsyncSession]) -> Reviewer:
+    """A tenant with one user holding the `finance` role, who may decide REVIEW_FLOW's tasks."""
+    tenant, user, role = (str(uuid.uuid4()) for _ in range(3))
+    async with sessions() as s, s.begin():
+        await s.execute(
+            text("INSERT INTO tenants (id, name) VALUES (:i, :n)"), {"i": tenant, "n": "bench"}
+        )
+        await s.execute(
+            text("INSERT INTO users (id, username, tenant_id) VALUES (:i, :n, :t)"),
+            {"i": user, "n": f"reviewer-{user[:6]}", "t": tenant},
+        )
+        await s.execute(
+            text("INSERT INTO roles (id, name, tenant_id) VALUES (:i, 'finance', :t)"),
+            {"i": role, "t": tenant},
+        )
+        await s.execute(
+            text("INSERT INTO user_roles (user_id, role_id) VALUES (:u, :r)"),
+            {"u": user, "r": role},
+        )
+    return Reviewer(tenant, user)
+
+
+async def open_task(client: Client, run_id: str) -> dict[str, Any]:
+    """The run's first open HITL task, once it has one."""
+    for _ in range(600):
+        tasks = (await get_status(client, run_id))["open_hitl_tasks"]
+        if tasks:
+            return dict(tasks[0])
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"run {run_id} opened no HITL task")

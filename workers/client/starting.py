@@ -1,0 +1,185 @@
+"""Starting a run, and starting a failed or cancelled one again."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from flow_language.refusals import counted
+from flow_language.validation import DefinitionError, input_problems, parse_definition
+from workflows.contract import FLOW_RUN, FlowResult, FlowRunInput
+
+
+class InvalidInputs(ValueError):
+    """The inputs break the start node's inputSchema; nothing was started."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(counted("invalid inputs", problems))
+
+
+#: The longest run id a caller may choose: the row is keyed by it in VARCHAR(255), and its
+#: sub-flows by `<run id>/<node id>` (node ids up to 128 characters).
+MAX_RUN_ID = 120
+
+
+class RunIdRefused(ValueError):
+    """The run id cannot key a run: too long, or already used by another run."""
+
+
+class RetryRefused(ValueError):
+    """The run cannot be retried (still running, completed, or not a FlowRun); nothing started."""
+
+
+def check_inputs(definition: Any, inputs: Any) -> list[str]:
+    """Problems of `inputs` against the start node's inputSchema of `definition` (raw JSON).
+
+    The same check `prepare_flow` makes, made before a run exists so a caller's typo
+    costs no run. A definition that is itself invalid yields none here: the run reports
+    it, with all its problems, when it starts.
+    """
+    try:
+        parsed = parse_definition(definition)
+    except DefinitionError:
+        return []
+    return input_problems(parsed, inputs)
+
+
+async def start_run(
+    client: Client,
+    task_queue: str,
+    params: FlowRunInput,
+    *,
+    run_id: str | None = None,
+    execution_timeout: timedelta | None = None,
+) -> WorkflowHandle[Any, FlowResult]:
+    """Start a `FlowRun`; `run_id` becomes the Temporal workflow ID (the orchestrator run ID).
+
+    `execution_timeout` bounds the whole run, continue-as-new included; past it the run
+    ends as failed with TIME_LIMIT_ERROR (written by the reconciler).
+
+    The inputs of an inline definition are checked first: InvalidInputs, and nothing is
+    started, when they break its inputSchema. (A stored flow's definition is in the
+    database: load it and call `check_inputs`, as `meta-agent run` does.)
+    """
+    if params.definition is not None:
+        problems = check_inputs(params.definition, params.inputs)
+        if problems:
+            raise InvalidInputs(problems)
+    run_id = run_id or f"flow-{uuid.uuid4()}"
+    if len(run_id) > MAX_RUN_ID:
+        raise RunIdRefused(f"run id of {len(run_id)} characters, over the {MAX_RUN_ID} allowed")
+    try:
+        return await client.start_workflow(
+            FLOW_RUN,
+            params,
+            id=run_id,
+            task_queue=task_queue,
+            result_type=FlowResult,
+            execution_timeout=execution_timeout,
+            # A run's rows are keyed by its id: a second run under it would overwrite them.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        raise RunIdRefused(f"run id {run_id!r} is already used by another run") from None
+
+
+#: What a retry carries over from the run it retries: the caller's request, nothing the run
+#: set itself (its checkpoint) and no parent (a retry is a run of its own).
+_REQUEST_FIELDS = {
+    "workflow_id",
+    "version",
+    "definition",
+    "inputs",
+    "tenant_id",
+    "workspace_id",
+    "triggered_by",
+    "tags",
+    "history_limit",
+    "search_attributes",
+}
+
+_RETRYABLE = {
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.TIMED_OUT: "timed out",
+}
+
+
+@dataclass(frozen=True)
+class StartedWith:
+    """What a run was started with: its request, task queue and time limit."""
+
+    request: FlowRunInput
+    task_queue: str
+    execution_timeout: timedelta | None
+
+
+async def original_request(client: Client, run_id: str) -> StartedWith:
+    """The request a run was started with, its task queue and its time limit.
+
+    Read from the start event of the run's latest Temporal run: a run that continued as new
+    carries its request on unchanged, with only its own checkpoint added, which is dropped
+    here. (The chain's first run may already be gone past the namespace's retention.)
+    """
+    handle = client.get_workflow_handle(run_id)
+    async for event in handle.fetch_history_events(page_size=1):
+        attrs = event.workflow_execution_started_event_attributes
+        break
+    else:  # pragma: no cover - every workflow history opens with its start event
+        raise RetryRefused(f"run {run_id!r} has no start event")
+    if attrs.workflow_type.name != FLOW_RUN:
+        raise RetryRefused(f"run {run_id!r} is a {attrs.workflow_type.name!r}, not a {FLOW_RUN}")
+    try:
+        [request] = await client.data_converter.decode(attrs.input.payloads, [FlowRunInput])
+    except Exception as exc:  # a run started raw, with an argument that is no request
+        raise RetryRefused(
+            f"run {run_id!r} was not started with a FlowRun request: {str(exc)[:200]}"
+        ) from None
+    assert isinstance(request, FlowRunInput)
+    timeout = attrs.workflow_execution_timeout
+    return StartedWith(
+        FlowRunInput(**request.model_dump(include=_REQUEST_FIELDS)),
+        attrs.task_queue.name,
+        timeout.ToTimedelta() if attrs.HasField("workflow_execution_timeout") else None,
+    )
+
+
+async def retry(
+    client: Client,
+    run_id: str,
+    *,
+    new_run_id: str | None = None,
+    task_queue: str | None = None,
+) -> WorkflowHandle[Any, FlowResult]:
+    """Start a fresh run with the request of the failed or cancelled run `run_id`.
+
+    Same flow (id and version, or inline definition; a request without a version gets the
+    flow's current one, as any start does), inputs, tenant, workspace, triggered_by, tags
+    and time limit, under `new_run_id` (default: a new `flow-<uuid>`), on the original's
+    task queue unless `task_queue` is given. The original run is left as it is.
+
+    RetryRefused, and nothing is started, while it still runs or when it completed; the
+    errors of `start_run` (InvalidInputs, RunIdRefused) apply as for any start.
+    """
+    description = await client.get_workflow_handle(run_id).describe()
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        raise RetryRefused(f"run {run_id!r} is still running: cancel it or wait for its end")
+    if description.status not in _RETRYABLE:
+        state = description.status.name.lower() if description.status else "in an unknown state"
+        raise RetryRefused(f"run {run_id!r} {state}: only a failed or cancelled run is retried")
+    started = await original_request(client, run_id)
+    return await start_run(
+        client,
+        task_queue or started.task_queue,
+        started.request,
+        run_id=new_run_id,
+        execution_timeout=started.execution_timeout,
+    )
