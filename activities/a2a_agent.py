@@ -214,7 +214,7 @@ def _parts(parts: Any) -> list[dict[str, Any]]:
 
 
 def _whole_numbers(value: Any) -> Any:
-    """protobuf's Value keeps every number as a double: give 42.0 back as 42."""
+    """Protobuf's Value keeps every number as a double: give 42.0 back as 42."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):

@@ -49,7 +49,8 @@ async def _refuse_unknown_reviewers(
 ) -> None:
     """Users (by config field) that are not active users of the run's tenant, or roles it
     does not have, would make a task nobody can decide: refuse the first, naming its field.
-    One query for all the users and one for all the roles."""
+    One query for all the users and one for all the roles.
+    """
     tenant_id = parse_uuid(tenant)
     problems = [
         *await check_users(
@@ -195,7 +196,8 @@ class HitlActivities:
     @activity.defn(name=HITL_CLOSE)
     async def hitl_close(self, req: HitlClose) -> str | None:
         """The task's status afterwards: `req.status`, or `completed` when a decision was
-        stored first (the workflow then follows that decision)."""
+        stored first (the workflow then follows that decision).
+        """
         async with self._sessions() as session, session.begin():
             task_id = require_uuid(req.hitl_task_id, "hitl_task_id")
             return await hitl_queries.close_task(session, task_id, req.status)

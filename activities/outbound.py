@@ -65,7 +65,8 @@ class OutboundPolicy:
         cls, allow_list: str | Iterable[str] = "", max_redirects: int | None = None
     ) -> OutboundPolicy:
         """From `API_ALLOWED_HOSTS`: comma-separated host names, addresses and CIDR blocks,
-        each optionally with a port (`orders.internal:8443`, `10.0.0.0/8`, `[::1]:8099`)."""
+        each optionally with a port (`orders.internal:8443`, `10.0.0.0/8`, `[::1]:8099`).
+        """
         entries = allow_list.split(",") if isinstance(allow_list, str) else list(allow_list)
         hosts: set[tuple[str, int | None]] = set()
         networks: list[tuple[IPNetwork, int | None]] = []

@@ -111,7 +111,8 @@ def spelled(form: str) -> str:
 @lru_cache(maxsize=256)
 def _form_patterns(secret: str) -> tuple[tuple[str, str], ...]:
     """Each form of `secret` with its pattern: built once per secret, since an activity
-    and the log scrubber both need them each time the secret is used."""
+    and the log scrubber both need them each time the secret is used.
+    """
     return tuple((form, spelled(form)) for form in encoded_forms(secret))
 
 

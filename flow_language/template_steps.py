@@ -107,7 +107,8 @@ def instrument(template: nodes.Template) -> None:
 
 class MeteredCodeGenerator(CodeGenerator):
     """Jinja's code generator, writing loops, `~`, comparisons and slices through the
-    render's budget."""
+    render's budget.
+    """
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
         instrument(node)
@@ -165,7 +166,8 @@ class MeteredEnvironment:
     may load these modules twice (per run, and passed through from the worker), and a
     global reached through two copies would be two budgets. A context variable, per
     environment: workflow tasks and activities (asyncio.to_thread) render in threads of
-    their own."""
+    their own.
+    """
 
     code_generator_class: type[CodeGenerator] = MeteredCodeGenerator
 
@@ -190,7 +192,8 @@ class MeteredEnvironment:
     @contextmanager
     def paused(self) -> Iterator[None]:
         """No budget while compiling: Jinja folds constants then (`{{ 1 }}`, `'a'.upper`), and
-        whether a template is compiled or cached must not change what a render is charged."""
+        whether a template is compiled or cached must not change what a render is charged.
+        """
         token = self._budget.set(None)
         try:
             yield

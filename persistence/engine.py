@@ -75,7 +75,8 @@ async def tenant_session(
 @asynccontextmanager
 async def one_off_session(database_url: str) -> AsyncIterator[AsyncSession]:
     """A session on an engine of its own (one connection), disposed when it closes: for a
-    command that runs once and exits, which must not leave a pool behind."""
+    command that runs once and exits, which must not leave a pool behind.
+    """
     engine = create_engine(database_url, pool_size=1)
     try:
         async with session_factory(engine)() as session:

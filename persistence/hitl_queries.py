@@ -210,7 +210,8 @@ async def _settle_escalations(
     session: AsyncSession, hitl_task_ids: list[uuid.UUID], status: str
 ) -> None:
     """An escalation is `pending` while its task waits; when the task ends it is `resolved`
-    (decided) or `rejected` (expired or cancelled without a decision)."""
+    (decided) or `rejected` (expired or cancelled without a decision).
+    """
     if hitl_task_ids:
         await session.execute(
             update(HitlEscalation)

@@ -60,7 +60,8 @@ class _AnyJSONConverter(PydanticJSONPlainPayloadConverter):
 
 def _surrogates_escaped(value: Any) -> Any:
     """`value` with each lone surrogate written as its escape (`\\ud800`, six characters):
-    not text, so pydantic refuses it in any text field; the rows keep it the same way."""
+    not text, so pydantic refuses it in any text field; the rows keep it the same way.
+    """
     if isinstance(value, str):
         return escaped_surrogates(value)
     if isinstance(value, list):
@@ -76,7 +77,8 @@ class UnreadableJSON(str):
 
 def _plain(value: Any) -> Any:
     """One level of a value `json` cannot write itself; `json` recurses into the rest
-    (pydantic's own dump would stop at its depth limit again)."""
+    (pydantic's own dump would stop at its depth limit again).
+    """
     if isinstance(value, BaseModel):
         return {name: getattr(value, name) for name in type(value).model_fields}
     return to_jsonable_python(value)

@@ -196,7 +196,8 @@ class FlowRun:
 
     async def _prepare(self) -> Checkpoint:
         """Load and validate the flow (the activity writes the run's row): the start of a
-        checkpoint, or the run fails here with every problem found."""
+        checkpoint, or the run fails here with every problem found.
+        """
         run = self._state
         prepared: PreparedFlow = await bookkeeping(
             PREPARE_FLOW,
@@ -271,7 +272,8 @@ class FlowRun:
 
     def _outputs(self) -> dict[str, Any]:
         """The merged outputs of the completed top-level end nodes; without any, the outputs
-        of the completed nodes nothing leads out of, by node id."""
+        of the completed nodes nothing leads out of, by node id.
+        """
         run = self._state
         top = run.definition.children(None)
         done = [n for n in top if run.nodes.get(n.id, NodeState()).status == "completed"]

@@ -256,7 +256,8 @@ class RunState:
         refused_start: bool = False,
     ) -> None:
         """One write of the run's end, outside the buffer: for a run refused at its start
-        (`refused_start`), or whose buffered rows the database refused."""
+        (`refused_start`), or whose buffered rows the database refused.
+        """
         now = workflow.now()
         await bookkeeping(
             RECORD_RUN,

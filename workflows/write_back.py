@@ -67,7 +67,8 @@ class WriteBack:
 
     def take(self, room: int = MAX_WRITE_BYTES, **run_fields: Any) -> RunUpdate:
         """The buffered rows (up to a batch, and under Temporal's payload limit) and the run
-        status, as one write-back."""
+        status, as one write-back.
+        """
         rows = list(self._pending.values())[:ROWS_PER_WRITE]
         if self._run.records_every_end:
             room -= json_size(run_fields.get("outputs"))
@@ -92,7 +93,8 @@ class WriteBack:
 
     async def take_bookkeeping(self, room: int = MAX_WRITE_BYTES) -> RunUpdate:
         """Hand buffered write-back to an activity about to run anyway (after any in flight),
-        as much as fits in `room` bytes beside that activity's own argument."""
+        as much as fits in `room` bytes beside that activity's own argument.
+        """
         await self.flushed()
         return self.take(room)
 
@@ -130,7 +132,8 @@ class WriteBack:
 
     async def flush_all(self, **final_run_fields: Any) -> None:
         """Write everything buffered, in as many writes as it takes; the last carries
-        `final_run_fields` (the run's outputs, error, end time)."""
+        `final_run_fields` (the run's outputs, error, end time).
+        """
         await self.flushed()
         while len(self._pending) > ROWS_PER_WRITE or (
             self._run.records_every_end
@@ -144,7 +147,8 @@ class WriteBack:
 
     def take_stripped(self) -> list[TaskRecord]:
         """Every buffered row without its payloads (for a run whose rows the database
-        refused: the payloads are the likeliest cause)."""
+        refused: the payloads are the likeliest cause).
+        """
         rows = [
             row.model_copy(update={"outputs": None, "inputs": None, "agent_config": None})
             for row in self._pending.values()

@@ -1,5 +1,6 @@
 """`loop` nodes: a body graph run once per item (up to `maxConcurrency` at a time) or while
-a condition holds. A top-level loop keeps its finished iterations across continue-as-new."""
+a condition holds. A top-level loop keeps its finished iterations across continue-as-new.
+"""
 
 from __future__ import annotations
 

@@ -50,7 +50,8 @@ async def _wait_for_event(
     scope: Scope, node: Node, task_id: str, cfg: dict[str, Any]
 ) -> NodeResult:
     """The first `event` signal of that name (kept if it came earlier), or the timeout:
-    leaves by `timeout` if the node has that handle, else fails."""
+    leaves by `timeout` if the node has that handle, else fails.
+    """
     run = scope.run
     now = workflow.now()
     name = str(cfg["event"])
