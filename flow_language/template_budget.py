@@ -86,11 +86,13 @@ class Budget:
     random_source: Callable[[], random.Random] | None = None
 
     def charge(self, steps: int, what: str) -> None:
+        """Count `steps` more against the limit; past it the render stops, naming `what`."""
         self.steps += steps
         if self.steps > self.limit:
             raise BudgetExceeded(self._exceeded(what))
 
     def remaining(self) -> int:
+        """The steps still allowed (negative once the limit is passed)."""
         return self.limit - self.steps
 
     def _exceeded(self, what: str) -> str:
@@ -202,6 +204,7 @@ def text_size(value: Any, budget: Budget) -> int:
 
 
 def check_text(size: float, what: str) -> None:
+    """Refuse a text `what` before it is built when it would be over the longest result allowed."""
     if size > MAX_RESULT_LENGTH:
         raise SecurityError(f"{what} would be {int(size)} long, over {MAX_RESULT_LENGTH}")
 
@@ -352,6 +355,7 @@ def budgeted_range(budget: Budget | None, *args: Any) -> Iterable[int]:
 def budgeted_lipsum(
     budget: Budget | None, n: int = 5, html: bool = True, min: int = 20, max: int = 100
 ) -> str:
+    """`lipsum()`: bounded by the longest result allowed, and charged for the text it makes."""
     if n * max > MAX_RESULT_LENGTH:
         raise SecurityError(f"lipsum of {n} paragraphs is over {MAX_RESULT_LENGTH}")
     if budget is not None and budget.metered:

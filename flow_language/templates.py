@@ -117,6 +117,7 @@ def template_code(value: Any, field: str = "config") -> Iterator[tuple[str, int]
 
 
 def is_template(value: str) -> bool:
+    """Whether a text is rendered as a template at all: plain text is taken as it is."""
     return "{{" in value or "{%" in value
 
 
@@ -322,6 +323,7 @@ class References:
     secrets: set[str] = field(default_factory=set)
 
     def merge(self, other: References) -> None:
+        """Add what another template reads (a config's templates add up to the config's)."""
         self.names |= other.names
         self.nodes |= other.nodes
         self.secrets |= other.secrets
