@@ -51,11 +51,13 @@ class WriteBack:
         self._flush_task: asyncio.Task[None] | None = None
 
     def add(self, row: TaskRecord) -> None:
+        """Buffer a row, replacing any earlier one of the same node execution."""
         self._pending[row.orchestrator_task_id] = row
         if self._run.records_every_end:
             self._bytes[row.orchestrator_task_id] = json_size(row.outputs) + len(row.error or "")
 
     def status_changed(self) -> None:
+        """Have the next write carry the run's status even if no row is buffered."""
         self._status_dirty = True
 
     def maybe_flush(self) -> None:
@@ -106,6 +108,9 @@ class WriteBack:
             await self._flush_task  # re-raises its failure
 
     async def flush_once(self, **run_fields: Any) -> None:
+        """One write of what is buffered; rows it could not write are kept for the run's last
+        record, and rows buffered meanwhile are written next.
+        """
         update = self.take(**run_fields)
         rows = update.tasks
         try:

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 
 async def run_wait(scope: Scope, node: Node, task_id: str) -> NodeResult:
+    """Wait `config.seconds`, until `config.until`, or for an `event`; the deadline is kept across
+    continue-as-new, so a continued run does not wait afresh.
+    """
     run = scope.run
     cfg = scope.render(node, node.data.config, "config")
     if run.records_every_end:
