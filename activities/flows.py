@@ -36,11 +36,16 @@ from workflows.contract import PREPARE_FLOW, PreparedFlow, PrepareInput, RunReco
 
 
 class FlowPreparation:
+    """The `prepare_flow` activity and the database sessions it needs."""
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
     @activity.defn(name=PREPARE_FLOW)
     async def prepare_flow(self, data: PrepareInput) -> PreparedFlow:
+        """The run's checked definition and row; when the database refuses the data itself, a failed
+        row instead (and the problem in `error`), so the run still ends with a record.
+        """
         try:
             async with self._sessions() as session, session.begin():
                 return await _prepare(session, data)

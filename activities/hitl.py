@@ -69,6 +69,10 @@ async def _refuse_unknown_reviewers(
 
 
 class HitlActivities:
+    """The review (HITL) bookkeeping activities: the inbox rows the workflow opens, decides,
+    escalates and closes.
+    """
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
@@ -135,6 +139,9 @@ class HitlActivities:
 
     @activity.defn(name=HITL_CHECK_REVIEWER)
     async def hitl_check_reviewer(self, req: ReviewerCheck) -> None:
+        """Refuse (for good) a reviewer who may not decide the task: unknown or inactive, of another
+        tenant, or neither its assignee nor of its role.
+        """
         user_id = _uuid(req.user_id, "decided_by")
         assert user_id is not None
         async with self._sessions() as session:
@@ -150,6 +157,9 @@ class HitlActivities:
 
     @activity.defn(name=HITL_RECORD_DECISION)
     async def hitl_record_decision(self, req: DecisionRecord) -> dict[str, Any]:
+        """Store the decision and the task's status after it; a task already closed (its deadline
+        came first) refuses it for good.
+        """
         async with self._sessions() as session, session.begin():
             try:
                 return await hitl_queries.record_decision(

@@ -90,6 +90,7 @@ class OutboundPolicy:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> OutboundPolicy:
+        """The policy `API_ALLOWED_HOSTS` and `API_MAX_REDIRECTS` describe."""
         env = os.environ if environ is None else environ
         redirects = env.get("API_MAX_REDIRECTS")
         return cls.parse(env.get("API_ALLOWED_HOSTS", ""), int(redirects) if redirects else None)
@@ -277,6 +278,7 @@ class OutboundHttp:
         )
 
     async def aclose(self) -> None:
+        """Close the shared client and the pool under every client (the worker is stopping)."""
         await self.shared.aclose()
         await self._pool.aclose()
 

@@ -1,8 +1,8 @@
-"""The payload converter every client and worker of the engine shares: pydantic's, made
+r"""The payload converter every client and worker of the engine shares: pydantic's, made
 to read and write any JSON a caller may send.
 
 Pydantic's JSON parser refuses two things JSON allows: a lone UTF-16 surrogate
-escape (`"\\ud800"`) and nesting deeper than about 200 levels; its writer refuses
+escape (`"\ud800"`) and nesting deeper than about 200 levels; its writer refuses
 both too. In a workflow, such a refusal fails the workflow task, over and over: a
 run input, a signal or an activity's result (an API's reply) carrying one would
 wedge the run. Where pydantic refuses, Python's own `json` module takes over (up to
@@ -59,7 +59,7 @@ class _AnyJSONConverter(PydanticJSONPlainPayloadConverter):
 
 
 def _surrogates_escaped(value: Any) -> Any:
-    """`value` with each lone surrogate written as its escape (`\\ud800`, six characters):
+    r"""`value` with each lone surrogate written as its escape (`\ud800`, six characters):
     not text, so pydantic refuses it in any text field; the rows keep it the same way.
     """
     if isinstance(value, str):
