@@ -231,6 +231,7 @@ async def list_tasks(
     status: str | None = None,
     limit: int = 50,
 ) -> list[tuple[HitlTask, str]]:
+    """Review tasks with their runs' workflow IDs, by priority (1 first) and then age."""
     query = (
         select(HitlTask, WorkflowRun.orchestrator_run_id)
         .join(WorkflowRun, WorkflowRun.id == HitlTask.workflow_run_id)
@@ -251,6 +252,7 @@ async def list_tasks(
 async def task_with_run(
     session: AsyncSession, hitl_task_id: uuid.UUID
 ) -> tuple[HitlTask, str] | None:
+    """One review task and its run's workflow ID (the workflow a decision is sent to), or None."""
     row = (
         await session.execute(
             select(HitlTask, WorkflowRun.orchestrator_run_id)

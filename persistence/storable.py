@@ -64,6 +64,7 @@ class StorableText(TypeDecorator[str]):
     cache_ok = True
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        """Store text Postgres would refuse (NUL, lone surrogates) in its escaped form."""
         return storable_text(value) if isinstance(value, str) else value
 
 
@@ -74,4 +75,5 @@ class StorableString(TypeDecorator[str]):
     cache_ok = True
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        """Store text Postgres would refuse (NUL, lone surrogates) in its escaped form."""
         return storable_text(value) if isinstance(value, str) else value
