@@ -271,8 +271,8 @@ class HitlOpen(BaseModel):
 
 
 class ReviewerCheck(BaseModel):
-    """The `hitl_check_reviewer` argument: may this user decide a task assigned so, in this
-    tenant?
+    """The `hitl_check_reviewer` argument: the user who would decide a task, and to whom and in
+    which tenant the task is assigned.
     """
 
     user_id: str
