@@ -58,10 +58,15 @@ _SETTLED = {"completed", "failed", "canceled", "rejected", *A2A_NEEDS_INPUT_STAT
 
 
 class A2AAgent:
+    """The `a2a` agent; one instance per worker, so its HTTP pool is shared."""
+
     def __init__(self, http: OutboundHttp) -> None:
         self._http = http
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
+        """One attempt: the message sent, the remote task followed until it settles (or needs
+        input).
+        """
         headers = config_headers(config.get("headers"))
         # A client of this call's own (on the shared, guarded pool): the headers (often a
         # secret token) belong to this call only, and the SDK sets headers of its own on
@@ -214,7 +219,7 @@ def _parts(parts: Any) -> list[dict[str, Any]]:
 
 
 def _whole_numbers(value: Any) -> Any:
-    """protobuf's Value keeps every number as a double: give 42.0 back as 42."""
+    """Protobuf's Value keeps every number as a double: give 42.0 back as 42."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):

@@ -38,6 +38,8 @@ _MAX_ERROR_CHARS = 4000
 
 
 class AgentRuntime:
+    """What every agent activity does around its own work (see the module's docstring)."""
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], secrets: SecretProvider) -> None:
         self._sessions = sessions
         self._secrets = secrets
@@ -63,6 +65,9 @@ class AgentRuntime:
         return run_agent
 
     async def run(self, task: AgentTask, handler: AgentHandler) -> Any:
+        """One attempt of an agent node: render its config, record its rows, run `handler`, and
+        scrub and check what it returns; failures come out as Temporal decides to retry them or not.
+        """
         info = activity.info()
         refs = templates.references(task.config)
         scope = (

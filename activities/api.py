@@ -28,10 +28,15 @@ DEFAULT_MAX_RESPONSE_BYTES = 1_000_000
 
 
 class ApiAgent:
+    """The `api` agent, on the worker's guarded HTTP client."""
+
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
+        """One request; the answer's body read up to `maxResponseBytes`, and 4xx other than 408, 409
+        and 429 failing for good.
+        """
         request = self._build(config)
         cap = int(config.get("maxResponseBytes") or DEFAULT_MAX_RESPONSE_BYTES)
         # The node's timeoutSeconds bounds the attempt; let httpx wait as long as that.

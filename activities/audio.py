@@ -33,11 +33,14 @@ DEFAULT_MAX_AUDIO_BYTES = 1_500_000  # under Temporal's 2 MB payload limit once 
 
 
 class AudioAgent:
+    """The `audio` agent: `transcribe` or `speak`, at an endpoint or on the worker."""
+
     def __init__(self, clients: ModelClients, http: httpx.AsyncClient) -> None:
         self._clients = clients
         self._http = http
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
+        """One transcription or one spoken WAV, as `config.task` says."""
         if config["task"] == "transcribe":
             return await self._transcribe(config)
         return await self._speak(config)

@@ -48,7 +48,12 @@ def refusal_text(exc: DBAPIError) -> str:
 
 
 class DatabaseRefusalInterceptor(Interceptor):
+    """The worker interceptor that makes the database's refusals of the data final for every
+    activity.
+    """
+
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        """Wrap each activity so such a refusal is raised as a non-retryable failure."""
         return _RefusalsAreFinal(next)
 
 

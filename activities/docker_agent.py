@@ -54,6 +54,8 @@ _T = TypeVar("_T")
 
 
 class DockerAgent:
+    """The `docker` agent: one container per attempt, within the operator's `DockerPolicy`."""
+
     def __init__(
         self, client_factory: Callable[[], docker.DockerClient], policy: DockerPolicy
     ) -> None:
@@ -63,6 +65,9 @@ class DockerAgent:
 
     @property
     def client(self) -> docker.DockerClient:
+        """The engine's client, made on first use: a worker without docker still runs every other
+        node type.
+        """
         if self._client is None:
             try:
                 self._client = self._client_factory()
@@ -73,6 +78,7 @@ class DockerAgent:
         return self._client
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
+        """One container run to its end; killed and removed whatever ends the attempt."""
         info = activity.info()
         try:  # before the engine is even asked: a refused container leaves no trace there
             image = self._policy.check_image(config.get("image"))

@@ -36,11 +36,16 @@ from workflows.contract import PREPARE_FLOW, PreparedFlow, PrepareInput, RunReco
 
 
 class FlowPreparation:
+    """The `prepare_flow` activity and the database sessions it needs."""
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
     @activity.defn(name=PREPARE_FLOW)
     async def prepare_flow(self, data: PrepareInput) -> PreparedFlow:
+        """The run's checked definition and row; when the database refuses the data itself, a failed
+        row instead (and the problem in `error`), so the run still ends with a record.
+        """
         try:
             async with self._sessions() as session, session.begin():
                 return await _prepare(session, data)
@@ -172,7 +177,8 @@ async def _sub_flow_problems(
 ) -> list[str]:
     """Sub-flows named outright, by name or id, must exist for the run's tenant before any
     node runs, in the words the sub-flow's own start would use (a templated name can be
-    looked up only when its node runs: the child run, of this tenant, refuses it then)."""
+    looked up only when its node runs: the child run, of this tenant, refuses it then).
+    """
     problems = []
     for node in definition.nodes:
         config = node.data.config
@@ -202,7 +208,8 @@ async def _stored_flow(
     """The stored flow the run names (by id or name, so flows can call sub-flows by name),
     if the run's tenant may see it; otherwise the refusal goes to `refs`. A top-level run
     of no tenant (an operator's) may start any stored flow by id, and runs in its tenant;
-    a sub-flow of a run of no tenant reaches the shared flows only."""
+    a sub-flow of a run of no tenant reaches the shared flows only.
+    """
     try:
         found = await queries.find_workflow_id(session, name_or_id, tenant_id=refs.tenant_id)
         return await queries.load_definition(

@@ -49,7 +49,8 @@ async def _refuse_unknown_reviewers(
 ) -> None:
     """Users (by config field) that are not active users of the run's tenant, or roles it
     does not have, would make a task nobody can decide: refuse the first, naming its field.
-    One query for all the users and one for all the roles."""
+    One query for all the users and one for all the roles.
+    """
     tenant_id = parse_uuid(tenant)
     problems = [
         *await check_users(
@@ -68,6 +69,10 @@ async def _refuse_unknown_reviewers(
 
 
 class HitlActivities:
+    """The review (HITL) bookkeeping activities: the inbox rows the workflow opens, decides,
+    escalates and closes.
+    """
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
@@ -134,6 +139,9 @@ class HitlActivities:
 
     @activity.defn(name=HITL_CHECK_REVIEWER)
     async def hitl_check_reviewer(self, req: ReviewerCheck) -> None:
+        """Refuse (for good) a reviewer who may not decide the task: unknown or inactive, of another
+        tenant, or neither its assignee nor of its role.
+        """
         user_id = _uuid(req.user_id, "decided_by")
         assert user_id is not None
         async with self._sessions() as session:
@@ -149,6 +157,9 @@ class HitlActivities:
 
     @activity.defn(name=HITL_RECORD_DECISION)
     async def hitl_record_decision(self, req: DecisionRecord) -> dict[str, Any]:
+        """Store the decision and the task's status after it; a task already closed (its deadline
+        came first) refuses it for good.
+        """
         async with self._sessions() as session, session.begin():
             try:
                 return await hitl_queries.record_decision(
@@ -195,7 +206,8 @@ class HitlActivities:
     @activity.defn(name=HITL_CLOSE)
     async def hitl_close(self, req: HitlClose) -> str | None:
         """The task's status afterwards: `req.status`, or `completed` when a decision was
-        stored first (the workflow then follows that decision)."""
+        stored first (the workflow then follows that decision).
+        """
         async with self._sessions() as session, session.begin():
             task_id = require_uuid(req.hitl_task_id, "hitl_task_id")
             return await hitl_queries.close_task(session, task_id, req.status)

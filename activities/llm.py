@@ -42,6 +42,9 @@ class ModelClients:
         self.schema_form: dict[str | None, str] = {}
 
     def get(self, config: dict[str, Any]) -> openai.AsyncOpenAI:
+        """The client for the node's endpoint and key; the platform's key goes to the platform's
+        endpoint only.
+        """
         platform_endpoint = os.environ.get("OPENAI_BASE_URL")
         endpoint = config.get("endpoint") or platform_endpoint
         # The platform's key goes only to the platform's endpoint: a flow naming its own
@@ -62,16 +65,20 @@ class ModelClients:
         return client
 
     async def aclose(self) -> None:
+        """Close every client (the worker is stopping)."""
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
 
 
 class LlmAgent:
+    """The `llm` agent: one chat completion."""
+
     def __init__(self, clients: ModelClients) -> None:
         self._clients = clients
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
+        """The completion for the node's `messages`, or its `system` and `prompt`."""
         return await chat(self._clients, config, chat_messages(config))
 
 
@@ -99,6 +106,9 @@ def chat_messages(config: dict[str, Any], image_url: str | None = None) -> list[
 async def chat(
     clients: ModelClients, config: dict[str, Any], messages: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    """One chat completion, shared by the llm and vision agents: the answer, with its usage and time
+    to first token, checked against `jsonSchema` when one is asked for.
+    """
     client = clients.get(config)
     request: dict[str, Any] = {
         "model": str(config.get("model") or "default"),
@@ -238,12 +248,15 @@ def _strip_fences(text: str) -> str:
 
 
 def node_timeout() -> float:
+    """The node's timeout, in seconds, so a model call never outlasts its attempt (600 when the node
+    has none).
+    """
     limit = activity.info().start_to_close_timeout
     return limit.total_seconds() if limit else 600.0
 
 
 def model_failure(exc: openai.OpenAIError) -> ApplicationError:
-    """Temporal's view of an SDK error: is another attempt worth it?"""
+    """Temporal's view of an SDK error, which says whether another attempt is worth it."""
     if isinstance(exc, openai.APITimeoutError):
         return ApplicationError(f"model endpoint timed out: {exc}", type="LlmTimeout")
     if isinstance(exc, openai.APIConnectionError):

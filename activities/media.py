@@ -28,6 +28,9 @@ _SIGNATURES = (
 
 
 def sniff_type(data: bytes, fallback: str = "application/octet-stream") -> str:
+    """The media type the bytes' leading signature says, or `fallback`: what a caller claims is not
+    trusted.
+    """
     for signature, mime in _SIGNATURES:
         if data.startswith(signature):
             if mime == "audio/wav" and data[8:12] == b"WEBP":
@@ -37,6 +40,7 @@ def sniff_type(data: bytes, fallback: str = "application/octet-stream") -> str:
 
 
 def is_url(source: str) -> bool:
+    """Whether `source` is downloaded rather than decoded."""
     return source.startswith(("http://", "https://"))
 
 
@@ -70,6 +74,7 @@ async def load(http: httpx.AsyncClient, source: str, field: str, cap: int | None
 
 
 def data_url(data: bytes, fallback: str) -> str:
+    """`data` as a data URL, its type sniffed from its bytes."""
     return f"data:{sniff_type(data, fallback)};base64,{base64.b64encode(data).decode()}"
 
 

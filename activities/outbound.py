@@ -65,7 +65,8 @@ class OutboundPolicy:
         cls, allow_list: str | Iterable[str] = "", max_redirects: int | None = None
     ) -> OutboundPolicy:
         """From `API_ALLOWED_HOSTS`: comma-separated host names, addresses and CIDR blocks,
-        each optionally with a port (`orders.internal:8443`, `10.0.0.0/8`, `[::1]:8099`)."""
+        each optionally with a port (`orders.internal:8443`, `10.0.0.0/8`, `[::1]:8099`).
+        """
         entries = allow_list.split(",") if isinstance(allow_list, str) else list(allow_list)
         hosts: set[tuple[str, int | None]] = set()
         networks: list[tuple[IPNetwork, int | None]] = []
@@ -89,6 +90,7 @@ class OutboundPolicy:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> OutboundPolicy:
+        """The policy `API_ALLOWED_HOSTS` and `API_MAX_REDIRECTS` describe."""
         env = os.environ if environ is None else environ
         redirects = env.get("API_MAX_REDIRECTS")
         return cls.parse(env.get("API_ALLOWED_HOSTS", ""), int(redirects) if redirects else None)
@@ -276,6 +278,7 @@ class OutboundHttp:
         )
 
     async def aclose(self) -> None:
+        """Close the shared client and the pool under every client (the worker is stopping)."""
         await self.shared.aclose()
         await self._pool.aclose()
 

@@ -134,7 +134,8 @@ async def check_roles(
     session: AsyncSession, references: list[RoleReference], tenant: uuid.UUID | None
 ) -> list[str]:
     """Why each role a node names is not one of the run's tenant (for a run of no tenant:
-    not a role of no tenant, the only ones its reviewers can hold for it)."""
+    not a role of no tenant, the only ones its reviewers can hold for it).
+    """
     if not references:
         return []
     known = await reference_queries.role_names(session, tenant, {ref.value for ref in references})

@@ -61,6 +61,7 @@ class Dependencies:
         return ModelClients(self.http)
 
     async def aclose(self) -> None:
+        """Close the model clients (if any were made) and the shared HTTP pool."""
         if "models" in self.__dict__:
             await self.models.aclose()
         await self.http.aclose()
@@ -73,6 +74,9 @@ def _docker_from_env() -> docker.DockerClient:
 
 
 def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
+    """Every activity the worker registers, built on `deps`: the flow's bookkeeping and one per
+    agent type.
+    """
     from activities.a2a_agent import A2AAgent
     from activities.agent_runtime import AgentRuntime
     from activities.api import ApiAgent

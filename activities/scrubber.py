@@ -95,10 +95,10 @@ def _spellings(char: str) -> set[str]:
 
 
 def spelled(form: str) -> str:
-    """A pattern for `form` with each character in any of its spellings, mixed at will.
+    r"""A pattern for `form` with each character in any of its spellings, mixed at will.
 
     Each URL library leaves a different set of characters unescaped, and JSON encoders
-    differ in what they escape (`\\u003c` for `<`, `\\/` for `/`), so no fixed list of
+    differ in what they escape (`\u003c` for `<`, `\/` for `/`), so no fixed list of
     encoded forms covers them all.
     """
     parts = []
@@ -111,7 +111,8 @@ def spelled(form: str) -> str:
 @lru_cache(maxsize=256)
 def _form_patterns(secret: str) -> tuple[tuple[str, str], ...]:
     """Each form of `secret` with its pattern: built once per secret, since an activity
-    and the log scrubber both need them each time the secret is used."""
+    and the log scrubber both need them each time the secret is used.
+    """
     return tuple((form, spelled(form)) for form in encoded_forms(secret))
 
 
@@ -132,6 +133,7 @@ class Scrubber:
         return self._pattern is not None
 
     def text(self, value: str) -> str:
+        """`value` with every form of every secret masked."""
         return value if self._pattern is None else self._pattern.sub(MASK, value)
 
     def value(self, value: Any) -> Any:

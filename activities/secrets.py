@@ -34,6 +34,8 @@ class SecretUnavailableError(MissingSecretError):
 
 
 class SecretProvider(Protocol):
+    """Where agent activities get a run's secrets; only they ever see the values."""
+
     async def resolve(self, tenant_id: str | None, names: Iterable[str]) -> Mapping[str, str]:
         """Values of `names` for a run of `tenant_id` (None: a run of no tenant).
 
@@ -64,6 +66,7 @@ class EnvironmentSecrets:
         return values
 
     async def resolve(self, tenant_id: str | None, names: Iterable[str]) -> Mapping[str, str]:
+        """The worker's `SECRET_<NAME>` values; the same for every tenant."""
         wanted = sorted(set(names))
         values = self.lookup(wanted)
         missing = [f"{self.prefix}{name}" for name in wanted if name not in values]
@@ -133,6 +136,7 @@ class TenantSecrets:
         return key is not None and str(key) in self._environment_tenants
 
     async def resolve(self, tenant_id: str | None, names: Iterable[str]) -> Mapping[str, str]:
+        """The tenant's stored values first, then (where the tenant may) the worker's variables."""
         wanted = sorted(set(names))
         if not wanted:
             return {}
@@ -178,4 +182,7 @@ class TenantSecrets:
 
 
 def masked(names: Iterable[str]) -> dict[str, str]:
+    """The `secrets` a template sees where values must not appear (a row's recorded config): each
+    name, its value masked.
+    """
     return dict.fromkeys(names, MASK)

@@ -44,11 +44,14 @@ _MAX_SAMPLES = 100_000
 
 
 class SensorAgent:
+    """The `sensor` agent, reading HTTP and MQTT sources through the outbound policy."""
+
     def __init__(self, http: OutboundHttp) -> None:
         self._http = http.shared
         self._policy = http.policy
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
+        """The samples of `config.source`, summarised."""
         source = config["source"]
         kind = source["type"]
         if kind == "inline":
@@ -166,6 +169,9 @@ def numbers(raw: list[Any], field: str | None) -> list[float]:
 
 
 def summarise(values: list[float], config: dict[str, Any]) -> dict[str, Any]:
+    """The node's output for `values`: the stats asked for, and the alerts and anomalies of the
+    window.
+    """
     window = int(config.get("window") or 0)
     if window:
         values = values[-window:]

@@ -25,11 +25,14 @@ from workflows.contract import AgentTask
 
 
 class VisionAgent:
+    """The `vision` agent: a chat model looking at the image, or Tesseract on the worker."""
+
     def __init__(self, clients: ModelClients, http: httpx.AsyncClient) -> None:
         self._clients = clients
         self._http = http
 
     async def __call__(self, config: dict[str, Any], task: AgentTask) -> dict[str, Any]:
+        """The model's answer about `config.image`, or the text OCR reads in it."""
         source = str(config["image"])
         if config.get("task") == "ocr":
             data = await media.load(self._http, source, "image")

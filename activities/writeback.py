@@ -22,6 +22,9 @@ _UUID_COLUMNS = ("workflow_id", "triggered_by", "tenant_id", "workspace_id", "pa
 
 
 def run_values(record: RunRecord) -> dict[str, Any]:
+    """A run record as `workflow_runs` columns: fields left unset are not written, ids checked to be
+    UUIDs.
+    """
     values = record.model_dump(exclude_none=True, exclude={"orchestrator_run_id"})
     for key in _UUID_COLUMNS:
         if key in values:
@@ -30,6 +33,9 @@ def run_values(record: RunRecord) -> dict[str, Any]:
 
 
 def task_values(record: TaskRecord, tenant_id: str | None) -> dict[str, Any]:
+    """A node execution's record as `task_instances` columns; a success clears what an earlier
+    failed attempt wrote.
+    """
     values = record.model_dump(exclude_none=True, exclude={"orchestrator_task_id"})
     if record.status in ("completed", "skipped"):
         # A later success replaces what an earlier failed attempt wrote.
@@ -43,6 +49,9 @@ def task_values(record: TaskRecord, tenant_id: str | None) -> dict[str, Any]:
 async def write_tasks(
     session: AsyncSession, run_row_id: uuid.UUID, tenant_id: str | None, tasks: list[TaskRecord]
 ) -> None:
+    """Upsert node execution rows of one run, keyed by their task IDs so a retry converges on the
+    same rows.
+    """
     for task in tasks:
         await queries.upsert_task_instance(
             session, run_row_id, task.orchestrator_task_id, task_values(task, tenant_id)
@@ -50,6 +59,8 @@ async def write_tasks(
 
 
 class WriteBack:
+    """The `record_run` activity and the database sessions it needs."""
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 

@@ -140,7 +140,8 @@ def docker_problems(
     config: dict[str, Any], caps: Mapping[str, float] | None
 ) -> Iterator[tuple[str, str]]:
     """A docker node's network and limits written outright that it may never use: checked
-    here so the run does not start, and again by the agent once templates are rendered."""
+    here so the run does not start, and again by the agent once templates are rendered.
+    """
     problem = docker_network_problem(config.get("network"))
     if problem:
         yield "config.network", problem
@@ -172,7 +173,8 @@ def _time_problem(value: Any) -> str | None:
 @dataclass(frozen=True)
 class UserReference:
     """A user (or role) a node names outright (not through a template), to be found in the
-    database."""
+    database.
+    """
 
     node_id: str
     field: str
@@ -194,7 +196,8 @@ def user_references(raw: Any) -> list[UserReference]:
 
 def role_references(raw: Any) -> list[RoleReference]:
     """The roles hitl nodes name statically: `assigneeRole` and each escalation's `toRole`
-    (read like `user_references`)."""
+    (read like `user_references`).
+    """
     return _hitl_references(raw, "assigneeRole", "toRole")
 
 

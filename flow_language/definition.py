@@ -27,6 +27,11 @@ A2A_NEEDS_INPUT_STATES = ("input-required", "auth-required")
 
 
 class RetrySpec(BaseModel):
+    """How an agent node's activity is retried; unset fields keep the defaults of
+    `workflows.nodes.agent.retry_policy`. Unknown keys are refused, so a misspelt one is not
+    silently a default.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     maxAttempts: int | None = Field(default=None, ge=1, le=100)
@@ -37,6 +42,10 @@ class RetrySpec(BaseModel):
 
 
 class NodeData(BaseModel):
+    """What a node carries besides its place in the drawing: label, agent, limits, error handling
+    and its type's config.
+    """
+
     # The builder may keep its own keys in data (icons, colours ...): allowed, ignored.
     model_config = ConfigDict(extra="allow")
 
@@ -53,6 +62,8 @@ class NodeData(BaseModel):
 
 
 class Node(BaseModel):
+    """One node of the drawing: id, type, the loop it sits in (`parentId`) and its data."""
+
     model_config = ConfigDict(extra="ignore")
 
     id: str = Field(min_length=1)
@@ -62,6 +73,7 @@ class Node(BaseModel):
 
     @property
     def label(self) -> str:
+        """The builder's label, or the id when the node has none."""
         return self.data.label or self.id
 
     @classmethod
@@ -81,6 +93,10 @@ class Node(BaseModel):
 
 
 class Edge(BaseModel):
+    """One connection of the drawing; `sourceHandle` picks the branch it belongs to (a condition's
+    case, `error` ...).
+    """
+
     model_config = ConfigDict(extra="ignore")
 
     id: str | None = None
@@ -100,10 +116,12 @@ class FlowDefinition(BaseModel):
 
     @cached_property
     def by_id(self) -> dict[str, Node]:
+        """The nodes by id."""
         return {n.id: n for n in self.nodes}
 
     @cached_property
     def outgoing(self) -> dict[str, list[Edge]]:
+        """Each node's outgoing edges, in drawing order (an empty list for a node with none)."""
         out: dict[str, list[Edge]] = {n.id: [] for n in self.nodes}
         for e in self.edges:
             out.setdefault(e.source, []).append(e)
@@ -111,6 +129,7 @@ class FlowDefinition(BaseModel):
 
     @cached_property
     def incoming(self) -> dict[str, list[Edge]]:
+        """Each node's incoming edges, in drawing order (an empty list for a node with none)."""
         inc: dict[str, list[Edge]] = {n.id: [] for n in self.nodes}
         for e in self.edges:
             inc.setdefault(e.target, []).append(e)
@@ -125,4 +144,5 @@ class FlowDefinition(BaseModel):
         return [n for n in self.nodes if n.parentId == parent]
 
     def start_node(self) -> Node:
+        """The top-level start node; validation has made sure there is exactly one."""
         return next(n for n in self.nodes if n.type == "start" and n.parentId is None)

@@ -31,6 +31,10 @@ def counted(what: str, problems: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class Refusal:
+    """Why a run is refused before it starts: the message, and the error type it is
+    recorded under.
+    """
+
     error: str
     error_type: str
 

@@ -80,7 +80,8 @@ def check_review(cfg: dict[str, Any]) -> None:
 
 def check_wait(cfg: dict[str, Any]) -> None:
     """A rendered `wait` config: the event's name and timeout, the seconds' bound (the rest,
-    and `until`, are checked in place)."""
+    and `until`, are checked in place).
+    """
     if "event" in cfg:
         if not isinstance(cfg["event"], str) or not cfg["event"]:
             raise ConfigValueError(f"config.event: {cfg['event']!r} is not an event name")

@@ -61,7 +61,8 @@ class BudgetExceeded(SecurityError):
     """A render went past its steps or its output size: the message says which and where.
 
     Recognised by `exceeds_budget`, not by class: Temporal's sandbox may load this module
-    twice (once per run, and once passed through), and the two classes differ."""
+    twice (once per run, and once passed through), and the two classes differ.
+    """
 
     exceeds_budget = True
 
@@ -69,7 +70,8 @@ class BudgetExceeded(SecurityError):
 @dataclass
 class Budget:
     """The work of one render so far. `metered` is False for runs started before the budget
-    (workflow.patched): they keep the size bounds they had, and nothing else."""
+    (workflow.patched): they keep the size bounds they had, and nothing else.
+    """
 
     metered: bool
     #: Below MAX_STEPS when other renders of the same workflow task took the rest.
@@ -84,11 +86,13 @@ class Budget:
     random_source: Callable[[], random.Random] | None = None
 
     def charge(self, steps: int, what: str) -> None:
+        """Count `steps` more against the limit; past it the render stops, naming `what`."""
         self.steps += steps
         if self.steps > self.limit:
             raise BudgetExceeded(self._exceeded(what))
 
     def remaining(self) -> int:
+        """The steps still allowed (negative once the limit is passed)."""
         return self.limit - self.steps
 
     def _exceeded(self, what: str) -> str:
@@ -112,7 +116,8 @@ def measure(value: Any, budget: Budget) -> tuple[int, int]:
     """(items, chars): how many values a walk of `value` meets (json.dumps, ==, str), and
     about how long its text is. Shared parts count each time a walk reaches them, but are
     measured once; measuring is charged by the values it goes through, and stops once past
-    what the budget has left (whoever asked will then be refused)."""
+    what the budget has left (whoever asked will then be refused).
+    """
     kind = type(value)
     if kind is str:
         return 1, len(value) + 2
@@ -172,7 +177,8 @@ def _measure_items(values: Any, budget: Budget) -> tuple[int, int]:
 
 def walk_steps(value: Any, budget: Budget, per_item: int = 1) -> int:
     """Steps of a walk of `value`: `per_item` for each item it meets (1: a C loop such as
-    == or json.dumps), and its characters by `COPY_CHARS`."""
+    == or json.dumps), and its characters by `COPY_CHARS`.
+    """
     items, chars = measure(value, budget)
     return items * per_item + chars // COPY_CHARS
 
@@ -198,6 +204,7 @@ def text_size(value: Any, budget: Budget) -> int:
 
 
 def check_text(size: float, what: str) -> None:
+    """Refuse a text `what` before it is built when it would be over the longest result allowed."""
     if size > MAX_RESULT_LENGTH:
         raise SecurityError(f"{what} would be {int(size)} long, over {MAX_RESULT_LENGTH}")
 
@@ -240,7 +247,8 @@ def consumed(iterable: Iterable[Any], steps: int, what: str, budget: Budget) -> 
 
 def charge_output(value: Any, budget: Budget | None) -> None:
     """An expression written out (`{{ x }}` in a text): a copy of its text, or for a
-    list or mapping a walk to JSON."""
+    list or mapping a walk to JSON.
+    """
     if budget is not None:
         budget.charge(walk_steps(value, budget, PYTHON_WALK_STEPS), "an output")
 
@@ -302,7 +310,8 @@ def check_format_args(
     text: str | bytes | bytearray, args: Iterable[Any], budget: Budget | None
 ) -> None:
     """Refuse a format whose fields, each filled with the largest argument, would be huge
-    (`('{0}' * 1000).format(big)`)."""
+    (`('{0}' * 1000).format(big)`).
+    """
     if budget is None:
         return
     if not isinstance(text, str):  # bytes: the same sizes, read as text
@@ -333,7 +342,8 @@ def format_widths(text: str | bytes | bytearray) -> int:
 
 def budgeted_range(budget: Budget | None, *args: Any) -> Iterable[int]:
     """`range()`: Jinja bounds each to 100,000 items, this all of one template's together
-    (counted in runs started before the budget too, as they always were)."""
+    (counted in runs started before the budget too, as they always were).
+    """
     numbers = safe_range(*args)
     if budget is not None:
         budget.ranges += len(numbers)
@@ -345,6 +355,7 @@ def budgeted_range(budget: Budget | None, *args: Any) -> Iterable[int]:
 def budgeted_lipsum(
     budget: Budget | None, n: int = 5, html: bool = True, min: int = 20, max: int = 100
 ) -> str:
+    """`lipsum()`: bounded by the longest result allowed, and charged for the text it makes."""
     if n * max > MAX_RESULT_LENGTH:
         raise SecurityError(f"lipsum of {n} paragraphs is over {MAX_RESULT_LENGTH}")
     if budget is not None and budget.metered:
@@ -359,7 +370,8 @@ _NUMBERS = {(int, int), (int, float), (float, int), (float, float)}
 
 def check_binop(operator: str, left: Any, right: Any, budget: Budget | None) -> None:
     """Refuse a `**`, `*`, `+` or `%` whose result would be out of bounds; charge any
-    arithmetic by the size of its operands."""
+    arithmetic by the size of its operands.
+    """
     kinds = (type(left), type(right))
     if kinds in _NUMBERS and (operator not in ("**", "*") or kinds != (int, int)):
         if budget is not None:
@@ -390,7 +402,8 @@ def check_binop(operator: str, left: Any, right: Any, budget: Budget | None) -> 
 
 def _binop_steps(operator: str, left: Any, right: Any) -> int:
     """What building the result costs: its length for texts and lists (a copy, and the
-    scan of `joined_length`), the product of the operands' machine words for big integers."""
+    scan of `joined_length`), the product of the operands' machine words for big integers.
+    """
     if is_whole(left) and is_whole(right):
         words_left, words_right = left.bit_length() // 64 + 1, right.bit_length() // 64 + 1
         if operator == "**" and right > 0:

@@ -110,7 +110,8 @@ def _metered(
     what: str,
 ) -> Callable[..., Any]:
     """`apply`, taking the template context (so Jinja never runs it while compiling, where
-    no budget is open) and passing on what `apply` itself asks for."""
+    no budget is open) and passing on what `apply` itself asks for.
+    """
     passes = _PassArg.from_obj(apply)
 
     @pass_context
@@ -227,7 +228,8 @@ def check_call(
 ) -> None:
     """Charge a call from a template (a method of a value, a macro, `namespace(...)`), and
     refuse a str method whose result would be out of bounds. `extra`: steps of what the
-    caller did to make the call."""
+    caller did to make the call.
+    """
     if budget is None:
         return
     receiver = getattr(target, "__self__", None)

@@ -45,7 +45,8 @@ class MissingValueError(UndefinedError):
 
 class _Missing(ChainableUndefined):
     """What a lookup of an absent key gives: chains on (`a.b.c` stays missing) so that
-    `| default(...)` and `is defined` work, but using it in any other way is an error."""
+    `| default(...)` and `is defined` work, but using it in any other way is an error.
+    """
 
     __slots__ = ()
     __iter__ = __str__ = __len__ = Undefined._fail_with_undefined_error
@@ -66,7 +67,8 @@ class _Missing(ChainableUndefined):
 
 class _MissingMethod(_Missing):
     """A method reached as `x.get` where `x` has no key `get` (or `xs.count` of a list):
-    calling it works (`x.get('k')`), but as a value it is a missing key, not a method."""
+    calling it works (`x.get('k')`), but as a value it is a missing key, not a method.
+    """
 
     __slots__ = ("_method",)
 
@@ -100,7 +102,8 @@ class Tolerant(dict[str, Any]):
 class _Absent(ChainableUndefined):
     """A field of a `Tolerant` value: null as a value and in text, null all the way down
     (calls included: `.get('k', 1)` of it is null too); anything else done with it is an error
-    that says why it is null."""
+    that says why it is null.
+    """
 
     __slots__ = ()
 
@@ -127,7 +130,8 @@ class _Absent(ChainableUndefined):
 class _DataFirstEnvironment(MeteredEnvironment, ImmutableSandboxedEnvironment):
     """`a.b` reads the key `b` of a mapping before any attribute of the same name, so data
     keyed `items`, `get` or `keys` is read as data; a mapping never falls back to attributes
-    for `a['b']`. What a template computes is bounded and charged: see template_budget."""
+    for `a['b']`. What a template computes is bounded and charged: see template_budget.
+    """
 
     intercepted_binops = frozenset(["**", "*", "+", "%", "//"])
 
@@ -189,7 +193,8 @@ class _DataFirstEnvironment(MeteredEnvironment, ImmutableSandboxedEnvironment):
 def _json_text(context: Context, value: Any) -> Any:
     """How a value reads inside a longer string: as JSON (null, true, ["a"], {"k": 1}).
     Takes the context to find the budget, which also keeps Jinja from calling it while
-    compiling."""
+    compiling.
+    """
     budget = context.environment.metering()  # type: ignore[attr-defined]
     kind = type(value)  # by identity first: isinstance is a Python call in the sandbox
     if kind is str or kind is int or kind is float:
@@ -217,7 +222,8 @@ _process_random = random.Random()
 @pass_environment
 def _replayable_random(environment: Environment, seq: Any) -> Any:
     """Jinja's `random` draws from the process's generator, which a replay does not repeat;
-    in workflow code this one draws from the run's own (seeded in its history)."""
+    in workflow code this one draws from the run's own (seeded in its history).
+    """
     items = list(seq)
     if not items:
         return environment.undefined("No random item, sequence was empty.")

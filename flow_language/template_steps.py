@@ -107,13 +107,16 @@ def instrument(template: nodes.Template) -> None:
 
 class MeteredCodeGenerator(CodeGenerator):
     """Jinja's code generator, writing loops, `~`, comparisons and slices through the
-    render's budget."""
+    render's budget.
+    """
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
+        """Instrument the template's bodies (`instrument`) before Jinja writes its code."""
         instrument(node)
         super().visit_Template(node, frame)
 
     def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
+        """Call the budget hooks directly; every other call goes through the sandbox as before."""
         if isinstance(node.node, nodes.EnvironmentAttribute) and node.node.name in _HOOKS:
             self.write(f"environment.{node.node.name}(")
             for i, arg in enumerate(node.args):
@@ -124,6 +127,7 @@ class MeteredCodeGenerator(CodeGenerator):
         super().visit_Call(node, frame, forward_caller=forward_caller)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        """`~` through `budget_concat`, which measures each operand before making it text."""
         self.write("environment.budget_concat((")
         for arg in node.nodes:
             self.visit(arg, frame)
@@ -132,6 +136,7 @@ class MeteredCodeGenerator(CodeGenerator):
 
     @optimizeconst
     def visit_Compare(self, node: nodes.Compare, frame: Frame) -> None:
+        """Comparisons with each operand through `budget_weigh`."""
         self.write("(environment.budget_weigh(")
         self.visit(node.expr, frame)
         self.write(")")
@@ -142,6 +147,7 @@ class MeteredCodeGenerator(CodeGenerator):
         self.write(")")
 
     def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
+        """Slices through `budget_slice`; any other subscript as Jinja writes it."""
         if not isinstance(node.arg, nodes.Slice):
             super().visit_Getitem(node, frame)
             return
@@ -165,7 +171,8 @@ class MeteredEnvironment:
     may load these modules twice (per run, and passed through from the worker), and a
     global reached through two copies would be two budgets. A context variable, per
     environment: workflow tasks and activities (asyncio.to_thread) render in threads of
-    their own."""
+    their own.
+    """
 
     code_generator_class: type[CodeGenerator] = MeteredCodeGenerator
 
@@ -190,7 +197,8 @@ class MeteredEnvironment:
     @contextmanager
     def paused(self) -> Iterator[None]:
         """No budget while compiling: Jinja folds constants then (`{{ 1 }}`, `'a'.upper`), and
-        whether a template is compiled or cached must not change what a render is charged."""
+        whether a template is compiled or cached must not change what a render is charged.
+        """
         token = self._budget.set(None)
         try:
             yield
@@ -207,20 +215,25 @@ class MeteredEnvironment:
         return budget if budget is not None and budget.metered else None
 
     def budget_loop(self, iterable: Any, steps: int) -> Any:
+        """A `{% for %}` iterable charging its body's `steps` per item."""
         return template_budget.loop(iterable, steps, self.metering())
 
     def budget_steps(self, steps: int) -> None:
+        """Charge one run of a macro, `caller()` or block body."""
         budget = self.metering()
         if budget is not None:
             budget.charge(steps, "a macro, caller() or block body")
 
     def budget_concat(self, values: tuple[Any, ...]) -> str:
+        """`a ~ b`, measured and bounded."""
         return template_budget.concat(values, self.metering())
 
     def budget_weigh(self, value: Any) -> Any:
+        """A comparison operand, charged for the walk the comparison makes of it."""
         return template_budget.weigh(value, self.metering())
 
     def budget_slice(self, obj: Any, start: Any, stop: Any, step: Any) -> Any:
+        """`obj[start:stop:step]`, charged for the copy it makes of a text, list or tuple."""
         part = slice(start, stop, step)
         budget = self.metering()
         if budget is not None and isinstance(obj, str | list | tuple):

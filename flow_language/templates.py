@@ -43,14 +43,16 @@ _KEYS_SHOWN = 12
 @dataclass
 class TaskSteps:
     """Steps the renders of one workflow task took so far. Nodes that become ready together
-    render in one task, bounded as a whole (template_budget.MAX_TASK_STEPS)."""
+    render in one task, bounded as a whole (template_budget.MAX_TASK_STEPS).
+    """
 
     spent: int = 0
 
 
 class RenderHost(Protocol):
     """What a render needs from the workflow it runs in; activities and validation render
-    without one (metered, no task budget, the process's random generator)."""
+    without one (metered, no task budget, the process's random generator).
+    """
 
     def metered(self) -> bool:
         """Whether steps are counted (False in runs started before they were)."""
@@ -115,6 +117,7 @@ def template_code(value: Any, field: str = "config") -> Iterator[tuple[str, int]
 
 
 def is_template(value: str) -> bool:
+    """Whether a text is rendered as a template at all: plain text is taken as it is."""
     return "{{" in value or "{%" in value
 
 
@@ -152,7 +155,8 @@ def render(
     (template_budget): a node's config is bounded as a whole.
 
     `metered`: whether steps are counted; by default yes, except in a run started before
-    they were (see `RenderHost`)."""
+    they were (see `RenderHost`).
+    """
     if strict_env.current_budget() is not None or not _has_template(value):
         return _render(value, scope, strict, field)
     if metered is None:
@@ -319,6 +323,7 @@ class References:
     secrets: set[str] = field(default_factory=set)
 
     def merge(self, other: References) -> None:
+        """Add what another template reads (a config's templates add up to the config's)."""
         self.names |= other.names
         self.nodes |= other.nodes
         self.secrets |= other.secrets
@@ -375,7 +380,8 @@ def references(value: Any) -> References:
 
 def truthy(value: Any) -> bool:
     """How a condition's or a loop's `while` value reads as a yes or no: the texts
-    "", "false", "0", "no", "none" and "null" (any case) are no, like a false value."""
+    "", "false", "0", "no", "none" and "null" (any case) are no, like a false value.
+    """
     if isinstance(value, str):
         return value.strip().lower() not in ("", "false", "0", "no", "none", "null")
     return bool(value)

@@ -52,6 +52,7 @@ class DefinitionError(ValueError):
 
 @cache
 def config_schema(node_type: str) -> dict[str, Any]:
+    """A node type's config schema, as shipped in `flow_language/schemas/`."""
     text = resources.files("flow_language.schemas").joinpath(f"{node_type}.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema

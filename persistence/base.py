@@ -24,6 +24,10 @@ NAMING_CONVENTION = {
 
 
 class Base(DeclarativeBase):
+    """The declarative base of every table: deterministic constraint names, and the column types the
+    engine's annotations map to (JSONB, timestamps with time zone, UUIDs).
+    """
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
         dict[str, Any]: JSONB,
@@ -42,10 +46,14 @@ class UUIDPrimaryKey:
 
 
 class CreatedAt:
+    """A `created_at` the database sets, so rows written by raw SQL get one too."""
+
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), nullable=False)
 
 
 class Timestamps(CreatedAt):
+    """`created_at`, and an `updated_at` the database sets on every ORM update."""
+
     updated_at: Mapped[datetime] = mapped_column(
         server_default=func.now(), onupdate=func.now(), nullable=False
     )

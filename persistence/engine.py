@@ -38,6 +38,9 @@ def sync_url(database_url: str) -> URL:
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """The async engine of every process, on a libpq `database_url` (translated for asyncpg); JSON
+    columns written through `storable_json`.
+    """
     return create_async_engine(
         async_url(database_url),
         pool_size=pool_size,
@@ -52,6 +55,9 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose objects keep their values after commit, rather than reloading them on the next
+    read.
+    """
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
@@ -75,7 +81,8 @@ async def tenant_session(
 @asynccontextmanager
 async def one_off_session(database_url: str) -> AsyncIterator[AsyncSession]:
     """A session on an engine of its own (one connection), disposed when it closes: for a
-    command that runs once and exits, which must not leave a pool behind."""
+    command that runs once and exits, which must not leave a pool behind.
+    """
     engine = create_engine(database_url, pool_size=1)
     try:
         async with session_factory(engine)() as session:

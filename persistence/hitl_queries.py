@@ -210,7 +210,8 @@ async def _settle_escalations(
     session: AsyncSession, hitl_task_ids: list[uuid.UUID], status: str
 ) -> None:
     """An escalation is `pending` while its task waits; when the task ends it is `resolved`
-    (decided) or `rejected` (expired or cancelled without a decision)."""
+    (decided) or `rejected` (expired or cancelled without a decision).
+    """
     if hitl_task_ids:
         await session.execute(
             update(HitlEscalation)
@@ -230,6 +231,7 @@ async def list_tasks(
     status: str | None = None,
     limit: int = 50,
 ) -> list[tuple[HitlTask, str]]:
+    """Review tasks with their runs' workflow IDs, by priority (1 first) and then age."""
     query = (
         select(HitlTask, WorkflowRun.orchestrator_run_id)
         .join(WorkflowRun, WorkflowRun.id == HitlTask.workflow_run_id)
@@ -250,6 +252,7 @@ async def list_tasks(
 async def task_with_run(
     session: AsyncSession, hitl_task_id: uuid.UUID
 ) -> tuple[HitlTask, str] | None:
+    """One review task and its run's workflow ID (the workflow a decision is sent to), or None."""
     row = (
         await session.execute(
             select(HitlTask, WorkflowRun.orchestrator_run_id)

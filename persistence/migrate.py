@@ -12,6 +12,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def alembic_config(database_url: str) -> Config:
+    """Alembic's configuration for `database_url`, without an alembic.ini."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ConfigParser interpolation would read a '%' in a password as a placeholder.
@@ -25,6 +26,7 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 
 async def upgrade_async(database_url: str, revision: str = "head") -> None:
+    """`upgrade` from async code."""
     # env.py runs its own event loop, so it must not run on the caller's.
     await asyncio.to_thread(upgrade, database_url, revision)
 

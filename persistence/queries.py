@@ -85,6 +85,10 @@ async def upsert_run(
 
 @dataclass(frozen=True)
 class RunRowState:
+    """What an earlier row under the same workflow ID says, to tell a retried start from a second
+    run reusing the ID.
+    """
+
     id: uuid.UUID
     status: str
     started_at: Any
@@ -132,6 +136,8 @@ async def refresh_run_usage(session: AsyncSession, workflow_run_id: uuid.UUID) -
 
 @dataclass(frozen=True)
 class StoredDefinition:
+    """A stored flow's definition at the version a run asked for, and whom the flow belongs to."""
+
     workflow_id: uuid.UUID
     name: str
     version: int
@@ -289,6 +295,7 @@ async def find_workflow_id(
 async def list_runs(
     session: AsyncSession, *, status: str | None = None, limit: int = 20
 ) -> list[WorkflowRun]:
+    """The latest runs (by start), optionally of one status only."""
     query = select(WorkflowRun).order_by(WorkflowRun.started_at.desc().nulls_last()).limit(limit)
     if status:
         query = query.where(WorkflowRun.status == status)
@@ -298,6 +305,7 @@ async def list_runs(
 async def run_with_tasks(
     session: AsyncSession, orchestrator_run_id: str
 ) -> tuple[WorkflowRun, list[TaskInstance]]:
+    """A run and its node executions, or NotFoundError."""
     run = (
         await session.execute(
             select(WorkflowRun).where(WorkflowRun.orchestrator_run_id == orchestrator_run_id)

@@ -18,6 +18,9 @@ from persistence.models import Role, Tenant, User, WorkflowRun, Workspace
 
 
 async def tenant_exists(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
+    """Whether the tenant exists; its row is locked (key share) so it cannot go before the run's row
+    refers to it.
+    """
     found = await session.scalar(
         select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(read=True, key_share=True)
     )

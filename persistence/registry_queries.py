@@ -61,7 +61,8 @@ async def load_model(
     session: AsyncSession, node_type: str, model_id: str, tenant_id: str | None = None
 ) -> RegistryEntry | None:
     """A vision/audio/sensor model row as a base config: `endpoint`, `model` and its settings
-    (None: unknown, or another tenant's)."""
+    (None: unknown, or another tenant's).
+    """
     table = MODEL_TABLES.get(node_type)
     key = parse_uuid(model_id)
     row: ModelRow | None = await session.get(table, key) if table is not None and key else None
@@ -140,7 +141,8 @@ async def apply_registries(
 def _refusal(entry: RegistryEntry | None, table: str, node_type: Any) -> str | None:
     """Why the node cannot use the row. Another tenant's private row was never read
     (`entry` is None): it is refused in the words of a missing one, before its type
-    or name could tell that it exists."""
+    or name could tell that it exists.
+    """
     if entry is None:
         return f"no such row in {table}"
     if entry.kind != node_type:

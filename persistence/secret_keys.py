@@ -94,6 +94,7 @@ class SecretKeys:
 
     @property
     def key_ids(self) -> tuple[str, ...]:
+        """The ids of the configured keys, the current one first."""
         return tuple(self._keys)
 
     def seal(self, tenant_id: uuid.UUID, name: str, value: str) -> Sealed:

@@ -27,6 +27,8 @@ SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 class BadSecretNameError(ValueError):
+    """A secret name a template could not write as `secrets.NAME`."""
+
     pass
 
 
@@ -42,6 +44,10 @@ class SecretInfo:
 
 @dataclass(frozen=True)
 class RotationReport:
+    """What a key rotation did: rows re-encrypted, rows now under the current key, and rows no key
+    opens.
+    """
+
     reencrypted: int
     current: int
     #: (tenant id, name, why) of rows that could not be opened, and so were left as they are
@@ -49,6 +55,9 @@ class RotationReport:
 
 
 def check_name(name: str) -> str:
+    """`name`, if a template can write it as `secrets.NAME`; refused otherwise, before it is
+    stored.
+    """
     if not SECRET_NAME.match(name):
         raise BadSecretNameError(
             f"secret name {name!r} must be a letter or '_' followed by letters, digits or '_' "
@@ -92,6 +101,7 @@ async def set_secret(
 
 
 async def list_secrets(session: AsyncSession, tenant_id: uuid.UUID) -> list[SecretInfo]:
+    """The tenant's secrets by name, without their values."""
     rows = await session.execute(
         select(
             TenantSecret.name, TenantSecret.key_id, TenantSecret.created_at, TenantSecret.updated_at

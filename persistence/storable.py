@@ -1,12 +1,12 @@
-"""The one rule that makes any text storable in Postgres.
+r"""The one rule that makes any text storable in Postgres.
 
 Flow data comes from people and remote agents, and may hold characters that
 Postgres cannot store: NUL (U+0000), which neither `text` nor `jsonb` accepts,
-and lone UTF-16 surrogates (U+D800..U+DFFF, which JSON can carry as `\\ud800`),
+and lone UTF-16 surrogates (U+D800..U+DFFF, which JSON can carry as `\ud800`),
 which are not UTF-8 at all. Refusing them would fail a run over one character;
 dropping them would lose it silently. So each such character is kept, escaped as
-the six characters of its JSON escape: NUL becomes `\\u0000`, a lone surrogate
-`\\udXXX`. Every other character is stored as it is.
+the six characters of its JSON escape: NUL becomes `\u0000`, a lone surrogate
+`\udXXX`. Every other character is stored as it is.
 
 The rule applies to every text and JSON value the engine writes (inputs,
 outputs, errors, review titles, decisions, comments): `storable_json` is the
@@ -64,6 +64,7 @@ class StorableText(TypeDecorator[str]):
     cache_ok = True
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        """Store text Postgres would refuse (NUL, lone surrogates) in its escaped form."""
         return storable_text(value) if isinstance(value, str) else value
 
 
@@ -74,4 +75,5 @@ class StorableString(TypeDecorator[str]):
     cache_ok = True
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        """Store text Postgres would refuse (NUL, lone surrogates) in its escaped form."""
         return storable_text(value) if isinstance(value, str) else value

@@ -25,6 +25,8 @@ SYSTEM_USER = "embedded_postgres"
 
 
 class EmbeddedPostgresError(RuntimeError):
+    """The embedded server could not be set up or started; the message says why, with its log."""
+
     pass
 
 
@@ -39,6 +41,8 @@ def _bin_dir() -> Path:
 
 @dataclass
 class EmbeddedPostgres(processes.ChildServer):
+    """A Postgres of the dev stack in `data_dir`, on a loopback TCP port, stopped with the stack."""
+
     data_dir: Path
     port: int
     host: str = "127.0.0.1"
@@ -48,9 +52,13 @@ class EmbeddedPostgres(processes.ChildServer):
 
     @property
     def log_file(self) -> Path:
+        """Where the server's output goes, next to its data directory."""
         return self.data_dir.parent / "postgres.log"
 
     def url(self, database: str = "postgres") -> str:
+        """A URL of `database`, as the superuser (no password: the server listens on
+        loopback only).
+        """
         return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{database}"
 
     def _system_user(self) -> str | None:

@@ -1,8 +1,8 @@
-"""The payload converter every client and worker of the engine shares: pydantic's, made
+r"""The payload converter every client and worker of the engine shares: pydantic's, made
 to read and write any JSON a caller may send.
 
 Pydantic's JSON parser refuses two things JSON allows: a lone UTF-16 surrogate
-escape (`"\\ud800"`) and nesting deeper than about 200 levels; its writer refuses
+escape (`"\ud800"`) and nesting deeper than about 200 levels; its writer refuses
 both too. In a workflow, such a refusal fails the workflow task, over and over: a
 run input, a signal or an activity's result (an API's reply) carrying one would
 wedge the run. Where pydantic refuses, Python's own `json` module takes over (up to
@@ -59,8 +59,9 @@ class _AnyJSONConverter(PydanticJSONPlainPayloadConverter):
 
 
 def _surrogates_escaped(value: Any) -> Any:
-    """`value` with each lone surrogate written as its escape (`\\ud800`, six characters):
-    not text, so pydantic refuses it in any text field; the rows keep it the same way."""
+    r"""`value` with each lone surrogate written as its escape (`\ud800`, six characters):
+    not text, so pydantic refuses it in any text field; the rows keep it the same way.
+    """
     if isinstance(value, str):
         return escaped_surrogates(value)
     if isinstance(value, list):
@@ -76,7 +77,8 @@ class UnreadableJSON(str):
 
 def _plain(value: Any) -> Any:
     """One level of a value `json` cannot write itself; `json` recurses into the rest
-    (pydantic's own dump would stop at its depth limit again)."""
+    (pydantic's own dump would stop at its depth limit again).
+    """
     if isinstance(value, BaseModel):
         return {name: getattr(value, name) for name in type(value).model_fields}
     return to_jsonable_python(value)

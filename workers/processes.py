@@ -89,6 +89,7 @@ def stop(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: f
 
 
 def tail(path: Path, lines: int = 20) -> str:
+    """The last `lines` of a child's log, for the error that says why it did not start."""
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -137,10 +138,12 @@ class ChildServer:
     stop_timeout: ClassVar[float] = 15
 
     def stop(self) -> None:
+        """Stop the server in its own way (`stop_signal`, then a kill after `stop_timeout`)."""
         if self._proc is not None:
             stop(self._proc, sig=self.stop_signal, timeout=self.stop_timeout)
             self._proc = None
 
     @property
     def pid(self) -> int | None:
+        """The child's process id, or None when it is not running."""
         return self._proc.pid if self._proc else None

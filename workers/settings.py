@@ -173,6 +173,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def dev_state_file(self) -> Path:
+        """Where a running `meta-agent dev` stack records its URLs and ports."""
         return self.meta_agent_home / "dev-stack.json"
 
     def _from_dev_stack(self, key: str) -> str | None:
@@ -219,6 +220,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def dev_secrets_key_file(self) -> Path:
+        """The dev stack's secrets key, kept so secrets stored in one session open in the next."""
         return self.meta_agent_home / "secrets.key"
 
     def secret_keys(self) -> SecretKeys | None:
@@ -251,6 +253,7 @@ class Settings(BaseSettings):
 
 
 def read_dev_state(path: Path) -> dict[str, object] | None:
+    """A dev stack's recorded state, or None when there is none (or it cannot be read)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -7,6 +7,7 @@ import signal
 
 
 def stop_event_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM, for the running loop to await and then shut down."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,6 +14,7 @@ from workflows import search_attributes
 
 
 async def connect(address: str, namespace: str) -> Client:
+    """A client using the engine's payload converter."""
     # The converter writes plain JSON payloads, so any Temporal client (the CLI,
     # another language) can start runs and read results.
     return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)

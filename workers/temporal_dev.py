@@ -26,6 +26,8 @@ _CLI_TYPE_NAMES = {
 
 
 class TemporalDevServerError(RuntimeError):
+    """The dev server could not be found or started; the message says why."""
+
     pass
 
 
@@ -43,6 +45,7 @@ def temporal_cli() -> str:
 
 
 def search_attribute_flags() -> list[str]:
+    """The `temporal` flags that register the CONTRACT's search attributes at start."""
     flags: list[str] = []
     for key in search_attributes.ALL:
         flags += [
@@ -53,6 +56,7 @@ def search_attribute_flags() -> list[str]:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether `port` can be bound, checked before starting so a taken port is named plainly."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -64,6 +68,8 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 @dataclass
 class TemporalDevServer(processes.ChildServer):
+    """The Temporal dev server of the dev stack, its history kept in `home`."""
+
     home: Path
     port: int = 7233
     ui_port: int = 8233
@@ -73,17 +79,21 @@ class TemporalDevServer(processes.ChildServer):
 
     @property
     def address(self) -> str:
+        """The gRPC address clients and workers connect to."""
         return f"{self.ip}:{self.port}"
 
     @property
     def ui_url(self) -> str:
+        """The web UI's address, for people."""
         return f"http://localhost:{self.ui_port}"
 
     @property
     def log_file(self) -> Path:
+        """Where the server's output goes."""
         return self.home / "temporal.log"
 
     def start(self, timeout: float = 60) -> None:
+        """Start the server and wait until it answers; refused when its ports are taken."""
         for name, port in (("gRPC", self.port), ("web UI", self.ui_port)):
             if not port_is_free(port, self.ip):
                 raise TemporalDevServerError(

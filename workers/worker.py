@@ -32,6 +32,9 @@ def workflow_classes() -> Sequence[type]:
 
 
 def activity_functions(dependencies: Any) -> Sequence[Callable[..., Any]]:
+    """Every activity this worker runs, imported only when a worker is built: they pull in docker,
+    openai and the like, which nothing else of the process needs.
+    """
     from activities.registry import activities_for
 
     return activities_for(dependencies)

@@ -124,11 +124,17 @@ class FlowRunInput(BaseModel):
 
 
 class FlowResult(BaseModel):
+    """What `FlowRun` returns: only a completed run returns; a failed or cancelled one raises."""
+
     status: Literal["completed"] = "completed"
     outputs: dict[str, Any] = Field(default_factory=dict)
 
 
 class PrepareInput(BaseModel):
+    """The `prepare_flow` argument: the run as requested, and when it started (the run's row records
+    it).
+    """
+
     orchestrator_run_id: str
     request: FlowRunInput
     started_at: datetime
@@ -238,6 +244,10 @@ class RunUpdate(BaseModel):
 
 
 class HitlOpen(BaseModel):
+    """The `hitl_open` argument: a new review task, as the reviewers' inbox shows it, and the node's
+    running row beside it.
+    """
+
     hitl_task_id: str
     run_row_id: str
     tenant_id: str | None = None
@@ -261,6 +271,10 @@ class HitlOpen(BaseModel):
 
 
 class ReviewerCheck(BaseModel):
+    """The `hitl_check_reviewer` argument: the user who would decide a task, and to whom and in
+    which tenant the task is assigned.
+    """
+
     user_id: str
     tenant_id: str | None = None
     assignee_id: str | None = None
@@ -268,6 +282,10 @@ class ReviewerCheck(BaseModel):
 
 
 class DecisionRecord(BaseModel):
+    """The `hitl_record_decision` argument: one reviewer's decision, already judged by the
+    workflow.
+    """
+
     decision_id: str
     hitl_task_id: str
     tenant_id: str | None = None
@@ -280,6 +298,8 @@ class DecisionRecord(BaseModel):
 
 
 class EscalationRecord(BaseModel):
+    """The `hitl_escalate` argument: one step of a task's escalation path, now due."""
+
     escalation_id: str
     hitl_task_id: str
     tenant_id: str | None = None
@@ -292,6 +312,10 @@ class EscalationRecord(BaseModel):
 
 
 class HitlClose(BaseModel):
+    """The `hitl_close` argument: a task that ends without a decision (its deadline passed, or its
+    run stopped waiting).
+    """
+
     hitl_task_id: str
     status: Literal["expired", "cancelled"]
     task_id: str

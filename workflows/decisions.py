@@ -108,6 +108,9 @@ class Decisions:
             self.reject(req.model_dump(), f"the decision could not be judged: {exc!r}"[:500])
 
     def reject(self, fields: dict[str, Any], reason: str) -> None:
+        """List a refused decision for the `status` query instead of failing the run; a signal has
+        no caller to answer.
+        """
         task_id, who = _short(fields.get("hitl_task_id")), _short(fields.get("decided_by"))
         workflow.logger.warning("rejected HITL decision on %s by %s: %s", task_id, who, reason)
         self.rejected_total += 1

@@ -57,7 +57,8 @@ def cancelling() -> bool:
 
 def check_payload(argument: BaseModel, what: str, limit: int = MAX_WRITE_BYTES) -> int:
     """The size of an activity's or sub-flow's argument, which must fit in one Temporal payload
-    (else the workflow task fails for ever); a node error naming `what` when it does not."""
+    (else the workflow task fails for ever); a node error naming `what` when it does not.
+    """
     size = model_size(argument)
     if size > limit:
         raise NodeError(

@@ -68,6 +68,10 @@ _OPEN_TASK_FIELDS = {
 
 @workflow.defn(name=FLOW_RUN)
 class FlowRun:
+    """The one workflow: runs a flow definition to its end, with its signals, update and query
+    (names in `workflows.contract`).
+    """
+
     @workflow.init
     def __init__(self, *args: Any) -> None:
         # Taken raw and checked here: an argument that does not decode as FlowRunInput (or
@@ -104,10 +108,12 @@ class FlowRun:
 
     @workflow.signal(name=PAUSE_SIGNAL)
     def pause(self, *_: Any) -> None:
+        """Stop starting nodes (those running go on) until `resume`."""
         self._state.paused = True
 
     @workflow.signal(name=RESUME_SIGNAL)
     def resume(self, *_: Any) -> None:
+        """Start nodes again after `pause`."""
         self._state.paused = False
 
     @workflow.signal(name=EVENT_SIGNAL)
@@ -124,6 +130,9 @@ class FlowRun:
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, Any]:
+        """The run's status, its node executions, its open review tasks and the decisions
+        refused.
+        """
         run = self._state
         return {
             "status": run.status,
@@ -162,6 +171,9 @@ class FlowRun:
 
     @workflow.run
     async def run(self, *args: Any) -> FlowResult:
+        """Run the flow; in runs since `EVERY_END_RECORDED`, a cancellation or a failure of the
+        run's own bookkeeping still ends with the run's row saying so.
+        """
         run = self._state
         run.strict_templates = workflow.patched(patches.STRICT_TEMPLATES)
         run.records_every_end = workflow.patched(patches.EVERY_END_RECORDED)
@@ -196,7 +208,8 @@ class FlowRun:
 
     async def _prepare(self) -> Checkpoint:
         """Load and validate the flow (the activity writes the run's row): the start of a
-        checkpoint, or the run fails here with every problem found."""
+        checkpoint, or the run fails here with every problem found.
+        """
         run = self._state
         prepared: PreparedFlow = await bookkeeping(
             PREPARE_FLOW,
@@ -271,7 +284,8 @@ class FlowRun:
 
     def _outputs(self) -> dict[str, Any]:
         """The merged outputs of the completed top-level end nodes; without any, the outputs
-        of the completed nodes nothing leads out of, by node id."""
+        of the completed nodes nothing leads out of, by node id.
+        """
         run = self._state
         top = run.definition.children(None)
         done = [n for n in top if run.nodes.get(n.id, NodeState()).status == "completed"]

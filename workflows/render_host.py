@@ -27,7 +27,8 @@ class WorkflowRenderHost:
 
     def metered(self) -> bool:
         """Steps are counted, except in runs started before they were: a template that
-        rendered there must render on replay."""
+        rendered there must render on replay.
+        """
         try:
             return workflow.patched(patches.TEMPLATE_BUDGET)
         except workflow.ReadOnlyContextError:  # a query: no commands, and nothing to replay
@@ -35,7 +36,8 @@ class WorkflowRenderHost:
 
     def task_steps(self) -> TaskSteps:
         """Renders of one workflow task share a counter; `workflow.now()` names the task
-        (the same for all its renders, and on replay)."""
+        (the same for all its renders, and on replay).
+        """
         now = workflow.now()
         if now != self._task:
             self._task, self._steps = now, TaskSteps()

@@ -77,6 +77,7 @@ class RunState:
 
     @property
     def definition(self) -> FlowDefinition:
+        """The validated definition; set once the run is prepared, never read before."""
         assert self._definition is not None
         return self._definition
 
@@ -85,6 +86,7 @@ class RunState:
         self._definition = value
 
     def references(self, node: Node) -> templates.References:
+        """What a node's config reads, worked out once per node and run."""
         if node.id not in self._refs:
             self._refs[node.id] = templates.references(node.data.config)
         return self._refs[node.id]
@@ -102,6 +104,9 @@ class RunState:
     # -- status and search attributes -----------------------------------------------------------
 
     def set_search_attributes(self, prepared: PreparedFlow) -> None:
+        """The run's tenant, workspace, flow, version and who started it, for finding runs in
+        Temporal (when the server has the attributes registered).
+        """
         p = self.params
         updates: list[SearchAttributeUpdate[Any]] = []
         for key, value in (
@@ -118,6 +123,7 @@ class RunState:
             workflow.upsert_search_attributes(updates)
 
     def set_status(self, status: RunStatus) -> None:
+        """The run's status, written back with the next flush and shown as a search attribute."""
         if status == self.status:
             return
         self.status = status
@@ -150,9 +156,11 @@ class RunState:
         )
 
     def view(self, task_id: str, node_id: str, **fields: Any) -> None:
+        """Update what the `status` query shows of one node execution, without writing a row."""
         self.task_view.setdefault(task_id, {"node_id": node_id}).update(fields)
 
     def maybe_flush(self) -> None:
+        """Start a background write of what is buffered, unless one is under way."""
         self.write_back.maybe_flush()
 
     # -- pause, drain, events ---------------------------------------------------------------------
@@ -169,6 +177,7 @@ class RunState:
             self.draining = True
 
     async def until_unpaused(self) -> None:
+        """Return at once unless paused; while paused the run's status says so."""
         if self.paused:
             self.set_status("paused")
             self.maybe_flush()
@@ -177,6 +186,9 @@ class RunState:
             self.maybe_flush()
 
     def take_event(self, name: str) -> EventMessage | None:
+        """The earliest `event` signal of that name not yet taken (removed from the queue),
+        or None.
+        """
         for i, message in enumerate(self.events):
             if message.name == name:
                 return self.events.pop(i)
@@ -256,7 +268,8 @@ class RunState:
         refused_start: bool = False,
     ) -> None:
         """One write of the run's end, outside the buffer: for a run refused at its start
-        (`refused_start`), or whose buffered rows the database refused."""
+        (`refused_start`), or whose buffered rows the database refused.
+        """
         now = workflow.now()
         await bookkeeping(
             RECORD_RUN,

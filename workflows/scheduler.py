@@ -100,6 +100,9 @@ class Scope:
     # -- scheduling -------------------------------------------------------------------------------
 
     def task_id(self, node: Node) -> str:
+        """The node's task ID: its id, prefixed by the loop iterations it runs in (`loop[2].`), so
+        each execution has its own row.
+        """
         return f"{self.prefix}{node.id}"
 
     def _incoming(self, node: Node) -> list[Edge]:
@@ -176,6 +179,10 @@ class Scope:
     # -- what a node's templates see ------------------------------------------------------------
 
     def scope_vars(self) -> dict[str, Any]:
+        """What templates read here: the run's inputs, the outputs of nodes that ended (a failure
+        routed to its error handle too; a skipped node's as null in strict runs), `run`, and the
+        loop's own names.
+        """
         nodes = dict(self.outer)
         for node_id, state in self.states.items():
             # A failure routed to the error handle is visible too: its output is {"error": ...}.
@@ -197,6 +204,9 @@ class Scope:
     def render(
         self, node: Node, value: Any, field: str, extra: dict[str, Any] | None = None
     ) -> Any:
+        """Render one config value of `node` (named by `field` in errors), with `extra` names
+        besides the scope's.
+        """
         scope = self.scope_vars()
         if extra:
             scope.update(extra)

@@ -51,11 +51,13 @@ class WriteBack:
         self._flush_task: asyncio.Task[None] | None = None
 
     def add(self, row: TaskRecord) -> None:
+        """Buffer a row, replacing any earlier one of the same node execution."""
         self._pending[row.orchestrator_task_id] = row
         if self._run.records_every_end:
             self._bytes[row.orchestrator_task_id] = json_size(row.outputs) + len(row.error or "")
 
     def status_changed(self) -> None:
+        """Have the next write carry the run's status even if no row is buffered."""
         self._status_dirty = True
 
     def maybe_flush(self) -> None:
@@ -67,7 +69,8 @@ class WriteBack:
 
     def take(self, room: int = MAX_WRITE_BYTES, **run_fields: Any) -> RunUpdate:
         """The buffered rows (up to a batch, and under Temporal's payload limit) and the run
-        status, as one write-back."""
+        status, as one write-back.
+        """
         rows = list(self._pending.values())[:ROWS_PER_WRITE]
         if self._run.records_every_end:
             room -= json_size(run_fields.get("outputs"))
@@ -92,7 +95,8 @@ class WriteBack:
 
     async def take_bookkeeping(self, room: int = MAX_WRITE_BYTES) -> RunUpdate:
         """Hand buffered write-back to an activity about to run anyway (after any in flight),
-        as much as fits in `room` bytes beside that activity's own argument."""
+        as much as fits in `room` bytes beside that activity's own argument.
+        """
         await self.flushed()
         return self.take(room)
 
@@ -104,6 +108,9 @@ class WriteBack:
             await self._flush_task  # re-raises its failure
 
     async def flush_once(self, **run_fields: Any) -> None:
+        """One write of what is buffered; rows it could not write are kept for the run's last
+        record, and rows buffered meanwhile are written next.
+        """
         update = self.take(**run_fields)
         rows = update.tasks
         try:
@@ -130,7 +137,8 @@ class WriteBack:
 
     async def flush_all(self, **final_run_fields: Any) -> None:
         """Write everything buffered, in as many writes as it takes; the last carries
-        `final_run_fields` (the run's outputs, error, end time)."""
+        `final_run_fields` (the run's outputs, error, end time).
+        """
         await self.flushed()
         while len(self._pending) > ROWS_PER_WRITE or (
             self._run.records_every_end
@@ -144,7 +152,8 @@ class WriteBack:
 
     def take_stripped(self) -> list[TaskRecord]:
         """Every buffered row without its payloads (for a run whose rows the database
-        refused: the payloads are the likeliest cause)."""
+        refused: the payloads are the likeliest cause).
+        """
         rows = [
             row.model_copy(update={"outputs": None, "inputs": None, "agent_config": None})
             for row in self._pending.values()

@@ -17,6 +17,8 @@ from persistence.statuses import AGENT_TYPES, AGENT_VERSION_STATUSES, AGENT_VISI
 
 
 class Agent(UUIDPrimaryKey, Timestamps, Base):
+    """A registered agent: the base configuration and schemas of the nodes that name it."""
+
     __tablename__ = "agents"
     __table_args__ = (
         Index(None, "created_at"),
@@ -52,6 +54,8 @@ class Agent(UUIDPrimaryKey, Timestamps, Base):
 
 
 class AgentVersion(UUIDPrimaryKey, CreatedAt, Base):
+    """A version of an agent's configuration and schemas, kept for the registry's history."""
+
     __tablename__ = "agent_versions"
     __table_args__ = (
         Index(None, "created_at"),
@@ -74,6 +78,10 @@ class AgentVersion(UUIDPrimaryKey, CreatedAt, Base):
 
 
 class AgentDependency(Base):
+    """An agent's need of another agent, model or library (the registry's record; the engine does
+    not resolve it).
+    """
+
     __tablename__ = "agent_dependencies"
     __table_args__ = (
         CheckConstraint(

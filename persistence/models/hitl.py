@@ -20,6 +20,8 @@ from persistence.storable import StorableString, StorableText
 
 
 class HitlTask(UUIDPrimaryKey, Timestamps, Base):
+    """A review task in the reviewers' inbox, opened by a `hitl` node and closed by its outcome."""
+
     __tablename__ = "hitl_tasks"
     __table_args__ = (
         Index(None, "created_at"),
@@ -56,6 +58,8 @@ class HitlTask(UUIDPrimaryKey, Timestamps, Base):
 
 
 class HitlDecision(UUIDPrimaryKey, Base):
+    """One reviewer's decision on a review task (a task may need several)."""
+
     __tablename__ = "hitl_decisions"
     __table_args__ = (
         CheckConstraint(status_check("decision_type", HITL_DECISION_TYPES), name="decision_type"),
@@ -79,6 +83,8 @@ class HitlDecision(UUIDPrimaryKey, Base):
 
 
 class HitlEscalation(UUIDPrimaryKey, Base):
+    """One step of a review task's escalation: to whom it was handed, and why."""
+
     __tablename__ = "hitl_escalations"
     __table_args__ = (
         CheckConstraint(status_check("status", HITL_ESCALATION_STATUSES), name="status"),

@@ -17,6 +17,8 @@ from persistence.base import Base, CreatedAt, Timestamps, UUIDPrimaryKey
 
 
 class User(UUIDPrimaryKey, Timestamps, Base):
+    """A person who may trigger runs and review tasks; belongs to one tenant, or none."""
+
     __tablename__ = "users"
 
     username: Mapped[str] = mapped_column(String(100), unique=True)
@@ -34,6 +36,8 @@ class User(UUIDPrimaryKey, Timestamps, Base):
 
 
 class Role(UUIDPrimaryKey, Timestamps, Base):
+    """A named role in a tenant (or of no tenant); review tasks may be assigned to one."""
+
     __tablename__ = "roles"
     __table_args__ = (UniqueConstraint("name", "tenant_id"),)
 
@@ -46,6 +50,8 @@ class Role(UUIDPrimaryKey, Timestamps, Base):
 
 
 class UserRole(Base):
+    """Which users hold which roles."""
+
     __tablename__ = "user_roles"
 
     user_id: Mapped[uuid.UUID] = mapped_column(
@@ -61,6 +67,8 @@ class UserRole(Base):
 
 
 class Permission(UUIDPrimaryKey, CreatedAt, Base):
+    """A permission on a resource; the engine keeps the table for the platform, and checks none."""
+
     __tablename__ = "permissions"
 
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -71,6 +79,8 @@ class Permission(UUIDPrimaryKey, CreatedAt, Base):
 
 
 class RolePermission(Base):
+    """Which roles grant which permissions."""
+
     __tablename__ = "role_permissions"
 
     role_id: Mapped[uuid.UUID] = mapped_column(

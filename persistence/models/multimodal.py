@@ -34,14 +34,18 @@ class ModelRow(UUIDPrimaryKey, Timestamps):
 
     @declared_attr
     def owner_id(cls) -> Mapped[uuid.UUID | None]:
+        """The user who registered the model."""
         return mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
 
     @declared_attr
     def tenant_id(cls) -> Mapped[uuid.UUID | None]:
+        """The tenant the model belongs to (None: shared by every tenant)."""
         return mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
 
 
 class VisionModel(ModelRow, Base):
+    """A vision model a `vision` node may name."""
+
     __tablename__ = "vision_models"
     __table_args__ = (
         Index(None, "name", "tenant_id"),
@@ -53,6 +57,8 @@ class VisionModel(ModelRow, Base):
 
 
 class AudioModel(ModelRow, Base):
+    """An audio model an `audio` node may name."""
+
     __tablename__ = "audio_models"
     __table_args__ = (
         Index(None, "name", "tenant_id"),
@@ -66,6 +72,8 @@ class AudioModel(ModelRow, Base):
 
 
 class SensorModel(ModelRow, Base):
+    """A sensor model a `sensor` node may name."""
+
     __tablename__ = "sensor_models"
     __table_args__ = (
         Index(None, "name", "tenant_id"),

@@ -15,6 +15,8 @@ from persistence.base import Base, Timestamps, UUIDPrimaryKey
 
 
 class TenantSecret(UUIDPrimaryKey, Timestamps, Base):
+    """One tenant secret, encrypted: only worker activities, holding SECRETS_KEYS, open it."""
+
     __tablename__ = "tenant_secrets"
     # The unique index also serves "this tenant's secrets", so tenant_id needs no index of its own.
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)

@@ -13,6 +13,8 @@ from persistence.base import Base, Timestamps, UUIDPrimaryKey
 
 
 class Tenant(UUIDPrimaryKey, Timestamps, Base):
+    """A tenant: the boundary no run, secret or reviewer crosses."""
+
     __tablename__ = "tenants"
 
     name: Mapped[str] = mapped_column(String(255))
@@ -27,6 +29,8 @@ class Tenant(UUIDPrimaryKey, Timestamps, Base):
 
 
 class Workspace(UUIDPrimaryKey, Timestamps, Base):
+    """A workspace of a tenant, grouping its flows and runs."""
+
     __tablename__ = "workspaces"
     __table_args__ = (UniqueConstraint("name", "tenant_id"),)
 
@@ -43,6 +47,8 @@ class Workspace(UUIDPrimaryKey, Timestamps, Base):
 
 
 class WorkspaceMember(Base):
+    """Which users belong to which workspaces, and as what."""
+
     __tablename__ = "workspace_members"
     __table_args__ = (Index(None, "role"),)
 

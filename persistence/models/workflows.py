@@ -26,6 +26,8 @@ from persistence.storable import StorableText
 
 
 class Workflow(UUIDPrimaryKey, Timestamps, Base):
+    """A stored flow: its current definition and version, and whom it belongs to."""
+
     __tablename__ = "workflows"
     __table_args__ = (
         Index(None, "created_at"),
@@ -56,6 +58,8 @@ class Workflow(UUIDPrimaryKey, Timestamps, Base):
 
 
 class WorkflowVersion(UUIDPrimaryKey, CreatedAt, Base):
+    """A flow's definition at one version, which runs naming that version load."""
+
     __tablename__ = "workflow_versions"
     __table_args__ = (
         Index(None, "created_at"),
@@ -76,6 +80,8 @@ class WorkflowVersion(UUIDPrimaryKey, CreatedAt, Base):
 
 
 class WorkflowRun(UUIDPrimaryKey, Base):
+    """One flow run, keyed by its Temporal workflow ID; written back by the run as it goes."""
+
     __tablename__ = "workflow_runs"
     __table_args__ = (
         gin_index("workflow_runs", "tags"),
@@ -115,6 +121,10 @@ class WorkflowRun(UUIDPrimaryKey, Base):
 
 
 class TaskInstance(UUIDPrimaryKey, Base):
+    """One node execution of a run (a loop's iterations each have their own), keyed by its
+    task ID.
+    """
+
     __tablename__ = "task_instances"
     __table_args__ = (
         UniqueConstraint("workflow_run_id", "orchestrator_task_id"),

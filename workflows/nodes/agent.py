@@ -38,6 +38,7 @@ AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 
 
 async def run_agent(scope: Scope, node: Node, task_id: str) -> NodeResult:
+    """Agent nodes other than a2a: the activity's output, leaving by every handle but `error`."""
     return await _agent(scope, node, task_id), None
 
 

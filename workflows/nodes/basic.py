@@ -25,6 +25,7 @@ async def run_end(scope: Scope, node: Node, task_id: str) -> tuple[Any, None]:
 
 
 async def run_transform(scope: Scope, node: Node, task_id: str) -> tuple[Any, None]:
+    """The rendered `config.output`, as the node's output."""
     return scope.render(node, node.data.config.get("output"), "config.output"), None
 
 

@@ -39,6 +39,9 @@ Review = tuple[Any, list[str | None]]
 
 
 async def run_hitl(scope: Scope, node: Node, task_id: str) -> Review:
+    """Open the review task (once: a continued run finds it already open) and wait for its outcome,
+    escalating on schedule and expiring at the deadline; leaves by the outcome's handle.
+    """
     run = scope.run
     task = next((t for t in run.reviews.values() if t.task_id == task_id), None)
     if task is None:  # first visit (after continue-as-new the task already exists)

@@ -1,5 +1,6 @@
 """`loop` nodes: a body graph run once per item (up to `maxConcurrency` at a time) or while
-a condition holds. A top-level loop keeps its finished iterations across continue-as-new."""
+a condition holds. A top-level loop keeps its finished iterations across continue-as-new.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 
 async def run_loop(scope: Scope, node: Node, task_id: str) -> tuple[Any, None]:
+    """Run the body over `config.items` (up to `maxConcurrency` at once) or while `config.while`
+    holds (at most `maxIterations`); the output is the iterations' results, in order.
+    """
     cfg = node.data.config
     if scope.run.records_every_end:  # a row while it runs, like every other lasting node
         scope.running_row(node, task_id, workflow.now())

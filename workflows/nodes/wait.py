@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 
 async def run_wait(scope: Scope, node: Node, task_id: str) -> NodeResult:
+    """Wait `config.seconds`, until `config.until`, or for an `event`; the deadline is kept across
+    continue-as-new, so a continued run does not wait afresh.
+    """
     run = scope.run
     cfg = scope.render(node, node.data.config, "config")
     if run.records_every_end:
@@ -50,7 +53,8 @@ async def _wait_for_event(
     scope: Scope, node: Node, task_id: str, cfg: dict[str, Any]
 ) -> NodeResult:
     """The first `event` signal of that name (kept if it came earlier), or the timeout:
-    leaves by `timeout` if the node has that handle, else fails."""
+    leaves by `timeout` if the node has that handle, else fails.
+    """
     run = scope.run
     now = workflow.now()
     name = str(cfg["event"])
