@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.support import bench_stack, edge, node
 from persistence import queries
+from persistence.ids import require_uuid
 from workers.client import FLOW_RUN, result, start_run
 from workers.sample_service import start_sample_service
 from workers.settings import Settings
@@ -49,7 +50,7 @@ async def call_and_record(args: list[str]) -> dict[str, object]:
     async with SESSIONS() as s, s.begin():
         await queries.upsert_task_instance(
             s,
-            uuid.UUID(run_row),
+            require_uuid(run_row, "run_row_id"),
             task_id,
             {"node_id": task_id, "status": "completed", "outputs": out},
         )

@@ -55,18 +55,25 @@ class ModelServer:
 
 
 def _wait_ready(server: ModelServer, probe: str, timeout: float = 120) -> ModelServer:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            break
+    """The server, once `probe` answers 200 (the model is loaded, not just the port open)."""
+
+    def answers() -> bool:
         try:
-            if httpx.get(probe, timeout=2).status_code == 200:
-                return server
+            return httpx.get(probe, timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    server.stop()
-    raise RuntimeError(f"model server did not start: {server.log.read_text()[-3000:]}")
+            return False
+
+    processes.wait_ready(
+        server.process,
+        answers,
+        name="model server",
+        ready_means=f"answer on {probe}",
+        log=server.log,
+        timeout=timeout,
+        interval=0.3,
+        stop=server.stop,
+    )
+    return server
 
 
 def _serve(peer: str, module: str, args: list[str], log: Path, probe: str) -> ModelServer:
