@@ -76,6 +76,12 @@ class Node(BaseModel):
         """The builder's label, or the id when the node has none."""
         return self.data.label or self.id
 
+    @property
+    def named(self) -> str:
+        """How messages name it: `node 'id'`, with its label when that says more."""
+        label = f" ({self.data.label})" if self.data.label and self.data.label != self.id else ""
+        return f"node {self.id!r}{label}"
+
     @classmethod
     def stand_in(cls, raw: Any) -> Node | None:
         """Only the id, type and parent of a raw node whose other fields were refused."""

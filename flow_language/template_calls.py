@@ -20,17 +20,14 @@ from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import SecurityError
 from jinja2.utils import _PassArg, pass_context
 
+from flow_language.template_bounds import check_format, check_format_args, is_whole, joined_length
 from flow_language.template_budget import (
     CALL_STEPS,
     COPY_CHARS,
     MAX_RESULT_LENGTH,
     Budget,
-    check_format,
-    check_format_args,
     check_text,
     consumed,
-    is_whole,
-    joined_length,
     text_size,
     walk_steps,
 )

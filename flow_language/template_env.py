@@ -20,7 +20,7 @@ from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing, pass_context, pass_environment
 
-from flow_language import template_budget, template_calls
+from flow_language import template_bounds, template_budget, template_calls
 from flow_language.template_steps import MeteredEnvironment
 
 #: Plain values a result needs no walk for.
@@ -136,7 +136,7 @@ class _DataFirstEnvironment(MeteredEnvironment, ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(["**", "*", "+", "%", "//"])
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        template_budget.check_binop(operator, left, right, self.metering())
+        template_bounds.check_binop(operator, left, right, self.metering())
         return super().call_binop(context, operator, left, right)
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -152,13 +152,13 @@ class _DataFirstEnvironment(MeteredEnvironment, ImmutableSandboxedEnvironment):
         if wrapped is None:
             return None
         text = value.__self__  # str.format / format_map of a text: check its specs first
-        template_budget.check_format(text)
+        template_bounds.check_format(text)
 
         def format_within_budget(*args: Any, **kwargs: Any) -> Any:
             values = [*args, *kwargs.values()]
             if value.__name__ == "format_map" and args and isinstance(args[0], Mapping):
                 values = list(args[0].values())
-            template_budget.check_format_args(text, values, self.metering())
+            template_bounds.check_format_args(text, values, self.metering())
             return wrapped(*args, **kwargs)
 
         return format_within_budget
@@ -239,12 +239,12 @@ strict_env.filters["random"] = _replayable_random
 template_calls.metered_filters(strict_env.filters)
 template_calls.metered_tests(strict_env.tests)
 strict_env.globals["range"] = pass_context(
-    lambda context, *args: template_budget.budgeted_range(
+    lambda context, *args: template_bounds.budgeted_range(
         context.environment.current_budget(), *args
     )
 )
 strict_env.globals["lipsum"] = pass_context(
-    lambda context, *args, **kwargs: template_budget.budgeted_lipsum(
+    lambda context, *args, **kwargs: template_bounds.budgeted_lipsum(
         context.environment.current_budget(), *args, **kwargs
     )
 )

@@ -18,9 +18,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import ValidationError
 
-from flow_language import config_checks, templates
+from flow_language import config_checks
 from flow_language.definition import (
-    ACTIVITY_AGENT_TYPES,
     ERROR_HANDLE,
     INPUT_REQUIRED_HANDLE,
     NODE_TYPES,
@@ -30,12 +29,7 @@ from flow_language.definition import (
 )
 from flow_language.refusals import counted
 from flow_language.review_rules import FIXED_HANDLES, option_values
-
-_JINJA_GLOBALS = frozenset(
-    {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"}
-    | {"true", "false", "none", "True", "False", "None"}
-)
-
+from flow_language.template_checks import template_problems
 
 #: The longest node id: task rows are keyed by it, with loop prefixes, in VARCHAR(255).
 MAX_NODE_ID = 128
@@ -64,10 +58,7 @@ def _config_validator(node_type: str) -> Draft202012Validator:
 
 
 def _where(node: Node | dict[str, Any]) -> str:
-    if isinstance(node, Node):
-        label = f" ({node.data.label})" if node.data.label and node.data.label != node.id else ""
-        return f"node {node.id!r}{label}"
-    return f"node {node.get('id')!r}"
+    return node.named if isinstance(node, Node) else f"node {node.get('id')!r}"
 
 
 def _path(parts: Iterable[Any]) -> str:
@@ -298,79 +289,6 @@ class _Checker:
             if node.type == "wait" and "timeout" in handles and "event" not in cfg:
                 self.add(f"{_where(node)}: a 'timeout' edge needs config.event with timeoutSeconds")
 
-    # -- templates ------------------------------------------------------------------------------
-
-    def ancestors(self, definition: FlowDefinition) -> dict[str, set[str]]:
-        """Nodes whose outputs exist when each node runs: upstream in its scope and its loops'."""
-        memo: dict[str, set[str]] = {}
-
-        def up(node_id: str, trail: frozenset[str] = frozenset()) -> set[str]:
-            if node_id in memo:
-                return memo[node_id]
-            if node_id in trail:  # a cycle, reported elsewhere
-                return set()
-            result: set[str] = set()
-            for e in definition.incoming.get(node_id, []):
-                if e.source in definition.by_id:
-                    result.add(e.source)
-                    result |= up(e.source, trail | {node_id})
-            parent = definition.by_id[node_id].parentId
-            if parent in definition.by_id:
-                result |= up(parent, trail | {node_id})
-            memo[node_id] = result
-            return result
-
-        return {n.id: up(n.id) for n in definition.nodes}
-
-    def check_templates(self, definition: FlowDefinition) -> None:
-        weights = [
-            (weight, node, field)
-            for node in definition.nodes
-            for field, weight in templates.template_code(node.data.config)
-        ]
-        if sum(w for w, _, _ in weights) > templates.MAX_TEMPLATE_CODE:
-            _, node, field = max(weights, key=lambda w: w[0])
-            return self.add(
-                f"{_where(node)}: {field}: the flow's templates hold "
-                f"{sum(w for w, _, _ in weights):,} characters of template code (inside "
-                f"{{{{ }}}} and {{% %}}), over the {templates.MAX_TEMPLATE_CODE:,} a flow may "
-                "hold; this field has the most"
-            )
-        upstream = self.ancestors(definition)
-        for node in definition.nodes:
-            if node.id in self.stand_ins:
-                continue
-            try:
-                refs = templates.references(node.data.config)
-            except templates.TemplateError as exc:
-                self.add(f"{_where(node)}: config: {exc}")
-                continue
-            unknown = refs.names - templates.SCOPE_NAMES - _JINJA_GLOBALS
-            for name in sorted(unknown):
-                self.add(
-                    f"{_where(node)}: config: unknown name {name!r} in a template "
-                    "(use input, nodes, item, index, run or secrets)"
-                )
-            in_loop = node.parentId is not None or (
-                node.type == "loop" and "while" in node.data.config
-            )
-            for name in sorted(refs.names & {"item", "index"}):
-                if not in_loop:
-                    self.add(f"{_where(node)}: config: {name!r} exists only inside a loop body")
-            if "secrets" in refs.names and node.type not in ACTIVITY_AGENT_TYPES:
-                self.add(
-                    f"{_where(node)}: config: secrets are resolved only inside agent nodes; "
-                    f"a {node.type} node would write them to the run's history"
-                )
-            for ref in sorted(refs.nodes):
-                if ref not in definition.by_id:
-                    self.add(f"{_where(node)}: config: refers to nodes.{ref}, which does not exist")
-                elif ref not in upstream[node.id]:
-                    self.add(
-                        f"{_where(node)}: config: refers to nodes.{ref}, which is not upstream "
-                        "of it (its output would not exist yet)"
-                    )
-
     def run(self) -> FlowDefinition | None:
         if not self.parse():
             return None
@@ -384,7 +302,7 @@ class _Checker:
         )
         self.check_cycles_and_reachability(definition)
         self.check_handles(definition)
-        self.check_templates(definition)
+        self.problems.extend(template_problems(definition, skip=self.stand_ins))
         return definition
 
 

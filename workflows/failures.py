@@ -27,8 +27,7 @@ class NodeFailed(Exception):
 
     def __init__(self, node: Node, message: str) -> None:
         self.node = node
-        label = f" ({node.data.label})" if node.data.label and node.data.label != node.id else ""
-        super().__init__(f"node {node.id!r}{label} failed: {message}")
+        super().__init__(f"{node.named} failed: {message}")
 
 
 class NodeError(Exception):
