@@ -203,7 +203,7 @@ def whisper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelSe
 
 @pytest.fixture(scope="session")
 def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """mosquitto on loopback, as an mqtt:// URL."""
+    """Mosquitto on loopback, as an mqtt:// URL."""
     process, port = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
     yield f"mqtt://127.0.0.1:{port}"
     processes.stop(process)

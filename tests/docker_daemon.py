@@ -93,7 +93,8 @@ class DockerDaemon:
 
     def events_of_run(self, run_id: str, since: float) -> list[dict[str, Any]]:
         """Every container event of the agent's containers for `run_id` since `since`, and
-        every image pull: what a refused node must not have caused."""
+        every image pull: what a refused node must not have caused.
+        """
         with self.client() as client:
             until = time.time() + 1
             kinds: list[dict[str, Any]] = [

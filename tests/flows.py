@@ -73,7 +73,8 @@ class FlowWorker:
         self, argument: Any, workflow_id: str | None = None
     ) -> WorkflowHandle[Any, FlowResult]:
         """Start a run as plain `temporal workflow start` can: any argument, no check of its
-        inputs, under an id that may have been used before."""
+        inputs, under an id that may have been used before.
+        """
         handle = await self.client.start_workflow(
             FLOW_RUN,
             argument,

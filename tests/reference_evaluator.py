@@ -63,7 +63,8 @@ class UnsupportedTemplate(ValueError):
 
 class RoutedAround(dict[str, Any]):
     """What the flow routes around: a skipped node's entry in `nodes` (empty), or the output
-    `{"error": ...}` of a node that failed and went on. Fields it lacks read as null."""
+    `{"error": ...}` of a node that failed and went on. Fields it lacks read as null.
+    """
 
 
 ABSENT = object()  # nothing there: reading it fails the node
