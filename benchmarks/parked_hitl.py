@@ -39,10 +39,12 @@ SMALL = {
 
 
 def rss_mb() -> float:
+    """Resident memory of the process the worker runs in, in MiB."""
     return psutil.Process().memory_info().rss / 2**20
 
 
 async def small_flow_ms(client: Client, queue: str, samples: int = 10) -> float:
+    """Median start-to-result time of SMALL: what a backlog of parked runs may slow down."""
     times = []
     for _ in range(samples):
         t = time.perf_counter()
@@ -53,6 +55,7 @@ async def small_flow_ms(client: Client, queue: str, samples: int = 10) -> float:
 
 
 async def main(runs: int, cache: int) -> None:
+    """Measure with nothing parked and with `runs` parked; then decide one, cancel the rest."""
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     settings = Settings(temporal_task_queue=queue, max_cached_workflows=cache)
     async with bench_stack() as stack, build_worker(stack.client, settings, stack.deps):

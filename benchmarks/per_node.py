@@ -42,6 +42,7 @@ HTTP: httpx.AsyncClient | None = None
 
 @activity.defn(name="bench_call_and_record")
 async def call_and_record(args: list[str]) -> dict[str, object]:
+    """The hand-written side's activity per call: the HTTP call and its task row, as `api` does."""
     run_row, url, task_id = args
     assert HTTP is not None
     assert SESSIONS is not None
@@ -59,6 +60,7 @@ async def call_and_record(args: list[str]) -> dict[str, object]:
 
 @activity.defn(name="bench_record_run")
 async def record_run(args: list[str]) -> str:
+    """The run row, written at start and end, as FlowRun records its run."""
     assert SESSIONS is not None
     async with SESSIONS() as s, s.begin():
         return str(await queries.upsert_run(s, args[0], {"status": args[1]}))
@@ -66,8 +68,11 @@ async def record_run(args: list[str]) -> str:
 
 @workflow.defn(name="HandWritten", sandboxed=False)
 class HandWritten:
+    """The baseline: N calls in sequence, written against Temporal as a careful user would."""
+
     @workflow.run
     async def run(self, args: list[str]) -> int:
+        """`args` is [url, n] (strings, as the activities take them); returns n."""
         url, n = args[0], int(args[1])
         opts = {"start_to_close_timeout": timedelta(seconds=30)}
         run_row = await workflow.execute_activity(
@@ -84,12 +89,14 @@ class HandWritten:
 
 
 def chain(n: int, url: str) -> dict[str, object]:
+    """FlowRun's side: start, then `n` `api` nodes in a row, each calling `url`."""
     nodes = [node("start", "start")] + [node(f"n{i}", "api", {"url": url}) for i in range(n)]
     edges = [edge("start", "n0")] + [edge(f"n{i}", f"n{i + 1}") for i in range(n - 1)]
     return {"nodes": nodes, "edges": edges}
 
 
 async def main(n: int, runs: int) -> None:
+    """Both sides interleaved round by round, so the shared machine's drift hits them alike."""
     global SESSIONS, HTTP
     peer, api_base = start_sample_service()
     url = f"{api_base}/orders/42"

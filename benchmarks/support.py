@@ -34,12 +34,15 @@ from workflows import search_attributes
 
 @dataclass
 class Stack:
+    """What a benchmark runs against: Temporal, Postgres and the activities' dependencies."""
+
     client: Client
     sessions: async_sessionmaker[AsyncSession]
     deps: Dependencies
 
 
 def free_port() -> int:
+    """A loopback port free right now; another process may still take it before it is used."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -47,6 +50,7 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def bench_stack() -> AsyncIterator[Stack]:
+    """A throwaway embedded Postgres (fsync off) and Temporal dev server, both gone on exit."""
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["META_AGENT_PG_FSYNC"] = "off"
         # The benchmarks' HTTP peer listens on loopback, which agents may not reach by default.
@@ -76,6 +80,7 @@ async def bench_stack() -> AsyncIterator[Stack]:
 
 
 def node(node_id: str, type_: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A React Flow node of `type_`, with the position the editor adds (the engine drops it)."""
     return {
         "id": node_id,
         "type": type_,
@@ -85,6 +90,7 @@ def node(node_id: str, type_: str, config: dict[str, Any] | None = None) -> dict
 
 
 def edge(source: str, target: str, handle: str | None = None) -> dict[str, Any]:
+    """An edge from `source` to `target`; `handle` names the source's output it leaves by."""
     e: dict[str, Any] = {"id": f"{source}-{target}", "source": source, "target": target}
     if handle is not None:
         e["sourceHandle"] = handle
@@ -117,6 +123,8 @@ REVIEW_FLOW = {
 
 @dataclass(frozen=True)
 class Reviewer:
+    """The tenant to run REVIEW_FLOW under and the user who may decide its tasks, as ids."""
+
     tenant: str
     user: str
 

@@ -43,7 +43,10 @@ class _Agent(AgentExecutor):
 
 
 class Echo(_Agent):
+    """Completes after a moment with an `echo` artifact of the text or data it was sent."""
+
     async def execute(self, context: RequestContext, queue: EventQueue) -> None:
+        """The work takes 0.2 s, so a caller sees the task working before it completes."""
         updater = await self._begin(context, queue)
         await asyncio.sleep(0.2)
         assert context.message is not None
@@ -59,32 +62,44 @@ class Echo(_Agent):
 
 
 class Asker(_Agent):
+    """Stops at `input-required` ("Which colour?") and never finishes."""
+
     async def execute(self, context: RequestContext, queue: EventQueue) -> None:
+        """Ask once; the task stays waiting for input."""
         updater = await self._begin(context, queue)
         await updater.requires_input(updater.new_agent_message([Part(text="Which colour?")]))
 
 
 class Failer(_Agent):
+    """Fails every task with "out of stock"."""
+
     async def execute(self, context: RequestContext, queue: EventQueue) -> None:
+        """Fail at once, after the task has started working."""
         updater = await self._begin(context, queue)
         await updater.failed(updater.new_agent_message([Part(text="out of stock")]))
 
 
 class Sleeper(_Agent):
+    """Works for a minute, so tests can cancel it mid-task and see that the peer was told."""
+
     def __init__(self, peer: A2APeer) -> None:
         self._peer = peer
 
     async def execute(self, context: RequestContext, queue: EventQueue) -> None:
+        """Set the peer's `started` once working, then sleep until cancelled."""
         await self._begin(context, queue)
         self._peer.started.set()
         await asyncio.sleep(60)
 
     async def cancel(self, context: RequestContext, queue: EventQueue) -> None:
+        """Note the task id in the peer's `cancelled`, then cancel it as any agent would."""
         self._peer.cancelled.append(context.task_id or "")
         await super().cancel(context, queue)
 
 
 class A2APeer:
+    """The four agents on one loopback port, in a thread, recording what tests assert on."""
+
     def __init__(self) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -119,6 +134,7 @@ class A2APeer:
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def url(self, agent: str) -> str:
+        """Where agent `agent` (echo, asker, failer, sleeper) is reached, as a node writes it."""
         return f"{self.base}/{agent}"
 
     def _routes(self, name: str, executor: AgentExecutor) -> list[Any]:
@@ -142,6 +158,7 @@ class A2APeer:
         return [*create_agent_card_routes(card), *create_jsonrpc_routes(handler, rpc_url="/")]
 
     def start(self) -> A2APeer:
+        """Serve in a background thread; returns once the server listens (or raises after 20 s)."""
         self._thread.start()
         deadline = time.monotonic() + 20
         while not self._server.started:
@@ -151,5 +168,6 @@ class A2APeer:
         return self
 
     def stop(self) -> None:
+        """Ask the server to exit and wait (up to 10 s) for its thread."""
         self._server.should_exit = True
         self._thread.join(10)

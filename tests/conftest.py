@@ -83,18 +83,21 @@ class DatabaseFactory:
         self.created: list[str] = []
 
     async def create(self) -> str:
+        """A new empty database's URL; dropped with the rest at the end of the session."""
         name = f"t_{uuid.uuid4().hex[:12]}"
         await _admin(self.server_url, f'CREATE DATABASE "{name}"')
         self.created.append(name)
         return str(make_url(self.server_url).set(database=name).render_as_string(False))
 
     async def drop_all(self) -> None:
+        """Drop every database made here, forcing out connections left open."""
         for name in self.created:
             await _admin(self.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
 async def databases(postgres_server_url: str) -> AsyncIterator[DatabaseFactory]:
+    """The session's database factory; its databases are dropped when the session ends."""
     factory = DatabaseFactory(postgres_server_url)
     yield factory
     await factory.drop_all()
@@ -102,6 +105,7 @@ async def databases(postgres_server_url: str) -> AsyncIterator[DatabaseFactory]:
 
 @pytest.fixture(scope="session")
 async def database_url(databases: DatabaseFactory) -> str:
+    """The session's one database, migrated to head; tests isolate through `db_session`."""
     url = await databases.create()
     await upgrade_async(url)
     return url
@@ -109,6 +113,7 @@ async def database_url(databases: DatabaseFactory) -> str:
 
 @pytest.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """The session's engine on `database_url`, shared by every test."""
     eng = create_engine(database_url, pool_size=5)
     yield eng
     await eng.dispose()
@@ -116,6 +121,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture(scope="session")
 def session_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that commit for real, for code that opens its own (not rolled back per test)."""
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
@@ -203,7 +209,7 @@ def whisper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelSe
 
 @pytest.fixture(scope="session")
 def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """mosquitto on loopback, as an mqtt:// URL."""
+    """Mosquitto on loopback, as an mqtt:// URL."""
     process, port = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
     yield f"mqtt://127.0.0.1:{port}"
     processes.stop(process)
@@ -219,6 +225,7 @@ def a2a_peer() -> Iterator[A2APeer]:
 
 @pytest.fixture
 def http_peer() -> Iterator[HttpPeer]:
+    """A fresh HTTP peer per test, so its recorded requests are that test's alone."""
     peer = HttpPeer().start()
     yield peer
     peer.stop()
@@ -234,6 +241,7 @@ _EXIT_STATUS_KEY = pytest.StashKey[int]()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Keep pytest's exit status for `pytest_unconfigure`, which leaves with it."""
     session.config.stash[_EXIT_STATUS_KEY] = int(exitstatus)
 
 

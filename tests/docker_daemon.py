@@ -35,14 +35,18 @@ ALLOWED_IMAGES = "meta-agent/busybox:*"
 
 @dataclass
 class DockerDaemon:
+    """One dockerd of the suite's own, under a temporary root, so tests never touch the host's."""
+
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ma-dk-", dir="/tmp")))
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
     def host(self) -> str:
+        """The daemon's socket, as DOCKER_HOST."""
         return f"unix://{self.root}/docker.sock"
 
     def start(self, timeout: float = 60) -> DockerDaemon:
+        """Start dockerd and import the test image; raises with the log's tail if dockerd fails."""
         dockerd = shutil.which("dockerd")
         if dockerd is None:
             raise RuntimeError("dockerd not found: run scripts/peers.sh (Debian package docker.io)")
@@ -81,6 +85,7 @@ class DockerDaemon:
 
     @contextlib.contextmanager
     def client(self) -> Iterator[docker.DockerClient]:
+        """A client of this daemon, closed after use so no connection outlives the test."""
         client = docker.DockerClient(base_url=self.host, timeout=60)
         try:
             yield client
@@ -93,7 +98,8 @@ class DockerDaemon:
 
     def events_of_run(self, run_id: str, since: float) -> list[dict[str, Any]]:
         """Every container event of the agent's containers for `run_id` since `since`, and
-        every image pull: what a refused node must not have caused."""
+        every image pull: what a refused node must not have caused.
+        """
         with self.client() as client:
             until = time.time() + 1
             kinds: list[dict[str, Any]] = [
@@ -108,6 +114,7 @@ class DockerDaemon:
             return found
 
     def managed_containers(self) -> list[str]:
+        """Names of the containers the docker agent started and has not removed: left-overs."""
         with self.client() as client:
             # The low-level listing: the high-level one inspects each container afterwards,
             # which fails when the agent removes one in between.
@@ -139,6 +146,7 @@ class DockerDaemon:
             )
 
     def stop(self) -> None:
+        """Remove every container, stop dockerd and delete its root, mounts and all."""
         if self._proc is not None and self._proc.poll() is None:
             with contextlib.suppress(docker.errors.DockerException), self.client() as client:
                 for container in client.containers.list(all=True):
@@ -150,4 +158,5 @@ class DockerDaemon:
 
 
 def environment_with(daemon: DockerDaemon) -> dict[str, str]:
+    """The daemon's variables over this process's: the environment of a worker subprocess."""
     return {**os.environ, **daemon.environment()}

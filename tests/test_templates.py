@@ -214,7 +214,8 @@ def test_a_template_that_would_freeze_the_worker_is_refused_before_the_work(
     expression: str,
 ) -> None:
     """Workflow code shares the worker's event loop: each of these took seconds to minutes
-    and gigabytes before it was bounded."""
+    and gigabytes before it was bounded.
+    """
     with pytest.raises(templates.TemplateError, match="not allowed in a template"):
         templates.render(expression, {}, strict=True, field="config.output")
 

@@ -335,7 +335,8 @@ async def test_a_run_of_no_tenant_reaches_shared_objects_only(
     flow_worker: FlowWorker, sides: Sides
 ) -> None:
     """Only a top-level start of a stored flow by id runs in that flow's tenant (an
-    operator's run); anything a tenant-less flow names must be shared."""
+    operator's run); anything a tenant-less flow names must be shared.
+    """
     b = sides.b
     for flow, message in (
         (calling(s={"workflowId": b.flow}), f"no workflow with id {b.flow}"),

@@ -59,6 +59,7 @@ async def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `meta-agent` parser; each sub-command sets the `handler` that `main` runs."""
     parser = argparse.ArgumentParser(
         prog="meta-agent",
         description="Runs React Flow agent workflows as durable Temporal executions.",
@@ -96,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """One command, run to its exit code: 2 for a bad setting, 1 for a known error, 130 on Ctrl-C.
+
+    A known error (`_known_error`) is printed as one line; anything else keeps its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

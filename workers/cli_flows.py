@@ -54,6 +54,9 @@ async def _with_registries(
 
 
 async def cmd_flows_validate(args: argparse.Namespace, settings: Settings) -> int:
+    """`flows validate`: exit 1 listing every problem; registry references are checked when a
+    database is configured.
+    """
     from flow_language.validation import problems_of
 
     definition, refused = await _with_registries(_load_json_file(args.file), settings, None)
@@ -68,6 +71,10 @@ async def cmd_flows_validate(args: argparse.Namespace, settings: Settings) -> in
 
 
 async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
+    """`flows import`: a new version, refused if it has problems (unless `--force`).
+
+    The definition is stored as written: each run resolves its `agentId` / `modelId` again.
+    """
     from flow_language.validation import problems_of
 
     definition = _load_json_file(args.file)
@@ -92,6 +99,11 @@ async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """`run`: prints the new run's id, then with `--wait` follows it to its outputs.
+
+    A stored flow's inputs are checked before anything starts, and the run is pinned to the
+    version they were checked against.
+    """
     from persistence.ids import parse_uuid
     from workers.client import InvalidInputs, RunIdRefused, check_inputs, start_run
     from workers.temporal_client import connect
@@ -177,6 +189,7 @@ async def _follow(client: Any, run_id: str) -> int:
 
 
 async def cmd_runs_list(args: argparse.Namespace, settings: Settings) -> int:
+    """`runs list`: recent runs as Postgres recorded them, not as Temporal sees them."""
     async with one_off_session(settings.require_database_url()) as session:
         runs = await queries.list_runs(session, status=args.status, limit=args.limit)
     if not runs:
@@ -191,6 +204,7 @@ async def cmd_runs_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_runs_show(args: argparse.Namespace, settings: Settings) -> int:
+    """`runs show`: a run's row, its node rows and outputs, as Postgres last recorded them."""
     async with one_off_session(settings.require_database_url()) as session:
         run, tasks = await queries.run_with_tasks(session, args.run)
     print(f"run      {run.orchestrator_run_id} ({run.id})")
@@ -209,6 +223,7 @@ async def cmd_runs_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_runs_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    """`runs cancel`: asks and returns; the run records its own end."""
     from workers.client import cancel
     from workers.temporal_client import connect
 
@@ -219,6 +234,7 @@ async def cmd_runs_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_runs_retry(args: argparse.Namespace, settings: Settings) -> int:
+    """`runs retry`: the same request again under a new id; only a failed or cancelled run."""
     from workers.client import InvalidInputs, RetryRefused, RunIdRefused, retry
     from workers.temporal_client import connect
 
@@ -237,6 +253,7 @@ async def cmd_runs_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def add_commands(sub: Any) -> None:
+    """Add `flows validate|import`, `run` and `runs list|show|cancel|retry`."""
     flows = sub.add_parser("flows", help="validate and import flow definitions")
     flows_sub = flows.add_subparsers(dest="flows_command", required=True, metavar="ACTION")
     validate = flows_sub.add_parser(

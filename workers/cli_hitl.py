@@ -1,5 +1,6 @@
 """`meta-agent hitl`: the reviewer's side. Decisions go through the `submit_hitl_decision`
-update, so a refused decision is reported at once and changes nothing."""
+update, so a refused decision is reported at once and changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def _uuid(value: str, what: str) -> uuid.UUID:
 
 
 async def cmd_hitl_list(args: argparse.Namespace, settings: Settings) -> int:
+    """`hitl list`: one line per task; a task assigned to a role shows `role:NAME`."""
     async with one_off_session(settings.require_database_url()) as session:
         rows = await hitl_queries.list_tasks(
             session,
@@ -48,6 +50,7 @@ async def cmd_hitl_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_hitl_show(args: argparse.Namespace, settings: Settings) -> int:
+    """`hitl show`: one task as JSON, with the context its reviewer decides on."""
     async with one_off_session(settings.require_database_url()) as session:
         found = await hitl_queries.task_with_run(session, _uuid(args.task, "TASK"))
     if found is None:
@@ -97,6 +100,7 @@ def _decision(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def cmd_hitl_decide(args: argparse.Namespace, settings: Settings) -> int:
+    """`hitl decide`: through the run's update, so a refused decision exits 1, changing nothing."""
     from workers.client import DecisionRefused, decide
     from workers.temporal_client import connect
 
@@ -119,6 +123,7 @@ async def cmd_hitl_decide(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def add_commands(sub: Any) -> None:
+    """Add `hitl list|show|decide`; `decide` takes exactly one kind of decision."""
     hitl = sub.add_parser("hitl", help="the reviewers' inbox: list, show and decide HITL tasks")
     hitl_sub = hitl.add_subparsers(dest="hitl_command", required=True, metavar="ACTION")
     lst = hitl_sub.add_parser("list", help="open tasks (or those with --status)")

@@ -50,6 +50,7 @@ def _read_value(args: argparse.Namespace) -> str:
 
 
 async def cmd_secrets_set(args: argparse.Namespace, settings: Settings) -> int:
+    """`secrets set`: store or replace a tenant's secret, encrypted with the current key."""
     name = _name(args.name)
     keys = settings.require_secret_keys()
     value = _read_value(args)
@@ -61,6 +62,7 @@ async def cmd_secrets_set(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_secrets_list(args: argparse.Namespace, settings: Settings) -> int:
+    """`secrets list`: names, key ids and dates; never a value."""
     async with one_off_session(settings.require_database_url()) as session:
         tenant = await secret_queries.find_tenant(session, args.tenant)
         rows = await secret_queries.list_secrets(session, tenant)
@@ -77,6 +79,7 @@ async def cmd_secrets_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_secrets_delete(args: argparse.Namespace, settings: Settings) -> int:
+    """`secrets delete`: a name the tenant does not have is an error, not a quiet success."""
     name = _name(args.name)
     async with one_off_session(settings.require_database_url()) as session, session.begin():
         tenant = await secret_queries.find_tenant(session, args.tenant)
@@ -88,6 +91,9 @@ async def cmd_secrets_delete(args: argparse.Namespace, settings: Settings) -> in
 
 
 async def cmd_secrets_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    """`secrets rotate`: every secret re-encrypted with the current key; exits 1 if some could not
+    be read, and those stay under their old key.
+    """
     keys = settings.require_secret_keys()
     async with one_off_session(settings.require_database_url()) as session, session.begin():
         report = await secret_queries.rotate_secrets(session, keys)
@@ -108,6 +114,7 @@ async def cmd_secrets_rotate(args: argparse.Namespace, settings: Settings) -> in
 
 
 async def cmd_secrets_keygen(args: argparse.Namespace, settings: Settings) -> int:
+    """`secrets keygen`: prints a new key entry; needs no database and stores nothing."""
     try:
         print(SecretKeys.generate_entry(args.id))
     except SecretKeysError as exc:
@@ -116,6 +123,7 @@ async def cmd_secrets_keygen(args: argparse.Namespace, settings: Settings) -> in
 
 
 def add_commands(sub: Any) -> None:
+    """Add `secrets set|list|delete|rotate|keygen`; no argument takes a secret's value."""
     secrets = sub.add_parser(
         "secrets",
         help="a tenant's secrets for {{ secrets.NAME }}: set, list, delete, rotate keys",

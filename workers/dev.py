@@ -32,7 +32,7 @@ DEV_DATABASE = "meta_agent"
 
 
 class DevStackError(RuntimeError):
-    pass
+    """The dev stack cannot start; the message says what to do (e.g. another one runs here)."""
 
 
 def _refuse_second_stack(state_file: Path) -> None:
@@ -75,6 +75,11 @@ def _ensure_secrets_key(path: Path) -> None:
 
 
 async def run_dev(settings: Settings) -> None:
+    """The stack `meta-agent dev` runs until Ctrl-C; one per META_AGENT_HOME.
+
+    Its state file there tells the other commands (and the CLI's settings) where its
+    database, Temporal and secrets key are, and is removed when it stops.
+    """
     home = settings.meta_agent_home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     state_file = settings.dev_state_file

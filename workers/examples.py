@@ -20,11 +20,14 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples" / "flows"
 
 @dataclass(frozen=True)
 class SampleRun:
+    """A run of an example flow (by name) that `meta-agent dev` starts, with inputs that work."""
+
     flow: str
     inputs: dict[str, Any]
 
 
 def sample_runs(api_base: str) -> list[SampleRun]:
+    """The sample runs, their inputs pointing at the sample API served at `api_base`."""
     return [
         SampleRun("tour-of-nodes", {"api_base": api_base, "order_id": 42}),
         SampleRun("customer-360", {"api_base": api_base, "customer_id": 1}),
@@ -67,6 +70,7 @@ async def import_examples(sessions: async_sessionmaker[AsyncSession]) -> list[st
 async def start_sample_runs(
     client: Client, task_queue: str, sessions: async_sessionmaker[AsyncSession], api_base: str
 ) -> list[str]:
+    """Start each sample run on its flow as stored; returns the run ids (tagged `example`)."""
     run_ids = []
     async with sessions() as session:
         for sample in sample_runs(api_base):

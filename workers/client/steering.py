@@ -101,8 +101,10 @@ async def pause(client: Client, run_id: str) -> None:
 
 
 async def resume(client: Client, run_id: str) -> None:
+    """Let a paused run start nodes again."""
     await client.get_workflow_handle(run_id).signal(RESUME_SIGNAL)
 
 
 async def cancel(client: Client, run_id: str) -> None:
+    """Ask the run to stop, without waiting: it cancels its running nodes and records its end."""
     await client.get_workflow_handle(run_id).cancel()

@@ -15,6 +15,7 @@ TIME_LIMIT_ERROR = "the run exceeded its time limit (workflow execution timeout)
 
 
 def terminated_text(reason: str | None) -> str:
+    """How a run an operator terminated reads, in the status and in the reconciler's rows alike."""
     return f"terminated by an operator: {reason}" if reason else "terminated by an operator"
 
 
@@ -62,7 +63,8 @@ async def result(client: Client, run_id: str) -> FlowResult:
 
 def failure_text(exc: BaseException) -> str:
     """How a run that did not complete ended, in plain words (not 'Activity task failed'):
-    'cancelled', 'terminated by an operator: <reason>', or 'failed: <innermost cause>'."""
+    'cancelled', 'terminated by an operator: <reason>', or 'failed: <innermost cause>'.
+    """
     if isinstance(exc, WorkflowFailureError):
         exc = exc.cause
     if isinstance(exc, CancelledError):
