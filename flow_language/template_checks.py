@@ -39,7 +39,8 @@ def _ancestors(definition: FlowDefinition) -> dict[str, set[str]]:
 def template_problems(definition: FlowDefinition, skip: Iterable[str] = ()) -> list[str]:
     """Every problem of the flow's templates: too much template code, names no scope has,
     `item`/`index` outside a loop, secrets outside agents, references to nodes that do not
-    exist or are not upstream. Nodes in `skip` (refused already) are not read."""
+    exist or are not upstream. Nodes in `skip` (refused already) are not read.
+    """
     problems: list[str] = []
     add = problems.append
     skipped = set(skip)
