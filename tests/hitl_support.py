@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -162,3 +163,34 @@ async def inbox(flow_worker: FlowWorker, task_id: str) -> dict[str, Any]:
             ).mappings()
         ]
     return task
+
+
+def approval_flow(config: dict[str, Any], *, expired_edge: bool = False) -> dict[str, Any]:
+    """Start → an approval review with `config` → end on `approved` (and `late` on `expired`)."""
+    cfg = {"title": "Look", "decisionType": "approval", **config}
+    nodes = [
+        node("start", "start"),
+        node("review", "hitl", cfg),
+        node("done", "end", {"outputs": {"review": "{{ nodes.review.output }}"}}),
+    ]
+    edges = [edge("start", "review"), edge("review", "done", "approved")]
+    if expired_edge:
+        nodes.append(node("late", "end", {"outputs": {"late": True}}))
+        edges.append(edge("review", "late", "expired"))
+    return {"nodes": nodes, "edges": edges}
+
+
+async def wait_for(check: Any, seconds: float = 10.0) -> Any:
+    """The first truthy value of `check()`, polled every 0.1 s, or its last after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = await check()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.1)
+
+
+async def quick_status(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    """The `status` query, which must answer within 5 s (a wedged run would not)."""
+    status: dict[str, Any] = await asyncio.wait_for(handle.query(STATUS_QUERY), timeout=5)
+    return status

@@ -8,67 +8,38 @@ matrix is in `test_tenant_boundary.py`; generated payloads in `test_decision_fuz
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import text
-from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
 from flow_language.validation import problems_of
 from tests.flows import FlowWorker, edge, node
-from tests.hitl_support import People, decide, inbox, open_task
+from tests.hitl_support import (
+    People,
+    approval_flow,
+    decide,
+    inbox,
+    open_task,
+    quick_status,
+    wait_for,
+)
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_run_tells_the_truth
 from workers.client import (
-    EVENT_SIGNAL,
-    FLOW_RUN,
-    HITL_DECISION_SIGNAL,
-    PAUSE_SIGNAL,
-    RESUME_SIGNAL,
-    STATUS_QUERY,
     SUBMIT_HITL_DECISION_UPDATE,
     DecisionRefused,
 )
-
-
-def _review(config: dict[str, Any], *, expired_edge: bool = False) -> dict[str, Any]:
-    cfg = {"title": "Look", "decisionType": "approval", **config}
-    nodes = [
-        node("start", "start"),
-        node("review", "hitl", cfg),
-        node("done", "end", {"outputs": {"review": "{{ nodes.review.output }}"}}),
-    ]
-    edges = [edge("start", "review"), edge("review", "done", "approved")]
-    if expired_edge:
-        nodes.append(node("late", "end", {"outputs": {"late": True}}))
-        edges.append(edge("review", "late", "expired"))
-    return {"nodes": nodes, "edges": edges}
-
-
-async def _wait_for(check: Any, seconds: float = 10.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await check()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.1)
-
-
-async def _quick_status(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
-    status: dict[str, Any] = await asyncio.wait_for(handle.query(STATUS_QUERY), timeout=5)
-    return status
-
 
 # -- 2. a task always has someone who may decide it, and only them -----------------------
 
 
 def test_an_escalation_step_without_a_target_is_refused_by_validation() -> None:
     problems = problems_of(
-        _review({"assigneeRole": "finance", "escalation": [{"afterSeconds": 2}]})
+        approval_flow({"assigneeRole": "finance", "escalation": [{"afterSeconds": 2}]})
     )
     assert any("config.escalation[0]" in p and "review" in p for p in problems), problems
 
@@ -77,7 +48,7 @@ async def test_after_escalating_only_the_target_decides_and_the_escalation_resol
     flow_worker: FlowWorker, people: People
 ) -> None:
     handle = await flow_worker.start(
-        _review(
+        approval_flow(
             {
                 "assigneeRole": "finance",
                 "escalation": [{"afterSeconds": 1, "toRole": "finance-lead"}],
@@ -86,11 +57,11 @@ async def test_after_escalating_only_the_target_decides_and_the_escalation_resol
         tenant_id=people.tenant,
     )
     (task,) = await open_task(handle)
-    escalated = await _wait_for(
+    escalated = await wait_for(
         lambda: _row_status_is(flow_worker, task["id"], "escalated"), seconds=15
     )
     assert escalated
-    await _wait_for(
+    await wait_for(
         lambda: _query_assignee_is(handle, "finance-lead"),
     )
     for who in (people.finance, people.outsider):  # the first assignee, and a member
@@ -110,7 +81,7 @@ async def _row_status_is(flow_worker: FlowWorker, task_id: str, status: str) -> 
 
 
 async def _query_assignee_is(handle: WorkflowHandle[Any, Any], role: str) -> bool:
-    tasks = (await _quick_status(handle))["open_hitl_tasks"]
+    tasks = (await quick_status(handle))["open_hitl_tasks"]
     return bool(tasks) and tasks[0]["assignee_role"] == role
 
 
@@ -122,7 +93,7 @@ _BAD_SCHEMA = {"type": "object", "properties": {"n": {"type": "integr"}}}
 async def test_an_invalid_form_schema_is_refused_before_any_node_runs(
     flow_worker: FlowWorker, people: People
 ) -> None:
-    definition = _review({"decisionType": "form_input", "formSchema": _BAD_SCHEMA})
+    definition = approval_flow({"decisionType": "form_input", "formSchema": _BAD_SCHEMA})
     assert any("config.formSchema.properties.n.type" in p for p in problems_of(definition))
     run_id = await flow_worker.fail(definition, tenant_id=people.tenant)
     assert "not a valid JSON Schema" in (await flow_worker.run_row(run_id))["error"]
@@ -178,82 +149,17 @@ async def test_a_nul_in_comments_inputs_and_agent_output_is_stored_escaped(
 # -- 5. every malformed signal is recorded with its reason -----------------------------------
 
 
-@pytest.mark.parametrize(
-    ("payload", "reason"),
-    [
-        (lambda t, p: {"hitl_task_id": t, "decision": {"approved": True}}, "decided_by: Field"),
-        (
-            lambda t, p: {"hitl_task_id": t, "decision": "yes", "decided_by": p.finance},
-            "decision: Input should be a valid dictionary",
-        ),
-        (
-            lambda t, p: {
-                "hitl_task_id": t,
-                "decision": {"approved": True},
-                "decided_by": p.finance,
-                "comment": "typo",
-            },
-            "comment: is not a field of a decision",
-        ),
-        (lambda t, p: ["not", "an", "object"], "a decision is a JSON object, not a list"),
-        (
-            lambda t, p: {"hitl_task_id": t, "decision": {"approved": True}, "decided_by": 7},
-            "decided_by: Input should be a valid string",
-        ),
-        (
-            lambda t, p: {
-                "hitl_task_id": t,
-                "decision": {"approved": True},
-                "decided_by": "lead-bob",
-            },
-            "decided_by: 'lead-bob' is not a user id",
-        ),
-    ],
-)
-async def test_a_malformed_signal_is_recorded_and_the_same_update_refused(
-    flow_worker: FlowWorker, people: People, payload: Any, reason: str
-) -> None:
-    handle = await flow_worker.start(_review({"assigneeRole": "finance"}), tenant_id=people.tenant)
-    (task,) = await open_task(handle)
-    body = payload(task["id"], people)
-    await handle.signal(HITL_DECISION_SIGNAL, body)
-    status = await _wait_for(lambda: _rejected(handle))
-    assert reason in status["rejected_decisions"][-1]["reason"], status["rejected_decisions"]
-    with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await handle.execute_update(SUBMIT_HITL_DECISION_UPDATE, body)
-    assert reason in str(refused.value.cause)
-    assert (await inbox(flow_worker, task["id"]))["decisions"] == []
-    await decide(handle, task["id"], {"approved": True}, people.finance)
-    assert "review" in (await handle.result()).outputs
-
-
-async def test_a_signal_of_two_values_is_recorded_not_dropped(
-    flow_worker: FlowWorker, people: People
-) -> None:
-    handle = await flow_worker.start(_review({"assigneeRole": "finance"}), tenant_id=people.tenant)
-    await open_task(handle)
-    await handle.signal(HITL_DECISION_SIGNAL, args=[{"a": 1}, {"b": 2}])
-    status = await _wait_for(lambda: _rejected(handle))
-    assert "one JSON object, not 2 values" in status["rejected_decisions"][-1]["reason"]
-    await handle.cancel()
-
-
-async def _rejected(handle: WorkflowHandle[Any, Any]) -> dict[str, Any] | None:
-    status = await _quick_status(handle)
-    return status if status["rejected_decisions"] else None
-
-
 # -- 6. a late format error leaves no open task -------------------------------------------
 
 
 async def test_a_reviewer_id_that_is_no_uuid_is_refused_written_out_and_fails_templated(
     flow_worker: FlowWorker, people: People
 ) -> None:
-    literal = _review(
+    literal = approval_flow(
         {"assigneeRole": "finance", "escalation": [{"afterSeconds": 2, "toUser": "lead-bob"}]}
     )
     assert any("config.escalation[0].toUser" in p for p in problems_of(literal))
-    templated = _review(
+    templated = approval_flow(
         {
             "assigneeRole": "finance",
             "escalation": [{"afterSeconds": 2, "toUser": "{{ input.lead }}"}],
@@ -278,12 +184,13 @@ async def test_an_expired_or_cancelled_task_rejects_its_escalations(
         "escalation": [{"afterSeconds": 1, "toUser": people.lead}],
     }
     expiring = await flow_worker.start(
-        _review({**escalating, "deadlineSeconds": 3}, expired_edge=True), tenant_id=people.tenant
+        approval_flow({**escalating, "deadlineSeconds": 3}, expired_edge=True),
+        tenant_id=people.tenant,
     )
-    cancelled = await flow_worker.start(_review(escalating), tenant_id=people.tenant)
+    cancelled = await flow_worker.start(approval_flow(escalating), tenant_id=people.tenant)
     (expiring_task,) = await open_task(expiring)
     (cancelled_task,) = await open_task(cancelled)
-    assert await _wait_for(lambda: _row_status_is(flow_worker, cancelled_task["id"], "escalated"))
+    assert await wait_for(lambda: _row_status_is(flow_worker, cancelled_task["id"], "escalated"))
     await flow_worker.cancel_and_wait(cancelled)
     assert (await expiring.result()).outputs == {"late": True}
     for handle, task, status in (
@@ -293,7 +200,7 @@ async def test_an_expired_or_cancelled_task_rejects_its_escalations(
         row = await inbox(flow_worker, task["id"])
         assert row["status"] == status
         assert [e["status"] for e in row["escalations"]] == ["rejected"]
-        assert (await _quick_status(handle))["open_hitl_tasks"] == []
+        assert (await quick_status(handle))["open_hitl_tasks"] == []
         await assert_run_tells_the_truth(flow_worker.client, flow_worker.sessions, handle.id)
 
 
@@ -302,7 +209,7 @@ async def test_an_update_over_temporals_payload_limit_is_refused_and_the_run_goe
 ) -> None:
     """The server admits it, but no worker could answer it (an answer carries the request)."""
     handle = await flow_worker.start(
-        _review({"assigneeRole": "finance", "deadlineSeconds": 4}, expired_edge=True),
+        approval_flow({"assigneeRole": "finance", "deadlineSeconds": 4}, expired_edge=True),
         tenant_id=people.tenant,
     )
     (task,) = await open_task(handle)
@@ -315,7 +222,7 @@ async def test_an_update_over_temporals_payload_limit_is_refused_and_the_run_goe
         await handle.execute_update(
             SUBMIT_HITL_DECISION_UPDATE, huge, rpc_timeout=timedelta(seconds=20)
         )
-    assert (await _quick_status(handle))["status"] == "waiting_hitl"
+    assert (await quick_status(handle))["status"] == "waiting_hitl"
     assert (await handle.result()).outputs == {"late": True}
 
 
@@ -326,7 +233,7 @@ async def test_the_deadline_wins_over_a_decision_still_being_recorded(
     flow_worker: FlowWorker, people: People
 ) -> None:
     handle = await flow_worker.start(
-        _review({"assigneeRole": "finance", "deadlineSeconds": 3}, expired_edge=True),
+        approval_flow({"assigneeRole": "finance", "deadlineSeconds": 3}, expired_edge=True),
         tenant_id=people.tenant,
     )
     (task,) = await open_task(handle)
@@ -341,7 +248,7 @@ async def test_the_deadline_wins_over_a_decision_still_being_recorded(
         )
         await asyncio.sleep(4.5)  # past the deadline, the write still waiting
         assert not deciding.done()
-        assert (await _quick_status(handle))["status"] in ("waiting_hitl", "running")
+        assert (await quick_status(handle))["status"] in ("waiting_hitl", "running")
     with pytest.raises(DecisionRefused) as lost:
         await deciding
     assert "passed before the decision was recorded" in lost.value.reason
@@ -351,71 +258,3 @@ async def test_the_deadline_wins_over_a_decision_still_being_recorded(
 
 
 # -- a run's argument cannot skip its checks or overwrite another run's record -------------
-
-
-async def test_a_checkpoint_from_outside_is_refused_before_anything_runs(
-    flow_worker: FlowWorker, people: People
-) -> None:
-    """A checkpoint skips prepare_flow, and with it every tenant check."""
-    forged = {
-        "inputs": {},
-        "checkpoint": {
-            "run_row_id": str(uuid.uuid4()),
-            "definition": _review({"assigneeRole": "finance"}),
-            "tenant_id": people.tenant,
-        },
-    }
-    workflow_id = f"forged-{uuid.uuid4().hex[:8]}"
-    handle = await flow_worker.client.start_workflow(
-        FLOW_RUN, forged, id=workflow_id, task_queue=flow_worker.task_queue
-    )
-    flow_worker.started.append(workflow_id)
-    with pytest.raises(WorkflowFailureError) as failed:
-        await handle.result()
-    assert "checkpoint: only FlowRun writes one" in str(failed.value.cause)
-    run = await flow_worker.run_row(workflow_id)
-    assert (run["status"], run["tenant_id"]) == ("failed", None)
-    assert await flow_worker.task_rows(workflow_id) == {}
-
-
-async def test_a_malformed_start_under_an_ended_runs_id_keeps_that_record(
-    flow_worker: FlowWorker, people: People
-) -> None:
-    _, workflow_id = await flow_worker.run(
-        {
-            "nodes": [node("start", "start"), node("done", "end", {"outputs": {"x": 1}})],
-            "edges": [edge("start", "done")],
-        },
-        tenant_id=people.tenant,
-    )
-    before = await flow_worker.run_row(workflow_id)
-    handle = await flow_worker.client.start_workflow(
-        FLOW_RUN, "garbage", id=workflow_id, task_queue=flow_worker.task_queue
-    )
-    with pytest.raises(WorkflowFailureError):
-        await handle.result()
-    assert await flow_worker.run_row(workflow_id) == before
-
-
-async def test_signals_with_unexpected_arguments_are_ignored_and_never_wedge_a_run(
-    flow_worker: FlowWorker,
-) -> None:
-    definition = {
-        "nodes": [
-            node("start", "start"),
-            node("hold", "wait", {"event": "go"}),
-            node("done", "end", {"outputs": {"got": "{{ nodes.hold.output }}"}}),
-        ],
-        "edges": [edge("start", "hold"), edge("hold", "done")],
-    }
-    handle = await flow_worker.start(definition)
-    await handle.signal(PAUSE_SIGNAL, {"x": 1})
-    await handle.signal(RESUME_SIGNAL, args=[1, 2])
-    await handle.signal(EVENT_SIGNAL, args=[{"name": "go"}, {"extra": True}])
-    await handle.signal(EVENT_SIGNAL, "not an event")
-    await handle.signal("no_such_signal", {"a": 1})
-    assert (await _quick_status(handle))["status"] in ("queued", "running", "paused")
-    await handle.signal(RESUME_SIGNAL)
-    await handle.signal(EVENT_SIGNAL, {"name": "go", "payload": 7})
-    result = await asyncio.wait_for(handle.result(), 30)
-    assert result.outputs["got"] is not None
