@@ -6,12 +6,16 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from persistence import queries
 from persistence.engine import one_off_session
 from workers.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from temporalio.client import WorkflowHandle
 
 _TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -105,7 +109,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     version they were checked against.
     """
     from persistence.ids import parse_uuid
-    from workers.client import InvalidInputs, RunIdRefused, check_inputs, start_run
+    from workers.client import check_inputs, start_run
     from workers.temporal_client import connect
     from workflows.contract import FlowRunInput
 
@@ -134,24 +138,35 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if problems:
             return _refuse_inputs(problems)
     client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
-    try:
-        handle = await start_run(
-            client, settings.temporal_task_queue, FlowRunInput(**fields), run_id=args.id
-        )
-    except InvalidInputs as exc:
-        return _refuse_inputs(exc.problems)
-    except RunIdRefused as exc:
-        print(f"meta-agent: {exc}", file=sys.stderr)
-        return 1
-    print(handle.id, flush=True)
-    if not args.wait:
-        return 0
-    return await _follow(client, handle.id)
+    return await _started(
+        client,
+        start_run(client, settings.temporal_task_queue, FlowRunInput(**fields), run_id=args.id),
+        wait=args.wait,
+    )
 
 
 def _refuse_inputs(problems: list[str]) -> int:
     print(f"invalid inputs: {'; '.join(problems)}", file=sys.stderr)
     return 1
+
+
+async def _started(client: Any, starting: Awaitable[WorkflowHandle[Any, Any]], wait: bool) -> int:
+    """Print the started run's id and, with `wait`, follow it to its end; a refused start
+    prints why and exits 1 with nothing started.
+    """
+    from workers.client import InvalidInputs, RetryRefused, RunIdRefused
+
+    try:
+        handle = await starting
+    except InvalidInputs as exc:
+        return _refuse_inputs(exc.problems)
+    except (RetryRefused, RunIdRefused) as exc:
+        print(f"meta-agent: {exc}", file=sys.stderr)
+        return 1
+    print(handle.id, flush=True)
+    if not wait:
+        return 0
+    return await _follow(client, handle.id)
 
 
 async def _follow(client: Any, run_id: str) -> int:
@@ -235,21 +250,12 @@ async def cmd_runs_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_runs_retry(args: argparse.Namespace, settings: Settings) -> int:
     """`runs retry`: the same request again under a new id; only a failed or cancelled run."""
-    from workers.client import InvalidInputs, RetryRefused, RunIdRefused, retry
+    from workers.client import retry
     from workers.temporal_client import connect
 
     client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
-    try:
-        handle = await retry(client, args.run, new_run_id=args.id)
-    except InvalidInputs as exc:  # the stored flow's inputSchema changed since
-        return _refuse_inputs(exc.problems)
-    except (RetryRefused, RunIdRefused) as exc:
-        print(f"meta-agent: {exc}", file=sys.stderr)
-        return 1
-    print(handle.id, flush=True)
-    if not args.wait:
-        return 0
-    return await _follow(client, handle.id)
+    # InvalidInputs here: the stored flow's inputSchema changed since the first run.
+    return await _started(client, retry(client, args.run, new_run_id=args.id), wait=args.wait)
 
 
 def add_commands(sub: Any) -> None:
