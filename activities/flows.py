@@ -32,6 +32,7 @@ from flow_language.templates import is_template
 from flow_language.validation import DefinitionError, input_problems, parse_definition
 from persistence import queries
 from persistence.registry_queries import apply_registries
+from persistence.statuses import RUN_ENDED
 from workflows.contract import PREPARE_FLOW, PreparedFlow, PrepareInput, RunRecord
 
 
@@ -75,7 +76,7 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
     earlier = await queries.run_row_state(session, data.orchestrator_run_id)
     if (
         earlier is not None
-        and earlier.status in ("completed", "failed", "cancelled")
+        and earlier.status in RUN_ENDED
         and earlier.started_at != data.started_at  # not this very run, retrying this step
     ):
         # Rows are keyed by the run id: a second run under it would overwrite the first's

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -23,11 +22,13 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import Dependencies
+from flow_language.drawing import edge, node
 from persistence.engine import create_engine, session_factory
 from persistence.migrate import upgrade_async
 from workers.client import get_status
 from workers.embedded_postgres import EmbeddedPostgres
 from workers.json_converter import DATA_CONVERTER
+from workers.processes import free_port
 from workers.temporal_dev import temporal_cli
 from workflows import search_attributes
 
@@ -39,13 +40,6 @@ class Stack:
     client: Client
     sessions: async_sessionmaker[AsyncSession]
     deps: Dependencies
-
-
-def free_port() -> int:
-    """A loopback port free right now; another process may still take it before it is used."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager
@@ -77,24 +71,6 @@ async def bench_stack() -> AsyncIterator[Stack]:
                 await env.shutdown()
         finally:
             pg.stop()
-
-
-def node(node_id: str, type_: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A React Flow node of `type_`, with the position the editor adds (the engine drops it)."""
-    return {
-        "id": node_id,
-        "type": type_,
-        "position": {"x": 0, "y": 0},
-        "data": {"label": node_id, "config": config or {}},
-    }
-
-
-def edge(source: str, target: str, handle: str | None = None) -> dict[str, Any]:
-    """An edge from `source` to `target`; `handle` names the source's output it leaves by."""
-    e: dict[str, Any] = {"id": f"{source}-{target}", "source": source, "target": target}
-    if handle is not None:
-        e["sourceHandle"] = handle
-    return e
 
 
 #: An approval by the `finance` role, then one node per outcome.

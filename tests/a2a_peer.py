@@ -26,7 +26,7 @@ from google.protobuf.struct_pb2 import Value
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from tests.support import free_port
+from workers.processes import free_port
 
 
 class _Agent(AgentExecutor):

@@ -31,10 +31,10 @@ from tests.hitl_support import People, make_people
 from tests.http_peer import HttpPeer
 from tests.invariant import assert_queue_tells_the_truth
 from tests.model_servers import ModelServer, start_llama, start_mosquitto, start_whisper
-from tests.support import free_port
 from workers import processes
 from workers.embedded_postgres import EmbeddedPostgres
 from workers.json_converter import DATA_CONVERTER
+from workers.processes import free_port
 from workers.settings import Settings
 from workers.temporal_dev import temporal_cli
 from workers.worker import build_worker

@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+from flow_language.drawing import edge, node
 from tests.docker_daemon import TEST_IMAGE
-from tests.flows import edge, node
 
 
 def docker_flow(config: dict[str, Any], **data: Any) -> dict[str, Any]:

@@ -26,26 +26,6 @@ def shared_flow(name: str) -> dict[str, Any]:
     return data
 
 
-def node(
-    node_id: str, type_: str, config: dict[str, Any] | None = None, **data: Any
-) -> dict[str, Any]:
-    """A React Flow node; extra `data` fields (`label`, `onError`, ...) go beside its config."""
-    return {
-        "id": node_id,
-        "type": type_,
-        "position": {"x": 0, "y": 0},
-        "data": {"label": data.pop("label", node_id), "config": config or {}, **data},
-    }
-
-
-def edge(source: str, target: str, handle: str | None = None) -> dict[str, Any]:
-    """An edge from `source` to `target`; `handle` names the source's output it leaves by."""
-    e: dict[str, Any] = {"id": f"{source}-{target}", "source": source, "target": target}
-    if handle is not None:
-        e["sourceHandle"] = handle
-    return e
-
-
 @dataclass
 class FlowWorker:
     """The test's worker and task queue, and the runs it started, which the run invariant checks."""

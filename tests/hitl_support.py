@@ -12,7 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowHandle
 
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from workers import client
 from workers.client import STATUS_QUERY
 

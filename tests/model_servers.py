@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import free_port
 from workers import processes
+from workers.processes import free_port
 
 PEERS = Path(__file__).resolve().parents[1] / ".peers"
 

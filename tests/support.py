@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-
-
-def free_port() -> int:
-    """A loopback port free right now; another process may still take it before it is used."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def make_tenant(session: AsyncSession, name: str | None = None) -> uuid.UUID:

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from flow_language.drawing import edge, node
 from tests.a2a_peer import A2APeer
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 
 
 def a2a_flow(config: dict[str, Any], ask_edge: bool = False, **data: Any) -> dict[str, Any]:

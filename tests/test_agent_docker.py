@@ -16,9 +16,10 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.docker_agent import MANAGED_LABEL, PID_LABEL, sweep_orphans
+from flow_language.drawing import edge, node
 from tests.docker_daemon import TEST_IMAGE, DockerDaemon
 from tests.docker_support import docker_flow, until
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.invariant import assert_run_tells_the_truth
 from workers.client import start_run
 from workflows.contract import FlowRunInput

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply, Request
 from tests.model_servers import ModelServer
 

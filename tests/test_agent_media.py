@@ -24,7 +24,8 @@ from temporalio.client import WorkflowFailureError
 
 from activities import local_whisper
 from activities.audio import _espeak
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply, Request
 from tests.model_servers import ModelServer, whisper_model_dir
 from tests.test_agent_llm import completion

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply
 from tests.test_agent_llm import completion
 from tests.test_agent_media import one_node_flow

@@ -16,7 +16,8 @@ import aiomqtt
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply
 
 PLANT_WATCH = Path(__file__).resolve().parents[1] / "examples" / "flows" / "plant-watch.json"

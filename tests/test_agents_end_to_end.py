@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from flow_language.drawing import edge, node
 from tests.docker_daemon import TEST_IMAGE, DockerDaemon
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.hitl_support import People, decide, open_task
 from tests.http_peer import HttpPeer, Reply
 from tests.model_servers import ModelServer

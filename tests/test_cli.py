@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply
 from workers.client import FLOW_RUN
 from workers.temporal_dev import temporal_cli

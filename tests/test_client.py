@@ -12,7 +12,8 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.hitl_support import People, inbox, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply, Request
 from tests.test_cli import _env, ameta_agent
@@ -67,9 +68,15 @@ async def test_a_refused_decision_raises_with_the_runs_reason_and_changes_nothin
         )
     assert "is not the assignee" in refused.value.reason
     assert str(refused.value) == refused.value.reason
+    assert refused.value.kind == "ReviewerNotAllowed"
     with pytest.raises(client.DecisionRefused) as wrong_shape:
         await client.decide(flow_worker.client, run.id, task["id"], {"choice": "x"}, people.finance)
     assert "an approval decision is" in wrong_shape.value.reason
+    # Refused by the update's validator: the same type as a refusal in its handler, and
+    # final (a caller retrying would be refused again).
+    assert wrong_shape.value.kind == "DecisionRejected"
+    update_failure = wrong_shape.value.__cause__
+    assert getattr(getattr(update_failure, "cause", None), "non_retryable", None) is True
     assert (await inbox(flow_worker, task["id"]))["decisions"] == []
 
     await client.cancel(flow_worker.client, run.id)

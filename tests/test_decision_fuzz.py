@@ -29,7 +29,8 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import RawValue
 from temporalio.service import RPCError
 
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.hitl_support import People
 from tests.invariant import assert_run_tells_the_truth
 from workers.client import HITL_DECISION_SIGNAL, STATUS_QUERY, SUBMIT_HITL_DECISION_UPDATE

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from persistence.engine import create_engine
-from tests.support import free_port
+from workers.processes import free_port
 from workers.temporal_dev import temporal_cli
 
 pytestmark = pytest.mark.slow

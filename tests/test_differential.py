@@ -24,8 +24,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from temporalio.client import WorkflowFailureError
 
+from flow_language.drawing import edge, node
 from tests.flow_strategies import flows
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.reference_evaluator import ErrorText, Outcome, evaluate_flow
 
 settings.register_profile(

@@ -18,8 +18,8 @@ from activities.docker_policy import (
     image_matches,
     normalised,
 )
+from flow_language.drawing import edge, node
 from flow_language.validation import problems_of
-from tests.flows import edge, node
 from workers.settings import SettingsError, load_settings
 
 

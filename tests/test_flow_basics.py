@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from tests.flows import FlowWorker, edge, node, shared_flow
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker, shared_flow
 from tests.http_peer import HttpPeer, Reply
 
 

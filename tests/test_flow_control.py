@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import text
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
+from flow_language.drawing import edge, node
 from persistence import queries
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply, Request
 from workers.client import get_status, pause, resume, send_event
 

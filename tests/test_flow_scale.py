@@ -8,7 +8,8 @@ import time
 import pytest
 from sqlalchemy import text
 
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply, Request
 from workers.client import STATUS_QUERY
 

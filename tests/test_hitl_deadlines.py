@@ -15,7 +15,8 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import Dependencies
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.hitl_support import People, decide, inbox, open_task
 from tests.invariant import assert_queue_tells_the_truth
 from workers.client import DecisionRefused

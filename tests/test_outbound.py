@@ -19,7 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.outbound import OutboundHttp, OutboundPolicy
 from activities.registry import Dependencies
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply, Request
 from tests.invariant import assert_queue_tells_the_truth
 from tests.support import make_tenant

@@ -19,12 +19,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
+from flow_language.drawing import edge, node
 from persistence import queries, reconcile_queries
 from persistence.engine import create_engine
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.hitl_support import People, inbox, open_task, review_flow
-from tests.support import free_port
 from workers.client import STATUS_QUERY, start_run
+from workers.processes import free_port
 from workers.reconciler import (
     TIME_LIMIT_ERROR,
     Reconciler,

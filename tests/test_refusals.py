@@ -16,8 +16,9 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from flow_language.drawing import edge, node
 from persistence import queries
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.hitl_support import People, review_flow
 from tests.support import make_tenant
 from workers.client import FLOW_RUN, InvalidInputs, check_inputs, start_run

@@ -21,8 +21,9 @@ from temporalio.client import WorkflowFailureError
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from flow_language.drawing import edge, node
 from tests.a2a_peer import A2APeer
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.hitl_support import decide, make_people, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
 from workers.client import HITL_DECISION_SIGNAL, send_event

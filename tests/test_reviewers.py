@@ -18,8 +18,9 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowFailureError
 from temporalio.common import RawValue
 
+from flow_language.drawing import edge, node
 from flow_language.validation import problems_of
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.hitl_support import People, decide, inbox, open_task
 from workers.client import FLOW_RUN, DecisionRefused
 

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import text
 from temporalio.client import WorkflowFailureError
 
+from flow_language.drawing import edge, node
 from persistence import queries
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.hitl_support import People, open_task
 from tests.invariant import assert_run_tells_the_truth
 from workers import client

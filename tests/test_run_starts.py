@@ -11,8 +11,9 @@ import uuid
 import pytest
 from temporalio.client import WorkflowFailureError
 
+from flow_language.drawing import edge, node
 from flow_language.validation import problems_of
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply
 from workers import client
 from workflows.contract import FlowRunInput

@@ -20,7 +20,8 @@ import pytest
 from temporalio.client import Client
 
 from activities.scrubber import MASK, Scrubber, encoded_forms
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply, Request
 
 

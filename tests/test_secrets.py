@@ -23,10 +23,11 @@ from activities.secrets import (
     SecretUnavailableError,
     TenantSecrets,
 )
+from flow_language.drawing import edge, node
 from persistence import secret_queries
 from persistence.models import TenantSecret
 from persistence.secret_keys import SecretKeys
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply
 from tests.support import make_tenant
 from workers.settings import Settings

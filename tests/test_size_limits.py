@@ -4,7 +4,8 @@ would wedge the run), and many large rows are written in batches under the paylo
 
 from __future__ import annotations
 
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply
 
 

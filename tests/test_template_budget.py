@@ -25,9 +25,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 
 from flow_language import template_budget, templates
+from flow_language.drawing import edge, node
 from flow_language.template_env import strict_env
 from flow_language.validation import problems_of
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 
 #: The issue's bound: a runaway template fails its node within this (asserted generously).
 WITHIN_SECONDS = 5.0

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import uuid
 
+from flow_language.drawing import edge, node
 from persistence import queries
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.hitl_support import People
 from tests.http_peer import HttpPeer, Reply
 

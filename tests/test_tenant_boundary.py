@@ -19,8 +19,9 @@ from sqlalchemy import text
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
+from flow_language.drawing import edge, node
 from persistence import queries
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.hitl_support import decide, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
 from tests.support import make_tenant, make_user

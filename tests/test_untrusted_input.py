@@ -16,8 +16,9 @@ from sqlalchemy import text
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
+from flow_language.drawing import edge, node
 from flow_language.validation import problems_of
-from tests.flows import FlowWorker, edge, node
+from tests.flows import FlowWorker
 from tests.hitl_support import (
     People,
     approval_flow,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from flow_language.drawing import edge, node
 from flow_language.validation import DefinitionError, input_problems, parse_definition, problems_of
-from tests.flows import edge, node
 
 
 def flow(*nodes: dict[str, Any], edges: list[dict[str, Any]]) -> dict[str, Any]:

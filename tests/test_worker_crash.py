@@ -12,7 +12,8 @@ import uuid
 from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
-from tests.flows import FlowWorker, edge, node
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_run_tells_the_truth
 from workers.client import start_run

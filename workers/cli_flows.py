@@ -17,8 +17,6 @@ from workers.settings import Settings, SettingsError
 if TYPE_CHECKING:
     from temporalio.client import WorkflowHandle
 
-_TERMINAL = {"completed", "failed", "cancelled"}
-
 
 def _load_json_file(path: str) -> Any:
     try:

@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -147,3 +148,10 @@ class ChildServer:
     def pid(self) -> int | None:
         """The child's process id, or None when it is not running."""
         return self._proc.pid if self._proc else None
+
+
+def free_port() -> int:
+    """A loopback port free right now; another process may still take it before it is used."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

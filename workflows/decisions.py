@@ -77,8 +77,8 @@ class Decisions:
             problem = req if isinstance(req, str) else self.problem(req)
         except Exception as exc:
             problem = f"the decision could not be judged: {exc!r}"[:500]
-        if problem:
-            raise ValueError(problem)
+        if problem:  # the same type and finality as a refusal in the handler
+            raise _refused(problem)
 
     async def submit(self, raw: RawValue) -> dict[str, Any]:
         """The update: the `hitl_decisions` row, or an ApplicationError saying why not."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from temporalio import workflow
@@ -275,7 +275,7 @@ class FlowRun:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return FlowResult(outputs=outputs)
 
-    async def _continue_as_new(self, base: Checkpoint) -> None:
+    async def _continue_as_new(self, base: Checkpoint) -> NoReturn:
         run = self._state
         await run.write_back.flush_all()
         await workflow.wait_condition(workflow.all_handlers_finished)

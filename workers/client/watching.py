@@ -7,6 +7,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import CancelledError, FailureError, TerminatedError
 
+from persistence.statuses import RUN_ENDED
 from workflows.contract import STATUS_QUERY, FlowResult
 
 #: How a run that ended without running workflow code reads (the reconciler writes the same).
@@ -33,7 +34,7 @@ async def get_status(client: Client, run_id: str) -> dict[str, Any]:
     """
     handle = client.get_workflow_handle(run_id)
     status: dict[str, Any] = await handle.query(STATUS_QUERY)
-    if status.get("status") in ("completed", "failed", "cancelled"):
+    if status.get("status") in RUN_ENDED:
         return status
     closed = _CLOSED_FROM_OUTSIDE.get((await handle.describe()).status)  # type: ignore[arg-type]
     if closed is None:

@@ -7,7 +7,7 @@ node waits for it, escalates on schedule, and expires at the deadline.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
@@ -51,22 +51,13 @@ async def run_hitl(scope: Scope, node: Node, task_id: str) -> Review:
     run.maybe_flush()
     try:
         while task.outcome is None:
-            due = [
-                task.created_at + timedelta(seconds=float(step["afterSeconds"]))
-                for step in task.escalation[task.escalated : task.escalated + 1]
-            ]
-            if task.deadline is not None:
-                due.append(task.deadline)
+            escalation = _next_escalation(task)
+            due = [at for at in (escalation, task.deadline) if at is not None]
             remaining = (min(due) - workflow.now()).total_seconds() if due else None
             if remaining is None or remaining > 0:
                 await scope.sleep_or_drain(remaining, wake=lambda: task.outcome is not None)
                 continue
-            if task.escalated < len(task.escalation) and (
-                task.deadline is None
-                or task.created_at
-                + timedelta(seconds=float(task.escalation[task.escalated]["afterSeconds"]))
-                < task.deadline
-            ):
+            if escalation is not None and (task.deadline is None or escalation < task.deadline):
                 await _escalate(scope, task)
                 continue
             if workflow.patched(patches.DEADLINE_FIRST):
@@ -88,6 +79,14 @@ async def run_hitl(scope: Scope, node: Node, task_id: str) -> Review:
         if not any(t.status == "open" for t in run.reviews.values()):
             run.set_status("running")
     return task.outcome, [task.outcome["handle"], None]
+
+
+def _next_escalation(task: HitlTaskState) -> datetime | None:
+    """When the next escalation step is due (None: no step left)."""
+    if task.escalated >= len(task.escalation):
+        return None
+    after = float(task.escalation[task.escalated]["afterSeconds"])
+    return task.created_at + timedelta(seconds=after)
 
 
 async def _open(scope: Scope, node: Node, task_id: str) -> HitlTaskState:
