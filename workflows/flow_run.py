@@ -4,7 +4,7 @@ Deterministic by construction: the definition arrives once through the
 `prepare_flow` activity (so replays never read the database), nodes are
 visited in drawing order, and every side effect (HTTP, Postgres) is an
 activity. This module holds the Temporal face of a run: its handlers, how it
-starts, ends and continues as new. The rest lives in rooms of its own:
+starts, ends and continues as new. The rest lives in modules of its own:
 `run_state` (what the run knows), `write_back` (its rows), `scheduler` (which
 node runs when), `nodes/` (what each node type does), `decisions` (reviewers).
 """
