@@ -32,6 +32,8 @@ from workflows.contract import AGENT_ACTIVITY_PREFIX, MAX_OUTPUT_BYTES, AgentTas
 
 AgentHandler = Callable[[dict[str, Any], AgentTask], Awaitable[Any]]
 _HEARTBEAT_EVERY = 1.0
+#: How long an agent works before its `running` row is written (sooner: only its end row).
+_RUNNING_ROW_AFTER = 1.0
 _MAX_ERROR_CHARS = 4000
 #: What one node may hand back: Temporal refuses payloads over 2 MB, with a far less clear
 #: message than ours, and the row and every later node's scope carry the output too.
@@ -100,8 +102,28 @@ class AgentRuntime:
             retry_count=info.attempt - 1,
             started_at=datetime.now(UTC),
         )
-        # The "running" row is written while the agent works, off the node's critical path.
-        running_row = asyncio.create_task(self._record(task, row))
+        # The "running" row is written while the agent works, off the node's critical path,
+        # and only once it has worked a while: a node that ends sooner has one row, its end.
+        writing = False
+
+        async def running_row_later() -> None:
+            nonlocal writing
+            await asyncio.sleep(_RUNNING_ROW_AFTER)
+            writing = True
+            await self._record(task, row)
+
+        running_row = asyncio.create_task(running_row_later())
+
+        async def settle_running_row() -> None:
+            """Before an end row: drop the running row not yet begun, let one being
+            written land first (an end row must never be overwritten by its start).
+            """
+            if not writing:
+                running_row.cancel()
+            await asyncio.wait([running_row])
+            if not running_row.cancelled():
+                running_row.exception()  # a failed one is superseded by the end row
+
         secrets: Mapping[str, str] = {}
         scrubber = Scrubber(())
         try:
@@ -128,6 +150,7 @@ class AgentRuntime:
             if task.output_schema is not None:
                 _enforce(task.output_schema, output, "output")
         except asyncio.CancelledError:
+            await settle_running_row()
             await self._record(
                 task,
                 row.model_copy(
@@ -142,6 +165,7 @@ class AgentRuntime:
         except Exception as exc:
             failure = _as_application_error(exc, task, scrubber)
             last = failure.non_retryable or _is_last_attempt(info)
+            await settle_running_row()
             await self._record(
                 task,
                 row.model_copy(
@@ -159,9 +183,7 @@ class AgentRuntime:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            # The end row must land after the start row, never before it.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(running_row)
+            await settle_running_row()
         await self._record(
             task,
             row.model_copy(

@@ -88,7 +88,7 @@ def _cases(base: str, a2a_base: str) -> dict[str, tuple[dict[str, Any], dict[str
         ),
         "approval": (
             review_flow(
-                deadlineSeconds=3600, escalation=[{"afterSeconds": 1800, "toRole": "lead"}]
+                deadlineSeconds=3600, escalation=[{"afterSeconds": 1800, "toRole": "finance-lead"}]
             ),
             {"what": "replay"},
         ),
@@ -243,13 +243,16 @@ async def test_record_histories(
     _peer_routes(http_peer)
     reviewers = await make_people(flow_worker.sessions)
     HISTORIES.mkdir(exist_ok=True)
+    # A release that changes the commands a run issues records its histories beside the
+    # older ones under a suffix of its own (META_AGENT_HISTORY_SUFFIX, e.g. `-local`).
+    suffix = os.environ.get("META_AGENT_HISTORY_SUFFIX", "")
     for name, (definition, inputs) in _cases(http_peer.base, a2a_peer.base).items():
-        if (HISTORIES / f"{name}.json").exists():
+        if (HISTORIES / f"{name}{suffix}.json").exists():
             continue
         reviewed = ("approval", "cancelled-while-parked", "expired-review")
         tenant = reviewers.tenant if name in reviewed else None
         handle = await flow_worker.start(
-            definition, inputs, workflow_id=f"history-{name}", tenant_id=tenant
+            definition, inputs, workflow_id=f"history-{name}{suffix}", tenant_id=tenant
         )
         if name == "route-and-wait":
             await asyncio.sleep(2)
@@ -276,7 +279,7 @@ async def test_record_histories(
         with contextlib.suppress(WorkflowFailureError):
             await handle.result()
         history = await handle.fetch_history()
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
+        (HISTORIES / f"{name}{suffix}.json").write_text(history.to_json())
 
 
 def _history_files() -> list[Path]:

@@ -1,7 +1,10 @@
 """How the workflow runs its bookkeeping activities: write-back and lookups.
 
 Short attempts, retried without limit: a database outage delays a run, it does
-not fail it. Agent activities are not bookkeeping; `nodes/agent.py` runs them.
+not fail it. Since `patches.LOCAL_BOOKKEEPING` they are local activities: a write
+costs the run no round trip to the Temporal server and no workflow task of its
+own, which is what a hand-written workflow that writes its rows inside its own
+activities pays too. Agent activities are not bookkeeping; `nodes/agent.py` runs them.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, FailureError
 
 from workflows import patches
 
@@ -31,7 +35,9 @@ async def bookkeeping(
     before it records its end: a cancelled write could otherwise still land after the
     run's final one (a `running` row, an open review task, after `cancelled`).
     """
-    handle = workflow.start_activity(
+    local = workflow.patched(patches.LOCAL_BOOKKEEPING)
+    start = workflow.start_local_activity if local else workflow.start_activity
+    handle = start(
         activity,
         arg,
         result_type=result_type,
@@ -39,11 +45,26 @@ async def bookkeeping(
         retry_policy=BOOKKEEPING_RETRY,
         summary=summary,
     )
-    if not workflow.patched(patches.EVERY_END_RECORDED):
-        return await handle
     try:
-        return await asyncio.shield(handle)
-    except asyncio.CancelledError:
-        if not handle.done():
-            await handle
-        raise
+        if not workflow.patched(patches.EVERY_END_RECORDED):
+            return await handle
+        try:
+            return await asyncio.shield(handle)
+        except asyncio.CancelledError:
+            if not handle.done():
+                await handle
+            raise
+    except FailureError as exc:
+        if isinstance(exc, ActivityError):
+            raise
+        # A local activity's failure arrives bare; callers tell bookkeeping failures from
+        # a node's own by their ActivityError (and its activity type), as before.
+        raise ActivityError(
+            f"{activity} failed",
+            scheduled_event_id=0,
+            started_event_id=0,
+            identity="",
+            activity_type=activity,
+            activity_id="",
+            retry_state=None,
+        ) from exc

@@ -21,17 +21,15 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 
-from workflows import patches
-from workflows.bookkeeping import bookkeeping
-from workflows.decisions import Decisions
-from workflows.failures import NodeFailed, Suspended, error_text
-from workflows.nodes import RUNNERS
-from workflows.run_state import RunState
-from workflows.scheduler import Scope
-
+# The interpreter's modules are deterministic (workflow.now(), workflow.random(), no I/O;
+# import-linter keeps I/O libraries out of workflows/ and flow_language/): loaded once for
+# the worker, not again in the sandbox of every run, which under load was a fifth of the
+# worker's CPU. Only this module is loaded per run.
 with workflow.unsafe.imports_passed_through():
     from flow_language.definition import FlowDefinition
     from flow_language.sizes import json_size
+    from workflows import patches
+    from workflows.bookkeeping import bookkeeping
     from workflows.contract import (
         EVENT_SIGNAL,
         FLOW_RUN,
@@ -50,6 +48,11 @@ with workflow.unsafe.imports_passed_through():
         PreparedFlow,
         PrepareInput,
     )
+    from workflows.decisions import Decisions
+    from workflows.failures import NodeFailed, Suspended, error_text
+    from workflows.nodes import RUNNERS
+    from workflows.run_state import RunState
+    from workflows.scheduler import Scope
 
 #: The fields of an open review task the `status` query shows.
 _OPEN_TASK_FIELDS = {

@@ -21,3 +21,7 @@ EVERY_END_RECORDED = "every-end-recorded"
 #: Templates rendered in the workflow are charged steps and bounded per workflow task;
 #: runs started before render without that budget (what rendered there renders on replay).
 TEMPLATE_BUDGET = "template-step-budget"
+#: Bookkeeping (write-back, lookups, review rows) runs as local activities: in the worker,
+#: inside the workflow task that needs it, recorded as one marker; no activity task, no
+#: extra workflow task and no server round trip per write.
+LOCAL_BOOKKEEPING = "local-bookkeeping"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from flow_language.definition import FlowDefinition
 from flow_language.refusals import counted
 from flow_language.validation import DefinitionError, input_problems, parse_definition
 from workflows.contract import FLOW_RUN, FlowResult, FlowRunInput
@@ -45,10 +48,20 @@ def check_inputs(definition: Any, inputs: Any) -> list[str]:
     it, with all its problems, when it starts.
     """
     try:
-        parsed = parse_definition(definition)
-    except DefinitionError:
+        text = json.dumps(definition, sort_keys=True)
+    except (TypeError, ValueError):  # not JSON: the run refuses it, naming the problem
         return []
-    return input_problems(parsed, inputs)
+    parsed = _parsed(text)
+    return [] if parsed is None else input_problems(parsed, inputs)
+
+
+@lru_cache(maxsize=64)
+def _parsed(definition: str) -> FlowDefinition | None:
+    """A definition parsed once for the many runs a caller starts of it (None: invalid)."""
+    try:
+        return parse_definition(json.loads(definition))
+    except DefinitionError:
+        return None
 
 
 async def start_run(
