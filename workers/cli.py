@@ -40,6 +40,10 @@ async def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         added = await ensure_search_attributes(client)
         if added:
             print(f"registered search attributes: {', '.join(added)}")
+    if args.processes > 1:
+        from workers.supervisor import supervise
+
+        return await supervise(args.processes, stop)
     await run_worker(client, settings, stop)
     return 0
 
@@ -56,6 +60,14 @@ async def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"database migrated from {before or 'empty'} to revision {after}")
     return 0
+
+
+def _positive(text: str) -> int:
+    """An argument that must be a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-register",
         action="store_true",
         help="do not register missing search attributes on start",
+    )
+    worker.add_argument(
+        "--processes",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="run N worker processes on this machine (one per core), restarted if one dies",
     )
     worker.set_defaults(handler=_cmd_worker)
 

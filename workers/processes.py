@@ -29,7 +29,8 @@ class NotReadyError(RuntimeError):
     """A child exited, or did not become ready in time; the message ends with its log."""
 
 
-def _die_with_parent(sig: int) -> Callable[[], None] | None:
+def die_with_parent(sig: int) -> Callable[[], None] | None:
+    """A `preexec_fn` making the child receive `sig` when its parent dies (Linux; else None)."""
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -65,7 +66,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             # A terminal's Ctrl-C reaches us only; we stop the children in order.
             start_new_session=True,
-            preexec_fn=_die_with_parent(death_signal),
+            preexec_fn=die_with_parent(death_signal),
             user=user,
             env=env,
         )
