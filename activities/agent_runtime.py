@@ -80,12 +80,17 @@ class AgentRuntime:
         # Heartbeats from the start: rendering a heavy (if bounded) template takes a while.
         heartbeat = asyncio.create_task(_heartbeat_forever())
         try:
-            # Off the event loop: it must not stall other runs' heartbeats and calls.
-            public = await asyncio.to_thread(
-                templates.render,
-                task.config,
-                {**scope, "secrets": masked(refs.secrets)},
-                strict=task.strict_templates,
+            # Off the event loop: it must not stall other runs' heartbeats and calls. A config
+            # without templates is what it says (no thread hand-off for it).
+            public = (
+                await asyncio.to_thread(
+                    templates.render,
+                    task.config,
+                    {**scope, "secrets": masked(refs.secrets)},
+                    strict=task.strict_templates,
+                )
+                if templates.has_template(task.config)
+                else task.config
             )
         except BaseException as exc:
             heartbeat.cancel()

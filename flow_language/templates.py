@@ -157,7 +157,7 @@ def render(
     `metered`: whether steps are counted; by default yes, except in a run started before
     they were (see `RenderHost`).
     """
-    if strict_env.current_budget() is not None or not _has_template(value):
+    if strict_env.current_budget() is not None or not has_template(value):
         return _render(value, scope, strict, field)
     if metered is None:
         metered = host.metered() if host is not None else True
@@ -185,12 +185,13 @@ def render_string(
     return render(text, scope, strict=strict, field=field, metered=metered, host=host)
 
 
-def _has_template(value: Any) -> bool:
+def has_template(value: Any) -> bool:
+    """Whether any string inside `value` is a template (else rendering returns it as it is)."""
     if isinstance(value, str):
         return is_template(value)
     if isinstance(value, dict):
-        return any(_has_template(v) for v in value.values())
-    return isinstance(value, list) and any(_has_template(v) for v in value)
+        return any(has_template(v) for v in value.values())
+    return isinstance(value, list) and any(has_template(v) for v in value)
 
 
 def _render(value: Any, scope: Mapping[str, Any], strict: bool, field: str) -> Any:
