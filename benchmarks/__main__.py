@@ -16,6 +16,7 @@ import shlex
 import sys
 import uuid
 from contextlib import AsyncExitStack
+from typing import Any
 
 from benchmarks import report
 from benchmarks.measure import Measurement
@@ -51,10 +52,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def run_suite(args: argparse.Namespace) -> tuple[list[Scenario], list[Measurement]]:
+async def run_suite(
+    args: argparse.Namespace, failures: list[str]
+) -> tuple[list[Scenario], list[Measurement]]:
     """Every round of every chosen scenario, sides alternating; prints progress to stderr."""
     scenarios = [SCENARIOS[k] for k in args.keys]
     measurements: list[Measurement] = []
+    err: dict[str, Any] = {"file": sys.stderr, "flush": True}
     async with AsyncExitStack() as stack:
         servers = await stack.enter_async_context(bench_stack(args.temporal, args.database_url))
         api_base = stack.enter_context(http_peer())
@@ -75,12 +79,16 @@ async def run_suite(args: argparse.Namespace) -> tuple[list[Scenario], list[Meas
             for scenario in scenarios:
                 sides = list(scenario.sides.items())
                 for side, measure in sides if r % 2 == 0 else reversed(sides):
-                    m = await measure(bench)
+                    try:
+                        m = await measure(bench)
+                    except Exception as exc:  # one failed side must not lose the others
+                        print(f"round {r + 1} ({scenario.key}) {side} FAILED: {exc!r}", **err)
+                        failures.append(f"({scenario.key}) {side}: failed in round {r + 1}")
+                        continue
                     print(
                         f"round {r + 1} ({scenario.key}) {side}: {m.runs_per_second:.2f} runs/s, "
                         f"{m.nodes_per_second:.1f} nodes/s, worker CPU {m.cpu_seconds:.1f}s",
-                        file=sys.stderr,
-                        flush=True,
+                        **err,
                     )
                     measurements.append(m)
     return scenarios, measurements
@@ -96,9 +104,10 @@ async def warm_up(bench: Bench) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the suite, print the table, and write it to `--out` when asked."""
     args = parse_args(argv)
-    scenarios, measurements = asyncio.run(run_suite(args))
+    failures: list[str] = []
+    scenarios, measurements = asyncio.run(run_suite(args, failures))
     table = markdown(HEADER, rows(scenarios, measurements))
-    extra = notes(measurements)
+    extra = notes(measurements) + failures
     print(table)
     for line in extra:
         print(line)
@@ -106,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
         report.write(args.out, command, scenarios, table, extra)
         print(f"written to {args.out}", file=sys.stderr)
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
