@@ -3,7 +3,7 @@
 FlowRun: start → `hitl` approval (no assignee: any active user of the run's tenant may
 decide) → an `api` node. Hand-written: a workflow that writes its run row, waits for an
 update, then makes the same call. A run counts as parked once its `workflow_runs` row says
-`waiting_hitl` (FlowRun also has its `hitl_tasks` row by then). Decisions go out 20 at a
+`waiting_hitl` and, for FlowRun, its `hitl_tasks` row exists. Decisions go out 20 at a
 time, FlowRun's through `workers.client.decide`; the latency is from just before a decision
 is sent to the `started_at` of the next node's `task_instances` row (the time its activity
 began, taken on the worker's clock, which is this machine's).
@@ -49,15 +49,21 @@ async def _count(bench: Bench, ids: list[str], sql: str) -> list[Any]:
         return list((await s.execute(text(sql), {"ids": ids})).all())
 
 
-async def _parked(bench: Bench, ids: list[str]) -> None:
+async def _parked(bench: Bench, ids: list[str], tasks: bool) -> None:
+    """Until every run's row says `waiting_hitl` and, with `tasks`, its review task exists
+    (FlowRun may record the status before `hitl_open` commits the task).
+    """
     while True:
         rows = await _count(
             bench,
             ids,
-            "SELECT count(*) FROM workflow_runs "
-            "WHERE orchestrator_run_id = ANY(:ids) AND status = 'waiting_hitl'",
+            "SELECT count(*) FILTER (WHERE r.status = 'waiting_hitl'), "
+            "(SELECT count(*) FROM hitl_tasks h JOIN workflow_runs w "
+            "ON w.id = h.workflow_run_id WHERE w.orchestrator_run_id = ANY(:ids)) "
+            "FROM workflow_runs r WHERE r.orchestrator_run_id = ANY(:ids)",
         )
-        if rows[0][0] >= len(ids):
+        waiting, opened = rows[0]
+        if waiting >= len(ids) and (opened >= len(ids) or not tasks):
             return
         await asyncio.sleep(0.25)
 
@@ -84,7 +90,7 @@ async def _measure(bench: Bench, side: str) -> Measurement:
     async with measuring([worker]) as usage:
         t0 = time.perf_counter()
         await timed_runs(runs, start, STARTING)
-        await _parked(bench, ids)
+        await _parked(bench, ids, tasks=flow)
         park_seconds = time.perf_counter() - t0
         await asyncio.sleep(1)
         parked_rss = worker.rss_mib()
