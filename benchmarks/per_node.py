@@ -74,16 +74,20 @@ class HandWritten:
     async def run(self, args: list[str]) -> int:
         """`args` is [url, n] (strings, as the activities take them); returns n."""
         url, n = args[0], int(args[1])
-        opts = {"start_to_close_timeout": timedelta(seconds=30)}
+        timeout = timedelta(seconds=30)
         run_row = await workflow.execute_activity(
-            "bench_record_run", [workflow.info().workflow_id, "running"], **opts
+            "bench_record_run",
+            [workflow.info().workflow_id, "running"],
+            start_to_close_timeout=timeout,
         )
         for i in range(n):
             await workflow.execute_activity(
-                "bench_call_and_record", [run_row, url, f"n{i}"], **opts
+                "bench_call_and_record", [run_row, url, f"n{i}"], start_to_close_timeout=timeout
             )
         await workflow.execute_activity(
-            "bench_record_run", [workflow.info().workflow_id, "completed"], **opts
+            "bench_record_run",
+            [workflow.info().workflow_id, "completed"],
+            start_to_close_timeout=timeout,
         )
         return n
 

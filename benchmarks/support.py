@@ -29,6 +29,7 @@ from workers.client import get_status
 from workers.embedded_postgres import EmbeddedPostgres
 from workers.json_converter import DATA_CONVERTER
 from workers.processes import free_port
+from workers.temporal_client import connect, ensure_search_attributes
 from workers.temporal_dev import temporal_cli
 from workflows import search_attributes
 
@@ -40,15 +41,28 @@ class Stack:
     client: Client
     sessions: async_sessionmaker[AsyncSession]
     deps: Dependencies
+    #: Where worker processes started by the benchmarks find the same servers.
+    database_url: str = ""
+    temporal_address: str = ""
 
 
 @asynccontextmanager
-async def bench_stack() -> AsyncIterator[Stack]:
-    """A throwaway embedded Postgres (fsync off) and Temporal dev server, both gone on exit."""
+async def bench_stack(
+    temporal_address: str | None = None, database_url: str | None = None
+) -> AsyncIterator[Stack]:
+    """A throwaway embedded Postgres (fsync off) and Temporal dev server, both gone on exit.
+
+    Given both an address and a URL, uses those servers instead (migrated, search attributes
+    registered), so the suite can measure against a production-like stack.
+    """
+    # The benchmarks' HTTP peer listens on loopback, which agents may not reach by default.
+    os.environ.setdefault("API_ALLOWED_HOSTS", "127.0.0.0/8")
+    if temporal_address and database_url:
+        async with _existing_stack(temporal_address, database_url) as stack:
+            yield stack
+        return
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["META_AGENT_PG_FSYNC"] = "off"
-        # The benchmarks' HTTP peer listens on loopback, which agents may not reach by default.
-        os.environ.setdefault("API_ALLOWED_HOSTS", "127.0.0.0/8")
         pg = EmbeddedPostgres(Path(tmp) / "pg", port=free_port())
         pg.start()
         try:
@@ -64,13 +78,34 @@ async def bench_stack() -> AsyncIterator[Stack]:
             sessions = session_factory(engine)
             deps = Dependencies(sessions=sessions)
             try:
-                yield Stack(env.client, sessions, deps)
+                yield Stack(
+                    env.client,
+                    sessions,
+                    deps,
+                    pg.url("bench"),
+                    env.client.service_client.config.target_host,
+                )
             finally:
                 await deps.aclose()
                 await engine.dispose()
                 await env.shutdown()
         finally:
             pg.stop()
+
+
+@asynccontextmanager
+async def _existing_stack(temporal_address: str, database_url: str) -> AsyncIterator[Stack]:
+    await upgrade_async(database_url)
+    client = await connect(temporal_address, "default")
+    await ensure_search_attributes(client)
+    engine = create_engine(database_url, pool_size=10)
+    sessions = session_factory(engine)
+    deps = Dependencies(sessions=sessions)
+    try:
+        yield Stack(client, sessions, deps, database_url, temporal_address)
+    finally:
+        await deps.aclose()
+        await engine.dispose()
 
 
 #: An approval by the `finance` role, then one node per outcome.

@@ -1,0 +1,100 @@
+"""Scenarios (a), (d) and (f): many concurrent runs of a linear chain of `api` nodes.
+
+(a) FlowRun against the hand-written chain. (d) write-back off: FlowRun has no switch to stop
+writing rows, so "off" is the hand-written chain without any row write (its activity only
+makes the HTTP call); the ratio of the hand-written chain with rows to it is what writing
+back costs a careful user, and FlowRun's ratio to it is its whole overhead over bare
+Temporal. (f) FlowRun with one worker process against two on the same task queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.hand_written import CHAIN
+from benchmarks.measure import Measurement
+from benchmarks.scenarios.common import FLOW_RUN, HAND, Bench, Scenario, flow_runs, hand_runs
+from benchmarks.support import edge, node
+
+RUNS = 200
+NODES = 10
+
+HAND_ROWS = "hand-written, rows"
+HAND_NO_ROWS = "hand-written, no rows"
+ONE_WORKER = "FlowRun, 1 worker"
+TWO_WORKERS = "FlowRun, 2 workers"
+
+
+def chain(n: int, url: str) -> dict[str, Any]:
+    """Start, then `n` `api` nodes in a row, each GETting `url`."""
+    nodes = [node("start", "start")] + [node(f"n{i}", "api", {"url": url}) for i in range(n)]
+    edges = [edge("start", "n0")] + [edge(f"n{i}", f"n{i + 1}") for i in range(n - 1)]
+    return {"nodes": nodes, "edges": edges}
+
+
+async def _flow(bench: Bench, scenario: str, side: str = FLOW_RUN) -> Measurement:
+    return await flow_runs(
+        bench,
+        scenario,
+        chain(NODES, bench.url),
+        runs=bench.size(RUNS),
+        nodes_per_run=NODES,
+        side=side,
+    )
+
+
+async def _hand(bench: Bench, scenario: str, rows: bool, side: str = HAND) -> Measurement:
+    return await hand_runs(
+        bench,
+        scenario,
+        CHAIN,
+        {"url": bench.url, "n": NODES, "rows": rows},
+        runs=bench.size(RUNS),
+        nodes_per_run=NODES,
+        side=side,
+    )
+
+
+async def _two_workers(bench: Bench) -> Measurement:
+    with bench.workers.extra_flow_run_worker("flowrun-2") as second:
+        return await flow_runs(
+            bench,
+            "f",
+            chain(NODES, bench.url),
+            runs=bench.size(RUNS),
+            nodes_per_run=NODES,
+            side=TWO_WORKERS,
+            workers=[bench.workers.flow_run, second],
+        )
+
+
+CHAIN_RUNS = Scenario(
+    "a",
+    f"{RUNS} concurrent runs of a {NODES}-node api chain",
+    {
+        HAND: lambda bench: _hand(bench, "a", rows=True),
+        FLOW_RUN: lambda bench: _flow(bench, "a"),
+    },
+    baseline=HAND,
+)
+
+WRITE_BACK = Scenario(
+    "d",
+    "(a) with write-back on vs off",
+    {
+        HAND_NO_ROWS: lambda bench: _hand(bench, "d", rows=False, side=HAND_NO_ROWS),
+        HAND_ROWS: lambda bench: _hand(bench, "d", rows=True, side=HAND_ROWS),
+        FLOW_RUN: lambda bench: _flow(bench, "d"),
+    },
+    baseline=HAND_NO_ROWS,
+)
+
+WORKER_PROCESSES = Scenario(
+    "f",
+    "(a) on 1 vs 2 FlowRun worker processes",
+    {
+        ONE_WORKER: lambda bench: _flow(bench, "f", side=ONE_WORKER),
+        TWO_WORKERS: _two_workers,
+    },
+    baseline=ONE_WORKER,
+)
