@@ -18,6 +18,8 @@ NODE_TYPES = ("start", "end", *AGENT_TYPES, *CONTROL_TYPES)
 
 #: Agent types whose work is an activity of the same name prefix (`agent.api` ...).
 ACTIVITY_AGENT_TYPES = ("docker", "api", "a2a", "llm", "vision", "audio", "sensor")
+#: Agents that take the run's input when their config has no `input` (a container's stdin).
+INPUT_BY_DEFAULT_TYPES = ("docker",)
 
 ERROR_HANDLE = "error"
 #: the handle an a2a node leaves by when its remote task needs input

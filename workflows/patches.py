@@ -25,3 +25,6 @@ TEMPLATE_BUDGET = "template-step-budget"
 #: inside the workflow task that needs it, recorded as one marker; no activity task, no
 #: extra workflow task and no server round trip per write.
 LOCAL_BOOKKEEPING = "local-bookkeeping"
+#: An agent's activity carries the run's input only when the node reads it (a loop over a
+#: large input carried all of it into every iteration's activity).
+AGENT_INPUT_ONLY_IF_READ = "agent-input-only-if-read"

@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.workflow import ActivityCancellationType
 
+from workflows import patches
 from workflows.failures import NodeError, check_payload, error_text
 
 with workflow.unsafe.imports_passed_through():
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from flow_language.definition import (
         A2A_NEEDS_INPUT_STATES,
         ERROR_HANDLE,
+        INPUT_BY_DEFAULT_TYPES,
         INPUT_REQUIRED_HANDLE,
         Node,
         RetrySpec,
@@ -73,6 +75,10 @@ async def _agent(scope: Scope, node: Node, task_id: str) -> Any:
     visible = scope.scope_vars()
     reads = {k: v for k, v in visible.items() if k != "nodes"}
     reads["nodes"] = {k: v for k, v in visible["nodes"].items() if k in refs.nodes}
+    if not _reads_input(node, refs) and workflow.patched(patches.AGENT_INPUT_ONLY_IF_READ):
+        # The run's input travels to the activity only when the node uses it: a loop over
+        # a large input would otherwise carry all of it into every iteration's activity.
+        del reads["input"]
     timeout = (
         timedelta(seconds=node.data.timeoutSeconds)
         if node.data.timeoutSeconds
@@ -117,6 +123,16 @@ async def _agent(scope: Scope, node: Node, task_id: str) -> Any:
         # A timed-out attempt could not record its own end: record it here.
         _failed_row(scope, node, task_id, message)
         raise NodeError(message) from None
+
+
+def _reads_input(node: Node, refs: templates.References) -> bool:
+    """Whether the activity needs the run's input: its templates read it, or it is what the
+    node takes without a `config.input` (a docker node's stdin, an `inputSchema`'s subject).
+    """
+    if "input" in refs.names:
+        return True
+    defaults_to_input = node.type in INPUT_BY_DEFAULT_TYPES or node.data.inputSchema is not None
+    return defaults_to_input and "input" not in node.data.config
 
 
 def _failed_row(
