@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from workers.client import FLOW_RUN
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = "a,b,c,e"
 ARGS = ("--scale", "0.02", "--rounds", "1", "--scenarios", SCENARIOS)
@@ -37,7 +39,7 @@ def test_suite_prints_a_row_per_scenario_and_side():
     ]
     seen = {(row[0], row[1]) for row in rows}
     for key in SCENARIOS.split(","):
-        assert (key, "FlowRun") in seen
+        assert (key, FLOW_RUN) in seen  # the side is named after the workflow
         assert (key, "hand-written") in seen
     for row in rows:
         float(row[-1])  # the ratio column is a number

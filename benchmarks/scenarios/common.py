@@ -17,10 +17,9 @@ from temporalio.client import Client
 from benchmarks.measure import Measurement, history_events, measuring, timed_runs
 from benchmarks.support import Reviewer
 from benchmarks.worker_processes import WorkerProcess, Workers
-from workers.client import result, start_run
+from workers.client import FLOW_RUN, result, start_run
 from workflows.contract import FlowRunInput
 
-FLOW_RUN = "FlowRun"
 HAND = "hand-written"
 
 
