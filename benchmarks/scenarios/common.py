@@ -90,18 +90,8 @@ async def flow_runs(
         ids.append(handle.id)
         await result(bench.client, handle.id)
 
-    async with measuring(workers or [bench.workers.flow_run]) as usage:
-        wall, latencies = await timed_runs(runs, one)
-    return Measurement(
-        scenario,
-        side,
-        runs,
-        runs * nodes_per_run,
-        wall,
-        latencies,
-        usage.cpu_seconds,
-        usage.peak_rss_mib,
-        await history_events(bench.client, ids),
+    return await _measured(
+        bench, scenario, side, runs, nodes_per_run, workers or [bench.workers.flow_run], one, ids
     )
 
 
@@ -125,7 +115,23 @@ async def hand_runs(
         ids.append(handle.id)
         await handle.result()
 
-    async with measuring([bench.workers.hand]) as usage:
+    return await _measured(
+        bench, scenario, side, runs, nodes_per_run, [bench.workers.hand], one, ids
+    )
+
+
+async def _measured(
+    bench: Bench,
+    scenario: str,
+    side: str,
+    runs: int,
+    nodes_per_run: int,
+    workers: Sequence[WorkerProcess],
+    one: Callable[[int], Awaitable[None]],
+    ids: list[str],
+) -> Measurement:
+    """`runs` calls of `one` timed on `workers`, with the history length of the runs in `ids`."""
+    async with measuring(workers) as usage:
         wall, latencies = await timed_runs(runs, one)
     return Measurement(
         scenario,
