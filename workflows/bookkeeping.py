@@ -1,10 +1,11 @@
 """How the workflow runs its bookkeeping activities: write-back and lookups.
 
 Short attempts, retried without limit: a database outage delays a run, it does
-not fail it. Since `patches.LOCAL_BOOKKEEPING` they are local activities: a write
-costs the run no round trip to the Temporal server and no workflow task of its
-own, which is what a hand-written workflow that writes its rows inside its own
-activities pays too. Agent activities are not bookkeeping; `nodes/agent.py` runs them.
+not fail it. Runs that recorded `patches.LOCAL_BOOKKEEPING` ran them as local
+activities; new runs (`patches.BOOKKEEPING_AS_ACTIVITIES`) run them as regular
+activities again, since an oversized update arriving while a local activity was in
+flight could get the run terminated. Agent activities are not bookkeeping;
+`nodes/agent.py` runs them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ async def bookkeeping(
     before it records its end: a cancelled write could otherwise still land after the
     run's final one (a `running` row, an open review task, after `cancelled`).
     """
-    local = workflow.patched(patches.LOCAL_BOOKKEEPING)
+    local = not workflow.patched(patches.BOOKKEEPING_AS_ACTIVITIES) and workflow.patched(
+        patches.LOCAL_BOOKKEEPING
+    )
     start = workflow.start_local_activity if local else workflow.start_activity
     handle = start(
         activity,

@@ -28,3 +28,8 @@ LOCAL_BOOKKEEPING = "local-bookkeeping"
 #: An agent's activity carries the run's input only when the node reads it (a loop over a
 #: large input carried all of it into every iteration's activity).
 AGENT_INPUT_ONLY_IF_READ = "agent-input-only-if-read"
+#: Bookkeeping is back to regular activities for new runs: with a local activity in flight
+#: the server could hand a worker an update too large to be answered (its rejection carries
+#: the request), and the run was terminated (BadUpdateWorkflowExecutionMessage). Runs that
+#: recorded LOCAL_BOOKKEEPING keep it on replay.
+BOOKKEEPING_AS_ACTIVITIES = "bookkeeping-as-activities"
