@@ -46,14 +46,23 @@ class AgentRuntime:
         self._sessions = sessions
         self._secrets = secrets
 
-    async def _record(self, task: AgentTask, row: TaskRecord) -> None:
-        # One upsert is atomic by itself: no BEGIN/COMMIT round trips around it.
+    async def _record(self, task: AgentTask, row: TaskRecord, carried: bool = False) -> None:
+        """Upsert the node's row; with `carried`, the finished rows of other nodes the
+        workflow handed this activity too (all in one transaction).
+        """
         run_row_id = require_uuid(task.run_row_id, "run_row_id")
+        rows = [*task.carried_rows, row] if carried else [row]
         async with self._sessions() as session:
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            await write_tasks(session, run_row_id, task.tenant_id, [row])
+            if len(rows) == 1:
+                # One upsert is atomic by itself: no BEGIN/COMMIT round trips around it.
+                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            else:
+                await session.begin()
+            await write_tasks(session, run_row_id, task.tenant_id, rows)
             if row.total_tokens is not None:
                 await queries.refresh_run_usage(session, run_row_id)
+            if len(rows) > 1:
+                await session.commit()
 
     def activity(
         self, agent_type: str, handler: AgentHandler
@@ -107,6 +116,15 @@ class AgentRuntime:
             retry_count=info.attempt - 1,
             started_at=datetime.now(UTC),
         )
+        # The rows of other nodes the workflow handed over go with whichever of this node's
+        # rows is written first.
+        carrying = bool(task.carried_rows)
+
+        async def record(row: TaskRecord) -> None:
+            nonlocal carrying
+            await self._record(task, row, carried=carrying)
+            carrying = False
+
         # The "running" row is written while the agent works, off the node's critical path,
         # and only once it has worked a while: a node that ends sooner has one row, its end.
         writing = False
@@ -115,7 +133,7 @@ class AgentRuntime:
             nonlocal writing
             await asyncio.sleep(_RUNNING_ROW_AFTER)
             writing = True
-            await self._record(task, row)
+            await record(row)
 
         running_row = asyncio.create_task(running_row_later())
 
@@ -156,8 +174,7 @@ class AgentRuntime:
                 _enforce(task.output_schema, output, "output")
         except asyncio.CancelledError:
             await settle_running_row()
-            await self._record(
-                task,
+            await record(
                 row.model_copy(
                     update={
                         "status": "cancelled",
@@ -171,8 +188,7 @@ class AgentRuntime:
             failure = _as_application_error(exc, task, scrubber)
             last = failure.non_retryable or _is_last_attempt(info)
             await settle_running_row()
-            await self._record(
-                task,
+            await record(
                 row.model_copy(
                     update={
                         "status": "failed" if last else "running",
@@ -189,8 +205,7 @@ class AgentRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             await settle_running_row()
-        await self._record(
-            task,
+        await record(
             row.model_copy(
                 update={
                     "status": "completed",

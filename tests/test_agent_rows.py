@@ -40,3 +40,76 @@ async def test_a_slow_agent_shows_a_running_row_and_a_quick_one_only_its_end(
     assert rows["slow"]["status"] == "completed"
     assert rows["slow"]["outputs"]["json"] == {"n": 2}
     assert rows["slow"]["started_at"] < rows["slow"]["completed_at"]
+
+
+def _carrying_flow(url: str) -> dict[str, object]:
+    """Start → condition → transform → one api node → end, and a branch not taken: four rows
+    an agent can carry (one of them skipped).
+    """
+    branches = [{"handle": "yes", "when": "{{ true }}"}, {"handle": "no", "when": "{{ false }}"}]
+    return {
+        "nodes": [
+            node("start", "start"),
+            node("check", "condition", {"branches": branches}),
+            node("other", "transform", {"output": 1}),
+            node("shape", "transform", {"output": {"id": "{{ input.id }}"}}),
+            node("call", "api", {"url": url}),
+            node("end", "end"),
+        ],
+        "edges": [
+            edge("start", "check"),
+            edge("check", "shape", "yes"),
+            edge("check", "other", "no"),
+            edge("shape", "call"),
+            edge("call", "end"),
+        ],
+    }
+
+
+async def _scheduled(flow_worker: FlowWorker, run_id: str) -> list[str]:
+    history = await flow_worker.client.get_workflow_handle(run_id).fetch_history()
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+async def test_an_agent_writes_the_rows_of_the_nodes_before_it_and_saves_a_write(
+    flow_worker: FlowWorker, http_peer: HttpPeer
+) -> None:
+    http_peer.route("GET", "/ok", Reply(200, {"ok": True}))
+    _, run_id = await flow_worker.run(_carrying_flow(f"{http_peer.base}/ok"), {"id": 7})
+    rows = await flow_worker.task_rows(run_id)
+    assert {k: v["status"] for k, v in rows.items()} == {
+        "start": "completed",
+        "check": "completed",
+        "other": "skipped",
+        "shape": "completed",
+        "call": "completed",
+        "end": "completed",
+    }
+    assert rows["shape"]["outputs"] == {"id": 7}
+    # The load, the agent and the run's last write: no write between them.
+    assert await _scheduled(flow_worker, run_id) == ["prepare_flow", "agent.api", "record_run"]
+
+
+async def test_rows_an_agent_carried_are_written_when_it_fails_or_is_cancelled(
+    flow_worker: FlowWorker, http_peer: HttpPeer
+) -> None:
+    http_peer.route("GET", "/gone", Reply(404, {"error": "gone"}))
+    run_id = await flow_worker.fail(_carrying_flow(f"{http_peer.base}/gone"), {"id": 1})
+    rows = await flow_worker.task_rows(run_id)
+    assert rows["shape"]["status"] == "completed"
+    assert rows["check"]["status"] == "completed"
+    assert rows["call"]["status"] == "failed"
+
+    http_peer.route("GET", "/hang", Reply(200, {}, delay=60))
+    handle = await flow_worker.start(_carrying_flow(f"{http_peer.base}/hang"), {"id": 2})
+    while not any(r.path == "/hang" for r in http_peer.requests):  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    await flow_worker.cancel_and_wait(handle)
+    rows = await flow_worker.task_rows(handle.id)
+    assert rows["shape"]["status"] == "completed"
+    assert rows["call"]["status"] == "cancelled"
+    assert (await flow_worker.run_row(handle.id))["status"] == "cancelled"

@@ -178,6 +178,8 @@ class AgentTask(BaseModel):
     strict_templates: bool = False
     #: nodes in `scope` that were skipped, or failed and went on: their absent fields are null
     tolerant_nodes: list[str] = Field(default_factory=list)
+    #: finished rows of other nodes of the run, written with this node's first row
+    carried_rows: list[TaskRecord] = Field(default_factory=list)
 
 
 # -- what the write-back records ------------------------------------------------------------

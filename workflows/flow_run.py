@@ -180,6 +180,9 @@ class FlowRun:
         run = self._state
         run.strict_templates = workflow.patched(patches.STRICT_TEMPLATES)
         run.records_every_end = workflow.patched(patches.EVERY_END_RECORDED)
+        run.agents_carry_rows = run.records_every_end and workflow.patched(
+            patches.AGENTS_CARRY_ROWS
+        )
         if self._bad_input is not None:
             await self._refuse_argument(self._bad_input)
         if not run.records_every_end:
@@ -227,6 +230,8 @@ class FlowRun:
         run.run_row_id = prepared.run_row_id
         run.tenant_id = prepared.tenant_id
         run.set_search_attributes(prepared)
+        if run.agents_carry_rows and not (prepared.problems or prepared.error):
+            run.set_status("running", written=True)  # prepare_flow's row says so
         if prepared.problems or prepared.error:
             # prepare_flow has written the failed run row; no node has started.
             run.set_status("failed")

@@ -33,3 +33,7 @@ AGENT_INPUT_ONLY_IF_READ = "agent-input-only-if-read"
 #: the request), and the run was terminated (BadUpdateWorkflowExecutionMessage). Runs that
 #: recorded LOCAL_BOOKKEEPING keep it on replay.
 BOOKKEEPING_AS_ACTIVITIES = "bookkeeping-as-activities"
+#: An agent's activity also writes the finished rows of nodes evaluated in the workflow
+#: (start, condition, transform, ...) buffered when it is scheduled, so a run spends no
+#: `record_run` activity (a server round trip and a workflow task) between two agents.
+AGENTS_CARRY_ROWS = "agents-carry-rows"

@@ -66,6 +66,7 @@ class RunState:
         self.draining = False
         self.strict_templates = False
         self.records_every_end = False
+        self.agents_carry_rows = False
         self.finished = False
         self.error: str | None = None
         self.render_host = WorkflowRenderHost()
@@ -122,12 +123,15 @@ class RunState:
         if updates and p.search_attributes:
             workflow.upsert_search_attributes(updates)
 
-    def set_status(self, status: RunStatus) -> None:
-        """The run's status, written back with the next flush and shown as a search attribute."""
+    def set_status(self, status: RunStatus, written: bool = False) -> None:
+        """The run's status, written back with the next flush (unless an activity has just
+        `written` it) and shown as a search attribute.
+        """
         if status == self.status:
             return
         self.status = status
-        self.write_back.status_changed()
+        if not written:
+            self.write_back.status_changed()
         if self.params.search_attributes:
             workflow.upsert_search_attributes([sa.FLOW_STATUS.value_set(status)])
 

@@ -46,6 +46,8 @@ class NodeRunner:
     run: Callable[[Scope, Node, str], Awaitable[NodeResult]]
     #: its activity writes the node's rows itself (agents); the scheduler only shows them
     writes_own_row: bool = False
+    #: it ends in the workflow task that starts it (start, end, transform, condition)
+    instant: bool = False
 
 
 async def cancel_all(tasks: Mapping[Any, asyncio.Task[Any]]) -> None:
@@ -105,6 +107,10 @@ class Scope:
         """
         return f"{self.prefix}{node.id}"
 
+    def _instant(self, node_id: str) -> bool:
+        runner = self.runners.get(self.defn.by_id[node_id].type)
+        return runner is not None and runner.instant
+
     def _incoming(self, node: Node) -> list[Edge]:
         return [e for e in self.defn.incoming.get(node.id, []) if e.source in self.ids]
 
@@ -153,6 +159,14 @@ class Scope:
                             running[node.id] = asyncio.create_task(self._run_node(node))
                 if not running:
                     break
+                if self.run.agents_carry_rows and not any(
+                    self._instant(node_id) for node_id in running
+                ):
+                    # Only once every running node lasts: an agent among them has taken the
+                    # finished rows by now (this write is then not needed), and an instant
+                    # node may yet lead to one. With nothing running, the caller's write (the
+                    # run's end, the loop's) takes them instead.
+                    self.run.maybe_flush()
                 await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
                 for node_id, task in list(running.items()):
                     if not task.done():
@@ -166,7 +180,8 @@ class Scope:
                         raise exc
                 if self.top:
                     self.run.check_drain()
-                self.run.maybe_flush()
+                if not self.run.agents_carry_rows:
+                    self.run.maybe_flush()
         except GeneratorExit:  # the worker dropping an evicted run: nothing may be awaited
             raise
         except BaseException:

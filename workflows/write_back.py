@@ -29,6 +29,10 @@ with workflow.unsafe.imports_passed_through():
 
 #: The most rows one write carries.
 ROWS_PER_WRITE = 500
+#: The most finished rows, and bytes of them, an agent's activity carries beside its own.
+ROWS_PER_AGENT = 50
+BYTES_PER_AGENT = 64 * 1024
+_FINISHED = ("completed", "failed", "skipped", "cancelled")
 
 
 class RunHeader(Protocol):
@@ -38,6 +42,7 @@ class RunHeader(Protocol):
     tenant_id: str | None
     finished: bool
     records_every_end: bool
+    agents_carry_rows: bool
 
 
 class WriteBack:
@@ -93,6 +98,36 @@ class WriteBack:
             tasks=rows,
         )
 
+    def take_finished(self) -> list[TaskRecord]:
+        """Finished rows for an agent's activity to write with its own (a bounded few).
+
+        Only finished rows: they never change again, so the activity writing one late, or
+        again on a retry, cannot overwrite a newer state of it.
+        """
+        if not self._run.agents_carry_rows:
+            return []
+        taken: list[TaskRecord] = []
+        room = BYTES_PER_AGENT
+        for task_id, row in list(self._pending.items()):
+            if len(taken) == ROWS_PER_AGENT:
+                break
+            size = self._bytes.get(task_id, 0)
+            if row.status not in _FINISHED or size > room:
+                continue
+            room -= size
+            taken.append(row)
+            del self._pending[task_id]
+            self._bytes.pop(task_id, None)
+        return taken
+
+    def restore(self, rows: list[TaskRecord]) -> None:
+        """Buffer again rows an activity carried but may not have written (it failed or was
+        cancelled); a later write converges on the same rows.
+        """
+        for row in rows:
+            if row.orchestrator_task_id not in self._pending:
+                self.add(row)
+
     async def take_bookkeeping(self, room: int = MAX_WRITE_BYTES) -> RunUpdate:
         """Hand buffered write-back to an activity about to run anyway (after any in flight),
         as much as fits in `room` bytes beside that activity's own argument.
@@ -111,6 +146,8 @@ class WriteBack:
         """One write of what is buffered; rows it could not write are kept for the run's last
         record, and rows buffered meanwhile are written next.
         """
+        if self._run.agents_carry_rows and not (self._pending or self._status_dirty or run_fields):
+            return  # an agent's activity took what was buffered
         update = self.take(**run_fields)
         rows = update.tasks
         try:

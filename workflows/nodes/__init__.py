@@ -17,10 +17,10 @@ with workflow.unsafe.imports_passed_through():
 
 #: Every node type of the flow language, and how it runs.
 RUNNERS: dict[str, NodeRunner] = {
-    "start": NodeRunner(run_start),
-    "end": NodeRunner(run_end),
-    "transform": NodeRunner(run_transform),
-    "condition": NodeRunner(run_condition),
+    "start": NodeRunner(run_start, instant=True),
+    "end": NodeRunner(run_end, instant=True),
+    "transform": NodeRunner(run_transform, instant=True),
+    "condition": NodeRunner(run_condition, instant=True),
     "wait": NodeRunner(run_wait),
     "loop": NodeRunner(run_loop),
     "workflow": NodeRunner(run_sub_flow),

@@ -98,11 +98,13 @@ async def _agent(scope: Scope, node: Node, task_id: str) -> Any:
         strict_templates=run.strict_templates,
         tolerant_nodes=templates.tolerant_nodes(reads),
         outgoing_handles=sorted({h for h in scope.defn.out_handles(node.id) if h}),
+        carried_rows=run.write_back.take_finished(),
     )
     if run.records_every_end:
         try:
             check_payload(agent_task, "the node's input (its config and what it reads)")
         except NodeError as exc:  # its activity never runs to write the row: write it here
+            run.write_back.restore(agent_task.carried_rows)
             _failed_row(scope, node, task_id, str(exc), started_at=workflow.now())
             raise
     try:
@@ -116,7 +118,11 @@ async def _agent(scope: Scope, node: Node, task_id: str) -> Any:
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=node.label,
         )
-    except ActivityError as exc:
+    except BaseException as exc:
+        # Ended without success: the rows it carried may not have been written.
+        run.write_back.restore(agent_task.carried_rows)
+        if not isinstance(exc, ActivityError):
+            raise
         if isinstance(exc.cause, TemporalCancelledError):
             raise asyncio.CancelledError() from None
         message = error_text(exc)
