@@ -32,6 +32,20 @@ from workflows.contract import (
 )
 
 
+async def _check_reviewer(session: AsyncSession, req: ReviewerCheck) -> None:
+    user_id = _uuid(req.user_id, "decided_by")
+    assert user_id is not None
+    problem = await hitl_queries.reviewer_problem(
+        session,
+        user_id,
+        _uuid(req.tenant_id, "tenant_id"),
+        _uuid(req.assignee_id, "assignee_id"),
+        req.assignee_role,
+    )
+    if problem:
+        raise ApplicationError(problem, type="ReviewerNotAllowed", non_retryable=True)
+
+
 def _uuid(value: str | None, what: str) -> uuid.UUID | None:
     """An id from the flow's config: one that is not a UUID fails the node for good."""
     try:
@@ -142,25 +156,17 @@ class HitlActivities:
         """Refuse (for good) a reviewer who may not decide the task: unknown or inactive, of another
         tenant, or neither its assignee nor of its role.
         """
-        user_id = _uuid(req.user_id, "decided_by")
-        assert user_id is not None
         async with self._sessions() as session:
-            problem = await hitl_queries.reviewer_problem(
-                session,
-                user_id,
-                _uuid(req.tenant_id, "tenant_id"),
-                _uuid(req.assignee_id, "assignee_id"),
-                req.assignee_role,
-            )
-        if problem:
-            raise ApplicationError(problem, type="ReviewerNotAllowed", non_retryable=True)
+            await _check_reviewer(session, req)
 
     @activity.defn(name=HITL_RECORD_DECISION)
     async def hitl_record_decision(self, req: DecisionRecord) -> dict[str, Any]:
-        """Store the decision and the task's status after it; a task already closed (its deadline
-        came first) refuses it for good.
+        """Store the decision and the task's status after it, once its reviewer (when given) is
+        found allowed; a task already closed (its deadline came first) refuses it for good.
         """
         async with self._sessions() as session, session.begin():
+            if req.reviewer is not None:
+                await _check_reviewer(session, req.reviewer)
             try:
                 return await hitl_queries.record_decision(
                     session,

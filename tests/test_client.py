@@ -55,6 +55,15 @@ async def test_decide_returns_the_decision_row_and_the_run_goes_on(
     assert "on_approved" in (await client.result(flow_worker.client, run.id)).outputs
     (recorded,) = (await inbox(flow_worker, task["id"]))["decisions"]
     assert (str(recorded["decided_by"]), recorded["comments"]) == (people.finance, "fine")
+    # The reviewer is checked by the activity that records the decision: one step, not two.
+    history = await flow_worker.client.get_workflow_handle(run.id).fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled.count("hitl_record_decision") == 1
+    assert "hitl_check_reviewer" not in scheduled
 
 
 async def test_a_refused_decision_raises_with_the_runs_reason_and_changes_nothing(

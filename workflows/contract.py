@@ -297,6 +297,8 @@ class DecisionRecord(BaseModel):
     comments: str | None = None
     #: the task's status after this decision
     task_status: Literal["in_progress", "completed"]
+    #: check this reviewer first, in the same transaction (runs since `decision-in-one-step`)
+    reviewer: ReviewerCheck | None = None
 
 
 class EscalationRecord(BaseModel):

@@ -18,6 +18,7 @@ from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import patches
 from workflows.bookkeeping import bookkeeping
 from workflows.failures import error_text
 from workflows.run_state import RunState
@@ -137,22 +138,23 @@ class Decisions:
             if problem:
                 raise _refused(problem)
             task = run.reviews[req.hitl_task_id]
-            try:
-                await bookkeeping(
-                    HITL_CHECK_REVIEWER,
-                    ReviewerCheck(
-                        user_id=req.decided_by,
-                        tenant_id=run.tenant_id,
-                        assignee_id=task.assignee_id,
-                        assignee_role=task.assignee_role,
-                    ),
-                    f"Check reviewer {req.decided_by}",
-                )
-            except ActivityError as exc:
-                raise _refused(error_text(exc), "ReviewerNotAllowed") from None
-            problem = self.problem(req)  # the task may have closed meanwhile
-            if problem:
-                raise _refused(problem)
+            reviewer = ReviewerCheck(
+                user_id=req.decided_by,
+                tenant_id=run.tenant_id,
+                assignee_id=task.assignee_id,
+                assignee_role=task.assignee_role,
+            )
+            one_step = workflow.patched(patches.DECISION_IN_ONE_STEP)
+            if not one_step:
+                try:
+                    await bookkeeping(
+                        HITL_CHECK_REVIEWER, reviewer, f"Check reviewer {req.decided_by}"
+                    )
+                except ActivityError as exc:
+                    raise _refused(error_text(exc), "ReviewerNotAllowed") from None
+                problem = self.problem(req)  # the task may have closed meanwhile
+                if problem:
+                    raise _refused(problem)
             handle, final = decision_handle(task, req)
             decision_id = str(workflow.uuid4())
             try:
@@ -167,13 +169,15 @@ class Decisions:
                         decided_by=req.decided_by,
                         comments=req.comments,
                         task_status="completed" if final else "in_progress",
+                        reviewer=reviewer if one_step else None,
                     ),
                     f"Record decision on {task.title[:40]}",
                 )
             except ActivityError as exc:
-                # The deadline came first, or the database refused the decision: it loses,
-                # and the reviewer is told why; the run goes on either way.
-                raise _refused(error_text(exc)) from None
+                # The reviewer may not decide, the deadline came first, or the database
+                # refused the decision: it loses, and the reviewer is told why; the run goes
+                # on either way.
+                raise _refused(error_text(exc), _refusal_kind(exc)) from None
             task.decision_ids.append(decision_id)
             if req.decision.get("approved") is True:
                 task.approvals.append(req.decided_by)
@@ -187,6 +191,14 @@ class Decisions:
                     "approvals": list(task.approvals),
                 }
             return row
+
+
+def _refusal_kind(exc: ActivityError) -> str:
+    """The refusal's type: the reviewer's, or DecisionRejected for anything else."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.type == "ReviewerNotAllowed":
+        return "ReviewerNotAllowed"
+    return "DecisionRejected"
 
 
 def _short(value: Any) -> str | None:

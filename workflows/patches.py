@@ -37,3 +37,7 @@ BOOKKEEPING_AS_ACTIVITIES = "bookkeeping-as-activities"
 #: (start, condition, transform, ...) buffered when it is scheduled, so a run spends no
 #: `record_run` activity (a server round trip and a workflow task) between two agents.
 AGENTS_CARRY_ROWS = "agents-carry-rows"
+#: A decision's reviewer is checked by the activity that records it, in one transaction:
+#: one activity (a server round trip and a workflow task) less between a decision and the
+#: next node.
+DECISION_IN_ONE_STEP = "decision-in-one-step"
