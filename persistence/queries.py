@@ -8,6 +8,7 @@ row instead of adding one.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,7 +47,17 @@ async def _upsert(
     values: Mapping[str, Any],
 ) -> uuid.UUID:
     columns = _columns(table, values, keys=tuple(key))
-    stmt = insert(table).values(**key, **columns)
+    stmt = _upsert_statement(table, tuple(key), tuple(sorted(columns)))
+    row_id: uuid.UUID = (await session.execute(stmt, {**key, **columns})).scalar_one()
+    return row_id
+
+
+@functools.lru_cache(maxsize=256)
+def _upsert_statement(table: Table, key: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    """The upsert of `columns` keyed by `key`, built once per shape: building one (its
+    `excluded` alias above all) cost more of an agent's row write than running it.
+    """
+    stmt = insert(table)
     excluded = stmt.excluded
     set_: dict[str, Any] = {
         name: (
@@ -56,15 +67,10 @@ async def _upsert(
     }
     if "updated_at" in table.c:
         set_["updated_at"] = func.now()
-    if set_:
-        stmt2 = stmt.on_conflict_do_update(index_elements=list(key), set_=set_)
-    else:
+    if not set_:
         # Nothing to change: still return the existing row's id.
-        stmt2 = stmt.on_conflict_do_update(
-            index_elements=list(key), set_={next(iter(key)): excluded[next(iter(key))]}
-        )
-    row_id = (await session.execute(stmt2.returning(table.c.id))).scalar_one()
-    return row_id
+        set_ = {key[0]: excluded[key[0]]}
+    return stmt.on_conflict_do_update(index_elements=list(key), set_=set_).returning(table.c.id)
 
 
 async def upsert_run(
