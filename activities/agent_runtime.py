@@ -86,7 +86,7 @@ class AgentRuntime:
             if task.tolerant_nodes
             else task.scope
         )
-        # Heartbeats from the start: rendering a heavy (if bounded) template takes a while.
+        # Heartbeats while rendering too: a heavy (if bounded) template takes a while.
         heartbeat = asyncio.create_task(_heartbeat_forever())
         try:
             # Off the event loop: it must not stall other runs' heartbeats and calls. A config
@@ -220,9 +220,12 @@ class AgentRuntime:
 
 
 async def _heartbeat_forever() -> None:
+    """Heartbeat once the attempt has worked a while: the first heartbeat goes to the server
+    at once (later ones are throttled), which a quick call should not pay for.
+    """
     while True:
-        activity.heartbeat()
         await asyncio.sleep(_HEARTBEAT_EVERY)
+        activity.heartbeat()
 
 
 def _check_size(output: Any) -> None:
