@@ -21,8 +21,9 @@ from typing import Any
 from benchmarks import report
 from benchmarks.measure import Measurement
 from benchmarks.scenarios import SCENARIOS, Bench, Scenario
+from benchmarks.scenarios.common import FLOW_RUN, HAND_UNSANDBOXED
 from benchmarks.support import bench_stack, make_reviewer
-from benchmarks.table import HEADER, markdown, notes, rows
+from benchmarks.table import HEADER, markdown, notes, rows, side_ratios
 from benchmarks.worker_processes import http_peer, start_workers
 
 
@@ -107,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     scenarios, measurements = asyncio.run(run_suite(args, failures))
     table = markdown(HEADER, rows(scenarios, measurements))
-    extra = notes(measurements) + failures
+    extra = (
+        side_ratios(scenarios, measurements, FLOW_RUN, HAND_UNSANDBOXED)
+        + notes(measurements)
+        + failures
+    )
     print(table)
     for line in extra:
         print(line)

@@ -4,8 +4,10 @@
 
 A careful Temporal user's version of each scenario: one activity per HTTP call that also
 upserts its `task_instances` row (as FlowRun's `api` agent does), the run row written at
-start and end, plain asyncio for fan-out and concurrency limits. The workflows run without
-the sandbox (FlowRun runs in it): that is part of what the comparison measures.
+start and end, plain asyncio for fan-out and concurrency limits. Its workflows run in the
+SDK's sandbox, as `@workflow.defn` does by default, with the activities' libraries passed
+through as Temporal's docs advise (as FlowRun's are). The chain and the fan-out also run
+unsandboxed (`sandboxed=False`, the fastest a user can make them), a second baseline.
 """
 
 from __future__ import annotations
@@ -16,17 +18,21 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity, workflow
 from temporalio.worker import Worker
 
-from persistence import queries
-from persistence.engine import create_engine, session_factory
-from persistence.ids import require_uuid
+with workflow.unsafe.imports_passed_through():
+    import httpx
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from persistence import queries
+    from persistence.engine import create_engine, session_factory
+    from persistence.ids import require_uuid
 
 CHAIN = "BenchChain"
 FAN_OUT = "BenchFanOut"
+CHAIN_UNSANDBOXED = "BenchChainUnsandboxed"
+FAN_OUT_UNSANDBOXED = "BenchFanOutUnsandboxed"
 LOOP = "BenchLoop"
 PARKED = "BenchParked"
 DECIDE_UPDATE = "decide"
@@ -93,7 +99,7 @@ async def _call(url: str, run_row: str, task_id: str, rows: bool) -> Any:
     )
 
 
-@workflow.defn(name=CHAIN, sandboxed=False)
+@workflow.defn(name=CHAIN)
 class BenchChain:
     """Scenario (a)/(d): `n` calls in sequence; `rows` false drops every row write."""
 
@@ -109,7 +115,7 @@ class BenchChain:
         return int(args["n"])
 
 
-@workflow.defn(name=FAN_OUT, sandboxed=False)
+@workflow.defn(name=FAN_OUT)
 class BenchFanOut:
     """Scenario (b): `n` calls at once, joined by `asyncio.gather`."""
 
@@ -124,7 +130,27 @@ class BenchFanOut:
         return len(outs)
 
 
-@workflow.defn(name=LOOP, sandboxed=False)
+@workflow.defn(name=CHAIN_UNSANDBOXED, sandboxed=False)
+class BenchChainUnsandboxed(BenchChain):
+    """(a) outside the sandbox."""
+
+    @workflow.run
+    async def run(self, args: dict[str, Any]) -> int:
+        """As BenchChain's."""
+        return await super().run(args)
+
+
+@workflow.defn(name=FAN_OUT_UNSANDBOXED, sandboxed=False)
+class BenchFanOutUnsandboxed(BenchFanOut):
+    """(b) outside the sandbox."""
+
+    @workflow.run
+    async def run(self, args: dict[str, Any]) -> int:
+        """As BenchFanOut's."""
+        return await super().run(args)
+
+
+@workflow.defn(name=LOOP)
 class BenchLoop:
     """Scenario (c): one call per item, at most `concurrency` at a time.
 
@@ -159,7 +185,7 @@ class BenchLoop:
         return done
 
 
-@workflow.defn(name=PARKED, sandboxed=False)
+@workflow.defn(name=PARKED)
 class BenchParked:
     """Scenario (e): waits for a decision sent as an update, then makes one call."""
 
@@ -184,7 +210,14 @@ class BenchParked:
         return bool(self.decision.get("approved"))
 
 
-WORKFLOWS = [BenchChain, BenchFanOut, BenchLoop, BenchParked]
+WORKFLOWS = [
+    BenchChain,
+    BenchFanOut,
+    BenchChainUnsandboxed,
+    BenchFanOutUnsandboxed,
+    BenchLoop,
+    BenchParked,
+]
 
 
 async def serve(address: str, task_queue: str, database_url: str) -> None:

@@ -82,6 +82,26 @@ def markdown(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def side_ratios(
+    scenarios: Sequence[Scenario], measurements: Sequence[Measurement], side: str, over: str
+) -> list[str]:
+    """`side`'s runs/s over `over`'s, in each scenario that measured both (a second baseline)."""
+    lines = []
+    for scenario in scenarios:
+        rates = {
+            s: [
+                m.runs_per_second
+                for m in measurements
+                if m.scenario == scenario.key and m.side == s
+            ]
+            for s in (side, over)
+        }
+        if all(rates.values()):
+            ratio = statistics.median(rates[side]) / statistics.median(rates[over])
+            lines.append(f"({scenario.key}) {side} ÷ {over}: {ratio:.2f}")
+    return lines
+
+
 def notes(measurements: Sequence[Measurement]) -> list[str]:
     """Scenario-specific figures (median over rounds), one line per scenario and side."""
     found: dict[tuple[str, str], dict[str, list[float]]] = {}

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.hand_written import CHAIN
+from benchmarks.hand_written import CHAIN, CHAIN_UNSANDBOXED
 from benchmarks.measure import Measurement
-from benchmarks.scenarios.common import FLOW_RUN, HAND, Bench, Scenario, flow_runs, hand_runs
+from benchmarks.scenarios.common import (
+    FLOW_RUN,
+    HAND,
+    HAND_UNSANDBOXED,
+    Bench,
+    Scenario,
+    flow_runs,
+    hand_runs,
+)
 from benchmarks.support import edge, node
 
 RUNS = 200
@@ -47,7 +55,7 @@ async def _hand(bench: Bench, scenario: str, rows: bool, side: str = HAND) -> Me
     return await hand_runs(
         bench,
         scenario,
-        CHAIN,
+        CHAIN_UNSANDBOXED if side == HAND_UNSANDBOXED else CHAIN,
         {"url": bench.url, "n": NODES, "rows": rows},
         runs=bench.size(RUNS),
         nodes_per_run=NODES,
@@ -74,6 +82,7 @@ CHAIN_RUNS = Scenario(
     {
         HAND: lambda bench: _hand(bench, "a", rows=True),
         FLOW_RUN: lambda bench: _flow(bench, "a"),
+        HAND_UNSANDBOXED: lambda bench: _hand(bench, "a", rows=True, side=HAND_UNSANDBOXED),
     },
     baseline=HAND,
 )

@@ -21,6 +21,8 @@ from workers.client import FLOW_RUN, result, start_run
 from workflows.contract import FlowRunInput
 
 HAND = "hand-written"
+#: The same workflow with `sandboxed=False`: the fastest a hand-written one gets.
+HAND_UNSANDBOXED = "hand-written, unsandboxed"
 
 
 @dataclass
