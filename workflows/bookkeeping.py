@@ -36,7 +36,7 @@ async def bookkeeping(
     before it records its end: a cancelled write could otherwise still land after the
     run's final one (a `running` row, an open review task, after `cancelled`).
     """
-    local = not workflow.patched(patches.BOOKKEEPING_AS_ACTIVITIES) and workflow.patched(
+    local = not patches.patched(patches.BOOKKEEPING_AS_ACTIVITIES) and patches.patched(
         patches.LOCAL_BOOKKEEPING
     )
     start = workflow.start_local_activity if local else workflow.start_activity
@@ -49,7 +49,7 @@ async def bookkeeping(
         summary=summary,
     )
     try:
-        if not workflow.patched(patches.EVERY_END_RECORDED):
+        if not patches.patched(patches.EVERY_END_RECORDED):
             return await handle
         try:
             return await asyncio.shield(handle)

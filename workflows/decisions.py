@@ -144,7 +144,7 @@ class Decisions:
                 assignee_id=task.assignee_id,
                 assignee_role=task.assignee_role,
             )
-            one_step = workflow.patched(patches.DECISION_IN_ONE_STEP)
+            one_step = patches.patched(patches.DECISION_IN_ONE_STEP)
             if not one_step:
                 try:
                     await bookkeeping(

@@ -178,11 +178,9 @@ class FlowRun:
         run's own bookkeeping still ends with the run's row saying so.
         """
         run = self._state
-        run.strict_templates = workflow.patched(patches.STRICT_TEMPLATES)
-        run.records_every_end = workflow.patched(patches.EVERY_END_RECORDED)
-        run.agents_carry_rows = run.records_every_end and workflow.patched(
-            patches.AGENTS_CARRY_ROWS
-        )
+        run.strict_templates = patches.patched(patches.STRICT_TEMPLATES)
+        run.records_every_end = patches.patched(patches.EVERY_END_RECORDED)
+        run.agents_carry_rows = run.records_every_end and patches.patched(patches.AGENTS_CARRY_ROWS)
         if self._bad_input is not None:
             await self._refuse_argument(self._bad_input)
         if not run.records_every_end:

@@ -3,10 +3,17 @@
 Each marks a change to the commands a run issues: runs started before it keep
 the old commands on replay (their recorded histories, in `tests/histories/`,
 must keep replaying), runs started after take the new path. Never rename or
-reuse one; add a new id for each new change.
+reuse one; add a new id for each new change, and ask for it through `patched` below.
+
+Each id a run takes costs it a marker and a search-attribute upsert (the SDK's
+`TemporalChangeVersion`) in its history. So runs started since `CURRENT` record that
+one id for every change it subsumes; runs that recorded the ids one by one replay
+them one by one.
 """
 
 from __future__ import annotations
+
+from temporalio import workflow
 
 #: Opening a review task also writes the run's new status and the buffered rows, so
 #: parking a run costs one activity and no later wake-up.
@@ -41,3 +48,30 @@ AGENTS_CARRY_ROWS = "agents-carry-rows"
 #: one activity (a server round trip and a workflow task) less between a decision and the
 #: next node.
 DECISION_IN_ONE_STEP = "decision-in-one-step"
+
+#: Every change above in one marker, for runs started since: each of them is on.
+CURRENT = "flow-run-2026-11-26"
+_SUBSUMED = frozenset(
+    {
+        HITL_OPEN_BOOKKEEPING,
+        STRICT_TEMPLATES,
+        DEADLINE_FIRST,
+        EVERY_END_RECORDED,
+        TEMPLATE_BUDGET,
+        AGENT_INPUT_ONLY_IF_READ,
+        BOOKKEEPING_AS_ACTIVITIES,
+        AGENTS_CARRY_ROWS,
+        DECISION_IN_ONE_STEP,
+    }
+)
+
+
+def patched(patch_id: str) -> bool:
+    """`workflow.patched(patch_id)`, answered by `CURRENT` in runs that recorded it.
+
+    The SDK remembers a run's first answer to each id: a run that replays without
+    `CURRENT` in its history keeps answering False to it, and asks for each id.
+    """
+    if patch_id in _SUBSUMED and workflow.patched(CURRENT):
+        return True
+    return workflow.patched(patch_id)

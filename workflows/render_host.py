@@ -30,7 +30,7 @@ class WorkflowRenderHost:
         rendered there must render on replay.
         """
         try:
-            return workflow.patched(patches.TEMPLATE_BUDGET)
+            return patches.patched(patches.TEMPLATE_BUDGET)
         except workflow.ReadOnlyContextError:  # a query: no commands, and nothing to replay
             return True
 

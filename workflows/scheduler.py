@@ -116,7 +116,7 @@ class Scope:
 
     def ready_nodes(self) -> list[Node]:
         """Nodes ready to run; nodes no branch leads to any more are marked skipped."""
-        ready: list[Node] = []
+        ready: dict[str, Node] = {}  # by id, in the graph's order (nodes compare slowly)
         changed = True
         while changed:
             changed = False
@@ -126,8 +126,7 @@ class Scope:
                     continue
                 incoming = self._incoming(node)
                 if not incoming:
-                    if node not in ready:
-                        ready.append(node)
+                    ready.setdefault(node.id, node)
                     continue
                 sources = [self.states[e.source] for e in incoming]
                 if any(s.status not in _TERMINAL for s in sources):
@@ -137,13 +136,12 @@ class Scope:
                     and self.states[e.source].status in ("completed", "failed")
                     for e in incoming
                 ):
-                    if node not in ready:
-                        ready.append(node)
+                    ready.setdefault(node.id, node)
                 else:
                     state.status = "skipped"
                     self.run.record_node(self.task_id(node), node, "skipped")
                     changed = True
-        return ready
+        return list(ready.values())
 
     async def run_all(self) -> None:
         """Run the graph to its end; a draining top level raises Suspended instead."""

@@ -60,7 +60,7 @@ async def run_hitl(scope: Scope, node: Node, task_id: str) -> Review:
             if escalation is not None and (task.deadline is None or escalation < task.deadline):
                 await _escalate(scope, task)
                 continue
-            if workflow.patched(patches.DEADLINE_FIRST):
+            if patches.patched(patches.DEADLINE_FIRST):
                 return await _expire(scope, node, task)
             await workflow.wait_condition(workflow.all_handlers_finished)
             if task.outcome is not None:  # a decision landed just before the deadline
@@ -146,7 +146,7 @@ async def _open(scope: Scope, node: Node, task_id: str) -> HitlTaskState:
     room = MAX_WRITE_BYTES
     if run.records_every_end:
         room -= check_payload(opening, "the review task (title, context, options)")
-    if workflow.patched(patches.HITL_OPEN_BOOKKEEPING):
+    if patches.patched(patches.HITL_OPEN_BOOKKEEPING):
         # Opening the task also writes the run's new status and the buffered rows.
         run.set_status("waiting_hitl")
         opening.run_update = await run.write_back.take_bookkeeping(room)
