@@ -113,3 +113,37 @@ async def test_rows_an_agent_carried_are_written_when_it_fails_or_is_cancelled(
     assert rows["shape"]["status"] == "completed"
     assert rows["call"]["status"] == "cancelled"
     assert (await flow_worker.run_row(handle.id))["status"] == "cancelled"
+
+
+async def test_rows_ride_along_only_in_the_room_the_agents_own_input_leaves(
+    flow_worker: FlowWorker, http_peer: HttpPeer
+) -> None:
+    """An agent whose input nearly fills a payload still runs: the rows of the transforms
+    before it wait for the run's own write instead.
+    """
+    http_peer.route("GET", "/ok", Reply(200, {"ok": True}))
+    names = ["big", "c1", "c2", "c3"]
+    flow = {
+        "nodes": [
+            node("start", "start"),
+            node("big", "transform", {"output": "{{ input.big }}"}),
+            *(node(n, "transform", {"output": "{{ input.small }}"}) for n in names[1:]),
+            node(
+                "call",
+                "api",
+                {
+                    "url": f"{http_peer.base}/ok",
+                    "headers": {"X": "{{ input.big[:1] }}{{ nodes.big.output[:1] }}"},
+                },
+            ),
+        ],
+        "edges": [edge(a, b) for a, b in zip(["start", *names], [*names, "call"], strict=True)],
+    }
+    # The agent reads the input and `big`'s output: 2 x 880 KB of its 1.8 MB payload.
+    inputs = {"big": "y" * 880_000, "small": "z" * 20_000}
+    _, run_id = await flow_worker.run(flow, inputs)
+    rows = await flow_worker.task_rows(run_id)
+    assert {k: v["status"] for k, v in rows.items()} == dict.fromkeys(
+        ["start", *names, "call"], "completed"
+    )
+    assert rows["c3"]["outputs"] == "z" * 20_000

@@ -17,7 +17,7 @@ from temporalio.exceptions import ActivityError
 from workflows.bookkeeping import bookkeeping
 
 with workflow.unsafe.imports_passed_through():
-    from flow_language.sizes import json_size
+    from flow_language.sizes import json_size, model_size
     from workflows.contract import (
         MAX_WRITE_BYTES,
         RECORD_RUN,
@@ -98,8 +98,9 @@ class WriteBack:
             tasks=rows,
         )
 
-    def take_finished(self) -> list[TaskRecord]:
-        """Finished rows for an agent's activity to write with its own (a bounded few).
+    def take_finished(self, room: int) -> list[TaskRecord]:
+        """Finished rows for an agent's activity to write with its own: a bounded few, within
+        the `room` its own argument leaves in the payload.
 
         Only finished rows: they never change again, so the activity writing one late, or
         again on a retry, cannot overwrite a newer state of it.
@@ -107,12 +108,14 @@ class WriteBack:
         if not self._run.agents_carry_rows:
             return []
         taken: list[TaskRecord] = []
-        room = BYTES_PER_AGENT
+        room = min(room, BYTES_PER_AGENT)
         for task_id, row in list(self._pending.items()):
             if len(taken) == ROWS_PER_AGENT:
                 break
-            size = self._bytes.get(task_id, 0)
-            if row.status not in _FINISHED or size > room:
+            if row.status not in _FINISHED or self._bytes.get(task_id, 0) > room:
+                continue
+            size = model_size(row)  # the whole row, as it travels
+            if size > room:
                 continue
             room -= size
             taken.append(row)

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         Node,
         RetrySpec,
     )
-    from workflows.contract import AGENT_ACTIVITY_PREFIX, AgentTask
+    from workflows.contract import AGENT_ACTIVITY_PREFIX, MAX_WRITE_BYTES, AgentTask
 
 if TYPE_CHECKING:
     from workflows.scheduler import NodeResult, Scope
@@ -98,15 +98,15 @@ async def _agent(scope: Scope, node: Node, task_id: str) -> Any:
         strict_templates=run.strict_templates,
         tolerant_nodes=templates.tolerant_nodes(reads),
         outgoing_handles=sorted({h for h in scope.defn.out_handles(node.id) if h}),
-        carried_rows=run.write_back.take_finished(),
     )
     if run.records_every_end:
         try:
-            check_payload(agent_task, "the node's input (its config and what it reads)")
+            size = check_payload(agent_task, "the node's input (its config and what it reads)")
         except NodeError as exc:  # its activity never runs to write the row: write it here
-            run.write_back.restore(agent_task.carried_rows)
             _failed_row(scope, node, task_id, str(exc), started_at=workflow.now())
             raise
+        # Other nodes' rows ride along only in the room the node's own input leaves.
+        agent_task.carried_rows = run.write_back.take_finished(room=MAX_WRITE_BYTES - size)
     try:
         return await workflow.execute_activity(
             f"{AGENT_ACTIVITY_PREFIX}{node.type}",
