@@ -64,6 +64,8 @@ async def test_decide_returns_the_decision_row_and_the_run_goes_on(
     ]
     assert scheduled.count("hitl_record_decision") == 1
     assert "hitl_check_reviewer" not in scheduled
+    # Opening the review carries the start's row and the status: no write before it.
+    assert scheduled[:2] == ["prepare_flow", "hitl_open"]
 
 
 async def test_a_refused_decision_raises_with_the_runs_reason_and_changes_nothing(

@@ -42,7 +42,8 @@ AGENT_INPUT_ONLY_IF_READ = "agent-input-only-if-read"
 BOOKKEEPING_AS_ACTIVITIES = "bookkeeping-as-activities"
 #: An agent's activity also writes the finished rows of nodes evaluated in the workflow
 #: (start, condition, transform, ...) buffered when it is scheduled, so a run spends no
-#: `record_run` activity (a server round trip and a workflow task) between two agents.
+#: `record_run` activity (a server round trip and a workflow task) between two agents;
+#: nor before a review is opened, whose activity takes every row and the status.
 AGENTS_CARRY_ROWS = "agents-carry-rows"
 #: A decision's reviewer is checked by the activity that records it, in one transaction:
 #: one activity (a server round trip and a workflow task) less between a decision and the

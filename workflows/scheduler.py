@@ -48,6 +48,8 @@ class NodeRunner:
     writes_own_row: bool = False
     #: it ends in the workflow task that starts it (start, end, transform, condition)
     instant: bool = False
+    #: its first activity takes every buffered row and the run's status (opening a review)
+    takes_bookkeeping: bool = False
 
 
 async def cancel_all(tasks: Mapping[Any, asyncio.Task[Any]]) -> None:
@@ -111,6 +113,10 @@ class Scope:
         runner = self.runners.get(self.defn.by_id[node_id].type)
         return runner is not None and runner.instant
 
+    def _takes_bookkeeping(self, node: Node) -> bool:
+        runner = self.runners.get(node.type)
+        return runner is not None and runner.takes_bookkeeping
+
     def _incoming(self, node: Node) -> list[Edge]:
         return [e for e in self.defn.incoming.get(node.id, []) if e.source in self.ids]
 
@@ -149,21 +155,25 @@ class Scope:
         suspended = False
         try:
             while True:
+                started: list[Node] = []
                 if not (self.top and self.run.draining):
                     for node in self.ready_nodes():
                         if node.id not in running:
                             await self.run.until_unpaused()
                             self.states[node.id].status = "running"
                             running[node.id] = asyncio.create_task(self._run_node(node))
+                            started.append(node)
                 if not running:
                     break
-                if self.run.agents_carry_rows and not any(
-                    self._instant(node_id) for node_id in running
+                if self.run.agents_carry_rows and not (
+                    any(self._instant(node_id) for node_id in running)
+                    or any(self._takes_bookkeeping(node) for node in started)
                 ):
-                    # Only once every running node lasts: an agent among them has taken the
-                    # finished rows by now (this write is then not needed), and an instant
-                    # node may yet lead to one. With nothing running, the caller's write (the
-                    # run's end, the loop's) takes them instead.
+                    # Only once every running node lasts: an agent just started takes the
+                    # finished rows first (this write then has only what it left), a review
+                    # just started takes everything, and an instant node may yet lead to
+                    # either. With nothing running, the caller's write (the run's end, the
+                    # loop's) takes them instead.
                     self.run.maybe_flush()
                 await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
                 for node_id, task in list(running.items()):

@@ -24,7 +24,7 @@ RUNNERS: dict[str, NodeRunner] = {
     "wait": NodeRunner(run_wait),
     "loop": NodeRunner(run_loop),
     "workflow": NodeRunner(run_sub_flow),
-    "hitl": NodeRunner(run_hitl),
+    "hitl": NodeRunner(run_hitl, takes_bookkeeping=True),
     **{kind: NodeRunner(run_agent, writes_own_row=True) for kind in ACTIVITY_AGENT_TYPES},
     "a2a": NodeRunner(run_a2a, writes_own_row=True),
 }
