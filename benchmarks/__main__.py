@@ -1,6 +1,6 @@
 """The benchmark suite: each scenario as FlowRun and as a hand-written Temporal workflow.
 
-    python -m benchmarks [--scenarios a,b,c,d,e,f] [--rounds 3] [--scale 1]
+    python -m benchmarks [--scenarios a,b,c,d,e,f,g] [--rounds 3] [--scale 1]
                          [--temporal ADDRESS --database-url URL] [--out docs/benchmarks.md]
 
 Both sides of a scenario run in the same suite run, alternating (the order flips each

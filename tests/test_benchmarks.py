@@ -11,7 +11,7 @@ import pytest
 from workers.client import FLOW_RUN
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = "a,b,c,e"
+SCENARIOS = "a,b,c,e,g"
 ARGS = ("--scale", "0.02", "--rounds", "1", "--scenarios", SCENARIOS)
 
 
@@ -35,7 +35,7 @@ def test_suite_prints_a_row_per_scenario_and_side():
     rows = [
         [cell.strip() for cell in line.strip("|").split("|")]
         for line in done.stdout.splitlines()
-        if re.match(r"\| [a-f] \|", line)
+        if re.match(r"\| [a-g] \|", line)
     ]
     seen = {(row[0], row[1]) for row in rows}
     for key in SCENARIOS.split(","):

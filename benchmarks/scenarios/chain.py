@@ -26,6 +26,8 @@ from benchmarks.support import edge, node
 
 RUNS = 200
 NODES = 10
+#: (g): runs of the chain one after the other, for the latency of a run on an idle stack.
+ONE_AT_A_TIME = 20
 
 HAND_ROWS = "hand-written, rows"
 HAND_NO_ROWS = "hand-written, no rows"
@@ -40,26 +42,37 @@ def chain(n: int, url: str) -> dict[str, Any]:
     return {"nodes": nodes, "edges": edges}
 
 
-async def _flow(bench: Bench, scenario: str, side: str = FLOW_RUN) -> Measurement:
+async def _flow(
+    bench: Bench, scenario: str, side: str = FLOW_RUN, runs: int = RUNS, concurrency: int = 0
+) -> Measurement:
     return await flow_runs(
         bench,
         scenario,
         chain(NODES, bench.url),
-        runs=bench.size(RUNS),
+        runs=bench.size(runs),
         nodes_per_run=NODES,
         side=side,
+        concurrency=concurrency or None,
     )
 
 
-async def _hand(bench: Bench, scenario: str, rows: bool, side: str = HAND) -> Measurement:
+async def _hand(
+    bench: Bench,
+    scenario: str,
+    rows: bool,
+    side: str = HAND,
+    runs: int = RUNS,
+    concurrency: int = 0,
+) -> Measurement:
     return await hand_runs(
         bench,
         scenario,
         CHAIN_UNSANDBOXED if side == HAND_UNSANDBOXED else CHAIN,
         {"url": bench.url, "n": NODES, "rows": rows},
-        runs=bench.size(RUNS),
+        runs=bench.size(runs),
         nodes_per_run=NODES,
         side=side,
+        concurrency=concurrency or None,
     )
 
 
@@ -106,4 +119,14 @@ WORKER_PROCESSES = Scenario(
         TWO_WORKERS: _two_workers,
     },
     baseline=ONE_WORKER,
+)
+
+ONE_RUN_AT_A_TIME = Scenario(
+    "g",
+    f"{ONE_AT_A_TIME} runs of (a)'s chain one after the other: latency on an idle stack",
+    {
+        HAND: lambda bench: _hand(bench, "g", rows=True, runs=ONE_AT_A_TIME, concurrency=1),
+        FLOW_RUN: lambda bench: _flow(bench, "g", runs=ONE_AT_A_TIME, concurrency=1),
+    },
+    baseline=HAND,
 )

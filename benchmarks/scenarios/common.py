@@ -78,8 +78,11 @@ async def flow_runs(
     inputs: dict[str, Any] | None = None,
     side: str = FLOW_RUN,
     workers: Sequence[WorkerProcess] | None = None,
+    concurrency: int | None = None,
 ) -> Measurement:
-    """`runs` FlowRuns of `definition`, all started at once, each timed from start to result."""
+    """`runs` FlowRuns of `definition`, all started at once (or `concurrency` at a time), each
+    timed from start to result.
+    """
     ids: list[str] = []
 
     async def one(_: int) -> None:
@@ -93,7 +96,15 @@ async def flow_runs(
         await result(bench.client, handle.id)
 
     return await _measured(
-        bench, scenario, side, runs, nodes_per_run, workers or [bench.workers.flow_run], one, ids
+        bench,
+        scenario,
+        side,
+        runs,
+        nodes_per_run,
+        workers or [bench.workers.flow_run],
+        one,
+        ids,
+        concurrency,
     )
 
 
@@ -106,8 +117,11 @@ async def hand_runs(
     runs: int,
     nodes_per_run: int,
     side: str = HAND,
+    concurrency: int | None = None,
 ) -> Measurement:
-    """`runs` hand-written workflows, all started at once, each timed from start to result."""
+    """`runs` hand-written workflows, all started at once (or `concurrency` at a time), each
+    timed from start to result.
+    """
     ids: list[str] = []
 
     async def one(_: int) -> None:
@@ -118,7 +132,7 @@ async def hand_runs(
         await handle.result()
 
     return await _measured(
-        bench, scenario, side, runs, nodes_per_run, [bench.workers.hand], one, ids
+        bench, scenario, side, runs, nodes_per_run, [bench.workers.hand], one, ids, concurrency
     )
 
 
@@ -131,10 +145,11 @@ async def _measured(
     workers: Sequence[WorkerProcess],
     one: Callable[[int], Awaitable[None]],
     ids: list[str],
+    concurrency: int | None = None,
 ) -> Measurement:
     """`runs` calls of `one` timed on `workers`, with the history length of the runs in `ids`."""
     async with measuring(workers) as usage:
-        wall, latencies = await timed_runs(runs, one)
+        wall, latencies = await timed_runs(runs, one, concurrency)
     return Measurement(
         scenario,
         side,
