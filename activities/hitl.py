@@ -20,6 +20,7 @@ from persistence.storable import storable_text
 from workflows.contract import (
     HITL_CHECK_REVIEWER,
     HITL_CLOSE,
+    HITL_DECIDE,
     HITL_ESCALATE,
     HITL_OPEN,
     HITL_RECORD_DECISION,
@@ -159,14 +160,31 @@ class HitlActivities:
         async with self._sessions() as session:
             await _check_reviewer(session, req)
 
+    @activity.defn(name=HITL_DECIDE)
+    async def hitl_decide(self, req: DecisionRecord) -> dict[str, Any]:
+        """Check the reviewer and store the decision in one transaction: a reviewer who may not
+        decide leaves nothing behind.
+        """
+        if req.reviewer is None:
+            raise ApplicationError(
+                "a decision needs the reviewer to check", type="InvalidDecision", non_retryable=True
+            )
+        return await self._record(req, req.reviewer)
+
     @activity.defn(name=HITL_RECORD_DECISION)
     async def hitl_record_decision(self, req: DecisionRecord) -> dict[str, Any]:
-        """Store the decision and the task's status after it, once its reviewer (when given) is
-        found allowed; a task already closed (its deadline came first) refuses it for good.
+        """Store a decision whose reviewer `hitl_check_reviewer` checked (runs started before
+        `hitl_decide`).
+        """
+        return await self._record(req, req.reviewer)
+
+    async def _record(self, req: DecisionRecord, reviewer: ReviewerCheck | None) -> dict[str, Any]:
+        """Store the decision and the task's status after it, once `reviewer` (if any) is found
+        allowed; a task already closed (its deadline came first) refuses it for good.
         """
         async with self._sessions() as session, session.begin():
-            if req.reviewer is not None:
-                await _check_reviewer(session, req.reviewer)
+            if reviewer is not None:
+                await _check_reviewer(session, reviewer)
             try:
                 return await hitl_queries.record_decision(
                     session,

@@ -42,6 +42,10 @@ AGENT_ACTIVITY_PREFIX = "agent."
 HITL_OPEN = "hitl_open"
 HITL_CHECK_REVIEWER = "hitl_check_reviewer"
 HITL_RECORD_DECISION = "hitl_record_decision"
+#: Checks the reviewer and records the decision in one transaction (runs since
+#: `decision-in-one-step`). A name of its own: a worker of an older release, which would
+#: record the decision without the check, does not have it, so the task waits for one that does.
+HITL_DECIDE = "hitl_decide"
 HITL_ESCALATE = "hitl_escalate"
 HITL_CLOSE = "hitl_close"
 
@@ -284,8 +288,8 @@ class ReviewerCheck(BaseModel):
 
 
 class DecisionRecord(BaseModel):
-    """The `hitl_record_decision` argument: one reviewer's decision, already judged by the
-    workflow.
+    """The `hitl_decide` (and older `hitl_record_decision`) argument: one reviewer's decision,
+    already judged by the workflow.
     """
 
     decision_id: str
@@ -297,7 +301,7 @@ class DecisionRecord(BaseModel):
     comments: str | None = None
     #: the task's status after this decision
     task_status: Literal["in_progress", "completed"]
-    #: check this reviewer first, in the same transaction (runs since `decision-in-one-step`)
+    #: the reviewer `hitl_decide` checks first, in the same transaction
     reviewer: ReviewerCheck | None = None
 
 

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.contract import (
         HITL_CHECK_REVIEWER,
+        HITL_DECIDE,
         HITL_RECORD_DECISION,
         DecisionRecord,
         ReviewerCheck,
@@ -159,7 +160,7 @@ class Decisions:
             decision_id = str(workflow.uuid4())
             try:
                 row: dict[str, Any] = await bookkeeping(
-                    HITL_RECORD_DECISION,
+                    HITL_DECIDE if one_step else HITL_RECORD_DECISION,
                     DecisionRecord(
                         decision_id=decision_id,
                         hitl_task_id=task.id,
