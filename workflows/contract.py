@@ -59,6 +59,8 @@ MAX_WRITE_BYTES = 1_800_000
 
 
 NodeStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
+#: The statuses of a node (and its row) that has ended: none changes again.
+NODE_ENDED = ("completed", "failed", "skipped", "cancelled")
 
 
 class NodeState(BaseModel):

@@ -31,12 +31,11 @@ from workflows.run_state import RunState
 with workflow.unsafe.imports_passed_through():
     from flow_language import rendered_config, templates
     from flow_language.definition import ERROR_HANDLE, Edge, Node
-    from workflows.contract import RECORD_RUN, NodeState
+    from workflows.contract import NODE_ENDED, RECORD_RUN, NodeState
 
 #: What a runner returns: the node's output, and the handles it leaves by (None: every
 #: outgoing handle but the error handle).
 NodeResult = tuple[Any, list[str | None] | None]
-_TERMINAL = ("completed", "failed", "skipped", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ class Scope:
                     ready.setdefault(node.id, node)
                     continue
                 sources = [self.states[e.source] for e in incoming]
-                if any(s.status not in _TERMINAL for s in sources):
+                if any(s.status not in NODE_ENDED for s in sources):
                     continue
                 if any(
                     e.sourceHandle in self.states[e.source].handles

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from flow_language.sizes import json_size, model_size
     from workflows.contract import (
         MAX_WRITE_BYTES,
+        NODE_ENDED,
         RECORD_RUN,
         RunRecord,
         RunStatus,
@@ -32,7 +33,6 @@ ROWS_PER_WRITE = 500
 #: The most finished rows, and bytes of them, an agent's activity carries beside its own.
 ROWS_PER_AGENT = 50
 BYTES_PER_AGENT = 64 * 1024
-_FINISHED = ("completed", "failed", "skipped", "cancelled")
 
 
 class RunHeader(Protocol):
@@ -112,7 +112,7 @@ class WriteBack:
         for task_id, row in list(self._pending.items()):
             if len(taken) == ROWS_PER_AGENT:
                 break
-            if row.status not in _FINISHED or self._bytes.get(task_id, 0) > room:
+            if row.status not in NODE_ENDED or self._bytes.get(task_id, 0) > room:
                 continue
             size = model_size(row)  # the whole row, as it travels
             if size > room:
