@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.agent_rows import AttemptRows
 from activities.outbound import outbound_refusal
 from activities.scrubber import ACTIVE, Scrubber
 from activities.secrets import MissingSecretError, SecretProvider, masked
@@ -27,13 +28,18 @@ from activities.writeback import write_tasks
 from flow_language import templates
 from flow_language.sizes import json_size
 from persistence import queries
+from persistence.health import DatabaseHealth, database_unreachable
 from persistence.ids import require_uuid
-from workflows.contract import AGENT_ACTIVITY_PREFIX, MAX_OUTPUT_BYTES, AgentTask, TaskRecord
+from workflows.contract import (
+    AGENT_ACTIVITY_PREFIX,
+    DATABASE_UNAVAILABLE,
+    MAX_OUTPUT_BYTES,
+    AgentTask,
+    TaskRecord,
+)
 
 AgentHandler = Callable[[dict[str, Any], AgentTask], Awaitable[Any]]
 _HEARTBEAT_EVERY = 1.0
-#: How long an agent works before its `running` row is written (sooner: only its end row).
-_RUNNING_ROW_AFTER = 1.0
 _MAX_ERROR_CHARS = 4000
 #: What one node may hand back: Temporal refuses payloads over 2 MB, with a far less clear
 #: message than ours, and the row and every later node's scope carry the output too.
@@ -42,9 +48,15 @@ _MAX_ERROR_CHARS = 4000
 class AgentRuntime:
     """What every agent activity does around its own work (see the module's docstring)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], secrets: SecretProvider) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        secrets: SecretProvider,
+        health: DatabaseHealth | None = None,
+    ) -> None:
         self._sessions = sessions
         self._secrets = secrets
+        self._health = health or DatabaseHealth()
 
     async def _record(self, task: AgentTask, row: TaskRecord, carried: bool = False) -> None:
         """Upsert the node's row; with `carried`, the finished rows of other nodes the
@@ -116,42 +128,14 @@ class AgentRuntime:
             retry_count=info.attempt - 1,
             started_at=datetime.now(UTC),
         )
-        # The rows of other nodes the workflow handed over go with whichever of this node's
-        # rows is written first.
-        carrying = bool(task.carried_rows)
-
-        async def record(row: TaskRecord) -> None:
-            nonlocal carrying
-            await self._record(task, row, carried=carrying)
-            carrying = False
-
-        # The "running" row is written while the agent works, off the node's critical path,
-        # and only once it has worked a while: a node that ends sooner has one row, its end.
-        writing = False
-
-        async def running_row_later() -> None:
-            nonlocal writing
-            await asyncio.sleep(_RUNNING_ROW_AFTER)
-            writing = True
-            await record(row)
-
-        running_row = asyncio.create_task(running_row_later())
-
-        async def settle_running_row() -> None:
-            """Before an end row: drop the running row not yet begun, let one being
-            written land first (an end row must never be overwritten by its start).
-            """
-            if not writing:
-                running_row.cancel()
-            await asyncio.wait([running_row])
-            if not running_row.cancelled():
-                running_row.exception()  # a failed one is superseded by the end row
-
+        rows = AttemptRows(
+            lambda row, carried: self._record(task, row, carried), task, row, self._health
+        )
         secrets: Mapping[str, str] = {}
         scrubber = Scrubber(())
         try:
             if refs.secrets:
-                secrets = await self._secrets.resolve(task.tenant_id, refs.secrets)
+                secrets = await self._resolve_secrets(task, refs.secrets)
                 scrubber = Scrubber(secrets.values())
             with ACTIVE.holding(secrets.values()):
                 config = (
@@ -173,29 +157,20 @@ class AgentRuntime:
             if task.output_schema is not None:
                 _enforce(task.output_schema, output, "output")
         except asyncio.CancelledError:
-            await settle_running_row()
-            await record(
-                row.model_copy(
-                    update={
-                        "status": "cancelled",
-                        "error": "cancelled",
-                        "completed_at": datetime.now(UTC),
-                    }
-                ),
+            await rows.ended_otherwise(
+                status="cancelled", error="cancelled", completed_at=datetime.now(UTC)
             )
             raise
         except Exception as exc:
+            if isinstance(exc, ApplicationError) and exc.type == DATABASE_UNAVAILABLE:
+                await rows.close()  # nothing was done: no row
+                raise
             failure = _as_application_error(exc, task, scrubber)
             last = failure.non_retryable or _is_last_attempt(info)
-            await settle_running_row()
-            await record(
-                row.model_copy(
-                    update={
-                        "status": "failed" if last else "running",
-                        "error": str(failure)[:_MAX_ERROR_CHARS],
-                        "completed_at": datetime.now(UTC) if last else None,
-                    }
-                ),
+            await rows.ended_otherwise(
+                status="failed" if last else "running",
+                error=str(failure)[:_MAX_ERROR_CHARS],
+                completed_at=datetime.now(UTC) if last else None,
             )
             # Not `from exc`: the original exception (and the text of its causes) would
             # travel with the failure into history unscrubbed.
@@ -204,19 +179,40 @@ class AgentRuntime:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            await settle_running_row()
-        await record(
-            row.model_copy(
-                update={
-                    "status": "completed",
-                    "outputs": output,
-                    "error": None,
-                    "completed_at": datetime.now(UTC),
-                    **_usage_columns(output),
-                }
-            ),
+            await rows.close()
+        await rows.completed(
+            outputs=output, completed_at=datetime.now(UTC), **_usage_columns(output)
         )
-        return output
+        return rows.outcome(output)
+
+    async def _resolve_secrets(self, task: AgentTask, names: Iterable[str]) -> Mapping[str, str]:
+        """The tenant's secrets the config names. With the database unreachable the attempt
+        does nothing and says so (`DATABASE_UNAVAILABLE`): the workflow waits and tries again
+        without spending the node's attempts, until the outage outlasts the worker's patience.
+        """
+        try:
+            secrets = await self._secrets.resolve(task.tenant_id, names)
+        except Exception as exc:
+            if not database_unreachable(exc):
+                raise
+            self._health.lost(exc)
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            if self._health.gave_up():
+                raise ApplicationError(
+                    f"node {task.node_id!r}: the database has been unreachable for over "
+                    f"{self._health.outage_limit_seconds:.0f} s ({reason})",
+                    type="DatabaseUnreachable",
+                    non_retryable=True,
+                ) from None
+            if not task.rows_may_wait:
+                raise
+            raise ApplicationError(
+                f"node {task.node_id!r}: the database is unreachable ({reason}); waiting for it",
+                type=DATABASE_UNAVAILABLE,
+                non_retryable=True,
+            ) from None
+        self._health.answered()
+        return secrets
 
 
 async def _heartbeat_forever() -> None:

@@ -20,6 +20,8 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from persistence.health import DatabaseHealth, database_unreachable
+
 #: The `ApplicationError.type` of such a failure (never retried).
 DATABASE_REFUSED = "DatabaseRefused"
 
@@ -49,15 +51,22 @@ def refusal_text(exc: DBAPIError) -> str:
 
 class DatabaseRefusalInterceptor(Interceptor):
     """The worker interceptor that makes the database's refusals of the data final for every
-    activity.
+    activity, and its outages retried until they outlast `health`'s limit.
     """
+
+    def __init__(self, health: DatabaseHealth | None = None) -> None:
+        self._health = health or DatabaseHealth()
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         """Wrap each activity so such a refusal is raised as a non-retryable failure."""
-        return _RefusalsAreFinal(next)
+        return _RefusalsAreFinal(next, self._health)
 
 
 class _RefusalsAreFinal(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, health: DatabaseHealth) -> None:
+        super().__init__(next)
+        self._health = health
+
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         try:
             return await super().execute_activity(input)
@@ -69,9 +78,19 @@ class _RefusalsAreFinal(ActivityInboundInterceptor):
                 type=DATABASE_REFUSED,
                 non_retryable=True,
             ) from None
-        except DBAPIError as exc:
-            if not refused_by_database(exc):
-                raise  # a lost connection, a server restarting: retried
+        except Exception as exc:
+            if database_unreachable(exc):
+                self._health.lost(exc)
+                if not self._health.gave_up():
+                    raise  # retried: the run waits for the database
+                raise ApplicationError(
+                    f"the database has been unreachable for over "
+                    f"{self._health.outage_limit_seconds:.0f} s: {type(exc).__name__}",
+                    type="DatabaseUnreachable",
+                    non_retryable=True,
+                ) from None
+            if not (isinstance(exc, DBAPIError) and refused_by_database(exc)):
+                raise
             # No cause attached: it would carry the statement's parameters into history.
             raise ApplicationError(
                 refusal_text(exc), type=DATABASE_REFUSED, non_retryable=True

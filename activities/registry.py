@@ -17,6 +17,7 @@ from activities.docker_policy import DockerPolicy
 from activities.llm import ModelClients
 from activities.outbound import OutboundHttp
 from activities.secrets import SecretProvider, TenantSecrets
+from persistence.health import DatabaseHealth
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Dependencies:
     secrets: SecretProvider | None = None
     #: Every agent's HTTP goes through one guarded pool (API_ALLOWED_HOSTS); no cookie jar.
     http: OutboundHttp = field(default_factory=OutboundHttp)
+    #: Whether the database answers (the health endpoint reports it); outages are waited out.
+    health: DatabaseHealth = field(default_factory=DatabaseHealth)
 
     #: Builds the docker client on first use (reads DOCKER_HOST), so a worker without a
     #: docker engine runs every other node type.
@@ -92,7 +95,7 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
 
     install_log_scrubbing()
     assert deps.secrets is not None  # set by __post_init__
-    runtime = AgentRuntime(deps.sessions, deps.secrets)
+    runtime = AgentRuntime(deps.sessions, deps.secrets, deps.health)
     hitl = HitlActivities(deps.sessions)
     return [
         hitl.hitl_open,

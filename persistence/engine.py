@@ -9,8 +9,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -37,11 +38,33 @@ def sync_url(database_url: str) -> URL:
     return make_url(database_url).set(drivername="postgresql")
 
 
+class DatabaseConnectError(ConnectionError):
+    """A connection to the database could not be made: it is down, starting, or out of reach."""
+
+
+#: SQLSTATE classes a server answers a connection with when it cannot take one right now.
+_NOT_NOW_SQLSTATE_CLASSES = ("08", "57")
+
+
+def _connect_errors_named(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Connect as the dialect does, but say so when the database cannot be reached: the driver
+    raises the socket's own error, indistinguishable from any other network error.
+    """
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except (OSError, TimeoutError) as exc:
+        raise DatabaseConnectError(f"cannot connect to the database: {exc}") from exc
+    except Exception as exc:
+        if str(getattr(exc, "sqlstate", "") or "")[:2] not in _NOT_NOW_SQLSTATE_CLASSES:
+            raise
+        raise DatabaseConnectError(f"the database takes no connection now: {exc}") from exc
+
+
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     """The async engine of every process, on a libpq `database_url` (translated for asyncpg); JSON
     columns written through `storable_json`.
     """
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -52,6 +75,8 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         # escaped by the one rule of persistence.storable.
         json_serializer=storable_json,
     )
+    event.listen(engine.sync_engine, "do_connect", _connect_errors_named)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     #: was down (runs terminated meanwhile); Temporal forgets closed runs after its retention.
     reconcile_lookback_hours: Annotated[float, Field(gt=0, le=24 * 366)] = 168
 
+    #: Port of the worker's health endpoint (`/health`: 503 while the database or Temporal
+    #: is unreachable; `/health/live`); unset: none. HEALTH_HOST: the address it listens on.
+    health_port: Port | None = None
+    health_host: str = "127.0.0.1"
+    #: How long the worker waits out a database outage (seconds): writes meeting one are
+    #: retried, and agents wait for it, until it has lasted this long; then they fail.
+    database_outage_limit_seconds: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 3600
+
     # The `docker` agent's walls (activities/docker_policy.py reads the same variables): a
     # flow author is trusted with their own tenant only, not with the worker's engine.
     #: Images a docker node may run: fnmatch patterns, comma-separated (`python:3.12-slim,

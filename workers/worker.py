@@ -18,6 +18,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.database_refusals import DatabaseRefusalInterceptor
 from persistence.engine import create_engine, session_factory
+from persistence.health import DatabaseHealth
+from workers.health_server import watching_health
 from workers.reconciler import reconciler_plugins
 from workers.settings import Settings
 
@@ -68,7 +70,7 @@ def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worke
         max_cached_workflows=settings.max_cached_workflows,
         plugins=reconciler_plugins(client, settings, dependencies.sessions),
         # Postgres refusing the data itself fails an activity for good instead of for ever.
-        interceptors=[DatabaseRefusalInterceptor()],
+        interceptors=[DatabaseRefusalInterceptor(dependencies.health)],
         # The SDK's own check of Temporal's 2 MB payload limit fails an oversized workflow task
         # and retries it for ever. One way a caller can cause that: an update over the limit
         # that the server admitted, which the worker cannot even reject (a rejection carries
@@ -91,11 +93,19 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) ->
         sessions, settings.secret_keys(), environment_tenants=settings.secrets_environment_tenants
     )
     policy = OutboundPolicy.parse(settings.api_allowed_hosts, settings.api_max_redirects)
-    deps = Dependencies(sessions=sessions, http=OutboundHttp(policy=policy), secrets=secrets)
+    health = DatabaseHealth(outage_limit_seconds=settings.database_outage_limit_seconds)
+    deps = Dependencies(
+        sessions=sessions, http=OutboundHttp(policy=policy), secrets=secrets, health=health
+    )
     await deps.sweep_docker_orphans()
     try:
         worker = build_worker(client, settings, deps)
-        async with worker:
+        # The database is probed from the start: if it is down when the worker starts, it
+        # is waited for, not a reason to exit (and be restarted in a loop).
+        async with (
+            worker,
+            watching_health(health, sessions, client, settings.health_port, settings.health_host),
+        ):
             log.info(
                 "worker polling task queue %r in namespace %r",
                 settings.temporal_task_queue,

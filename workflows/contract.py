@@ -186,6 +186,27 @@ class AgentTask(BaseModel):
     tolerant_nodes: list[str] = Field(default_factory=list)
     #: finished rows of other nodes of the run, written with this node's first row
     carried_rows: list[TaskRecord] = Field(default_factory=list)
+    #: the activity answers with an `AgentOutcome`, handing back the rows it could not write
+    #: while the database was unreachable (False: runs started before that change)
+    rows_may_wait: bool = False
+
+
+#: The `ApplicationError.type` of an agent attempt that did nothing because the database was
+#: unreachable before its work began: the workflow waits and tries again, spending none of the
+#: node's attempts.
+DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+
+
+class AgentOutcome(BaseModel):
+    """What an agent activity returns when `AgentTask.rows_may_wait`: its output, and the
+    rows the database could not take when they were due (the workflow writes them later).
+    """
+
+    output: Any = None
+    #: the node's end row, without its outputs (they are `output`), if it was not written
+    row: TaskRecord | None = None
+    #: whether the rows the task carried were written
+    carried_written: bool = True
 
 
 # -- what the write-back records ------------------------------------------------------------

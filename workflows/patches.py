@@ -50,9 +50,13 @@ AGENTS_CARRY_ROWS = "agents-carry-rows"
 #: next node.
 DECISION_IN_ONE_STEP = "decision-in-one-step"
 
-#: Every change above in one marker, for runs started since: each of them is on.
-CURRENT = "flow-run-2026-11-26"
-_SUBSUMED = frozenset(
+#: An agent whose rows meet a database outage hands them back to the workflow, which
+#: writes them once the database answers (an agent's work is never repeated for its row),
+#: and an agent that could not begin for the outage is tried again without spending the
+#: node's attempts.
+ROWS_WAIT_FOR_DATABASE = "rows-wait-for-database"
+
+_FIRST_GENERATION = frozenset(
     {
         HITL_OPEN_BOOKKEEPING,
         STRICT_TEMPLATES,
@@ -65,14 +69,24 @@ _SUBSUMED = frozenset(
         DECISION_IN_ONE_STEP,
     }
 )
+#: Markers that each stand for every change up to theirs, newest first: a run records the
+#: newest one when it starts; runs that recorded an older one keep answering by it.
+GENERATIONS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("flow-run-2026-11-27", _FIRST_GENERATION | {ROWS_WAIT_FOR_DATABASE}),
+    ("flow-run-2026-11-26", _FIRST_GENERATION),
+)
+#: The marker new runs record.
+CURRENT = GENERATIONS[0][0]
 
 
 def patched(patch_id: str) -> bool:
-    """`workflow.patched(patch_id)`, answered by `CURRENT` in runs that recorded it.
+    """`workflow.patched(patch_id)`, answered by the generation marker a run recorded.
 
-    The SDK remembers a run's first answer to each id: a run that replays without
-    `CURRENT` in its history keeps answering False to it, and asks for each id.
+    The SDK remembers a run's first answer to each id: a run that replays without a
+    generation's marker in its history keeps answering False to it, and asks the next
+    (older) one, then the id itself.
     """
-    if patch_id in _SUBSUMED and workflow.patched(CURRENT):
-        return True
+    for marker, subsumed in GENERATIONS:
+        if patch_id in subsumed and workflow.patched(marker):
+            return True
     return workflow.patched(patch_id)

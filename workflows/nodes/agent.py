@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.workflow import ActivityCancellationType
 
@@ -30,7 +30,13 @@ with workflow.unsafe.imports_passed_through():
         Node,
         RetrySpec,
     )
-    from workflows.contract import AGENT_ACTIVITY_PREFIX, MAX_WRITE_BYTES, AgentTask
+    from workflows.contract import (
+        AGENT_ACTIVITY_PREFIX,
+        DATABASE_UNAVAILABLE,
+        MAX_WRITE_BYTES,
+        AgentOutcome,
+        AgentTask,
+    )
 
 if TYPE_CHECKING:
     from workflows.scheduler import NodeResult, Scope
@@ -99,6 +105,8 @@ async def _agent(scope: Scope, node: Node, task_id: str) -> Any:
         tolerant_nodes=templates.tolerant_nodes(reads),
         outgoing_handles=sorted({h for h in scope.defn.out_handles(node.id) if h}),
     )
+    rows_may_wait = run.records_every_end and patches.patched(patches.ROWS_WAIT_FOR_DATABASE)
+    agent_task.rows_may_wait = rows_may_wait
     if run.records_every_end:
         try:
             size = check_payload(agent_task, "the node's input (its config and what it reads)")
@@ -107,28 +115,64 @@ async def _agent(scope: Scope, node: Node, task_id: str) -> Any:
             raise
         # Other nodes' rows ride along only in the room the node's own input leaves.
         agent_task.carried_rows = run.write_back.take_finished(room=MAX_WRITE_BYTES - size)
-    try:
-        return await workflow.execute_activity(
-            f"{AGENT_ACTIVITY_PREFIX}{node.type}",
-            agent_task,
-            activity_id=task_id,
-            start_to_close_timeout=timeout,
-            heartbeat_timeout=min(AGENT_HEARTBEAT_TIMEOUT, timeout),
-            retry_policy=retry_policy(node.data.retry),
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary=node.label,
-        )
-    except BaseException as exc:
-        # Ended without success: the rows it carried may not have been written.
-        run.write_back.restore(agent_task.carried_rows)
-        if not isinstance(exc, ActivityError):
+    waited = timedelta(0)
+    while True:
+        try:
+            result = await workflow.execute_activity(
+                f"{AGENT_ACTIVITY_PREFIX}{node.type}",
+                agent_task,
+                activity_id=task_id,
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=min(AGENT_HEARTBEAT_TIMEOUT, timeout),
+                retry_policy=retry_policy(node.data.retry),
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=node.label,
+                result_type=AgentOutcome if rows_may_wait else None,
+            )
+        except ActivityError as exc:
+            if rows_may_wait and _database_unavailable(exc):
+                # Nothing was done: wait for the database, keeping the node's attempts.
+                waited = await _wait_for_database(node, waited)
+                continue
+            run.write_back.restore(agent_task.carried_rows)
+            if isinstance(exc.cause, TemporalCancelledError):
+                raise asyncio.CancelledError() from None
+            message = error_text(exc)
+            # A timed-out attempt could not record its own end: record it here.
+            _failed_row(scope, node, task_id, message)
+            raise NodeError(message) from None
+        except BaseException:
+            # Ended without success: the rows it carried may not have been written.
+            run.write_back.restore(agent_task.carried_rows)
             raise
-        if isinstance(exc.cause, TemporalCancelledError):
-            raise asyncio.CancelledError() from None
-        message = error_text(exc)
-        # A timed-out attempt could not record its own end: record it here.
-        _failed_row(scope, node, task_id, message)
-        raise NodeError(message) from None
+        if not rows_may_wait:
+            return result
+        return _take_outcome(scope, agent_task, result)
+
+
+def _database_unavailable(exc: ActivityError) -> bool:
+    return isinstance(exc.cause, ApplicationError) and exc.cause.type == DATABASE_UNAVAILABLE
+
+
+async def _wait_for_database(node: Node, waited: timedelta) -> timedelta:
+    """Sleep before trying an agent again that could not begin for a database outage: from
+    a second, doubling, up to a minute. Returns how long it has waited in all.
+    """
+    delay = min(max(waited, timedelta(seconds=1)), timedelta(minutes=1))
+    await workflow.sleep(delay, summary=f"{node.label}: waiting for the database")
+    return waited + delay
+
+
+def _take_outcome(scope: Scope, task: AgentTask, outcome: AgentOutcome) -> Any:
+    """The agent's output; rows the database could not take when they were due go to the
+    run's write-back buffer, which retries until it answers.
+    """
+    write_back = scope.run.write_back
+    if not outcome.carried_written:
+        write_back.restore(task.carried_rows)
+    if outcome.row is not None:
+        write_back.add(outcome.row.model_copy(update={"outputs": outcome.output}))
+    return outcome.output
 
 
 def _reads_input(node: Node, refs: templates.References) -> bool:

@@ -1,0 +1,235 @@
+"""Postgres stops while runs are mid-flight: no run fails, no row is lost or doubled.
+
+The module has a Postgres of its own (the session's is shared by every test), stopped
+and started again by the tests; the worker runs in this process on its own queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
+
+from activities.registry import Dependencies
+from persistence import secret_queries
+from persistence.engine import create_engine, session_factory
+from persistence.migrate import upgrade_async
+from persistence.secret_keys import SecretKeys
+from tests.flows import FlowWorker
+from tests.hitl_support import People, edge, make_people, node, open_task, review_flow
+from tests.http_peer import HttpPeer, Reply
+from tests.invariant import assert_queue_tells_the_truth
+from workers import client as flow_client
+from workers.embedded_postgres import EmbeddedPostgres
+from workers.health_server import watching_health
+from workers.processes import free_port
+from workers.settings import Settings
+from workers.worker import build_worker
+
+pytestmark = pytest.mark.slow
+
+RUNS = 5
+
+
+@dataclass
+class Outage:
+    """A Postgres the test may stop and start, the worker's sessions on it, and the worker's
+    health endpoint.
+    """
+
+    server: EmbeddedPostgres
+    sessions: async_sessionmaker[AsyncSession]
+    health_url: str
+
+    async def health(self) -> tuple[int, dict[str, Any]]:
+        """What the worker's health endpoint answers now."""
+        async with httpx.AsyncClient() as http:
+            answer = await http.get(self.health_url)
+        return answer.status_code, answer.json()
+
+    def stop(self) -> None:
+        """Stop the server at once (Postgres' fast shutdown: clients are cut off)."""
+        self.server.stop()
+
+    def start(self) -> None:
+        """Start it again on the same port and data."""
+        self.server.start()
+
+
+@pytest.fixture(scope="module")
+def outage_server() -> Iterator[EmbeddedPostgres]:
+    """A Postgres of the module's own, which its tests stop and start."""
+    with tempfile.TemporaryDirectory(prefix="meta-agent-outage-") as tmp:
+        pg = EmbeddedPostgres(Path(tmp) / "data", port=free_port())
+        pg.start()
+        pg.create_database("outage")
+        try:
+            yield pg
+        finally:
+            pg.stop()
+
+
+@pytest.fixture
+async def outage(
+    outage_server: EmbeddedPostgres, temporal_env: WorkflowEnvironment
+) -> AsyncIterator[tuple[Outage, FlowWorker]]:
+    """A worker whose database the test may stop; the run invariant is checked at the end."""
+    if outage_server.pid is None:
+        outage_server.start()
+    url = outage_server.url("outage")
+    await upgrade_async(url)
+    engine = create_engine(url, pool_size=5)
+    sessions = session_factory(engine)
+    queue = f"outage-{uuid.uuid4().hex[:8]}"
+    settings = Settings(temporal_task_queue=queue, reconcile_interval_seconds=1)
+    deps = Dependencies(sessions=sessions)
+    port = free_port()
+    try:
+        async with (
+            build_worker(temporal_env.client, settings, deps),
+            watching_health(deps.health, sessions, temporal_env.client, port),
+        ):
+            worker = FlowWorker(temporal_env.client, queue, sessions)
+            yield Outage(outage_server, sessions, f"http://127.0.0.1:{port}/health"), worker
+            if outage_server.pid is None:
+                outage_server.start()
+            await assert_queue_tells_the_truth(temporal_env.client, sessions, queue, worker.started)
+    finally:
+        await deps.aclose()
+        await engine.dispose()
+
+
+def _two_calls(base: str, run: int) -> dict[str, Any]:
+    # The first run's second call reads a stored secret: its activity needs the database
+    # before it can begin, and begins during the outage.
+    second: dict[str, Any] = {"url": f"{base}/second/{run}"}
+    if run == 0:
+        second["headers"] = {"X-Token": "{{ secrets.TOKEN }}"}
+    return {
+        "nodes": [
+            node("start", "start"),
+            node("first", "api", {"url": f"{base}/first/{run}"}),
+            node("second", "api", second),
+            node("done", "end", {"outputs": {"n": "{{ nodes.second.output.json.n }}"}}),
+        ],
+        "edges": [edge("start", "first"), edge("first", "second"), edge("second", "done")],
+    }
+
+
+async def _wait_until(check: Any, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.05)
+
+
+async def _row_counts(sessions: async_sessionmaker[AsyncSession], workflow_id: str) -> list[Any]:
+    async with sessions() as s:
+        return list(
+            (
+                await s.execute(
+                    text(
+                        "SELECT t.orchestrator_task_id, t.status, count(*) FROM task_instances t"
+                        " JOIN workflow_runs r ON r.id = t.workflow_run_id"
+                        " WHERE r.orchestrator_run_id = :o GROUP BY 1, 2 ORDER BY 1"
+                    ),
+                    {"o": workflow_id},
+                )
+            ).all()
+        )
+
+
+async def _outage_while_runs_are_mid_flight(
+    outage: tuple[Outage, FlowWorker], http_peer: HttpPeer, seconds: float
+) -> None:
+    db, worker = outage
+    people: People = await make_people(db.sessions)
+    async with db.sessions() as s, s.begin():
+        keys = SecretKeys.parse(os.environ["SECRETS_KEYS"])
+        await secret_queries.set_secret(s, keys, uuid.UUID(people.tenant), "TOKEN", "t0ken")
+    for n in range(RUNS):
+        http_peer.route("GET", f"/first/{n}", Reply(200, {"n": n}, delay=1.0))
+        http_peer.route("GET", f"/second/{n}", Reply(200, {"n": n}, delay=0.2))
+    # A review parked before the outage, decided during it; another opened during it.
+    parked = await worker.start(review_flow(), {"what": "before"}, tenant_id=people.tenant)
+    (task,) = await open_task(parked)
+    handles = [
+        await worker.start(_two_calls(http_peer.base, n), tenant_id=people.tenant)
+        for n in range(RUNS)
+    ]
+    # Agents in flight: their end rows meet the outage.
+    await _wait_until(lambda: len(http_peer.requests) >= RUNS, 30)
+    db.stop()
+    began = time.monotonic()
+    opened = await worker.start(review_flow(), {"what": "during"}, tenant_id=people.tenant)
+    deciding = asyncio.create_task(
+        flow_client.decide(
+            worker.client, parked.id, task["id"], {"approved": True}, people.finance, "ok"
+        )
+    )
+    await asyncio.sleep(min(seconds, 10))
+    status, body = await db.health()
+    assert (status, body["database"]["status"]) == (503, "unreachable"), body
+    assert body["database"]["seconds"] > 0
+    await asyncio.sleep(max(0.0, seconds - (time.monotonic() - began)))
+    assert not deciding.done(), "a decision was answered while the database was down"
+    db.start()
+    decision = await asyncio.wait_for(deciding, timeout=120)
+    assert decision["decided_by"] == people.finance
+    results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 120)
+    assert [r.outputs["n"] for r in results] == list(range(RUNS))
+    await asyncio.wait_for(parked.result(), 60)
+    # Each call was made once: an agent's work is not repeated because its row waited.
+    for n in range(RUNS):
+        assert len(http_peer.calls("GET", f"/first/{n}")) == 1
+        assert len(http_peer.calls("GET", f"/second/{n}")) == 1
+    assert http_peer.calls("GET", "/second/0")[0].headers.get("X-Token") == "t0ken"
+    # ... which waited for the database (a timer) rather than spend its attempts.
+    history = await handles[0].fetch_history()
+    assert any(e.event_type == EventType.EVENT_TYPE_TIMER_STARTED for e in history.events)
+    for h in handles:
+        assert await _row_counts(db.sessions, h.id) == [
+            ("done", "completed", 1),
+            ("first", "completed", 1),
+            ("second", "completed", 1),
+            ("start", "completed", 1),
+        ]
+    (review,) = await open_task(opened)
+    async with db.sessions() as s:
+        decisions = (
+            await s.execute(
+                text("SELECT count(*) FROM hitl_decisions WHERE hitl_task_id = :t"),
+                {"t": task["id"]},
+            )
+        ).scalar_one()
+    assert decisions == 1
+    await flow_client.decide(
+        worker.client, opened.id, review["id"], {"approved": False}, people.finance, "no"
+    )
+    await asyncio.wait_for(opened.result(), 60)
+    status, body = await db.health()
+    assert (status, body["database"], body["temporal"]) == (
+        200,
+        {"status": "reachable"},
+        {"status": "reachable"},
+    )
+
+
+@pytest.mark.parametrize("seconds", [20, 180])
+async def test_an_outage_fails_no_run_and_loses_or_doubles_no_row(
+    outage: tuple[Outage, FlowWorker], http_peer: HttpPeer, seconds: float
+) -> None:
+    await _outage_while_runs_are_mid_flight(outage, http_peer, seconds)
