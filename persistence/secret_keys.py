@@ -99,31 +99,47 @@ class SecretKeys:
 
     def seal(self, tenant_id: uuid.UUID, name: str, value: str) -> Sealed:
         """`value` encrypted with the current key, bound to (`tenant_id`, `name`)."""
-        nonce = os.urandom(NONCE_BYTES)
-        ciphertext = AESGCM(self._keys[self.current_id]).encrypt(
-            nonce, value.encode(), _associated_data(tenant_id, name)
-        )
-        return Sealed(ciphertext=ciphertext, nonce=nonce, key_id=self.current_id)
+        return self.encrypt(value.encode(), _associated_data(tenant_id, name))
 
     def open(self, tenant_id: uuid.UUID, name: str, sealed: Sealed) -> str:
         """The value of a row of (`tenant_id`, `name`); raises SecretDecryptError."""
-        key = self._keys.get(sealed.key_id)
-        if key is None:
+        if sealed.key_id not in self._keys:
             raise SecretDecryptError(
                 f"secret {name} is encrypted with key {sealed.key_id!r}, which is not in "
                 f"SECRETS_KEYS (keys there: {', '.join(self._keys)})"
             )
         try:
-            plain = AESGCM(key).decrypt(
-                sealed.nonce, sealed.ciphertext, _associated_data(tenant_id, name)
-            )
-        except (InvalidTag, ValueError):
+            plain = self.decrypt(sealed, _associated_data(tenant_id, name))
+        except SecretDecryptError:
             raise SecretDecryptError(
                 f"secret {name} does not decrypt with key {sealed.key_id!r}: the key differs "
                 "from the one that stored it, or the row was altered or copied from another "
                 "tenant or name; store the value again with `meta-agent secrets set`"
             ) from None
         return plain.decode()
+
+    def encrypt(self, plain: bytes, associated_data: bytes) -> Sealed:
+        """`plain` encrypted with the current key (AES-256-GCM, a fresh nonce), bound to
+        `associated_data`.
+        """
+        nonce = os.urandom(NONCE_BYTES)
+        ciphertext = AESGCM(self._keys[self.current_id]).encrypt(nonce, plain, associated_data)
+        return Sealed(ciphertext=ciphertext, nonce=nonce, key_id=self.current_id)
+
+    def decrypt(self, sealed: Sealed, associated_data: bytes) -> bytes:
+        """What `encrypt` sealed; raises SecretDecryptError (unknown key, altered or moved)."""
+        key = self._keys.get(sealed.key_id)
+        if key is None:
+            raise SecretDecryptError(
+                f"encrypted with key {sealed.key_id!r}, which is not configured "
+                f"(keys: {', '.join(self._keys)})"
+            )
+        try:
+            return AESGCM(key).decrypt(sealed.nonce, sealed.ciphertext, associated_data)
+        except (InvalidTag, ValueError):
+            raise SecretDecryptError(
+                f"does not decrypt with key {sealed.key_id!r}: another key of that name, or altered"
+            ) from None
 
 
 def _associated_data(tenant_id: uuid.UUID, name: str) -> bytes:

@@ -35,6 +35,9 @@ def test_defaults_follow_the_contract() -> None:
         ("TEMPORAL_ADDRESS", "localhost", "must be host:port"),
         ("DEV_TEMPORAL_PORT", "70000", "less than or equal to 65535"),
         ("TEMPORAL_TASK_QUEUE", "  ", "must not be empty"),
+        ("PAYLOAD_KEYS", "k1:bm90IDMyIGJ5dGVz", "AES-256 needs 32"),
+        ("DATABASE_OUTAGE_LIMIT_SECONDS", "0", "greater than 0"),
+        ("HEALTH_PORT", "0", "greater than or equal to 1"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_variable(

@@ -35,7 +35,11 @@ async def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     settings.require_database_url()
     stop = stop_event_on_signals()
-    client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
+    client = await connect(
+        settings.effective_temporal_address(),
+        settings.temporal_namespace,
+        settings.payload_codec(),
+    )
     if not args.no_register:
         added = await ensure_search_attributes(client)
         if added:
@@ -107,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
     migrate.set_defaults(handler=_cmd_migrate)
 
-    from workers import cli_flows, cli_hitl, cli_secrets
+    from workers import cli_codec, cli_flows, cli_hitl, cli_secrets
 
+    cli_codec.add_commands(sub)
     cli_flows.add_commands(sub)
     cli_hitl.add_commands(sub)
     cli_secrets.add_commands(sub)

@@ -135,7 +135,11 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         problems = check_inputs(stored.definition, inputs)
         if problems:
             return _refuse_inputs(problems)
-    client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
+    client = await connect(
+        settings.effective_temporal_address(),
+        settings.temporal_namespace,
+        settings.payload_codec(),
+    )
     return await _started(
         client,
         start_run(client, settings.temporal_task_queue, FlowRunInput(**fields), run_id=args.id),
@@ -240,7 +244,11 @@ async def cmd_runs_cancel(args: argparse.Namespace, settings: Settings) -> int:
     from workers.client import cancel
     from workers.temporal_client import connect
 
-    client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
+    client = await connect(
+        settings.effective_temporal_address(),
+        settings.temporal_namespace,
+        settings.payload_codec(),
+    )
     await cancel(client, args.run)
     print(f"cancellation requested for {args.run}")
     return 0
@@ -251,7 +259,11 @@ async def cmd_runs_retry(args: argparse.Namespace, settings: Settings) -> int:
     from workers.client import retry
     from workers.temporal_client import connect
 
-    client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
+    client = await connect(
+        settings.effective_temporal_address(),
+        settings.temporal_namespace,
+        settings.payload_codec(),
+    )
     # InvalidInputs here: the stored flow's inputSchema changed since the first run.
     return await _started(client, retry(client, args.run, new_run_id=args.id), wait=args.wait)
 

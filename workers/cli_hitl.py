@@ -110,7 +110,11 @@ async def cmd_hitl_decide(args: argparse.Namespace, settings: Settings) -> int:
     if found is None:
         raise NotFoundError(f"no HITL task {args.task}")
     _task, run_id = found
-    client = await connect(settings.effective_temporal_address(), settings.temporal_namespace)
+    client = await connect(
+        settings.effective_temporal_address(),
+        settings.temporal_namespace,
+        settings.payload_codec(),
+    )
     try:
         row = await decide(
             client, run_id, str(task_id), _decision(args), args.as_user, args.comment

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-from contextlib import ExitStack
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from temporalio.client import Client
 
 from persistence.engine import create_engine, session_factory, sync_url
 from persistence.migrate import upgrade_async
+from workers.asgi import serving
 from workers.embedded_postgres import EmbeddedPostgres
 from workers.examples import import_examples, start_sample_runs
 from workers.sample_service import start_sample_service
@@ -26,6 +29,9 @@ from workers.signals import stop_event_on_signals
 from workers.temporal_client import connect, ensure_search_attributes
 from workers.temporal_dev import TemporalDevServer
 from workers.worker import run_worker
+
+if TYPE_CHECKING:
+    from workers.payload_codec import EncryptionCodec
 
 log = logging.getLogger("meta_agent.dev")
 DEV_DATABASE = "meta_agent"
@@ -99,6 +105,9 @@ async def run_dev(settings: Settings) -> None:
             database_url = pg.url(DEV_DATABASE)
 
         ui_url = None
+        codec = settings.payload_codec()
+        # With PAYLOAD_KEYS, the UI decodes through a codec server of the stack's own.
+        codec_url = f"http://localhost:{settings.dev_codec_port}" if codec else None
         address = settings.temporal_address
         if not address:
             temporal = TemporalDevServer(
@@ -106,6 +115,7 @@ async def run_dev(settings: Settings) -> None:
                 port=settings.dev_temporal_port,
                 ui_port=settings.dev_temporal_ui_port,
                 namespace=settings.temporal_namespace,
+                ui_codec_endpoint=codec_url,
             )
             print(f"starting Temporal dev server on {temporal.address} ...")
             temporal.start()
@@ -113,7 +123,7 @@ async def run_dev(settings: Settings) -> None:
             address, ui_url = temporal.address, temporal.ui_url
 
         await upgrade_async(database_url)
-        client = await connect(address, settings.temporal_namespace)
+        client = await connect(address, settings.temporal_namespace, codec)
         await ensure_search_attributes(client)
 
         state_file.write_text(
@@ -142,6 +152,7 @@ async def run_dev(settings: Settings) -> None:
             f"  Postgres     {sync_url(database_url).render_as_string(hide_password=True)}\n"
             f"  Temporal     {address} (namespace {settings.temporal_namespace})\n"
             f"  Temporal UI  {ui_url or '(not started here)'}\n"
+            f"{f'  codec server {codec_url} (PAYLOAD_KEYS)' + chr(10) if codec_url else ''}"
             f"  task queue   {settings.temporal_task_queue}\n"
             f"{sample_lines}"
             "Press Ctrl-C to stop everything.\n",
@@ -154,8 +165,24 @@ async def run_dev(settings: Settings) -> None:
                 "api_allowed_hosts": allowed,
             }
         )
-        await run_worker(client, worker_settings, stop)
+        async with _codec_server(codec, settings.dev_codec_port, ui_url):
+            await run_worker(client, worker_settings, stop)
         print("stopping ...", flush=True)
+
+
+@asynccontextmanager
+async def _codec_server(
+    codec: EncryptionCodec | None, port: int, ui_url: str | None
+) -> AsyncIterator[None]:
+    """The stack's codec server while the block runs, for the UI's origin (none: no codec)."""
+    if codec is None:
+        yield
+        return
+    from workers.codec_server import codec_app
+
+    origins = [ui_url or "http://localhost:8233"]
+    async with serving(codec_app(codec, origins), "127.0.0.1", port):
+        yield
 
 
 async def _examples(

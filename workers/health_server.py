@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +21,7 @@ from starlette.routing import Route
 from temporalio.client import Client
 
 from persistence.health import DatabaseHealth
+from workers.asgi import serving
 
 log = logging.getLogger("meta_agent.health")
 
@@ -54,14 +54,6 @@ def health_app(health: DatabaseHealth, client: Client) -> Starlette:
     return Starlette(routes=[Route("/health", ready), Route("/health/live", live)])
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server without its signal handlers: the worker handles its own signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @contextlib.asynccontextmanager
 async def watching_health(
     health: DatabaseHealth,
@@ -90,15 +82,6 @@ async def _serving(
     if port is None:
         yield
         return
-    config = uvicorn.Config(
-        health_app(health, client), host=host, port=port, log_level="warning", lifespan="off"
-    )
-    server = _Server(config)
-    serving = asyncio.create_task(server.serve())
-    log.info("health endpoint on http://%s:%d/health", host, port)
-    try:
+    async with serving(health_app(health, client), host, port):
+        log.info("health endpoint on http://%s:%d/health", host, port)
         yield
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(serving, 5)

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from persistence.secret_keys import SecretKeys
+    from workers.payload_codec import EncryptionCodec
 
 DEFAULT_TASK_QUEUE = "meta-agent-flows"
 DEFAULT_NAMESPACE = "default"
@@ -53,6 +54,8 @@ class Settings(BaseSettings):
     dev_temporal_ui_port: Port = 8233
     #: The example flows' HTTP peer (0: any free port).
     dev_sample_port: Annotated[int, Field(ge=0, le=65535)] = 8099
+    #: The dev stack's codec server for the UI, started when PAYLOAD_KEYS is set.
+    dev_codec_port: Port = 8081
     #: Import the example flows and start sample runs when `meta-agent dev` comes up.
     dev_examples: bool = True
 
@@ -107,6 +110,10 @@ class Settings(BaseSettings):
     #: a new one first, running `meta-agent secrets rotate`, then dropping the old one.
     #: Unset: a running `meta-agent dev` stack's key (META_AGENT_HOME/secrets.key), if any.
     secrets_keys: SecretStr | None = None
+    #: AES-256-GCM keys that seal every payload sent to Temporal (same form as SECRETS_KEYS:
+    #: the first encrypts, all decrypt). Unset: payloads are plain JSON. Every client and
+    #: worker of a namespace needs the same keys; `meta-agent codec-server` shows them in the UI.
+    payload_keys: SecretStr | None = None
     #: Tenants whose runs may also read the worker's SECRET_<NAME> variables: tenant ids,
     #: comma-separated, or `*` for every tenant. Runs of no tenant always may; by default no
     #: tenant does, so one tenant's flow cannot use a secret meant for the worker.
@@ -209,7 +216,7 @@ class Settings(BaseSettings):
             or DEFAULT_TEMPORAL_ADDRESS
         )
 
-    @field_validator("secrets_keys")
+    @field_validator("secrets_keys", "payload_keys")
     @classmethod
     def _secret_keys(cls, value: SecretStr | None) -> SecretStr | None:
         from persistence.secret_keys import SecretKeys
@@ -225,6 +232,15 @@ class Settings(BaseSettings):
         from activities.secrets import parse_environment_tenants
 
         return ",".join(sorted(parse_environment_tenants(value)))
+
+    def payload_codec(self) -> EncryptionCodec | None:
+        """The codec of PAYLOAD_KEYS, or None when payloads travel as plain JSON."""
+        if self.payload_keys is None:
+            return None
+        from persistence.secret_keys import SecretKeys
+        from workers.payload_codec import EncryptionCodec
+
+        return EncryptionCodec(SecretKeys.parse(self.payload_keys.get_secret_value()))
 
     @cached_property
     def dev_secrets_key_file(self) -> Path:

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
+from temporalio.converter import PayloadCodec
 
 from workers.json_converter import DATA_CONVERTER
 from workflows import search_attributes
 
 
-async def connect(address: str, namespace: str) -> Client:
-    """A client using the engine's payload converter."""
+async def connect(address: str, namespace: str, codec: PayloadCodec | None = None) -> Client:
+    """A client using the engine's payload converter, and `codec` (PAYLOAD_KEYS) if any."""
     # The converter writes plain JSON payloads, so any Temporal client (the CLI,
-    # another language) can start runs and read results.
-    return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)
+    # another language) can start runs and read results; with a codec, those holding
+    # the keys can (`meta-agent codec-server`).
+    converter = DATA_CONVERTER
+    if codec is not None:
+        converter = dataclasses.replace(DATA_CONVERTER, payload_codec=codec)
+    return await Client.connect(address, namespace=namespace, data_converter=converter)
 
 
 async def ensure_search_attributes(client: Client) -> list[str]:

@@ -75,6 +75,8 @@ class TemporalDevServer(processes.ChildServer):
     ui_port: int = 8233
     ip: str = "127.0.0.1"
     namespace: str = "default"
+    #: The codec server the web UI decodes payloads with (PAYLOAD_KEYS), if any.
+    ui_codec_endpoint: str | None = None
     stop_timeout: ClassVar[float] = 20
 
     @property
@@ -120,6 +122,7 @@ class TemporalDevServer(processes.ChildServer):
             "warn",
             "--ui-disable-news-fetch",
             *search_attribute_flags(),
+            *(["--ui-codec-endpoint", self.ui_codec_endpoint] if self.ui_codec_endpoint else []),
         ]
         self._proc = processes.spawn(argv, log=self.log_file, death_signal=self.stop_signal)
         processes.wait_ready(
