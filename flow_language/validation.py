@@ -254,8 +254,13 @@ class _Checker:
                     f"{_where(node)}: data.onError is 'route' but no edge leaves its 'error' handle"
                 )
             if node.type == "condition" and isinstance(cfg.get("branches"), list):
-                declared = [b.get("handle") for b in cfg["branches"] if isinstance(b, dict)]
-                if cfg.get("default"):
+                # Only handles that are text: the config's own check reports any other value.
+                declared = [
+                    b.get("handle")
+                    for b in cfg["branches"]
+                    if isinstance(b, dict) and isinstance(b.get("handle"), str)
+                ]
+                if cfg.get("default") and isinstance(cfg["default"], str):
                     declared.append(cfg["default"])
                 for handle in declared:
                     if handle and handle not in handles:
@@ -267,7 +272,7 @@ class _Checker:
                             f"edge {e.id or e.target!r}: leaves {node.id!r} by handle "
                             f"{e.sourceHandle!r}, which is none of its branches ({branches})"
                         )
-            if node.type == "hitl" and cfg.get("decisionType") in FIXED_HANDLES:
+            if node.type == "hitl" and str(cfg.get("decisionType")) in FIXED_HANDLES:
                 allowed = {*FIXED_HANDLES[cfg["decisionType"]], *option_values(cfg.get("options"))}
                 if cfg["decisionType"] == "choice" and not cfg.get("options"):
                     self.add(f"{_where(node)}: config.options: a choice needs options")
