@@ -230,8 +230,11 @@ async def list_tasks(
     role: str | None = None,
     status: str | None = None,
     limit: int = 50,
+    tenant_id: uuid.UUID | None = None,
 ) -> list[tuple[HitlTask, str]]:
-    """Review tasks with their runs' workflow IDs, by priority (1 first) and then age."""
+    """Review tasks with their runs' workflow IDs, by priority (1 first) and then age;
+    of one tenant only when `tenant_id` is given.
+    """
     query = (
         select(HitlTask, WorkflowRun.orchestrator_run_id)
         .join(WorkflowRun, WorkflowRun.id == HitlTask.workflow_run_id)
@@ -244,20 +247,25 @@ async def list_tasks(
         query = query.where(HitlTask.assignee_role == role)
     if status:
         query = query.where(HitlTask.status == status)
+    if tenant_id is not None:
+        query = query.where(HitlTask.tenant_id == tenant_id)
     elif status is None:
         query = query.where(HitlTask.status.in_(OPEN_STATUSES))
     return [(task, run_id) for task, run_id in (await session.execute(query)).all()]
 
 
 async def task_with_run(
-    session: AsyncSession, hitl_task_id: uuid.UUID
+    session: AsyncSession, hitl_task_id: uuid.UUID, tenant_id: uuid.UUID | None = None
 ) -> tuple[HitlTask, str] | None:
-    """One review task and its run's workflow ID (the workflow a decision is sent to), or None."""
-    row = (
-        await session.execute(
-            select(HitlTask, WorkflowRun.orchestrator_run_id)
-            .join(WorkflowRun, WorkflowRun.id == HitlTask.workflow_run_id)
-            .where(HitlTask.id == hitl_task_id)
-        )
-    ).first()
+    """One review task and its run's workflow ID (the workflow a decision is sent to), or None
+    (also for another tenant's task, when `tenant_id` is given).
+    """
+    query = (
+        select(HitlTask, WorkflowRun.orchestrator_run_id)
+        .join(WorkflowRun, WorkflowRun.id == HitlTask.workflow_run_id)
+        .where(HitlTask.id == hitl_task_id)
+    )
+    if tenant_id is not None:
+        query = query.where(HitlTask.tenant_id == tenant_id)
+    row = (await session.execute(query)).first()
     return (row[0], row[1]) if row else None

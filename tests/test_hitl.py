@@ -15,7 +15,16 @@ from temporalio.client import WorkflowFailureError
 from persistence import secret_queries
 from persistence.secret_keys import SecretKeys
 from tests.flows import FlowWorker, shared_flow
-from tests.hitl_support import People, decide, edge, inbox, node, open_task, review_flow
+from tests.hitl_support import (
+    People,
+    decide,
+    edge,
+    inbox,
+    make_people,
+    node,
+    open_task,
+    review_flow,
+)
 from tests.http_peer import HttpPeer, Reply
 from tests.test_cli import ROOT
 from workers.client import STATUS_QUERY, SUBMIT_HITL_DECISION_UPDATE, DecisionRefused, send_decision
@@ -373,3 +382,48 @@ async def test_the_contract_example_flow_runs_as_written(
     rows = await flow_worker.task_rows(run_id)
     assert rows["approve"]["status"] == "skipped"
     assert http_peer.base not in json.dumps(rows["fetch"]["agent_config"])  # the secret stays out
+
+
+async def test_the_cli_narrowed_to_a_tenant_shows_none_of_another_tenants_runs_or_tasks(
+    flow_worker: FlowWorker, people: People, database_url: str
+) -> None:
+    from tests.test_cli import ameta_agent
+
+    ours = await flow_worker.start(review_flow(), {"what": "ours"}, tenant_id=people.tenant)
+    (task,) = await open_task(ours)
+    other = await make_people(flow_worker.sessions)
+    theirs = await flow_worker.start(review_flow(), {"what": "theirs"}, tenant_id=other.tenant)
+    (their_task,) = await open_task(theirs)
+    env = {
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": flow_worker.client.service_client.config.target_host,
+    }
+    for listing in (("runs", "list", "--limit", "500"), ("hitl", "list", "--limit", "500")):
+        everyone = await ameta_agent(*listing, env=env)
+        narrowed = await ameta_agent(*listing, "--tenant", people.tenant, env=env)
+        assert narrowed.returncode == 0, narrowed.stderr
+        mine, not_mine = (
+            (ours.id, theirs.id) if listing[0] == "runs" else (task["id"], their_task["id"])
+        )
+        assert mine in everyone.stdout
+        assert not_mine in everyone.stdout
+        assert mine in narrowed.stdout
+        assert not_mine not in narrowed.stdout
+    # Another tenant's run or task reads as one that does not exist; so does deciding it.
+    for command in (
+        ("runs", "show", theirs.id),
+        ("hitl", "show", their_task["id"]),
+        ("hitl", "decide", their_task["id"], "--approve", "--as", people.finance),
+    ):
+        refused = await ameta_agent(*command, "--tenant", people.tenant, env=env)
+        assert refused.returncode == 1
+        assert "no " in refused.stderr
+        assert "theirs" not in refused.stdout + refused.stderr
+    shown = await ameta_agent("runs", "show", ours.id, "--tenant", people.tenant, env=env)
+    assert shown.returncode == 0
+    assert ours.id in shown.stdout
+    unknown = await ameta_agent("runs", "list", "--tenant", str(uuid.uuid4()), env=env)
+    assert unknown.returncode == 1
+    assert "no tenant" in unknown.stderr
+    await decide(theirs, their_task["id"], {"approved": True}, other.finance)
+    await decide(ours, task["id"], {"approved": True}, people.finance)

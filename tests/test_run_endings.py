@@ -299,3 +299,40 @@ async def test_a_cancelled_or_terminated_run_is_not_called_failed(flow_worker: F
         with pytest.raises(WorkflowFailureError) as ended:
             await handle.result()
         assert client.failure_text(ended.value) == expected
+
+
+async def test_a_cancellation_arriving_while_the_final_row_is_written_ends_the_run_as_recorded(
+    flow_worker: FlowWorker,
+) -> None:
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("pause", "wait", {"seconds": 2}),
+            node("done", "end", {"outputs": {"ok": True}}),
+        ],
+        "edges": [edge("start", "pause"), edge("pause", "done")],
+    }
+    handle = await flow_worker.start(definition)
+    for _ in range(100):
+        rows = await flow_worker.task_rows(handle.id)
+        if rows.get("pause", {}).get("status") == "running":
+            break
+        await asyncio.sleep(0.05)
+    # Hold the run's row: its final write (completed) waits for the lock, and the
+    # cancellation arrives meanwhile.
+    async with flow_worker.sessions() as s, s.begin():
+        await s.execute(
+            text("SELECT 1 FROM workflow_runs WHERE orchestrator_run_id = :o FOR UPDATE"),
+            {"o": handle.id},
+        )
+        await asyncio.sleep(3)  # the wait is over: the final write is blocked
+        await handle.cancel()
+        await asyncio.sleep(1)
+    # The row says completed, so the run completes: Temporal and the row agree.
+    result = await handle.result()
+    assert result.outputs == {"ok": True}
+    assert (await flow_worker.run_row(handle.id))["status"] == "completed"
+    assert (
+        await assert_run_tells_the_truth(flow_worker.client, flow_worker.sessions, handle.id)
+        == "completed"
+    )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from persistence import queries
 from persistence.engine import one_off_session
+from workers.cli_tenant import TENANT_HELP, tenant_of
 from workers.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -208,7 +209,10 @@ async def _follow(client: Any, run_id: str) -> int:
 async def cmd_runs_list(args: argparse.Namespace, settings: Settings) -> int:
     """`runs list`: recent runs as Postgres recorded them, not as Temporal sees them."""
     async with one_off_session(settings.require_database_url()) as session:
-        runs = await queries.list_runs(session, status=args.status, limit=args.limit)
+        tenant = await tenant_of(session, args.tenant)
+        runs = await queries.list_runs(
+            session, status=args.status, limit=args.limit, tenant_id=tenant
+        )
     if not runs:
         print("no runs")
         return 0
@@ -223,7 +227,9 @@ async def cmd_runs_list(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_runs_show(args: argparse.Namespace, settings: Settings) -> int:
     """`runs show`: a run's row, its node rows and outputs, as Postgres last recorded them."""
     async with one_off_session(settings.require_database_url()) as session:
-        run, tasks = await queries.run_with_tasks(session, args.run)
+        run, tasks = await queries.run_with_tasks(
+            session, args.run, await tenant_of(session, args.tenant)
+        )
     print(f"run      {run.orchestrator_run_id} ({run.id})")
     print(f"status   {run.status}")
     print(f"started  {run.started_at}   completed {run.completed_at}")
@@ -303,9 +309,11 @@ def add_commands(sub: Any) -> None:
     lst = runs_sub.add_parser("list", help="recent runs from Postgres")
     lst.add_argument("--status", help="only runs with this status")
     lst.add_argument("--limit", type=int, default=20)
+    lst.add_argument("--tenant", help=TENANT_HELP)
     lst.set_defaults(handler=cmd_runs_list)
     show = runs_sub.add_parser("show", help="one run with its node executions")
     show.add_argument("run", help="orchestrator run id (the Temporal workflow ID)")
+    show.add_argument("--tenant", help=TENANT_HELP)
     show.set_defaults(handler=cmd_runs_show)
     cancel = runs_sub.add_parser("cancel", help="cancel a run")
     cancel.add_argument("run")

@@ -13,6 +13,7 @@ from persistence import hitl_queries
 from persistence.engine import one_off_session
 from persistence.ids import require_uuid
 from persistence.queries import NotFoundError
+from workers.cli_tenant import TENANT_HELP, tenant_of
 from workers.settings import Settings
 
 
@@ -32,6 +33,7 @@ async def cmd_hitl_list(args: argparse.Namespace, settings: Settings) -> int:
             role=args.role,
             status=args.status,
             limit=args.limit,
+            tenant_id=await tenant_of(session, args.tenant),
         )
     if not rows:
         print("no tasks")
@@ -52,7 +54,9 @@ async def cmd_hitl_list(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_hitl_show(args: argparse.Namespace, settings: Settings) -> int:
     """`hitl show`: one task as JSON, with the context its reviewer decides on."""
     async with one_off_session(settings.require_database_url()) as session:
-        found = await hitl_queries.task_with_run(session, _uuid(args.task, "TASK"))
+        found = await hitl_queries.task_with_run(
+            session, _uuid(args.task, "TASK"), await tenant_of(session, args.tenant)
+        )
     if found is None:
         raise NotFoundError(f"no HITL task {args.task}")
     task, run_id = found
@@ -106,7 +110,9 @@ async def cmd_hitl_decide(args: argparse.Namespace, settings: Settings) -> int:
 
     task_id = _uuid(args.task, "TASK")
     async with one_off_session(settings.require_database_url()) as session:
-        found = await hitl_queries.task_with_run(session, task_id)
+        found = await hitl_queries.task_with_run(
+            session, task_id, await tenant_of(session, args.tenant)
+        )
     if found is None:
         raise NotFoundError(f"no HITL task {args.task}")
     _task, run_id = found
@@ -137,9 +143,11 @@ def add_commands(sub: Any) -> None:
         "--status", help="pending, assigned, in_progress, escalated, completed, expired, cancelled"
     )
     lst.add_argument("--limit", type=int, default=50)
+    lst.add_argument("--tenant", help=TENANT_HELP)
     lst.set_defaults(handler=cmd_hitl_list)
     show = hitl_sub.add_parser("show", help="one task with its context")
     show.add_argument("task")
+    show.add_argument("--tenant", help=TENANT_HELP)
     show.set_defaults(handler=cmd_hitl_show)
     decide = hitl_sub.add_parser("decide", help="decide a task (through the run's update)")
     decide.add_argument("task")
@@ -152,4 +160,5 @@ def add_commands(sub: Any) -> None:
     what.add_argument("--text")
     decide.add_argument("--comment")
     decide.add_argument("--as", dest="as_user", required=True, help="the deciding user's id")
+    decide.add_argument("--tenant", help=TENANT_HELP)
     decide.set_defaults(handler=cmd_hitl_decide)

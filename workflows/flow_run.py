@@ -81,6 +81,8 @@ class FlowRun:
         # none, or two) would otherwise fail every workflow task for ever, with no row and
         # no way to cancel.
         self._bad_input: str | None = None
+        #: How the run ended, once its final row says so: what Temporal must say too.
+        self._recorded_end: FlowResult | ApplicationError | None = None
         try:
             if len(args) != 1:
                 raise ValueError(f"FlowRun takes one argument (a JSON object), got {len(args)}")
@@ -188,12 +190,16 @@ class FlowRun:
         try:
             return await self._run_flow()
         except asyncio.CancelledError:
+            if self._ends_as_recorded():
+                return self._end_as_recorded()
             if not run.finished:
                 await run.finish("cancelled", error="cancelled")
             raise
         except ActivityError as exc:
             # A bookkeeping step failed for good (the database refused what it was given).
             if isinstance(exc.cause, TemporalCancelledError):
+                if self._ends_as_recorded():
+                    return self._end_as_recorded()
                 if not run.finished:
                     await run.finish("cancelled", error="cancelled")
                 raise asyncio.CancelledError() from None
@@ -202,13 +208,30 @@ class FlowRun:
                 await run.finish("failed", error=message)
             raise ApplicationError(message, type="BookkeepingFailed", non_retryable=True) from None
 
+    def _ends_as_recorded(self) -> bool:
+        """Whether a cancellation arrived after the run's final row was written (or while it
+        was): the row is the record, so the run ends as it says, not as cancelled.
+        """
+        return self._recorded_end is not None and patches.patched(patches.ENDS_AS_RECORDED)
+
+    def _end_as_recorded(self) -> FlowResult:
+        """The recorded end: its result, or its failure raised."""
+        ended = self._recorded_end
+        if isinstance(ended, FlowResult):
+            return ended
+        assert ended is not None
+        raise ended
+
     async def _refuse_argument(self, problems: str) -> None:
         """Record and fail a run whose argument is not a FlowRunInput (CONTRACT section 2)."""
         message = f"invalid FlowRun argument: {problems}"
         run = self._state
         run.status, run.finished, run.error = "failed", True, message
+        self._recorded_end = ApplicationError(
+            message, type="InvalidRunArgument", non_retryable=True
+        )
         await run.record_end_only("failed", message, refused_start=True)
-        raise ApplicationError(message, type="InvalidRunArgument", non_retryable=True)
+        raise self._recorded_end
 
     async def _prepare(self) -> Checkpoint:
         """Load and validate the flow (the activity writes the run's row): the start of a
@@ -264,8 +287,11 @@ class FlowRun:
             await run.finish("cancelled", error="cancelled")
             raise
         except NodeFailed as failure:
+            self._recorded_end = ApplicationError(
+                str(failure), type="NodeFailed", non_retryable=True
+            )
             await run.finish("failed", error=str(failure))
-            raise ApplicationError(str(failure), type="NodeFailed", non_retryable=True) from None
+            raise self._recorded_end from None
         except Suspended:
             await self._continue_as_new(base)
         outputs = self._outputs()
@@ -275,11 +301,15 @@ class FlowRun:
                 f"the run's outputs are {size} bytes, over the {MAX_OUTPUT_BYTES} a run may "
                 "return; make its end nodes return less"
             )
+            self._recorded_end = ApplicationError(
+                message, type="OutputTooLarge", non_retryable=True
+            )
             await run.finish("failed", error=message)
-            raise ApplicationError(message, type="OutputTooLarge", non_retryable=True)
+            raise self._recorded_end
+        self._recorded_end = FlowResult(outputs=outputs)
         await run.finish("completed", outputs=outputs)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return FlowResult(outputs=outputs)
+        return self._recorded_end
 
     async def _continue_as_new(self, base: Checkpoint) -> NoReturn:
         run = self._state

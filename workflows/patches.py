@@ -56,6 +56,11 @@ DECISION_IN_ONE_STEP = "decision-in-one-step"
 #: node's attempts.
 ROWS_WAIT_FOR_DATABASE = "rows-wait-for-database"
 
+#: A cancellation that arrives once the run's final row is written (or being written) no
+#: longer ends the run as cancelled: the run ends as its row says (completed or failed),
+#: so Temporal and the row agree.
+ENDS_AS_RECORDED = "ends-as-recorded"
+
 _FIRST_GENERATION = frozenset(
     {
         HITL_OPEN_BOOKKEEPING,
@@ -72,7 +77,7 @@ _FIRST_GENERATION = frozenset(
 #: Markers that each stand for every change up to theirs, newest first: a run records the
 #: newest one when it starts; runs that recorded an older one keep answering by it.
 GENERATIONS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("flow-run-2026-11-27", _FIRST_GENERATION | {ROWS_WAIT_FOR_DATABASE}),
+    ("flow-run-2026-11-27", _FIRST_GENERATION | {ROWS_WAIT_FOR_DATABASE, ENDS_AS_RECORDED}),
     ("flow-run-2026-11-26", _FIRST_GENERATION),
 )
 #: The marker new runs record.
