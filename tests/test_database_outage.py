@@ -42,6 +42,7 @@ from workers.worker import build_worker
 pytestmark = pytest.mark.slow
 
 RUNS = 5
+HISTORIES = Path(__file__).parent / "histories"
 
 
 @dataclass
@@ -200,6 +201,9 @@ async def _outage_while_runs_are_mid_flight(
     # ... which waited for the database (a timer) rather than spend its attempts.
     history = await handles[0].fetch_history()
     assert any(e.event_type == EventType.EVENT_TYPE_TIMER_STARTED for e in history.events)
+    recording = HISTORIES / "outage-wait-2026-11-27.json"
+    if os.environ.get("META_AGENT_RECORD_HISTORIES") == "1" and not recording.exists():
+        recording.write_text(history.to_json())  # replayed by tests/test_replay.py
     for h in handles:
         assert await _row_counts(db.sessions, h.id) == [
             ("done", "completed", 1),
