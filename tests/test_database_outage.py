@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -57,9 +60,7 @@ class Outage:
 
     async def health(self) -> tuple[int, dict[str, Any]]:
         """What the worker's health endpoint answers now."""
-        async with httpx.AsyncClient() as http:
-            answer = await http.get(self.health_url)
-        return answer.status_code, answer.json()
+        return await _health(self.health_url)
 
     def stop(self) -> None:
         """Stop the server at once (Postgres' fast shutdown: clients are cut off)."""
@@ -68,6 +69,19 @@ class Outage:
     def start(self) -> None:
         """Start it again on the same port and data."""
         self.server.start()
+
+
+async def _health(url: str) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(url)
+    return answer.status_code, answer.json()
+
+
+#: The shortest flow: a start and an end.
+_TINY = {
+    "nodes": [node("start", "start"), node("done", "end", {"outputs": {"a": 1}})],
+    "edges": [edge("start", "done")],
+}
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +251,76 @@ async def test_an_outage_fails_no_run_and_loses_or_doubles_no_row(
     outage: tuple[Outage, FlowWorker], http_peer: HttpPeer, seconds: float
 ) -> None:
     await _outage_while_runs_are_mid_flight(outage, http_peer, seconds)
+
+
+def _worker_process(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "worker", "--no-register"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_a_worker_started_while_its_database_is_down_waits_and_says_so(
+    outage_server: EmbeddedPostgres, temporal_env: WorkflowEnvironment
+) -> None:
+    if outage_server.pid is None:
+        outage_server.start()
+    await upgrade_async(outage_server.url("outage"))
+    outage_server.stop()
+    port, queue = free_port(), f"outage-{uuid.uuid4().hex[:8]}"
+    worker = _worker_process(
+        {
+            **os.environ,
+            "DATABASE_URL": outage_server.url("outage"),
+            "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+            "TEMPORAL_TASK_QUEUE": queue,
+            "HEALTH_PORT": str(port),
+        }
+    )
+    url = f"http://127.0.0.1:{port}/health"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, body = await _health(url)
+                if body["database"]["status"] == "unreachable":
+                    break
+            except httpx.TransportError:
+                pass  # not serving yet
+            assert worker.poll() is None, "the worker exited while the database was down"
+            assert time.monotonic() < deadline, "the health endpoint never said unreachable"
+            await asyncio.sleep(0.3)
+        assert status == 503
+        outage_server.start()
+        deadline = time.monotonic() + 30
+        while (await _health(url))[0] != 200:
+            assert time.monotonic() < deadline, "the health endpoint never recovered"
+            await asyncio.sleep(0.3)
+        engine = create_engine(outage_server.url("outage"), pool_size=1)
+        try:
+            flow = FlowWorker(temporal_env.client, queue, session_factory(engine))
+            result, run_id = await asyncio.wait_for(
+                flow.run(
+                    {
+                        "nodes": [
+                            node("start", "start"),
+                            node("done", "end", {"outputs": {"a": 1}}),
+                        ],
+                        "edges": [edge("start", "done")],
+                    }
+                ),
+                60,
+            )
+            assert result.outputs == {"a": 1}
+            assert (await flow.run_row(run_id))["status"] == "completed"
+        finally:
+            await engine.dispose()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    assert "database unreachable" in stderr
+    assert "database reachable again" in stderr
+    assert worker.returncode == 0, stderr[-2000:]

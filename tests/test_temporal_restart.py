@@ -7,6 +7,10 @@ survives the restart, as a production cluster's does.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -116,3 +120,53 @@ async def test_runs_finish_after_the_temporal_server_restarts(
             "second": "completed",
             "done": "completed",
         }
+
+
+def _worker_process(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "worker", "--no-register"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_a_worker_started_before_its_temporal_waits_for_it(
+    temporal_server: TemporalDevServer,
+    database_url: str,
+    session_maker: async_sessionmaker[AsyncSession],
+) -> None:
+    temporal_server.stop()
+    queue = f"early-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": temporal_server.address,
+        "TEMPORAL_TASK_QUEUE": queue,
+    }
+    worker = _worker_process(env)
+    try:
+        await asyncio.sleep(5)
+        assert worker.poll() is None, "the worker exited instead of waiting for Temporal"
+        temporal_server.start()
+        client = await connect(temporal_server.address, "default")
+        flow = FlowWorker(client, queue, session_maker)
+        result, run_id = await asyncio.wait_for(
+            flow.run(
+                {
+                    "nodes": [node("start", "start"), node("done", "end", {"outputs": {"a": 1}})],
+                    "edges": [edge("start", "done")],
+                }
+            ),
+            90,
+        )
+        assert result.outputs == {"a": 1}
+        await assert_queue_tells_the_truth(client, session_maker, queue, [run_id])
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+        if temporal_server.pid is None:
+            temporal_server.start()
+    assert "does not answer" in stderr
+    assert worker.returncode == 0, stderr[-2000:]

@@ -30,16 +30,19 @@ async def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from workers.signals import stop_event_on_signals
-    from workers.temporal_client import connect, ensure_search_attributes
+    from workers.temporal_client import connect_patiently, ensure_search_attributes
     from workers.worker import run_worker
 
     settings.require_database_url()
     stop = stop_event_on_signals()
-    client = await connect(
+    client = await connect_patiently(
         settings.effective_temporal_address(),
         settings.temporal_namespace,
         settings.payload_codec(),
+        stop,
     )
+    if client is None:
+        return 0  # stopped before Temporal answered
     if not args.no_register:
         added = await ensure_search_attributes(client)
         if added:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -15,6 +17,8 @@ from temporalio.converter import PayloadCodec
 from workers.json_converter import DATA_CONVERTER
 from workflows import search_attributes
 
+log = logging.getLogger("meta_agent.worker")
+
 
 async def connect(address: str, namespace: str, codec: PayloadCodec | None = None) -> Client:
     """A client using the engine's payload converter, and `codec` (PAYLOAD_KEYS) if any."""
@@ -25,6 +29,31 @@ async def connect(address: str, namespace: str, codec: PayloadCodec | None = Non
     if codec is not None:
         converter = dataclasses.replace(DATA_CONVERTER, payload_codec=codec)
     return await Client.connect(address, namespace=namespace, data_converter=converter)
+
+
+async def connect_patiently(
+    address: str, namespace: str, codec: PayloadCodec | None, stop: asyncio.Event
+) -> Client | None:
+    """`connect`, tried again (from 1 s, doubling, up to 30 s) while Temporal does not answer,
+    until it does or `stop` is set (None then): a worker started before its Temporal (or
+    during a restart) waits for it instead of exiting and being restarted in a loop.
+    """
+    delay = 1.0
+    while True:
+        try:
+            return await connect(address, namespace, codec)
+        except RuntimeError as exc:  # the SDK's "Failed client connect: ..."
+            log.warning(
+                "Temporal at %s does not answer (%s); trying again in %.0f s",
+                address,
+                str(exc).splitlines()[0][:200],
+                delay,
+            )
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+            return None
+        except TimeoutError:
+            delay = min(delay * 2, 30.0)
 
 
 async def ensure_search_attributes(client: Client) -> list[str]:
