@@ -6,7 +6,8 @@ networks they may join (nothing but `none` by default, and never the host's or
 another container's), and every container gets memory, CPU and process limits
 (a node may move them within caps), a non-root user, no capabilities, no
 privilege gain and, unless the node opts out, a read-only root filesystem with a
-small scratch tmpfs. The refusals name the node's field and the setting to
+small scratch tmpfs; host directories only from DOCKER_ALLOWED_MOUNTS
+(`docker_mounts.py`). The refusals name the node's field and the setting to
 change, and happen before anything is pulled or created.
 
 The settings are environment variables (validated at the worker's start by
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from activities.docker_mounts import AllowedMount, MountRefused, mount_binds, parse_allowed_mounts
 from flow_language.config_checks import docker_network_problem, docker_problems, memory_bytes
 
 #: nobody:nogroup, which every base image's kernel knows, whether or not /etc/passwd does.
@@ -59,6 +61,8 @@ class DockerPolicy:
     max_pids: int = 4096
     tmpfs_mb: int = 64
     user: str = NOBODY
+    #: Host directories containers may bind-mount (DOCKER_ALLOWED_MOUNTS); none by default.
+    allowed_mounts: tuple[AllowedMount, ...] = ()
 
     def __post_init__(self) -> None:
         for name in self.allowed_networks:
@@ -101,6 +105,7 @@ class DockerPolicy:
             max_cpus=number("DOCKER_MAX_CPUS", cls.max_cpus, float),
             default_pids=number("DOCKER_DEFAULT_PIDS", cls.default_pids, int),
             max_pids=number("DOCKER_MAX_PIDS", cls.max_pids, int),
+            allowed_mounts=parse_allowed_mounts(environ.get("DOCKER_ALLOWED_MOUNTS", "")),
         )
 
     def check_image(self, image: Any) -> str:
@@ -147,7 +152,12 @@ class DockerPolicy:
         read_only = config.get("readOnlyRootfs", True)
         if not isinstance(read_only, bool):
             raise DockerPolicyError("config.readOnlyRootfs", f"{read_only!r} is not true or false")
+        try:
+            binds = mount_binds(config.get("mounts"), self.allowed_mounts)
+        except MountRefused as refused:
+            raise DockerPolicyError(refused.field, refused.message) from None
         return {
+            "binds": binds,
             "network_mode": self.network(config),
             "mem_limit": memory,
             "memswap_limit": memory,  # no swap beyond the limit

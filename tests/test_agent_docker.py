@@ -7,8 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -294,4 +297,50 @@ async def test_a_loop_runs_its_containers_side_by_side_each_with_its_own_item(
     assert [o["json"]["double"] for o in result.outputs["all"]] == [2 * i for i in range(12)]
     rows = await flow_worker.task_rows(run_id)
     assert len([k for k in rows if k.endswith(".box")]) == 12
+    assert docker_daemon.managed_containers() == []
+
+
+@pytest.fixture
+def shared_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A host directory the operator allows containers to mount read-only (set before the
+    test's worker is built, which reads DOCKER_ALLOWED_MOUNTS).
+    """
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)  # the container runs as nobody
+        (root / "note.txt").write_text("from the host")
+        (root / "note.txt").chmod(0o644)
+        monkeypatch.setenv("DOCKER_ALLOWED_MOUNTS", str(root))
+        yield root
+
+
+async def test_an_allowed_directory_is_mounted_read_only_and_others_are_refused(
+    docker_daemon: DockerDaemon, shared_dir: Path, flow_worker: FlowWorker
+) -> None:
+    script = (
+        "note=$(cat /in/note.txt); "
+        "if touch /in/new 2>/dev/null; then w=yes; else w=no; fi; "
+        'echo "{\\"note\\": \\"$note\\", \\"wrote\\": \\"$w\\"}"'
+    )
+    mounted = docker_flow(
+        {"command": ["sh", "-c", script], "mounts": [{"source": str(shared_dir), "target": "/in"}]}
+    )
+    result, _ = await flow_worker.run(mounted)
+    assert result.outputs["box"]["json"] == {"note": "from the host", "wrote": "no"}
+    assert not (shared_dir / "new").exists()
+    outside = docker_flow(
+        {"command": ["true"], "mounts": [{"source": "/etc", "target": "/in"}]},
+        retry={"maxAttempts": 1},
+    )
+    row = await flow_worker.failed_row(outside, "box")
+    assert "config.mounts[0].source: '/etc' is not inside a directory" in row["error"]
+    writable = docker_flow(
+        {
+            "command": ["true"],
+            "mounts": [{"source": str(shared_dir), "target": "/in", "readOnly": False}],
+        },
+        retry={"maxAttempts": 1},
+    )
+    row = await flow_worker.failed_row(writable, "box")
+    assert "may be mounted read-only only" in row["error"]
     assert docker_daemon.managed_containers() == []

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from activities.docker_mounts import parse_allowed_mounts
 from activities.docker_policy import (
     NOBODY,
     DockerPolicy,
@@ -108,6 +109,7 @@ def test_the_host_config_always_sets_limits_user_capabilities_and_a_read_only_ro
     policy = DockerPolicy()
     host = policy.host_config({})
     assert host == {
+        "binds": {},  # no host directory unless DOCKER_ALLOWED_MOUNTS lists it
         "network_mode": "none",
         "mem_limit": 512 << 20,
         "memswap_limit": 512 << 20,
@@ -256,3 +258,87 @@ def test_validation_leaves_templates_and_limits_to_the_agent() -> None:
     assert problems_of(_docker_flow(templated)) == []
     big = {"memLimit": "5g", "cpus": 8, "pidsLimit": 5000, "network": "team-net"}
     assert problems_of(_docker_flow(big)) == []
+
+
+def _mounting(tmp_path: Path, spec: str) -> DockerPolicy:
+    return DockerPolicy(
+        allowed_images=("x",),
+        allowed_mounts=parse_allowed_mounts(spec.format(tmp=tmp_path)),
+    )
+
+
+def test_a_mount_inside_the_allowed_directories_is_read_only_unless_both_allow_writing(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    policy = _mounting(tmp_path, "{tmp}/data,{tmp}/out:rw")
+    binds = policy.host_config(
+        {
+            "mounts": [
+                {"source": f"{tmp_path}/data/sub", "target": "/in"},
+                {"source": f"{tmp_path}/out", "target": "/out/", "readOnly": False},
+            ]
+        }
+    )["binds"]
+    assert binds == {
+        f"{tmp_path}/data/sub": {"bind": "/in", "mode": "ro"},
+        f"{tmp_path}/out": {"bind": "/out", "mode": "rw"},
+    }
+    assert policy.host_config({})["binds"] == {}
+
+
+@pytest.mark.parametrize(
+    ("spec", "mounts", "says"),
+    [
+        ("", [{"source": "{tmp}/data", "target": "/in"}], "until the operator lists it"),
+        ("{tmp}/data", [{"source": "/etc", "target": "/in"}], "is not inside a directory"),
+        ("{tmp}/data", [{"source": "{tmp}/data2", "target": "/in"}], "is not inside"),
+        ("{tmp}/data", [{"source": "{tmp}/data/../out", "target": "/in"}], "without '..'"),
+        ("{tmp}/data", [{"source": "data", "target": "/in"}], "not an absolute host path"),
+        ("{tmp}/data", [{"source": "{tmp}/data/link", "target": "/in"}], "is not inside"),
+        (
+            "{tmp}/data",
+            [{"source": "{tmp}/data", "target": "/in", "readOnly": False}],
+            "read-only only",
+        ),
+        ("{tmp}/data", [{"source": "{tmp}/data", "target": "/proc/x"}], "may not be mounted over"),
+        ("{tmp}/data", [{"source": "{tmp}/data", "target": "//sys"}], "may not be mounted over"),
+        ("{tmp}/data", [{"source": "{tmp}/data", "target": "/"}], "may not be mounted over"),
+        (
+            "{tmp}/data",
+            [{"source": "{tmp}/data", "target": "/a"}, {"source": "{tmp}/data", "target": "/a/"}],
+            "mounted twice",
+        ),
+        ("{tmp}/data", "{tmp}/data", "must be a list"),
+    ],
+)
+def test_mounts_outside_the_policy_are_refused_naming_the_field(
+    tmp_path: Path, spec: str, mounts: Any, says: str
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "out").mkdir()
+    # A link inside the allowed directory that leads outside it.
+    (tmp_path / "data" / "link").symlink_to(tmp_path / "out")
+    filled = (
+        [
+            {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in m.items()}
+            for m in mounts
+        ]
+        if isinstance(mounts, list)
+        else mounts.format(tmp=tmp_path)
+    )
+    with pytest.raises(DockerPolicyError) as refused:
+        _mounting(tmp_path, spec).host_config({"mounts": filled})
+    assert refused.value.field.startswith("config.mounts")
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize("spec", ["relative/dir", "/", "/srv/data:rx", "/srv/../etc"])
+def test_a_bad_mount_allow_list_is_refused_at_start_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, spec: str
+) -> None:
+    monkeypatch.setenv("DOCKER_ALLOWED_MOUNTS", spec)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert "DOCKER_ALLOWED_MOUNTS" in str(err.value)

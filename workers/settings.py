@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     #: Networks a container may join besides `none`: `bridge` or the engine's network names.
     #: `host` and `container:<id>` are refused here too: they would leave the sandbox.
     docker_allowed_networks: str = ""
+    #: Host directories a container may bind-mount (`/abs/dir`, `:rw` to allow writing),
+    #: comma-separated. Unset: none, so a flow cannot reach the host's files.
+    docker_allowed_mounts: str = ""
     #: Each container's memory (MiB), CPUs and processes unless its node says otherwise; a
     #: node may go up to the caps, so one flow cannot starve the worker's host.
     docker_max_memory_mb: Annotated[int, Field(ge=6, le=4 << 20)] = 4096
@@ -159,6 +162,14 @@ class Settings(BaseSettings):
             for problem in filter(None, map(docker_network_problem, items)):
                 raise ValueError(problem)
         return ",".join(items)
+
+    @field_validator("docker_allowed_mounts")
+    @classmethod
+    def _docker_mounts(cls, value: str) -> str:
+        from activities.docker_mounts import parse_allowed_mounts
+
+        parse_allowed_mounts(value)  # ValueError naming what is wrong
+        return value
 
     @field_validator("docker_default_memory_mb", "docker_default_cpus", "docker_default_pids")
     @classmethod
