@@ -26,7 +26,7 @@ from activities.scrubber import ACTIVE, Scrubber
 from activities.secrets import MissingSecretError, SecretProvider, masked
 from activities.writeback import write_tasks
 from flow_language import templates
-from flow_language.sizes import json_size
+from flow_language.sizes import MAX_VALUE_DEPTH, json_size, value_depth
 from persistence import queries
 from persistence.health import DatabaseHealth, database_unreachable
 from persistence.ids import require_uuid
@@ -225,6 +225,14 @@ async def _heartbeat_forever() -> None:
 
 
 def _check_size(output: Any) -> None:
+    depth = value_depth(output)
+    if depth > MAX_VALUE_DEPTH:
+        raise ApplicationError(
+            f"the node's output nests more than {MAX_VALUE_DEPTH} levels deep, "
+            "more than a run's values may",
+            type="OutputTooDeep",
+            non_retryable=True,
+        )
     size = json_size(output)
     if size > MAX_OUTPUT_BYTES:
         raise ApplicationError(

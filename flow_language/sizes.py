@@ -8,6 +8,26 @@ from typing import Any
 
 from pydantic import BaseModel
 
+#: The deepest a value of a run may nest lists and objects (inputs, decisions, outputs):
+#: far below what any part of the engine can read or write, whatever it wraps it in.
+MAX_VALUE_DEPTH = 256
+
+
+def value_depth(value: Any, stop_after: int = MAX_VALUE_DEPTH) -> int:
+    """How deeply `value` nests lists and dicts (walked without recursion, so the answer does
+    not depend on the stack); stops counting once past `stop_after`.
+    """
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, list | tuple | dict):
+            deepest = max(deepest, depth)
+            if deepest > stop_after:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            todo.extend((child, depth + 1) for child in children)
+    return deepest
+
 
 def json_size(value: Any) -> int:
     """How many bytes `value` takes as JSON: what every size cap is measured in."""

@@ -15,14 +15,16 @@ import os
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from temporalio.client import WorkflowFailureError
 
 from flow_language.drawing import edge, node
+from flow_language.sizes import MAX_VALUE_DEPTH, value_depth
 from flow_language.validation import DefinitionError, input_problems, parse_definition, problems_of
 from tests.flows import FlowWorker
 from tests.invariant import assert_run_tells_the_truth
+from workers.json_converter import MAX_JSON_DEPTH
 
 _ODD_TEXT = st.text(
     alphabet=st.one_of(
@@ -149,6 +151,7 @@ def test_validation_answers_every_definition_with_problems_that_name_their_place
     definition: dict[str, Any],
 ) -> None:
     problems = problems_of(copy.deepcopy(definition))
+    event("refused" if problems else "accepted")
     assert all(isinstance(p, str) and p.strip() for p in problems)
     assert all(_names_its_culprit(p) for p in problems), problems
     if problems:
@@ -163,6 +166,7 @@ def test_validation_answers_every_definition_with_problems_that_name_their_place
 @given(inputs=_VALUE)
 def test_any_inputs_are_accepted_or_refused_naming_the_field(inputs: Any) -> None:
     problems = input_problems(parse_definition(_base()), inputs)
+    event("refused" if problems else "accepted")
     assert all(p.startswith("inputs") for p in problems), problems
     if isinstance(inputs, dict) and "n" in inputs:
         assert problems == []
@@ -176,7 +180,14 @@ def test_any_inputs_are_accepted_or_refused_naming_the_field(inputs: Any) -> Non
 async def test_a_worker_refuses_or_runs_each_raw_start_and_its_rows_say_which(
     flow_worker: FlowWorker, definition: dict[str, Any], inputs: Any
 ) -> None:
-    handle = await flow_worker.start_raw({"definition": definition, "inputs": inputs})
+    argument = {"definition": definition, "inputs": inputs}
+    if value_depth(argument, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        # Too deep to send at all: the client refuses it before Temporal sees it.
+        with pytest.raises(ValueError, match="levels deep cannot be sent"):
+            await flow_worker.start_raw(argument)
+        event("refused by the client")
+        return
+    handle = await flow_worker.start_raw(argument)
     try:
         await asyncio.wait_for(handle.result(), 60)
         outcome = "completed"
@@ -187,6 +198,10 @@ async def test_a_worker_refuses_or_runs_each_raw_start_and_its_rows_say_which(
     problems = problems_of(copy.deepcopy(definition))
     if not isinstance(inputs, dict):
         problems = ["inputs"]  # the argument's shape is checked first
+    elif value_depth(inputs) > MAX_VALUE_DEPTH:
+        problems = [f"inputs: nested more than {MAX_VALUE_DEPTH} levels deep"]  # then its depth
+    elif value_depth(definition) > MAX_VALUE_DEPTH:
+        problems = [f"definition: nested more than {MAX_VALUE_DEPTH} levels deep"]
     elif not problems:
         problems = input_problems(parse_definition(copy.deepcopy(definition)), inputs)
     if problems:
@@ -195,5 +210,6 @@ async def test_a_worker_refuses_or_runs_each_raw_start_and_its_rows_say_which(
         assert problems[0][:60] in message, (problems[0], message)
     status = await assert_run_tells_the_truth(flow_worker.client, flow_worker.sessions, handle.id)
     assert status == outcome
+    event(f"run {outcome}")
     if problems:
         assert await flow_worker.task_rows(handle.id) == {}

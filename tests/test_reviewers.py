@@ -288,3 +288,23 @@ async def test_a_run_of_no_tenant_may_name_only_roles_of_no_tenant(
         "role 'finance' (hitl `review`, config.assigneeRole) does not exist among the roles"
         in (await flow_worker.run_row(run_id))["error"]
     )
+
+
+def test_how_deep_a_payload_may_nest_does_not_depend_on_the_stack() -> None:
+    """A payload just over the bound is refused, one at it is read, however deep the stack:
+    a replay (e.g. for a query) reads the same history from a deeper stack than the run did.
+    """
+    from workers.json_converter import DATA_CONVERTER, MAX_JSON_DEPTH, UnreadableJSON
+
+    def payload(depth: int) -> Payload:
+        data = b"[" * depth + b"1" + b"]" * depth
+        return Payload(metadata={"encoding": b"json/plain"}, data=data)
+
+    def read(depth: int, stack: int) -> Any:
+        if stack:
+            return read(depth, stack - 1)
+        return DATA_CONVERTER.payload_converter.from_payloads([payload(depth)], [None])[0]
+
+    for stack in (0, 300, 500):
+        assert not isinstance(read(MAX_JSON_DEPTH, stack), UnreadableJSON)
+        assert isinstance(read(MAX_JSON_DEPTH + 1, stack), UnreadableJSON)

@@ -5,8 +5,11 @@ Pydantic's JSON parser refuses two things JSON allows: a lone UTF-16 surrogate
 escape (`"\ud800"`) and nesting deeper than about 200 levels; its writer refuses
 both too. In a workflow, such a refusal fails the workflow task, over and over: a
 run input, a signal or an activity's result (an API's reply) carrying one would
-wedge the run. Where pydantic refuses, Python's own `json` module takes over (up to
-Python's recursion limit, about 900 levels), and the value is validated as before.
+wedge the run. Where pydantic refuses, Python's own `json` module takes over, and the
+value is validated as before, up to MAX_JSON_DEPTH levels of nesting. That bound is
+fixed and checked before parsing: Python's own limit counts the frames already on the
+stack, so a value near it decoded when a run started and failed when the same history
+was replayed for a query (a nondeterminism error on a closed run).
 """
 
 from __future__ import annotations
@@ -25,7 +28,40 @@ from temporalio.converter import (
     JSONPlainPayloadConverter,
 )
 
+from flow_language.sizes import value_depth
 from persistence.storable import escaped_surrogates
+
+#: The deepest nesting any payload may have, whatever the stack holds when it is read (one
+#: frame per level, against Python's 1,000). A run's own values are bounded lower
+#: (`flow_language.sizes.MAX_VALUE_DEPTH`), leaving room for what wraps them.
+MAX_JSON_DEPTH = 400
+
+
+def json_depth(data: bytes, stop_after: int = MAX_JSON_DEPTH) -> int:
+    """How deeply the JSON text nests arrays and objects (counted without parsing, so it
+    takes no stack); stops counting once past `stop_after`.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > stop_after:
+                    return deepest
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 class _AnyJSONConverter(PydanticJSONPlainPayloadConverter):
@@ -33,6 +69,10 @@ class _AnyJSONConverter(PydanticJSONPlainPayloadConverter):
         try:
             return super().to_payload(value)
         except (PydanticSerializationError, ValueError):  # a lone surrogate, deep nesting
+            if value_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+                raise ValueError(
+                    f"a value nested more than {MAX_JSON_DEPTH} levels deep cannot be sent"
+                ) from None
             # `ensure_ascii` writes a lone surrogate as its escape, which JSON allows.
             data = json.dumps(value, separators=(",", ":"), default=_plain)
             return Payload(metadata={"encoding": self.encoding.encode()}, data=data.encode())
@@ -42,8 +82,13 @@ class _AnyJSONConverter(PydanticJSONPlainPayloadConverter):
             return super().from_payload(payload, type_hint)
         except ValidationError as refused:
             try:
+                depth = json_depth(payload.data)
+                if depth > MAX_JSON_DEPTH:
+                    raise ValueError(
+                        f"nested more than {MAX_JSON_DEPTH} levels deep (the most a value may be)"
+                    )
                 value = json.loads(payload.data)
-            except (ValueError, RecursionError) as exc:  # not JSON, or nested past Python's limit
+            except (ValueError, RecursionError) as exc:  # not JSON, or nested too deeply
                 if type_hint is None or type_hint is Any:
                     # An argument taken as it comes (FlowRun's, a raw signal's): its handler
                     # refuses it in words. Raising here would fail the workflow task for ever.
@@ -61,13 +106,22 @@ class _AnyJSONConverter(PydanticJSONPlainPayloadConverter):
 def _surrogates_escaped(value: Any) -> Any:
     r"""`value` with each lone surrogate written as its escape (`\ud800`, six characters):
     not text, so pydantic refuses it in any text field; the rows keep it the same way.
+
+    One frame per level (no comprehensions, which add one each): the depth is bounded by
+    MAX_JSON_DEPTH, far below Python's recursion limit wherever this runs.
     """
     if isinstance(value, str):
         return escaped_surrogates(value)
     if isinstance(value, list):
-        return [_surrogates_escaped(v) for v in value]
+        items = []
+        for item in value:
+            items.append(_surrogates_escaped(item))
+        return items
     if isinstance(value, dict):
-        return {_surrogates_escaped(k): _surrogates_escaped(v) for k, v in value.items()}
+        mapping = {}
+        for key, item in value.items():
+            mapping[escaped_surrogates(key)] = _surrogates_escaped(item)
+        return mapping
     return value
 
 

@@ -27,7 +27,7 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 # worker's CPU. Only this module is loaded per run.
 with workflow.unsafe.imports_passed_through():
     from flow_language.definition import FlowDefinition
-    from flow_language.sizes import json_size
+    from flow_language.sizes import MAX_VALUE_DEPTH, json_size, value_depth
     from workflows import patches
     from workflows.bookkeeping import bookkeeping
     from workflows.contract import (
@@ -67,6 +67,14 @@ _OPEN_TASK_FIELDS = {
     "approvals",
     "required_approvals",
 }
+
+
+def _too_deep(params: FlowRunInput) -> str | None:
+    """Why the argument nests too deeply for the engine to carry it, if it does."""
+    for name in ("inputs", "definition"):
+        if value_depth(getattr(params, name)) > MAX_VALUE_DEPTH:
+            return f"{name}: nested more than {MAX_VALUE_DEPTH} levels deep"
+    return None
 
 
 @workflow.defn(name=FLOW_RUN)
@@ -183,6 +191,8 @@ class FlowRun:
         run.strict_templates = patches.patched(patches.STRICT_TEMPLATES)
         run.records_every_end = patches.patched(patches.EVERY_END_RECORDED)
         run.agents_carry_rows = run.records_every_end and patches.patched(patches.AGENTS_CARRY_ROWS)
+        if self._bad_input is None and patches.patched(patches.VALUE_DEPTH_BOUND):
+            self._bad_input = _too_deep(run.params)
         if self._bad_input is not None:
             await self._refuse_argument(self._bad_input)
         if not run.records_every_end:

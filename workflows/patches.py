@@ -61,6 +61,11 @@ ROWS_WAIT_FOR_DATABASE = "rows-wait-for-database"
 #: so Temporal and the row agree.
 ENDS_AS_RECORDED = "ends-as-recorded"
 
+#: A run's argument nested more than MAX_VALUE_DEPTH levels deep is refused at its start:
+#: wrapped in an activity's argument it could pass the payload converter's own bound and
+#: be refused by the activity on every attempt.
+VALUE_DEPTH_BOUND = "value-depth-bound"
+
 _FIRST_GENERATION = frozenset(
     {
         HITL_OPEN_BOOKKEEPING,
@@ -77,7 +82,10 @@ _FIRST_GENERATION = frozenset(
 #: Markers that each stand for every change up to theirs, newest first: a run records the
 #: newest one when it starts; runs that recorded an older one keep answering by it.
 GENERATIONS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("flow-run-2026-11-27", _FIRST_GENERATION | {ROWS_WAIT_FOR_DATABASE, ENDS_AS_RECORDED}),
+    (
+        "flow-run-2026-11-27",
+        _FIRST_GENERATION | {ROWS_WAIT_FOR_DATABASE, ENDS_AS_RECORDED, VALUE_DEPTH_BOUND},
+    ),
     ("flow-run-2026-11-26", _FIRST_GENERATION),
 )
 #: The marker new runs record.
