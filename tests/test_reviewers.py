@@ -303,7 +303,7 @@ def test_how_deep_a_payload_may_nest_does_not_depend_on_the_stack() -> None:
     def read(depth: int, stack: int) -> Any:
         if stack:
             return read(depth, stack - 1)
-        return DATA_CONVERTER.payload_converter.from_payloads([payload(depth)], [None])[0]
+        return DATA_CONVERTER.payload_converter.from_payloads([payload(depth)], None)[0]
 
     for stack in (0, 300, 500):
         assert not isinstance(read(MAX_JSON_DEPTH, stack), UnreadableJSON)
