@@ -21,6 +21,14 @@ log = logging.getLogger("meta_agent.agents")
 
 #: How long an agent works before its `running` row is written (sooner: only its end row).
 RUNNING_ROW_AFTER = 1.0
+#: How long one row write may take: longer, and the database counts as unreachable (cut
+#: off without a reset, or stuck), and the row goes back to the workflow.
+ROW_WRITE_SECONDS = 10.0
+
+
+class RowWriteTimedOut(TimeoutError):
+    """A row write that did not finish in ROW_WRITE_SECONDS."""
+
 
 #: Writes a node's row, with the carried rows when `carried` (all in one transaction).
 RowWriter = Callable[[TaskRecord, bool], Awaitable[None]]
@@ -44,7 +52,12 @@ class AttemptRows:
 
     async def _record(self, row: TaskRecord) -> None:
         try:
-            await self._write(row, self._carrying)
+            async with asyncio.timeout(ROW_WRITE_SECONDS):
+                await self._write(row, self._carrying)
+        except TimeoutError:
+            exc = RowWriteTimedOut(f"a row write took over {ROW_WRITE_SECONDS:.0f} s")
+            self._health.lost(exc)
+            raise exc from None
         except Exception as exc:
             if database_unreachable(exc):
                 self._health.lost(exc)
@@ -78,7 +91,7 @@ class AttemptRows:
         try:
             await self._record(row)
         except Exception as exc:
-            if not (self._task.rows_may_wait and database_unreachable(exc)):
+            if not (self._task.rows_may_wait and _unreachable(exc)):
                 raise
             self._unwritten = row.model_copy(update={"outputs": None})
 
@@ -91,7 +104,7 @@ class AttemptRows:
         try:
             await self._record(self.row.model_copy(update=columns))
         except Exception as exc:
-            if not database_unreachable(exc):
+            if not _unreachable(exc):
                 raise
             log.warning(
                 "node %s: its %s row waits for the database", self._task.task_id, columns["status"]
@@ -106,3 +119,8 @@ class AttemptRows:
         if not self._task.rows_may_wait:
             return output
         return AgentOutcome(output=output, row=self._unwritten, carried_written=not self._carrying)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """An error that says the database is not there, or a write that hung."""
+    return isinstance(exc, RowWriteTimedOut) or database_unreachable(exc)

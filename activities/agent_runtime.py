@@ -18,6 +18,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.activity import Info as ActivityInfo
 from temporalio.exceptions import ApplicationError
 
 from activities.agent_rows import AttemptRows
@@ -131,11 +132,32 @@ class AgentRuntime:
         rows = AttemptRows(
             lambda row, carried: self._record(task, row, carried), task, row, self._health
         )
+        # The heartbeat goes on until the rows are written: a write that hangs (a database
+        # cut off without a reset) must not make Temporal think the attempt died and run
+        # the agent's work again.
+        try:
+            return await self._work(task, handler, info, refs.secrets, scope, public, rows)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _work(
+        self,
+        task: AgentTask,
+        handler: AgentHandler,
+        info: ActivityInfo,
+        secret_names: Iterable[str],
+        scope: dict[str, Any],
+        public: Any,
+        rows: AttemptRows,
+    ) -> Any:
+        """Resolve secrets, render, run `handler`, check its output and write the end row."""
         secrets: Mapping[str, str] = {}
         scrubber = Scrubber(())
         try:
-            if refs.secrets:
-                secrets = await self._resolve_secrets(task, refs.secrets)
+            if secret_names:
+                secrets = await self._resolve_secrets(task, secret_names)
                 scrubber = Scrubber(secrets.values())
             with ACTIVE.holding(secrets.values()):
                 config = (
@@ -176,9 +198,6 @@ class AgentRuntime:
             # travel with the failure into history unscrubbed.
             raise failure from None
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
             await rows.close()
         await rows.completed(
             outputs=output, completed_at=datetime.now(UTC), **_usage_columns(output)

@@ -38,6 +38,10 @@ def sync_url(database_url: str) -> URL:
     return make_url(database_url).set(drivername="postgresql")
 
 
+#: How long connecting to the database may take.
+CONNECT_SECONDS = 10
+
+
 class DatabaseConnectError(ConnectionError):
     """A connection to the database could not be made: it is down, starting, or out of reach."""
 
@@ -74,6 +78,9 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         # JSONB columns hold user data: non-ASCII kept as it is, NUL and lone surrogates
         # escaped by the one rule of persistence.storable.
         json_serializer=storable_json,
+        # A server that accepts the connection but never answers (cut off, stuck) is given
+        # up on after 10 s, not asyncpg's 60: writes waiting for it retry sooner.
+        connect_args={"timeout": CONNECT_SECONDS},
     )
     event.listen(engine.sync_engine, "do_connect", _connect_errors_named)
     return engine

@@ -23,6 +23,9 @@ from persistence.engine import DatabaseConnectError
 
 log = logging.getLogger("meta_agent.database")
 
+#: How long the health probe waits for `SELECT 1`.
+PROBE_SECONDS = 5.0
+
 #: SQLSTATE classes of a server that is not there right now: connection exception (08),
 #: operator intervention (57: shutting down, starting up, crashed).
 _UNREACHABLE_SQLSTATE_CLASSES = ("08", "57")
@@ -103,8 +106,12 @@ class DatabaseHealth:
     async def probe(self, sessions: async_sessionmaker[AsyncSession]) -> bool:
         """Ask the database once (`SELECT 1`); note and return the answer."""
         try:
-            async with sessions() as session:
+            async with asyncio.timeout(PROBE_SECONDS), sessions() as session:
                 await session.execute(text("SELECT 1"))
+        except TimeoutError:
+            # Connected but silent: a database cut off without a reset, or stuck.
+            self.lost(TimeoutError(f"no answer to SELECT 1 within {PROBE_SECONDS:.0f} s"))
+            return False
         except Exception as exc:
             if not database_unreachable(exc):
                 raise
@@ -113,11 +120,9 @@ class DatabaseHealth:
         self.answered()
         return True
 
-    async def watch(
-        self, sessions: async_sessionmaker[AsyncSession], every: float = 5.0, calm: float = 30.0
-    ) -> None:
-        """Probe for ever: every `every` seconds while unreachable, every `calm` otherwise."""
+    async def watch(self, sessions: async_sessionmaker[AsyncSession], every: float = 5.0) -> None:
+        """Probe for ever, every `every` seconds (an idle worker notices an outage too)."""
         while True:
             with contextlib.suppress(Exception):
                 await self.probe(sessions)
-            await asyncio.sleep(every if not self.reachable else calm)
+            await asyncio.sleep(every)

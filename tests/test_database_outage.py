@@ -7,6 +7,7 @@ and started again by the tests; the worker runs in this process on its own queue
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -324,3 +326,46 @@ async def test_a_worker_started_while_its_database_is_down_waits_and_says_so(
     assert "database unreachable" in stderr
     assert "database reachable again" in stderr
     assert worker.returncode == 0, stderr[-2000:]
+
+
+def _signal_server(server: EmbeddedPostgres, sig: int) -> None:
+    """`sig` to the postmaster and every backend: SIGSTOP makes the database hang as one cut
+    off without a reset does (connections stay open, nothing answers).
+    """
+    assert server.pid is not None
+    root = psutil.Process(server.pid)
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(sig)
+
+
+async def test_a_database_that_hangs_delays_runs_without_repeating_their_calls(
+    outage: tuple[Outage, FlowWorker], http_peer: HttpPeer
+) -> None:
+    db, worker = outage
+    for n in range(RUNS):
+        http_peer.route("GET", f"/first/{n}", Reply(200, {"n": n}, delay=1.0))
+        http_peer.route("GET", f"/second/{n}", Reply(200, {"n": n}))
+    handles = [await worker.start(_two_calls(http_peer.base, n)) for n in range(1, RUNS)]
+    await _wait_until(lambda: len(http_peer.requests) >= RUNS - 1, 30)
+    _signal_server(db.server, signal.SIGSTOP)
+    try:
+        # Past the agents' heartbeat timeout (10 s) and their row writes' (10 s).
+        await asyncio.sleep(15)
+        status, body = await db.health()
+        assert (status, body["database"]["status"]) == (503, "unreachable"), body
+        await asyncio.sleep(10)
+    finally:
+        _signal_server(db.server, signal.SIGCONT)
+    results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 120)
+    assert [r.outputs["n"] for r in results] == list(range(1, RUNS))
+    for n in range(1, RUNS):
+        assert len(http_peer.calls("GET", f"/first/{n}")) == 1, f"run {n} called twice"
+        assert len(http_peer.calls("GET", f"/second/{n}")) == 1
+    for h in handles:
+        assert [row[:2] for row in await _row_counts(db.sessions, h.id)] == [
+            ("done", "completed"),
+            ("first", "completed"),
+            ("second", "completed"),
+            ("start", "completed"),
+        ]

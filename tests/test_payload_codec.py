@@ -26,6 +26,7 @@ from persistence.secret_keys import SecretKeys
 from tests.flows import FlowWorker
 from tests.hitl_support import decide, make_people, node, open_task, review_flow
 from tests.invariant import assert_queue_tells_the_truth
+from workers.client import FLOW_RUN
 from workers.codec_server import codec_app
 from workers.payload_codec import (
     ENCRYPTED_ENCODING,
@@ -110,7 +111,7 @@ async def test_temporal_keeps_only_ciphertext_and_key_holders_read_the_run(
         # A run started without the keys (plain `temporal workflow start` JSON) still runs.
         plain = await _client(temporal_env, None)
         handle = await plain.start_workflow(
-            "FlowRun",
+            FLOW_RUN,
             {"definition": _echo(), "inputs": {"card": "plain"}},
             id=f"plain-{uuid.uuid4().hex[:8]}",
             task_queue=queue,
