@@ -369,3 +369,43 @@ async def test_a_database_that_hangs_delays_runs_without_repeating_their_calls(
             ("second", "completed"),
             ("start", "completed"),
         ]
+
+
+async def test_a_cancellation_while_the_last_record_waits_for_the_database_loses_no_row(
+    outage: tuple[Outage, FlowWorker], http_peer: HttpPeer
+) -> None:
+    db, worker = outage
+    http_peer.route("GET", "/a0", Reply(200, {"n": 0}, delay=1.0))
+    http_peer.route("GET", "/a1", Reply(200, {"n": 1}, delay=0.5))
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("a0", "api", {"url": f"{http_peer.base}/a0"}),
+            node("w", "wait", {"seconds": 3}),
+            node("a1", "api", {"url": f"{http_peer.base}/a1"}),
+            node("done", "end", {"outputs": {"got": "{{ nodes.a1.output.json.n }}"}}),
+        ],
+        "edges": [edge("start", "a0"), edge("a0", "w"), edge("w", "a1"), edge("a1", "done")],
+    }
+    handle = await worker.start(definition)
+    await _wait_until(lambda: len(http_peer.requests) >= 1, 30)
+    db.stop()
+    try:
+        # The rest of the flow runs meanwhile; its last record waits for the database.
+        await _wait_until(lambda: len(http_peer.calls("GET", "/a1")) == 1, 30)
+        await asyncio.sleep(3)
+        await handle.cancel()
+        await asyncio.sleep(3)
+    finally:
+        db.start()
+    result = await asyncio.wait_for(handle.result(), 120)
+    assert result.outputs == {"got": 1}
+    assert [row[:2] for row in await _row_counts(db.sessions, handle.id)] == [
+        ("a0", "completed"),
+        ("a1", "completed"),
+        ("done", "completed"),
+        ("start", "completed"),
+        ("w", "completed"),
+    ]
+    row = await worker.run_row(handle.id)
+    assert (row["status"], row["outputs"], row["error"]) == ("completed", {"got": 1}, None)

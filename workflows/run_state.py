@@ -7,6 +7,8 @@ is exactly what `checkpoint()` carries.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +16,7 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import patches
 from workflows.bookkeeping import bookkeeping
 from workflows.failures import error_text
 from workflows.render_host import WorkflowRenderHost
@@ -242,10 +245,15 @@ class RunState:
         for task in self.reviews.values():
             if task.status == "open":
                 task.status = "cancelled"
+        final = self.write_back.flush_all(outputs=outputs, error=error, completed_at=workflow.now())
         try:
-            await self.write_back.flush_all(
-                outputs=outputs, error=error, completed_at=workflow.now()
-            )
+            if patches.patched(patches.ENDS_AS_RECORDED):
+                # A cancellation arriving now must not stop the last record half-way (a
+                # background write in flight, then this one): it lands, then the run ends
+                # as it says.
+                await _landing(final)
+            else:
+                await final
         except ActivityError as exc:
             await self._record_bare_end(exc, error)
 
@@ -292,3 +300,13 @@ class RunState:
             "Record the refused run" if refused_start else "Record the run's end (rows refused)",
             result_type=str,
         )
+
+
+async def _landing(work: Awaitable[None]) -> None:
+    """Await `work` to its end even if cancelled meanwhile, then let the cancellation through."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
