@@ -67,22 +67,27 @@ def check_name(name: str) -> str:
 
 
 async def find_tenant(session: AsyncSession, ref: str) -> uuid.UUID:
-    """The tenant `ref` names: its id, its domain, or its name when only one tenant has it."""
+    """The tenant `ref` names: its id, or a domain or name no other tenant has."""
     key = parse_uuid(ref)
     if key is not None:
         found = await session.scalar(select(Tenant.id).where(Tenant.id == key))
         if found is None:
             raise NotFoundError(f"no tenant {ref}")
         return found
-    by_domain = await session.scalar(select(Tenant.id).where(Tenant.domain == ref))
-    if by_domain is not None:
-        return by_domain
-    named = (await session.scalars(select(Tenant.id).where(Tenant.name == ref).limit(2))).all()
-    if not named:
+    # A domain and a name are both just text: one tenant's name may be another's domain.
+    # Only a reference that names exactly one tenant, one way or the other, is taken.
+    matching = (
+        await session.scalars(
+            select(Tenant.id).where((Tenant.domain == ref) | (Tenant.name == ref)).limit(2)
+        )
+    ).all()
+    if not matching:
         raise NotFoundError(f"no tenant with the id, domain or name {ref!r}")
-    if len(named) > 1:
-        raise NotFoundError(f"more than one tenant is named {ref!r}; give the tenant's id")
-    return named[0]
+    if len(matching) > 1:
+        raise NotFoundError(
+            f"more than one tenant has the domain or name {ref!r}; give the tenant's id"
+        )
+    return matching[0]
 
 
 async def set_secret(

@@ -108,6 +108,24 @@ async def test_temporal_keeps_only_ciphertext_and_key_holders_read_the_run(
         assert sealed
         assert all(p.metadata["encoding"] == ENCRYPTED_ENCODING for p in sealed)
         assert {p.metadata[KEY_ID_METADATA] for p in sealed} == {b"k1"}
+        # Nor in a failure: an agent's error echoing its URL, a refused input's value.
+        failing = {
+            "nodes": [
+                node("start", "start", inputSchema={"type": "object"}),
+                node(
+                    "call",
+                    "api",
+                    {"url": "http://127.0.0.1:1/lookup?card={{ input.card }}"},
+                    retry={"maxAttempts": 1},
+                ),
+            ],
+            "edges": [{"id": "a", "source": "start", "target": "call"}],
+        }
+        failed = await worker.fail(failing, {"card": MARKER})
+        failed_history = await worker.client.get_workflow_handle(failed).fetch_history()
+        assert MARKER.encode() not in failed_history.to_json().encode()
+        row = (await worker.task_rows(failed))["call"]
+        assert MARKER in row["error"]  # our own database keeps the plain words
         # A run started without the keys (plain `temporal workflow start` JSON) still runs.
         plain = await _client(temporal_env, None)
         handle = await plain.start_workflow(
@@ -218,6 +236,11 @@ async def test_the_codec_server_decodes_for_the_ui_as_its_codec_endpoint_contrac
             headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
         )
         assert "access-control-allow-origin" not in foreign.headers
+        # ... nor have the keys used behind the browser's back.
+        stolen = await http.post(
+            f"{base}/decode", content=body, headers={**headers, "Origin": "http://evil.example"}
+        )
+        assert stolen.status_code == 403
         bad = await http.post(f"{base}/decode", content=b"{not json", headers=headers)
         assert bad.status_code == 400
     async with _codec_server(token="s3cret") as base, httpx.AsyncClient() as http:

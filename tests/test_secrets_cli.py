@@ -226,3 +226,25 @@ def test_the_dev_stack_keeps_one_key_that_the_cli_and_worker_find(
     keys = load_settings().secret_keys()
     assert keys is not None
     assert keys.current_id == "dev"
+
+
+async def test_a_name_that_is_another_tenants_domain_names_neither(
+    cli: Cli, cli_database: str, cli_tenant: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One tenant named `acme`, another whose domain is `acme`: `--tenant acme` is refused,
+    rather than quietly taken as whichever is looked up first.
+    """
+    monkeypatch.setenv("SECRETS_KEYS", key("k"))
+    clash = f"clash-{cli_tenant.hex[:6]}"
+    engine = create_engine(cli_database, pool_size=1)
+    async with session_factory(engine)() as s, s.begin():
+        for name, domain in ((clash, f"{clash}.test"), ("evil corp", clash)):
+            await s.execute(
+                text("INSERT INTO tenants (id, name, domain) VALUES (:i, :n, :d)"),
+                {"i": uuid.uuid4(), "n": name, "d": domain},
+            )
+    await engine.dispose()
+    code, out, err = await cli("secrets", "set", "--tenant", clash, "TOKEN", stdin="v")
+    assert code == 1
+    assert out == ""
+    assert "more than one tenant has the domain or name" in err

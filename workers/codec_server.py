@@ -38,6 +38,11 @@ def codec_app(
         convert: Callable[[Sequence[Payload]], Awaitable[list[Payload]]],
     ) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
+            origin = request.headers.get("origin")
+            if origin is not None and origin not in origins:
+                # CORS keeps another site's page from reading the answer; refusing keeps it
+                # from having the keys used at all.
+                return JSONResponse({"error": f"origin {origin!r} is not allowed"}, 403)
             if token is not None and not hmac.compare_digest(
                 request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()
             ):
@@ -51,8 +56,9 @@ def codec_app(
                 return JSONResponse({"error": f"not a Payloads JSON object: {exc}"}, 400)
             try:
                 converted = await convert(list(payloads.payloads))
-            except PayloadDecryptError as exc:
-                return JSONResponse({"error": str(exc)}, 422)
+            except PayloadDecryptError:
+                # Which keys it holds is the operator's business, not the caller's.
+                return JSONResponse({"error": "a payload does not open with these keys"}, 422)
             return Response(
                 json_format.MessageToJson(Payloads(payloads=converted)),
                 media_type="application/json",

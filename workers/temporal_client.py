@@ -12,7 +12,7 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.converter import PayloadCodec
+from temporalio.converter import DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
 from workers.json_converter import DATA_CONVERTER
 from workflows import search_attributes
@@ -27,7 +27,13 @@ async def connect(address: str, namespace: str, codec: PayloadCodec | None = Non
     # the keys can (`meta-agent codec-server`).
     converter = DATA_CONVERTER
     if codec is not None:
-        converter = dataclasses.replace(DATA_CONVERTER, payload_codec=codec)
+        # Failures too: their messages and stack traces (an error echoing a URL, the input
+        # a schema refused) move into an encoded, and so sealed, attribute.
+        converter = dataclasses.replace(
+            DATA_CONVERTER,
+            payload_codec=codec,
+            failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        )
     return await Client.connect(address, namespace=namespace, data_converter=converter)
 
 
