@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.activity import Info as ActivityInfo
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.agent_rows import AttemptRows
 from activities.outbound import outbound_refusal
@@ -229,6 +229,7 @@ class AgentRuntime:
                 f"node {task.node_id!r}: the database is unreachable ({reason}); waiting for it",
                 type=DATABASE_UNAVAILABLE,
                 non_retryable=True,
+                category=ApplicationErrorCategory.BENIGN,  # logged once, by the health
             ) from None
         self._health.answered()
         return secrets

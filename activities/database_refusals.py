@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -82,7 +82,13 @@ class _RefusalsAreFinal(ActivityInboundInterceptor):
             if database_unreachable(exc):
                 self._health.lost(exc)
                 if not self._health.gave_up():
-                    raise  # retried: the run waits for the database
+                    # Retried: the run waits for the database. Benign, so the SDK logs each
+                    # attempt at debug level; the health logs the outage once.
+                    raise ApplicationError(
+                        f"the database is unreachable: {type(exc).__name__}",
+                        type="DatabaseOutage",
+                        category=ApplicationErrorCategory.BENIGN,
+                    ) from None
                 raise ApplicationError(
                     f"the database has been unreachable for over "
                     f"{self._health.outage_limit_seconds:.0f} s: {type(exc).__name__}",

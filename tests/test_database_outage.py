@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -170,7 +171,10 @@ async def _row_counts(sessions: async_sessionmaker[AsyncSession], workflow_id: s
 
 
 async def _outage_while_runs_are_mid_flight(
-    outage: tuple[Outage, FlowWorker], http_peer: HttpPeer, seconds: float
+    outage: tuple[Outage, FlowWorker],
+    http_peer: HttpPeer,
+    seconds: float,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     db, worker = outage
     people: People = await make_people(db.sessions)
@@ -189,6 +193,7 @@ async def _outage_while_runs_are_mid_flight(
     ]
     # Agents in flight: their end rows meet the outage.
     await _wait_until(lambda: len(http_peer.requests) >= RUNS, 30)
+    caplog.clear()
     db.stop()
     began = time.monotonic()
     opened = await worker.start(review_flow(), {"what": "during"}, tenant_id=people.tenant)
@@ -250,9 +255,18 @@ async def _outage_while_runs_are_mid_flight(
 
 @pytest.mark.parametrize("seconds", [20, 180])
 async def test_an_outage_fails_no_run_and_loses_or_doubles_no_row(
-    outage: tuple[Outage, FlowWorker], http_peer: HttpPeer, seconds: float
+    outage: tuple[Outage, FlowWorker],
+    http_peer: HttpPeer,
+    seconds: float,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await _outage_while_runs_are_mid_flight(outage, http_peer, seconds)
+    with caplog.at_level(logging.INFO):
+        await _outage_while_runs_are_mid_flight(outage, http_peer, seconds, caplog)
+    # One line when the database is lost and one when it is back, not one per retry.
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("database unreachable" in m for m in said) == 1, said
+    assert sum("database reachable again" in m for m in said) == 1, said
+    assert not [m for m in said if "Completing activity as failed" in m], said
 
 
 def _worker_process(env: dict[str, str]) -> subprocess.Popen[str]:
