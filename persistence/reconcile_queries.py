@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence import hitl_queries
@@ -70,6 +71,50 @@ async def unfinished_runs(session: AsyncSession, orchestrator_run_ids: Collectio
         )
     )
     return set(rows.scalars())
+
+
+async def runs_without_row(
+    session: AsyncSession, orchestrator_run_ids: Collection[str]
+) -> set[str]:
+    """Those of the given workflow IDs with no run row at all: runs Temporal ended before
+    their first line ran (terminated or timed out while queued, or while their first write
+    waited for the database).
+    """
+    if not orchestrator_run_ids:
+        return set()
+    present = await session.scalars(
+        select(WorkflowRun.orchestrator_run_id).where(
+            WorkflowRun.orchestrator_run_id.in_(list(orchestrator_run_ids))
+        )
+    )
+    return set(orchestrator_run_ids) - set(present)
+
+
+async def record_closed_run(
+    session: AsyncSession,
+    orchestrator_run_id: str,
+    *,
+    status: str,
+    error: str,
+    started_at: datetime | None,
+    ended_at: datetime,
+) -> bool:
+    """The row of a run that ended before writing one: its end, and nothing it did not
+    check (no tenant, flow or inputs: no check of the caller ran). False if a row exists.
+    """
+    inserted = await session.scalar(
+        insert(WorkflowRun)
+        .values(
+            orchestrator_run_id=orchestrator_run_id,
+            status=status,
+            error=error,
+            started_at=started_at,
+            completed_at=ended_at,
+        )
+        .on_conflict_do_nothing(index_elements=[WorkflowRun.orchestrator_run_id])
+        .returning(WorkflowRun.id)
+    )
+    return inserted is not None
 
 
 async def close_run(

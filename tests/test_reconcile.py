@@ -293,3 +293,49 @@ def test_an_interval_of_zero_turns_the_reconciler_off() -> None:
     client: Any = None
     assert reconciler_plugins(client, Settings(reconcile_interval_seconds=0), sessions) == []
     assert len(reconciler_plugins(client, Settings(), sessions)) == 1
+
+
+async def test_runs_ended_before_their_first_step_get_a_row_saying_how(
+    flow_worker: FlowWorker,
+) -> None:
+    """Started on a queue no worker polls yet, then terminated or timed out: no line of them
+    ran, so the reconciler writes their row (without a tenant: no check of it ran).
+    """
+    client = flow_worker.client
+    queue = f"idle-{uuid.uuid4().hex[:8]}"
+    terminated = await start_run(
+        client, queue, FlowRunInput(definition=parked_flow()), run_id=f"t-{uuid.uuid4().hex[:8]}"
+    )
+    timed_out = await start_run(
+        client,
+        queue,
+        FlowRunInput(definition=parked_flow()),
+        run_id=f"o-{uuid.uuid4().hex[:8]}",
+        execution_timeout=timedelta(seconds=1),
+    )
+    await terminated.terminate(reason="wrong input")
+    with pytest.raises(WorkflowFailureError):
+        await timed_out.result()
+    reconciler = Reconciler(
+        client,
+        flow_worker.sessions,
+        task_queue=queue,
+        interval=timedelta(seconds=1),
+        lookback=timedelta(hours=1),
+    )
+
+    async def swept() -> list[str] | None:
+        found = await reconciler.sweep(datetime.now(UTC) - timedelta(hours=1))
+        return found if found else None  # visibility may lag a moment
+
+    assert sorted(await eventually(swept, "a sweep of the idle queue")) == sorted(
+        [terminated.id, timed_out.id]
+    )
+    row = await flow_worker.run_row(terminated.id)
+    assert (row["status"], row["tenant_id"], row["workflow_id"]) == ("cancelled", None, None)
+    assert "wrong input" in row["error"]
+    assert row["completed_at"] is not None
+    row = await flow_worker.run_row(timed_out.id)
+    assert (row["status"], row["error"]) == ("failed", TIME_LIMIT_ERROR)
+    # Once written, the rows are left as they are.
+    assert await reconciler.sweep(datetime.now(UTC) - timedelta(hours=1)) == []

@@ -140,10 +140,17 @@ class Reconciler:
 
     async def _settle(self, session: AsyncSession, workflow_ids: set[str]) -> list[str]:
         open_rows = await reconcile_queries.unfinished_runs(session, workflow_ids)
-        return [wf_id for wf_id in sorted(open_rows) if await self.reconcile(wf_id)]
+        rowless = await reconcile_queries.runs_without_row(session, workflow_ids)
+        return [
+            wf_id
+            for wf_id in sorted(open_rows | rowless)
+            if await self.reconcile(wf_id, has_row=wf_id not in rowless)
+        ]
 
-    async def reconcile(self, workflow_id: str) -> bool:
-        """Close the rows of `workflow_id` if its latest execution has closed; True if it did."""
+    async def reconcile(self, workflow_id: str, has_row: bool = True) -> bool:
+        """Close the rows of `workflow_id` if its latest execution has closed (or, without a
+        row, write one saying how it ended); True if it did.
+        """
         try:
             description = await self._client.get_workflow_handle(workflow_id).describe()
         except RPCError as exc:
@@ -158,6 +165,24 @@ class Reconciler:
             return False  # a newer execution of the ID is running: its rows are its own
         verdict = await self._verdict(description)
         ended_at = description.close_time or datetime.now(UTC)
+        if not has_row:
+            async with self._sessions() as session, session.begin():
+                recorded = await reconcile_queries.record_closed_run(
+                    session,
+                    workflow_id,
+                    status=verdict.status,
+                    error=verdict.error,
+                    started_at=description.start_time,
+                    ended_at=ended_at,
+                )
+            if recorded:
+                log.info(
+                    "recorded run %s, which Temporal closed as %s before it wrote a row (%s)",
+                    workflow_id,
+                    description.status.name if description.status else "closed",
+                    verdict.error,
+                )
+            return recorded
         async with self._sessions() as session, session.begin():
             closed = await reconcile_queries.close_run(
                 session,
