@@ -27,11 +27,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import Dependencies
 from persistence import secret_queries
 from persistence.engine import create_engine, session_factory
+from persistence.health import DatabaseHealth
 from persistence.migrate import upgrade_async
 from persistence.secret_keys import SecretKeys
 from tests.flows import FlowWorker
@@ -102,9 +104,15 @@ def outage_server() -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture
 async def outage(
-    outage_server: EmbeddedPostgres, temporal_env: WorkflowEnvironment
+    outage_server: EmbeddedPostgres,
+    temporal_env: WorkflowEnvironment,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[Outage, FlowWorker]]:
-    """A worker whose database the test may stop; the run invariant is checked at the end."""
+    """A worker whose database the test may stop; the run invariant is checked at the end.
+
+    Parametrized indirectly, the parameter is the worker's DATABASE_OUTAGE_LIMIT_SECONDS.
+    """
+    limit = float(getattr(request, "param", 3600.0))
     if outage_server.pid is None:
         outage_server.start()
     url = outage_server.url("outage")
@@ -113,7 +121,7 @@ async def outage(
     sessions = session_factory(engine)
     queue = f"outage-{uuid.uuid4().hex[:8]}"
     settings = Settings(temporal_task_queue=queue, reconcile_interval_seconds=1)
-    deps = Dependencies(sessions=sessions)
+    deps = Dependencies(sessions=sessions, health=DatabaseHealth(outage_limit_seconds=limit))
     port = free_port()
     try:
         async with (
@@ -423,3 +431,31 @@ async def test_a_cancellation_while_the_last_record_waits_for_the_database_loses
     ]
     row = await worker.run_row(handle.id)
     assert (row["status"], row["outputs"], row["error"]) == ("completed", {"got": 1}, None)
+
+
+@pytest.mark.parametrize("outage", [3.0], indirect=True)
+async def test_an_outage_longer_than_the_limit_fails_runs_clearly_and_rows_close_after(
+    outage: tuple[Outage, FlowWorker], http_peer: HttpPeer
+) -> None:
+    db, worker = outage
+    for n in range(3):
+        http_peer.route("GET", f"/first/{n}", Reply(200, {"n": n}, delay=0.5))
+        http_peer.route("GET", f"/second/{n}", Reply(200, {"n": n}))
+    handles = [await worker.start(_two_calls(http_peer.base, n)) for n in range(1, 3)]
+    await _wait_until(lambda: len(http_peer.requests) >= 2, 30)
+    db.stop()
+    try:
+        for handle in handles:
+            with pytest.raises(WorkflowFailureError) as failed:
+                await asyncio.wait_for(handle.result(), 60)
+            assert "unreachable for over 3 s" in str(failed.value.cause)
+    finally:
+        db.start()
+    # Back, the database gets their ends from the reconciler.
+    for handle in handles:
+        deadline = time.monotonic() + 30
+        while (row := await worker.run_row(handle.id))["status"] == "running":
+            assert time.monotonic() < deadline, "the reconciler did not close the run's row"
+            await asyncio.sleep(0.5)
+        assert row["status"] == "failed"
+        assert "unreachable for over 3 s" in row["error"]
