@@ -128,11 +128,16 @@ def _worker_exits(stack: Stack, findings: Findings) -> list[str]:
     return notes
 
 
-async def _main(args: argparse.Namespace) -> Report:
+async def _main(args: argparse.Namespace, signals: list[int]) -> Report:
     """`chaos` with SIGTERM handled as Ctrl-C is: the stack is stopped on the way out."""
     task = asyncio.current_task()
     assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+    def terminate() -> None:
+        signals.append(signal.SIGTERM)
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
     return await chaos(args)
 
 
@@ -149,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run, print the summary; 0 when every run completed and nothing was wrong."""
     args = parse_args(argv)
     quiet_client_logs()
+    signals: list[int] = []
     try:
-        report = asyncio.run(_main(args))
+        report = asyncio.run(_main(args, signals))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; everything started was stopped", file=sys.stderr)
-        return 130
+        return 128 + (signals[0] if signals else signal.SIGINT)
     for line in report.lines():
         print(line)
     return 0 if report.ok() else 1

@@ -4,6 +4,7 @@ the runs did, what the rows say, and every problem found, one line each.
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ class Report:
             f"runs: started {len(started)}, completed {completed}, failed {failed}, "
             f"other {len(started) - completed - failed}, never started {len(runs) - len(started)}",
             "  by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())),
+            _run_times(started),
             f"rows: expected {f.rows_expected}, found {f.rows_found}, wrong {f.rows_wrong}"
             " (workflow_runs + task_instances of the completed runs)",
             f"hitl: tasks {f.hitl_tasks}, decisions {f.hitl_decisions}",
@@ -62,3 +64,23 @@ class Report:
             f"result: {'OK' if self.ok() else 'FAILED'}",
         ]
         return out
+
+
+def _run_times(runs: list[Run]) -> str:
+    """Median, 95th percentile and longest time from a run's first start attempt to the driver
+    seeing it closed: how long the faults held runs up (a review's reviewer delay included).
+    """
+    timed = sorted(
+        (r.closed_at - r.begun_at, r.id)
+        for r in runs
+        if r.closed_at is not None and r.begun_at is not None
+    )
+    if not timed:
+        return "run time: no run closed"
+    median = statistics.median(t for t, _ in timed)
+    p95 = timed[min(len(timed) - 1, int(0.95 * len(timed)))][0]
+    longest, which = timed[-1]
+    return (
+        f"run time (first start attempt to close): median {median:.1f}s, "
+        f"95th percentile {p95:.1f}s, longest {longest:.1f}s ({which})"
+    )

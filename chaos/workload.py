@@ -49,6 +49,9 @@ class Run:
     status: WorkflowExecutionStatus | None = None
     error: str | None = None
     decided: bool = False
+    #: Timeline seconds of the first start attempt, and of the driver seeing the run closed.
+    begun_at: float | None = None
+    closed_at: float | None = None
     #: What went wrong on the driver's side of this run, for the problem list.
     notes: list[str] = field(default_factory=list)
 
@@ -131,6 +134,7 @@ class Workload:
             self.timeline.say(f"{run.id}: driver error {exc!r}"[:300])
 
     async def _start(self, run: Run) -> None:
+        run.begun_at = self.timeline.now()
         client, queue = self.stack.client, self.stack.task_queue
         request = FlowRunInput(
             definition=run.kind.definition,
@@ -164,6 +168,7 @@ class Workload:
                 return status
 
         run.status = await self.retries.call("result", attempt)
+        run.closed_at = self.timeline.now()
 
     async def _review(self, run: Run, delay: float, closed: asyncio.Task[None]) -> None:
         task = await self._open_task(run, closed)
@@ -186,11 +191,12 @@ class Workload:
                     f"chaos {'approves' if run.approve else 'rejects'}",
                 )
             except DecisionRefused as exc:
-                if attempts == 1 or exc.kind != "DecisionRejected":
+                if attempts == 1 or exc.kind not in ("DecisionRejected", "RunEnded"):
                     raise
                 # An earlier attempt was recorded after all (its answer was lost): the run
-                # refuses the second one. The final check counts the decision rows.
-                self.retries.counts["decide: refused after a lost answer"] += 1
+                # refuses the second one, or has already completed with it. The final check
+                # counts the decision rows.
+                self.retries.counts[f"decide: {exc.kind} after a lost answer"] += 1
 
         try:
             await self.retries.call("decide", attempt, keep=(DecisionRefused,))
