@@ -58,8 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def _workload(
     args: argparse.Namespace, stack: Stack, timeline: Timeline, retries: Retries
-) -> tuple[Workload, Faults, float]:
-    """The workload under faults for `--minutes`, then drained; returns its duration."""
+) -> tuple[Workload, Faults, float, float]:
+    """The workload under faults for `--minutes`, then drained; returns how long runs were
+    started, and how much longer the fault under way at the end lasted.
+    """
     rng = random.Random(args.seed)
     workload = Workload(
         stack, kinds(stack.peer_url), rng, timeline, retries, args.rate, args.max_in_flight
@@ -73,14 +75,15 @@ async def _workload(
         timeline.say(f"workload for {args.minutes:g} min, seed {args.seed}")
         await asyncio.sleep(args.minutes * 60)
         stop.set()
+        duration = time.monotonic() - began
         timeline.say(f"time is up: no new runs, no new faults ({len(workload.runs)} runs begun)")
         await asyncio.gather(*tasks)
-        duration = time.monotonic() - began
+        overrun = time.monotonic() - began - duration
         faults.restore()
         timeline.say(f"draining {workload.in_flight()} open runs ({stack.workers.alive()} workers)")
         await workload.drain(args.drain_minutes * 60)
         timeline.say("every run followed to its end; checking")
-        return workload, faults, duration
+        return workload, faults, duration, overrun
     finally:
         stop.set()
         for task in [*tasks, supervisor]:
@@ -94,7 +97,7 @@ async def chaos(args: argparse.Namespace) -> Report:
     timeline = Timeline()
     retries = Retries()
     async with chaos_stack(args.workers, args.seed, timeline, keep=args.keep) as stack:
-        workload, faults, duration = await _workload(args, stack, timeline, retries)
+        workload, faults, duration, overrun = await _workload(args, stack, timeline, retries)
         retries.deadline = asyncio.get_running_loop().time() + 180
         findings = await check(stack, retries, workload.runs)
         worker_notes = _worker_exits(stack, findings)
@@ -105,6 +108,7 @@ async def chaos(args: argparse.Namespace) -> Report:
         f"a fault every ~{args.fault_every:g}s, {args.rate:g} runs/s, "
         f"at most {args.max_in_flight} in flight (peak {workload.peak})",
         duration,
+        overrun,
         timeline.now(),
         faults.done,
         faults.counts(),

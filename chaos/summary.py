@@ -21,6 +21,8 @@ class Report:
 
     settings: str
     workload_seconds: float
+    #: How long the fault under way when time was up went on after it.
+    fault_overrun_seconds: float
     total_seconds: float
     faults: list[Fault]
     fault_counts: Counter[str]
@@ -45,8 +47,9 @@ class Report:
         counts = ", ".join(f"{k} {n}" for k, n in sorted(self.fault_counts.items()))
         out = [
             f"chaos summary ({self.settings})",
-            f"duration: workload {self.workload_seconds:.0f}s, "
-            f"whole run {self.total_seconds:.0f}s (stack start, drain and checks included)",
+            f"duration: workload {self.workload_seconds:.0f}s (its last fault ended "
+            f"{self.fault_overrun_seconds:.0f}s later), whole run {self.total_seconds:.0f}s "
+            "(stack start, drain and checks included)",
             f"faults: {len(self.faults)} ({counts})",
             *(f"  +{x.at:7.1f}s {x.kind:8} {x.detail}" for x in self.faults),
             f"runs: started {len(started)}, completed {completed}, failed {failed}, "

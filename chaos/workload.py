@@ -32,6 +32,9 @@ from workflows.contract import FlowRunInput
 
 #: A reviewer looks at a task this many seconds after it opens (at random within).
 REVIEW_DELAY = (1.0, 15.0)
+#: How often a reviewer whose decision is refused tries again, and how long it waits first.
+REFUSALS_TRIED = 5
+REFUSAL_PAUSE = 5.0
 
 
 @dataclass
@@ -49,6 +52,8 @@ class Run:
     status: WorkflowExecutionStatus | None = None
     error: str | None = None
     decided: bool = False
+    #: Decision calls that failed without an answer (one of them may have been recorded).
+    decide_errors: int = 0
     #: Timeline seconds of the first start attempt, and of the driver seeing the run closed.
     begun_at: float | None = None
     closed_at: float | None = None
@@ -171,38 +176,52 @@ class Workload:
         run.closed_at = self.timeline.now()
 
     async def _review(self, run: Run, delay: float, closed: asyncio.Task[None]) -> None:
+        """Decide the run's review `delay` seconds after the run lists it.
+
+        A refused decision is a problem (noted on the run); the reviewer then tries again a
+        few times, as a person would, so that the run can still finish and be checked.
+        """
         task = await self._open_task(run, closed)
         if task is None:
             return
+        seen = self.timeline.now()
         await asyncio.sleep(delay)
-        reviewer = self.stack.reviewer.user
-        attempts = 0
-
-        async def attempt() -> None:
-            nonlocal attempts
-            attempts += 1
+        for _ in range(REFUSALS_TRIED):
             try:
-                await decide(
-                    self.stack.client,
-                    run.id,
-                    task["id"],
-                    {"approved": run.approve},
-                    reviewer,
-                    f"chaos {'approves' if run.approve else 'rejects'}",
-                )
+                await self.retries.call("decide", lambda: self._decide(run, task["id"]))
+                run.decided = True
+                return
             except DecisionRefused as exc:
-                if attempts == 1 or exc.kind not in ("DecisionRejected", "RunEnded"):
-                    raise
-                # An earlier attempt was recorded after all (its answer was lost): the run
-                # refuses the second one, or has already completed with it. The final check
-                # counts the decision rows.
-                self.retries.counts[f"decide: {exc.kind} after a lost answer"] += 1
+                run.notes.append(
+                    f"decision refused at +{self.timeline.now():.1f}s (the run listed the task "
+                    f"open at +{seen:.1f}s) ({exc.kind}): {exc.reason}"[:400]
+                )
+                if closed.done():
+                    return
+                await asyncio.sleep(REFUSAL_PAUSE)
 
+    async def _decide(self, run: Run, task_id: str) -> None:
+        """One decision; a refusal after a call whose answer was lost is that call's success."""
         try:
-            await self.retries.call("decide", attempt, keep=(DecisionRefused,))
-            run.decided = True
+            await decide(
+                self.stack.client,
+                run.id,
+                task_id,
+                {"approved": run.approve},
+                self.stack.reviewer.user,
+                f"chaos {'approves' if run.approve else 'rejects'}",
+            )
         except DecisionRefused as exc:
-            run.notes.append(f"decision refused ({exc.kind}): {exc.reason}"[:300])
+            # An earlier call was recorded after all (its answer was lost to a fault): the
+            # run says the task is already completed, or has completed with it. The final
+            # check counts the decision rows.
+            done = exc.kind == "RunEnded" or f"{task_id} is already completed" in exc.reason
+            if not (run.decide_errors and done):
+                raise
+            self.retries.counts[f"decide: {exc.kind} after a lost answer"] += 1
+        except Exception:
+            run.decide_errors += 1
+            raise
 
     async def _open_task(self, run: Run, closed: asyncio.Task[None]) -> dict[str, Any] | None:
         """The run's review task once the run lists it (None if the run closes first)."""
