@@ -10,8 +10,15 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
 from temporalio.client import WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.registry import Dependencies
 from persistence import secret_queries
 from persistence.secret_keys import SecretKeys
 from tests.flows import FlowWorker, shared_flow
@@ -24,11 +31,15 @@ from tests.hitl_support import (
     node,
     open_task,
     review_flow,
+    wait_for,
 )
 from tests.http_peer import HttpPeer, Reply
+from tests.invariant import assert_queue_tells_the_truth
 from tests.test_cli import ROOT
 from workers.client import STATUS_QUERY, SUBMIT_HITL_DECISION_UPDATE, DecisionRefused, send_decision
 from workers.temporal_dev import temporal_cli
+from workers.worker import PASSTHROUGH_MODULES, activity_functions, workflow_classes
+from workflows.contract import HITL_OPEN, HitlOpen
 
 CONTRACT_EXAMPLE = json.loads((ROOT / "examples" / "flows" / "contract-example.json").read_text())
 
@@ -427,3 +438,71 @@ async def test_the_cli_narrowed_to_a_tenant_shows_none_of_another_tenants_runs_o
     assert "no tenant" in unknown.stderr
     await decide(theirs, their_task["id"], {"approved": True}, other.finance)
     await decide(ours, task["id"], {"approved": True}, people.finance)
+
+
+async def test_a_decision_from_the_inbox_before_the_run_hears_its_task_opened_waits_for_it(
+    temporal_env: WorkflowEnvironment,
+    session_maker: async_sessionmaker[AsyncSession],
+    people: People,
+) -> None:
+    """The inbox row is written inside `hitl_open`; until Temporal hears the activity ended
+    (which a fault can delay for a minute), the run does not know the task. A decision sent
+    meanwhile waits for it, rather than being refused as an unknown task.
+    """
+    deps = Dependencies(sessions=session_maker)
+    activities = list(activity_functions(deps))
+    original = next(
+        a for a in activities if activity._Definition.must_from_callable(a).name == HITL_OPEN
+    )
+    hold = asyncio.Event()
+
+    @activity.defn(name=HITL_OPEN)
+    async def held_open(req: HitlOpen) -> Any:
+        done = await original(req)  # the row is committed: the inbox shows the task
+        await hold.wait()  # ... but the run has not heard so yet
+        return done
+
+    queue = f"held-{uuid.uuid4().hex[:8]}"
+    worker = Worker(
+        temporal_env.client,
+        task_queue=queue,
+        workflows=list(workflow_classes()),
+        activities=[held_open if a is original else a for a in activities],
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        ),
+    )
+    try:
+        async with worker:
+            flow = FlowWorker(temporal_env.client, queue, session_maker)
+            handle = await flow.start(review_flow(), {"what": "x"}, tenant_id=people.tenant)
+            task_id = await wait_for(lambda: _inbox_task(session_maker, handle.id), 30)
+            assert (await handle.query(STATUS_QUERY))["open_hitl_tasks"] == []
+            deciding = asyncio.create_task(
+                decide(handle, task_id, {"approved": True}, people.finance, "early")
+            )
+            await asyncio.sleep(1)
+            assert not deciding.done()  # waiting, not refused
+            hold.set()
+            row = await asyncio.wait_for(deciding, 30)
+            assert row["decided_by"] == people.finance
+            result = await asyncio.wait_for(handle.result(), 30)
+            assert result.outputs["on_approved"]["comments"] == "early"
+            await assert_queue_tells_the_truth(
+                temporal_env.client, session_maker, queue, flow.started
+            )
+    finally:
+        hold.set()
+        await deps.aclose()
+
+
+async def _inbox_task(sessions: async_sessionmaker[AsyncSession], run_id: str) -> str | None:
+    async with sessions() as s:
+        found = await s.scalar(
+            text(
+                "SELECT h.id FROM hitl_tasks h JOIN workflow_runs r ON r.id = h.workflow_run_id"
+                " WHERE r.orchestrator_run_id = :o"
+            ),
+            {"o": run_id},
+        )
+    return str(found) if found else None

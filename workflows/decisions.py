@@ -57,8 +57,12 @@ class Decisions:
         self.rejected_total = 0
 
     def problem(self, req: HitlDecisionRequest) -> str | None:
-        """Why `req` cannot be accepted now (the pure rules), or None."""
+        """Why `req` cannot be accepted now (the pure rules), or None. A task still being
+        opened is judged once it is open (`decide` waits for it).
+        """
         task = self._run.reviews.get(req.hitl_task_id)
+        if task is None and req.hitl_task_id in self._run.opening_reviews:
+            return None
         return decision_problem(task, req, self._run.params.triggered_by)
 
     @staticmethod
@@ -131,8 +135,13 @@ class Decisions:
     async def decide(self, req: HitlDecisionRequest) -> dict[str, Any]:
         """Judge, check the reviewer, record; the task's outcome is set once quorum is met."""
         run = self._run
+        if req.hitl_task_id in run.opening_reviews and patches.patched(
+            patches.DECIDE_WHILE_OPENING
+        ):
+            # Its inbox row exists; the run has not yet heard that it does.
+            await workflow.wait_condition(lambda: req.hitl_task_id not in run.opening_reviews)
         if req.hitl_task_id not in run.reviews:  # before a lock exists for whatever id was sent
-            raise _refused(self.problem(req) or "unknown task")
+            raise _refused(decision_problem(None, req, run.params.triggered_by) or "unknown task")
         lock = self._locks.setdefault(req.hitl_task_id, asyncio.Lock())
         async with lock:  # decisions on one task are judged one after the other
             problem = self.problem(req)

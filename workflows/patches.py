@@ -66,6 +66,10 @@ ENDS_AS_RECORDED = "ends-as-recorded"
 #: be refused by the activity on every attempt.
 VALUE_DEPTH_BOUND = "value-depth-bound"
 
+#: A decision on a review whose `hitl_open` is under way (its inbox row already written)
+#: waits for the opening to land instead of being refused as an unknown task.
+DECIDE_WHILE_OPENING = "decide-while-opening"
+
 _FIRST_GENERATION = frozenset(
     {
         HITL_OPEN_BOOKKEEPING,
@@ -84,7 +88,8 @@ _FIRST_GENERATION = frozenset(
 GENERATIONS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "flow-run-2026-11-27",
-        _FIRST_GENERATION | {ROWS_WAIT_FOR_DATABASE, ENDS_AS_RECORDED, VALUE_DEPTH_BOUND},
+        _FIRST_GENERATION
+        | {ROWS_WAIT_FOR_DATABASE, ENDS_AS_RECORDED, VALUE_DEPTH_BOUND, DECIDE_WHILE_OPENING},
     ),
     ("flow-run-2026-11-26", _FIRST_GENERATION),
 )

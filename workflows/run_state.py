@@ -60,6 +60,8 @@ class RunState:
         self.loops: dict[str, LoopProgress] = dict(cp.loops) if cp else {}
         self.wait_deadlines: dict[str, datetime] = dict(cp.wait_deadlines) if cp else {}
         self.reviews: dict[str, HitlTaskState] = dict(cp.hitl) if cp else {}
+        #: Review tasks whose `hitl_open` is under way: their inbox row may already exist.
+        self.opening_reviews: set[str] = set()
         self.continued = cp.continued if cp else 0
         self.run_row_id: str | None = cp.run_row_id if cp else None
         self.tenant_id = cp.tenant_id if cp else params.tenant_id

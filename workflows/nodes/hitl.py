@@ -150,8 +150,14 @@ async def _open(scope: Scope, node: Node, task_id: str) -> HitlTaskState:
         # Opening the task also writes the run's new status and the buffered rows.
         run.set_status("waiting_hitl")
         opening.run_update = await run.write_back.take_bookkeeping(room)
-    await bookkeeping(HITL_OPEN, opening, f"Open review: {task.title[:60]}")
-    run.reviews[task.id] = task
+    # The row is written inside the activity, before Temporal hears that it was: a reviewer
+    # may decide from the inbox meanwhile (for as long as a fault delays the answer).
+    run.opening_reviews.add(task.id)
+    try:
+        await bookkeeping(HITL_OPEN, opening, f"Open review: {task.title[:60]}")
+        run.reviews[task.id] = task
+    finally:
+        run.opening_reviews.discard(task.id)
     return task
 
 
