@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -35,3 +38,31 @@ async def fetch_one(session: AsyncSession, sql: str, **params: Any) -> dict[str,
     """The one row `sql` returns, as a dict; none or several fail the test."""
     row = (await session.execute(text(sql), params)).mappings().one()
     return dict(row)
+
+
+def worker_process(
+    database_url: str,
+    temporal_address: str,
+    task_queue: str,
+    *,
+    keep_stderr: bool = True,
+    **settings: str,
+) -> subprocess.Popen[str]:
+    """`meta-agent worker` as its own process (as production runs it), on `task_queue`, with
+    further settings as environment variables. With `keep_stderr` its log is piped for the
+    test to read (with `communicate`, or it may fill the pipe and stall the worker).
+    """
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "TEMPORAL_TASK_QUEUE": task_queue,
+        **settings,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "worker", "--no-register"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE if keep_stderr else subprocess.DEVNULL,
+        text=True,
+    )

@@ -11,8 +11,6 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -40,6 +38,7 @@ from tests.flows import FlowWorker
 from tests.hitl_support import People, edge, make_people, node, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_queue_tells_the_truth
+from tests.support import worker_process
 from workers import client as flow_client
 from workers.embedded_postgres import EmbeddedPostgres
 from workers.health_server import watching_health
@@ -277,16 +276,6 @@ async def test_an_outage_fails_no_run_and_loses_or_doubles_no_row(
     assert not [m for m in said if "Completing activity as failed" in m], said
 
 
-def _worker_process(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "worker", "--no-register"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 async def test_a_worker_started_while_its_database_is_down_waits_and_says_so(
     outage_server: EmbeddedPostgres, temporal_env: WorkflowEnvironment
 ) -> None:
@@ -295,14 +284,11 @@ async def test_a_worker_started_while_its_database_is_down_waits_and_says_so(
     await upgrade_async(outage_server.url("outage"))
     outage_server.stop()
     port, queue = free_port(), f"outage-{uuid.uuid4().hex[:8]}"
-    worker = _worker_process(
-        {
-            **os.environ,
-            "DATABASE_URL": outage_server.url("outage"),
-            "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-            "TEMPORAL_TASK_QUEUE": queue,
-            "HEALTH_PORT": str(port),
-        }
+    worker = worker_process(
+        outage_server.url("outage"),
+        temporal_env.client.service_client.config.target_host,
+        queue,
+        HEALTH_PORT=str(port),
     )
     url = f"http://127.0.0.1:{port}/health"
     try:

@@ -7,10 +7,7 @@ survives the restart, as a production cluster's does.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +22,7 @@ from tests.flows import FlowWorker
 from tests.hitl_support import edge, make_people, node, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_queue_tells_the_truth
+from tests.support import worker_process
 from workers import client as flow_client
 from workers.processes import free_port
 from workers.settings import Settings
@@ -122,16 +120,6 @@ async def test_runs_finish_after_the_temporal_server_restarts(
         }
 
 
-def _worker_process(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "worker", "--no-register"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 async def test_a_worker_started_before_its_temporal_waits_for_it(
     temporal_server: TemporalDevServer,
     database_url: str,
@@ -139,13 +127,7 @@ async def test_a_worker_started_before_its_temporal_waits_for_it(
 ) -> None:
     temporal_server.stop()
     queue = f"early-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "TEMPORAL_ADDRESS": temporal_server.address,
-        "TEMPORAL_TASK_QUEUE": queue,
-    }
-    worker = _worker_process(env)
+    worker = worker_process(database_url, temporal_server.address, queue)
     try:
         await asyncio.sleep(5)
         assert worker.poll() is None, "the worker exited instead of waiting for Temporal"

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -19,25 +17,15 @@ from tests.flows import FlowWorker
 from tests.hitl_support import People, decide, inbox, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_run_tells_the_truth
+from tests.support import worker_process
 from workers.client import start_run
 from workflows.contract import FlowRunInput
 
 ITEMS = 12
 
 
-def _worker_process(database_url: str, address: str, queue: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "TEMPORAL_ADDRESS": address,
-        "TEMPORAL_TASK_QUEUE": queue,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "worker", "--no-register"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _worker_process(database_url: str, address: str, queue: str) -> subprocess.Popen[str]:
+    return worker_process(database_url, address, queue, keep_stderr=False)
 
 
 async def test_a_sigkilled_worker_is_replaced_and_the_run_completes_exactly_once(
