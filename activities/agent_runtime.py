@@ -22,6 +22,7 @@ from temporalio.activity import Info as ActivityInfo
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.agent_rows import AttemptRows
+from activities.database_refusals import outage_outlasted
 from activities.outbound import outbound_refusal
 from activities.scrubber import ACTIVE, Scrubber
 from activities.secrets import MissingSecretError, SecretProvider, masked
@@ -217,12 +218,7 @@ class AgentRuntime:
             self._health.lost(exc)
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
             if self._health.gave_up():
-                raise ApplicationError(
-                    f"node {task.node_id!r}: the database has been unreachable for over "
-                    f"{self._health.outage_limit_seconds:.0f} s ({reason})",
-                    type="DatabaseUnreachable",
-                    non_retryable=True,
-                ) from None
+                raise outage_outlasted(self._health, reason, task.node_id) from None
             if not task.rows_may_wait:
                 raise
             raise ApplicationError(

@@ -49,6 +49,19 @@ def refusal_text(exc: DBAPIError) -> str:
     return f"the database refused the record: {reason}"
 
 
+def outage_outlasted(
+    health: DatabaseHealth, reason: str, node_id: str | None = None
+) -> ApplicationError:
+    """The failure of an attempt that met an outage longer than the worker waits: final."""
+    where = f"node {node_id!r}: " if node_id is not None else ""
+    return ApplicationError(
+        f"{where}the database has been unreachable for over "
+        f"{health.outage_limit_seconds:.0f} s: {reason}",
+        type="DatabaseUnreachable",
+        non_retryable=True,
+    )
+
+
 class DatabaseRefusalInterceptor(Interceptor):
     """The worker interceptor that makes the database's refusals of the data final for every
     activity, and its outages retried until they outlast `health`'s limit.
@@ -89,12 +102,7 @@ class _RefusalsAreFinal(ActivityInboundInterceptor):
                         type="DatabaseOutage",
                         category=ApplicationErrorCategory.BENIGN,
                     ) from None
-                raise ApplicationError(
-                    f"the database has been unreachable for over "
-                    f"{self._health.outage_limit_seconds:.0f} s: {type(exc).__name__}",
-                    type="DatabaseUnreachable",
-                    non_retryable=True,
-                ) from None
+                raise outage_outlasted(self._health, type(exc).__name__) from None
             if not (isinstance(exc, DBAPIError) and refused_by_database(exc)):
                 raise
             # No cause attached: it would carry the statement's parameters into history.
