@@ -148,20 +148,30 @@ def http_peer() -> Iterator[str]:
         "print(url, flush=True)\n"
         "threading.Event().wait()\n"
     )
-    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
-        log = Path(tmp) / "http.log"
-        env = worker_env("", "", "", Path(tmp))
-        proc = spawn([sys.executable, "-c", code], log=log, env=env)
-        try:
-            wait_ready(
-                proc,
-                lambda: "http://" in log.read_text(errors="replace"),
-                name="HTTP peer",
-                ready_means="listen",
-                log=log,
-                timeout=60,
-                stop=lambda: stop(proc),
-            )
-            yield log.read_text().split()[0]
-        finally:
-            stop(proc)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-http-") as tmp,
+        peer_process([sys.executable, "-c", code], Path(tmp)) as url,
+    ):
+        yield url
+
+
+@contextmanager
+def peer_process(argv: list[str], home: Path) -> Iterator[str]:
+    """An HTTP peer run as `argv` (which prints its base URL first), its log in `home`;
+    yields that URL and stops the process on the way out.
+    """
+    log = home / "http.log"
+    proc = spawn(argv, log=log, env=worker_env("", "", "", home))
+    try:
+        wait_ready(
+            proc,
+            lambda: "http://" in log.read_text(errors="replace"),
+            name="the HTTP peer",
+            ready_means="listen",
+            log=log,
+            timeout=60,
+            stop=lambda: stop(proc),
+        )
+        yield log.read_text().split()[0]
+    finally:
+        stop(proc)

@@ -12,8 +12,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from benchmarks.support import Reviewer, make_reviewer
-from benchmarks.worker_processes import worker_env
+from benchmarks.worker_processes import peer_process, worker_env
 from chaos.log import Timeline
 from chaos.pool import WorkerPool
 from persistence.engine import create_engine, session_factory
 from persistence.migrate import upgrade_async
 from workers.embedded_postgres import EmbeddedPostgres
-from workers.processes import free_port, spawn, stop, wait_ready
+from workers.processes import free_port
 from workers.temporal_client import connect, ensure_search_attributes
 from workers.temporal_dev import TemporalDevServer
 
@@ -59,24 +59,8 @@ class Stack:
         return self.temporal.pid is not None
 
 
-@contextmanager
-def _http_peer(home: Path, seed: int) -> Iterator[str]:
-    log = home / "peer.log"
-    env = worker_env("", "", "", home)
-    proc = spawn([sys.executable, "-m", "chaos.peer", "--seed", str(seed)], log=log, env=env)
-    try:
-        wait_ready(
-            proc,
-            lambda: "http://" in log.read_text(errors="replace"),
-            name="the HTTP peer",
-            ready_means="listen",
-            log=log,
-            timeout=60,
-            stop=lambda: stop(proc),
-        )
-        yield log.read_text().split()[0]
-    finally:
-        stop(proc)
+def _http_peer(home: Path, seed: int) -> AbstractContextManager[str]:
+    return peer_process([sys.executable, "-m", "chaos.peer", "--seed", str(seed)], home)
 
 
 @asynccontextmanager
