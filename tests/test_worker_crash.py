@@ -6,6 +6,8 @@ import asyncio
 import signal
 import subprocess
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -22,10 +24,25 @@ from workers.client import start_run
 from workflows.contract import FlowRunInput
 
 ITEMS = 12
+Worker = subprocess.Popen[str]
 
 
-def _worker_process(database_url: str, address: str, queue: str) -> subprocess.Popen[str]:
-    return worker_process(database_url, address, queue, keep_stderr=False)
+@asynccontextmanager
+async def _worker(database_url: str, address: str, queue: str) -> AsyncIterator[Worker]:
+    """A worker process on `queue` for the block; stopped after it unless killed in it."""
+    proc = worker_process(database_url, address, queue, keep_stderr=False)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+
+
+def _sigkill(proc: Worker) -> None:
+    """Kill the worker as a crash would: no chance to clean up."""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
 
 
 async def test_a_sigkilled_worker_is_replaced_and_the_run_completes_exactly_once(
@@ -54,8 +71,7 @@ async def test_a_sigkilled_worker_is_replaced_and_the_run_completes_exactly_once
     }
     address = temporal_env.client.service_client.config.target_host
     queue = f"crash-{uuid.uuid4().hex[:8]}"
-    first = _worker_process(database_url, address, queue)
-    try:
+    async with _worker(database_url, address, queue) as first:
         handle = await start_run(
             temporal_env.client,
             queue,
@@ -65,19 +81,11 @@ async def test_a_sigkilled_worker_is_replaced_and_the_run_completes_exactly_once
         # Mid-run: some items done, others in flight. The peer serves from its own threads.
         while len(http_peer.requests) < 4:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    second = _worker_process(database_url, address, queue)
-    try:
+        _sigkill(first)
+    async with _worker(database_url, address, queue):
         result = await asyncio.wait_for(handle.result(), timeout=120)
         # (its status query needs a worker on the queue)
         await assert_run_tells_the_truth(temporal_env.client, flow_worker.sessions, handle.id)
-    finally:
-        second.terminate()
-        second.wait(30)
     assert result.outputs == {"ns": list(range(ITEMS))}
     async with flow_worker.sessions() as s:
         rows = (
@@ -152,8 +160,7 @@ async def test_a_worker_killed_with_api_calls_in_flight_is_replaced_and_rows_sta
     definition = (_linear if shape == "linear" else _fan_out)(http_peer.base)
     address = temporal_env.client.service_client.config.target_host
     queue = f"crash-{uuid.uuid4().hex[:8]}"
-    first = _worker_process(database_url, address, queue)
-    try:
+    async with _worker(database_url, address, queue) as first:
         handle = await start_run(
             temporal_env.client,
             queue,
@@ -163,18 +170,10 @@ async def test_a_worker_killed_with_api_calls_in_flight_is_replaced_and_rows_sta
         # An api call in flight (the first of the chain; the fan-out's all at once).
         while len(http_peer.requests) < 1:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    second = _worker_process(database_url, address, queue)
-    try:
+        _sigkill(first)
+    async with _worker(database_url, address, queue):
         await asyncio.wait_for(handle.result(), timeout=120)
         await assert_run_tells_the_truth(temporal_env.client, flow_worker.sessions, handle.id)
-    finally:
-        second.terminate()
-        second.wait(30)
     rows = await flow_worker.task_rows(handle.id)
     expected = {"start", "done", *(f"call{n}" for n in range(calls))}
     assert {k: v["status"] for k, v in rows.items()} == dict.fromkeys(expected, "completed")
@@ -191,8 +190,7 @@ async def test_a_worker_killed_while_a_run_is_parked_on_a_review_is_replaced(
 ) -> None:
     address = temporal_env.client.service_client.config.target_host
     queue = f"crash-{uuid.uuid4().hex[:8]}"
-    first = _worker_process(database_url, address, queue)
-    try:
+    async with _worker(database_url, address, queue) as first:
         handle = await start_run(
             temporal_env.client,
             queue,
@@ -200,19 +198,11 @@ async def test_a_worker_killed_while_a_run_is_parked_on_a_review_is_replaced(
             run_id=f"crash-{uuid.uuid4().hex[:8]}",
         )
         (task,) = await open_task(handle)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    second = _worker_process(database_url, address, queue)
-    try:
+        _sigkill(first)
+    async with _worker(database_url, address, queue):
         await decide(handle, task["id"], {"approved": True}, people.finance, "after the kill")
         result = await asyncio.wait_for(handle.result(), timeout=120)
         await assert_run_tells_the_truth(temporal_env.client, flow_worker.sessions, handle.id)
-    finally:
-        second.terminate()
-        second.wait(30)
     assert result.outputs["on_approved"]["comments"] == "after the kill"
     row = await inbox(flow_worker, task["id"])
     assert (row["status"], len(row["decisions"])) == ("completed", 1)
