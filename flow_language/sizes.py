@@ -17,15 +17,16 @@ def value_depth(value: Any, stop_after: int = MAX_VALUE_DEPTH) -> int:
     """How deeply `value` nests lists and dicts (walked without recursion, so the answer does
     not depend on the stack); stops counting once past `stop_after`.
     """
+    if not isinstance(value, list | tuple | dict):
+        return 0
     deepest, todo = 0, [(value, 1)]
-    while todo:
+    while todo:  # only containers are queued: an agent's long list of scalars costs one pass
         item, depth = todo.pop()
-        if isinstance(item, list | tuple | dict):
-            deepest = max(deepest, depth)
-            if deepest > stop_after:
-                return deepest
-            children = item.values() if isinstance(item, dict) else item
-            todo.extend((child, depth + 1) for child in children)
+        deepest = max(deepest, depth)
+        if deepest > stop_after:
+            return deepest
+        children = item.values() if isinstance(item, dict) else item
+        todo.extend((c, depth + 1) for c in children if isinstance(c, list | tuple | dict))
     return deepest
 
 
