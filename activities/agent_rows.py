@@ -118,7 +118,12 @@ class AttemptRows:
         """What the activity returns: the output, as an `AgentOutcome` if the workflow asked."""
         if not self._task.rows_may_wait:
             return output
-        return AgentOutcome(output=output, row=self._unwritten, carried_written=not self._carrying)
+        return AgentOutcome(
+            output=output,
+            row=self._unwritten,
+            carried_written=not self._carrying,
+            attempt=(self.row.retry_count or 0) + 1,
+        )
 
 
 def _unreachable(exc: BaseException) -> bool:

@@ -22,6 +22,7 @@ from temporalio.activity import Info as ActivityInfo
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.agent_rows import AttemptRows
+from activities.agent_spans import attempt_span
 from activities.database_refusals import outage_outlasted
 from activities.outbound import outbound_refusal
 from activities.scrubber import ACTIVE, Scrubber
@@ -85,7 +86,8 @@ class AgentRuntime:
 
         @activity.defn(name=f"{AGENT_ACTIVITY_PREFIX}{agent_type}")
         async def run_agent(task: AgentTask) -> Any:
-            return await self.run(task, handler)
+            with attempt_span(task, activity.info()):
+                return await self.run(task, handler)
 
         return run_agent
 

@@ -92,6 +92,7 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
     inputs_problems: list[str] = []
     definition_raw = req.definition
     workflow_id: str | None = None
+    flow_name: str | None = None
     version = req.version
     refs = references.RunReferences()
     refs.tenant_id, refused_tenant = await references.check_tenant(session, req.tenant_id)
@@ -107,7 +108,7 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
                 session, str(req.workflow_id), version, refs, inline, req.parent_run_id is None
             )
             if stored is not None:
-                workflow_id = str(stored.workflow_id)
+                workflow_id, flow_name = str(stored.workflow_id), stored.name
                 if not inline:
                     definition_raw, version = stored.definition, stored.version
                     if refs.tenant_id in (None, stored.tenant_id):
@@ -159,10 +160,14 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
         completed_at=data.started_at if refused_run else None,
     )
     run_id = await queries.upsert_run(session, data.orchestrator_run_id, run_values(record))
+    if flow_name is None and isinstance(definition_raw, dict):
+        inline_name = definition_raw.get("name")
+        flow_name = inline_name if isinstance(inline_name, str) and inline_name else None
     prepared = PreparedFlow(
         run_row_id=str(run_id),
         definition=normalized,
         workflow_id=workflow_id,
+        flow_name=flow_name,
         version=version,
         tenant_id=_str(refs.tenant_id),
         workspace_id=_str(refs.workspace_id),

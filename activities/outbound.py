@@ -32,6 +32,8 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpcore
 import httpx
 
+from activities.http_tracing import traced
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -264,13 +266,15 @@ class OutboundHttp:
 
     def __post_init__(self) -> None:
         self._pool = _guarded_pool(self.policy, self.limits)
+        # Closing a client closes only this view, never the pool; one view serves them all.
+        self._transport = traced(_BorrowedTransport(self._pool))
         self.shared = self.client()
 
     def client(self, **kwargs: typing.Any) -> httpx.AsyncClient:
         """A client on the shared pool, without a cookie jar; closing it keeps the pool."""
         kwargs.setdefault("timeout", self.timeout)
         return httpx.AsyncClient(
-            transport=_BorrowedTransport(self._pool),
+            transport=self._transport,
             cookies=CookieJar(policy=_NoCookies()),
             max_redirects=self.policy.max_redirects,
             trust_env=False,

@@ -18,6 +18,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.contrib.opentelemetry import OpenTelemetryPlugin
 from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import Dependencies
@@ -31,6 +33,7 @@ from tests.hitl_support import People, make_people
 from tests.http_peer import HttpPeer
 from tests.invariant import assert_queue_tells_the_truth
 from tests.model_servers import ModelServer, start_llama, start_mosquitto, start_whisper
+from tests.span_capture import TracedWorker, recording_spans
 from workers import processes
 from workers.embedded_postgres import EmbeddedPostgres
 from workers.json_converter import DATA_CONVERTER
@@ -169,6 +172,31 @@ async def flow_worker(
             temporal_env.client, session_maker, queue, worker.started
         )
     await deps.aclose()
+
+
+@pytest.fixture
+async def traced_worker(
+    temporal_env: WorkflowEnvironment, session_maker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[TracedWorker]:
+    """`flow_worker` with tracing as `meta-agent worker` sets it up for OTEL_* variables: the
+    client carries the SDK's tracing plugin, and the spans finished meanwhile are kept.
+    """
+    with recording_spans() as exporter:
+        config = temporal_env.client.config()
+        client = await Client.connect(
+            temporal_env.client.service_client.config.target_host,
+            namespace=config["namespace"],
+            data_converter=DATA_CONVERTER,
+            plugins=[OpenTelemetryPlugin()],
+        )
+        queue = f"traced-{uuid.uuid4().hex[:10]}"
+        settings = Settings(temporal_task_queue=queue, reconcile_interval_seconds=1)
+        deps = Dependencies(sessions=session_maker)  # built now: its HTTP calls are traced
+        async with build_worker(client, settings, deps):
+            worker = TracedWorker(client, queue, session_maker, spans=exporter)
+            yield worker
+            await assert_queue_tells_the_truth(client, session_maker, queue, worker.started)
+        await deps.aclose()
 
 
 @pytest.fixture(scope="session")

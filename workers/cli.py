@@ -29,12 +29,22 @@ async def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers import telemetry
     from workers.signals import stop_event_on_signals
     from workers.temporal_client import connect_patiently, ensure_search_attributes
     from workers.worker import run_worker
 
     settings.require_database_url()
     stop = stop_event_on_signals()
+    if args.processes > 1:
+        # Each child serves its own endpoints (the supervisor gives each its port).
+        telemetry.configure()
+    else:
+        telemetry.configure(
+            metrics_port=settings.metrics_port,
+            metrics_host=settings.metrics_host,
+            traces_file=settings.traces_file,
+        )
     client = await connect_patiently(
         settings.effective_temporal_address(),
         settings.temporal_namespace,
@@ -51,7 +61,10 @@ async def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         from workers.supervisor import supervise
 
         return await supervise(args.processes, stop)
-    await run_worker(client, settings, stop)
+    try:
+        await run_worker(client, settings, stop)
+    finally:
+        telemetry.current().shutdown()
     return 0
 
 

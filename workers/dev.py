@@ -20,6 +20,7 @@ from temporalio.client import Client
 
 from persistence.engine import create_engine, session_factory, sync_url
 from persistence.migrate import upgrade_async
+from workers import telemetry
 from workers.asgi import serving
 from workers.embedded_postgres import EmbeddedPostgres
 from workers.examples import import_examples, start_sample_runs
@@ -28,6 +29,7 @@ from workers.settings import Settings, read_dev_state
 from workers.signals import stop_event_on_signals
 from workers.temporal_client import connect, ensure_search_attributes
 from workers.temporal_dev import TemporalDevServer
+from workers.trace_file import TRACES_FILE_NAME
 from workers.worker import run_worker
 
 if TYPE_CHECKING:
@@ -93,6 +95,14 @@ async def run_dev(settings: Settings) -> None:
     if settings.secrets_keys is None:
         _ensure_secrets_key(settings.dev_secrets_key_file)
     stop = stop_event_on_signals()
+    # Traces go to a file of the stack's own, drawn by `meta-agent traces RUN` (no server);
+    # OTEL_* variables add an OTLP or console exporter as for any worker.
+    traces_file = settings.traces_file or str(home / TRACES_FILE_NAME)
+    telemetry.configure(
+        metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host,
+        traces_file=traces_file,
+    )
 
     with ExitStack() as started:
         database_url = settings.database_url
@@ -134,6 +144,7 @@ async def run_dev(settings: Settings) -> None:
                     "temporal_address": address,
                     "ui_url": ui_url,
                     "task_queue": settings.temporal_task_queue,
+                    "traces_file": traces_file,
                 }
             )
         )
@@ -154,6 +165,8 @@ async def run_dev(settings: Settings) -> None:
             f"  Temporal UI  {ui_url or '(not started here)'}\n"
             f"{f'  codec server {codec_url} (PAYLOAD_KEYS)' + chr(10) if codec_url else ''}"
             f"  task queue   {settings.temporal_task_queue}\n"
+            f"  traces       meta-agent traces <run id>   (spans in {traces_file})\n"
+            f"{_metrics_line(settings)}"
             f"{sample_lines}"
             "Press Ctrl-C to stop everything.\n",
             flush=True,
@@ -165,9 +178,18 @@ async def run_dev(settings: Settings) -> None:
                 "api_allowed_hosts": allowed,
             }
         )
-        async with _codec_server(codec, settings.dev_codec_port, ui_url):
-            await run_worker(client, worker_settings, stop)
+        try:
+            async with _codec_server(codec, settings.dev_codec_port, ui_url):
+                await run_worker(client, worker_settings, stop)
+        finally:
+            telemetry.current().shutdown()
         print("stopping ...", flush=True)
+
+
+def _metrics_line(settings: Settings) -> str:
+    if settings.metrics_port is None:
+        return ""
+    return f"  metrics      http://{settings.metrics_host}:{settings.metrics_port}/metrics\n"
 
 
 @asynccontextmanager

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     #: is unreachable; `/health/live`); unset: none. HEALTH_HOST: the address it listens on.
     health_port: Port | None = None
     health_host: str = "127.0.0.1"
+    #: Port of the worker's Prometheus endpoint (`/metrics`: the Temporal SDK's metrics and
+    #: the engine's); unset: none. METRICS_HOST: the address it listens on.
+    metrics_port: Port | None = None
+    metrics_host: str = "127.0.0.1"
+    #: A file the worker appends its spans to as JSON lines, for `meta-agent traces`
+    #: (`meta-agent dev` keeps one in its home); unset: none. Other exporters: OTEL_*.
+    traces_file: str | None = None
     #: How long the worker waits out a database outage (seconds): writes meeting one are
     #: retried, and agents wait for it, until it has lasted this long; then they fail.
     database_outage_limit_seconds: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 3600

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+from collections.abc import Mapping
 
 from workers.processes import die_with_parent
 
@@ -28,6 +30,20 @@ RESTART_PAUSE = 2.0
 STOP_GRACE = 60.0
 
 
+#: Settings naming a port: child N listens on the given port + N, so none collide.
+PORT_SETTINGS = ("HEALTH_PORT", "METRICS_PORT")
+
+
+def child_environment(slot: int, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of child `slot`: the parent's, with a port of its own for each endpoint."""
+    env = dict(os.environ if environ is None else environ)
+    for name in PORT_SETTINGS:
+        value = env.get(name, "").strip()
+        if value.isdigit():
+            env[name] = str(int(value) + slot)
+    return env
+
+
 async def supervise(processes: int, stop: asyncio.Event, argv: list[str] | None = None) -> int:
     """Run `processes` workers (`argv`: one child's command) until `stop`; 0 once all ended."""
     command = argv or [sys.executable, "-m", "workers.cli", "worker", "--no-register"]
@@ -35,7 +51,7 @@ async def supervise(processes: int, stop: asyncio.Event, argv: list[str] | None 
 
     async def start(slot: int) -> None:
         children[slot] = await asyncio.create_subprocess_exec(
-            *command, preexec_fn=die_with_parent(signal.SIGTERM)
+            *command, preexec_fn=die_with_parent(signal.SIGTERM), env=child_environment(slot)
         )
         log.info("worker %d started (pid %d)", slot, children[slot].pid)
 

@@ -14,6 +14,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.converter import DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
+from workers import telemetry
 from workers.json_converter import DATA_CONVERTER
 from workflows import search_attributes
 
@@ -34,7 +35,8 @@ async def connect(address: str, namespace: str, codec: PayloadCodec | None = Non
             payload_codec=codec,
             failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
         )
-    return await Client.connect(address, namespace=namespace, data_converter=converter)
+    options = telemetry.current().client_options()  # tracing plugin, metrics runtime
+    return await Client.connect(address, namespace=namespace, data_converter=converter, **options)
 
 
 async def connect_patiently(

@@ -94,6 +94,7 @@ class Checkpoint(BaseModel):
     run_row_id: str
     definition: dict[str, Any]
     workflow_id: str | None = None
+    flow_name: str | None = None
     version: int | None = None
     tenant_id: str | None = None
     workspace_id: str | None = None
@@ -152,6 +153,8 @@ class PreparedFlow(BaseModel):
     run_row_id: str
     definition: dict[str, Any] = Field(default_factory=dict)
     workflow_id: str | None = None
+    #: the stored flow's name (an inline definition's own `name`), for people and telemetry
+    flow_name: str | None = None
     version: int | None = None
     tenant_id: str | None = None
     workspace_id: str | None = None
@@ -207,6 +210,8 @@ class AgentOutcome(BaseModel):
     row: TaskRecord | None = None
     #: whether the rows the task carried were written
     carried_written: bool = True
+    #: which attempt succeeded (1: the first), for the run's status and its node's span
+    attempt: int | None = None
 
 
 # -- what the write-back records ------------------------------------------------------------

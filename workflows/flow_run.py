@@ -28,7 +28,7 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 with workflow.unsafe.imports_passed_through():
     from flow_language.definition import FlowDefinition
     from flow_language.sizes import MAX_VALUE_DEPTH, json_size, value_depth
-    from workflows import patches
+    from workflows import patches, run_metrics, tracing
     from workflows.bookkeeping import bookkeeping
     from workflows.contract import (
         EVENT_SIGNAL,
@@ -67,6 +67,13 @@ _OPEN_TASK_FIELDS = {
     "approvals",
     "required_approvals",
 }
+
+
+def _ended_by(exc: BaseException) -> str:
+    """The status a run ends in when it ends by `exc` before recording its end."""
+    if isinstance(exc, asyncio.CancelledError) or isinstance(exc.__cause__, TemporalCancelledError):
+        return "cancelled"
+    return "failed"
 
 
 def _too_deep(params: FlowRunInput) -> str | None:
@@ -112,6 +119,9 @@ class FlowRun:
             params = FlowRunInput()
         self._state = RunState(params)
         self._decisions = Decisions(self._state)
+        checkpoint = params.checkpoint
+        self._flow_name = checkpoint.flow_name if checkpoint else None
+        self._span = tracing.WorkflowSpan.none()  # the run's span, once it runs
 
     # -- signals, queries -------------------------------------------------------------------------
 
@@ -184,8 +194,27 @@ class FlowRun:
 
     @workflow.run
     async def run(self, *args: Any) -> FlowResult:
-        """Run the flow; in runs since `EVERY_END_RECORDED`, a cancellation or a failure of the
-        run's own bookkeeping still ends with the run's row saying so.
+        """Run the flow inside the run's span, which ends as the run's record does."""
+        run = self._state
+        self._span = tracing.run_span(run.params, self._flow_name)
+        with self._span.current():
+            try:
+                result = await self._run()
+            except workflow.ContinueAsNewError:
+                self._span.end("continued")  # the next run of the chain goes on in this trace
+                raise
+            except (ApplicationError, asyncio.CancelledError) as exc:
+                status = run.status if run.finished else _ended_by(exc)
+                self._span.end(status, run.error or str(exc))
+                run_metrics.run_ended(self._flow_name, status)
+                raise
+        self._span.end("completed")
+        run_metrics.run_ended(self._flow_name, "completed")
+        return result
+
+    async def _run(self) -> FlowResult:
+        """In runs since `EVERY_END_RECORDED`, a cancellation or a failure of the run's own
+        bookkeeping still ends with the run's row saying so.
         """
         run = self._state
         run.strict_templates = patches.patched(patches.STRICT_TEMPLATES)
@@ -240,6 +269,7 @@ class FlowRun:
         self._recorded_end = ApplicationError(
             message, type="InvalidRunArgument", non_retryable=True
         )
+        run_metrics.run_started(None)
         await run.record_end_only("failed", message, refused_start=True)
         raise self._recorded_end
 
@@ -260,6 +290,9 @@ class FlowRun:
         )
         run.run_row_id = prepared.run_row_id
         run.tenant_id = prepared.tenant_id
+        self._flow_name = prepared.flow_name
+        self._span.prepared(prepared)
+        run_metrics.run_started(prepared.flow_name)
         run.set_search_attributes(prepared)
         if run.agents_carry_rows and not (prepared.problems or prepared.error):
             run.set_status("running", written=True)  # prepare_flow's row says so
@@ -276,6 +309,7 @@ class FlowRun:
             run_row_id=prepared.run_row_id,
             definition=prepared.definition,
             workflow_id=prepared.workflow_id,
+            flow_name=prepared.flow_name,
             version=prepared.version,
             tenant_id=prepared.tenant_id,
             workspace_id=prepared.workspace_id,

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, FailureError
 
+from workflows import run_metrics, tracing
 from workflows.failures import (
     NodeError,
     NodeFailed,
@@ -243,8 +244,33 @@ class Scope:
     # -- one node's lifecycle ---------------------------------------------------------------------
 
     async def _run_node(self, node: Node) -> None:
-        run, state = self.run, self.states[node.id]
+        """One node execution, inside its own span (ended with the end its rows record)."""
         task_id = self.task_id(node)
+        span = tracing.node_span(node.id, node.type, node.label, task_id, self.run.tenant_id)
+        started = workflow.now()
+
+        def ended(status: str, error: str | None = None) -> None:
+            span.set(tracing.ATTEMPTS, self.run.task_view.get(task_id, {}).get("attempts"))
+            span.end(status, error)
+            run_metrics.node_ended(node.type, status, workflow.now() - started)
+
+        with span.current():
+            try:
+                await self._lifecycle(node, task_id)
+            except Suspended:
+                span.end("suspended")  # it goes on in the next run of the chain
+                raise
+            except asyncio.CancelledError:
+                ended("cancelled")
+                raise
+            except (NodeFailed, ActivityError) as exc:
+                ended("failed", self.states[node.id].error or error_text(exc))
+                raise
+        state = self.states[node.id]
+        ended(state.status, state.error)
+
+    async def _lifecycle(self, node: Node, task_id: str) -> None:
+        run, state = self.run, self.states[node.id]
         started = workflow.now()
         run.view(task_id, node.id, status="running", type=node.type, label=node.label)
         try:

@@ -172,6 +172,8 @@ def _take_outcome(scope: Scope, task: AgentTask, outcome: AgentOutcome) -> Any:
         write_back.restore(task.carried_rows)
     if outcome.row is not None:
         write_back.add(outcome.row.model_copy(update={"outputs": outcome.output}))
+    if outcome.attempt is not None:
+        scope.run.view(task.task_id, task.node_id, attempts=outcome.attempt)
     return outcome.output
 
 

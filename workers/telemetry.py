@@ -1,0 +1,218 @@
+"""What the worker tells operators: OpenTelemetry traces and Prometheus metrics.
+
+Traces are chosen by the standard `OTEL_*` variables, so an operator configures
+this service like any other instrumented one: `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+`OTEL_TRACES_EXPORTER=otlp`) sends them over OTLP, by `OTEL_EXPORTER_OTLP_PROTOCOL`
+(`http/protobuf`, the specification's default, or `grpc`); `console` prints them;
+`OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name the resource. `TRACES_FILE`
+appends them as JSON lines for `meta-agent traces` (the dev stack's viewer, no
+server needed). The provider is the Temporal SDK's replay-safe one: a run replayed
+on another worker emits none of its spans again.
+
+Metrics ride on the Temporal SDK's runtime: `METRICS_PORT` serves its Prometheus
+endpoint, which carries the SDK's own metrics and the engine's (recorded through
+the SDK's meters, which are silent during replay too).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanProcessor,
+)
+from temporalio.contrib.opentelemetry import (
+    OpenTelemetryPlugin,
+    ReplaySafeTracerProvider,
+    create_tracer_provider,
+)
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from workers.trace_file import JsonLinesSpanExporter
+
+log = logging.getLogger("meta_agent.telemetry")
+
+#: The service name when OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES give none.
+DEFAULT_SERVICE_NAME = "meta-agent-worker"
+_EXPORTERS = ("otlp", "console", "none")
+_PROTOCOLS = ("http/protobuf", "grpc")
+
+
+class TelemetryError(ValueError):
+    """An OTEL_* value this service cannot honour (named, so the process stops clearly)."""
+
+
+def _env(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(name, "").strip()
+
+
+def _exporter_names(environ: Mapping[str, str]) -> list[str]:
+    """The span exporters asked for: OTEL_TRACES_EXPORTER, else OTLP if an endpoint is set."""
+    if _env(environ, "OTEL_SDK_DISABLED").lower() == "true":
+        return []
+    named = [n.strip().lower() for n in _env(environ, "OTEL_TRACES_EXPORTER").split(",")]
+    named = [n for n in named if n]
+    for name in named:
+        if name not in _EXPORTERS:
+            raise TelemetryError(
+                f"OTEL_TRACES_EXPORTER: {name!r} is not one of {', '.join(_EXPORTERS)}"
+            )
+    if not named and (
+        _env(environ, "OTEL_EXPORTER_OTLP_ENDPOINT")
+        or _env(environ, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    ):
+        named = ["otlp"]
+    return [n for n in named if n != "none"]
+
+
+def _otlp_exporter(environ: Mapping[str, str]) -> SpanExporter:
+    """OTLP over the protocol the standard variables name; each exporter reads its endpoint,
+    headers, timeout and certificates from the OTEL_EXPORTER_OTLP_* variables itself.
+    """
+    protocol = (
+        _env(environ, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or _env(environ, "OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).lower()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcExporter,
+        )
+
+        return GrpcExporter()
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HttpExporter,
+        )
+
+        return HttpExporter()
+    raise TelemetryError(
+        f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not supported; use one of "
+        + ", ".join(_PROTOCOLS)
+    )
+
+
+def resource_from_environment() -> Resource:
+    """OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES, with this service's name as the default."""
+    resource = Resource.create()
+    name = str(resource.attributes.get(SERVICE_NAME, ""))
+    if not name or name.startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    return resource
+
+
+def span_processors(
+    environ: Mapping[str, str], traces_file: str | None = None
+) -> list[SpanProcessor]:
+    """One batching processor per exporter the environment (and TRACES_FILE) asks for."""
+    exporters: list[SpanExporter] = []
+    for name in _exporter_names(environ):
+        exporters.append(_otlp_exporter(environ) if name == "otlp" else ConsoleSpanExporter())
+    if traces_file:
+        exporters.append(JsonLinesSpanExporter(traces_file))
+    return [BatchSpanProcessor(exporter) for exporter in exporters]
+
+
+def install_tracer_provider(
+    processors: list[SpanProcessor],
+) -> ReplaySafeTracerProvider:
+    """The process's tracer provider: the SDK's replay-safe one, made global (once per
+    process, as OpenTelemetry allows), so workflow code, activities and the HTTP
+    instrumentation all reach it through `opentelemetry.trace`.
+    """
+    current = trace.get_tracer_provider()
+    if isinstance(current, ReplaySafeTracerProvider):
+        provider = current
+    else:
+        provider = create_tracer_provider(resource=resource_from_environment())
+        trace.set_tracer_provider(provider)
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return provider
+
+
+def tracing_enabled() -> bool:
+    """Whether this process records spans (a replay-safe provider is installed)."""
+    return isinstance(trace.get_tracer_provider(), ReplaySafeTracerProvider)
+
+
+def metrics_runtime(host: str, port: int) -> Runtime:
+    """A Temporal runtime serving Prometheus on host:port: the SDK's metrics and the engine's.
+
+    Durations are seconds and counters end in `_total`, as Prometheus users expect.
+    """
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"{host}:{port}",
+                counters_total_suffix=True,
+                durations_as_seconds=True,
+            )
+        )
+    )
+
+
+@dataclass
+class Telemetry:
+    """What a process's Temporal clients need for tracing and metrics."""
+
+    tracer_provider: ReplaySafeTracerProvider | None = None
+    runtime: Runtime | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments of `Client.connect`: the tracing plugin, the metrics runtime."""
+        options: dict[str, Any] = {}
+        if self.tracer_provider is not None:
+            # The plugin carries the trace context through Temporal's headers: from the
+            # client into a run, from a run into its activities and child runs.
+            options["plugins"] = [OpenTelemetryPlugin()]
+        if self.runtime is not None:
+            options["runtime"] = self.runtime
+        return options
+
+    def shutdown(self) -> None:
+        """Send the spans still buffered (the process is stopping)."""
+        if self.tracer_provider is not None:
+            self.tracer_provider.force_flush(5_000)
+
+
+_process: Telemetry | None = None
+
+
+def configure(
+    *,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+    traces_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Telemetry:
+    """Set up the process's telemetry once: later calls return the first setup.
+
+    Only a worker passes `metrics_port` (a CLI command must not take the worker's port).
+    """
+    global _process
+    if _process is not None:
+        return _process
+    processors = span_processors(os.environ if environ is None else environ, traces_file)
+    telemetry = Telemetry()
+    if processors or tracing_enabled():
+        telemetry.tracer_provider = install_tracer_provider(processors)
+    if metrics_port is not None:
+        telemetry.runtime = metrics_runtime(metrics_host, metrics_port)
+        log.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
+    _process = telemetry
+    return telemetry
+
+
+def current() -> Telemetry:
+    """The telemetry `configure` set up, or tracing only if an installed provider asks for it."""
+    return _process if _process is not None else configure()
