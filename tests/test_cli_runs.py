@@ -6,8 +6,11 @@ command prints cannot come from the order they were written in.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +18,11 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
 
 from persistence import queries
+from tests.flows import FlowWorker
+from tests.hitl_support import People, decide, open_task, review_flow
 from tests.test_cli import ameta_agent
 from workers.run_progress import graph_ranks
 
@@ -170,3 +176,46 @@ async def test_runs_list_names_flows_and_hides_sub_flow_runs_unless_asked(
     every = await ameta_agent("runs", "list", "--tenant", tenant, "--all", env=env)
     assert f"{parent_id}/lines[0].price" in every.stdout
     assert "(sub-flow)" in every.stdout
+
+
+async def test_runs_show_follow_prints_plain_progress_and_the_review_when_piped(
+    database_url: str,
+    temporal_env: WorkflowEnvironment,
+    flow_worker: FlowWorker,
+    people: People,
+) -> None:
+    handle = await flow_worker.start(
+        review_flow(), {"what": "a piped order"}, tenant_id=people.tenant
+    )
+    [task] = await open_task(handle)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+    }
+    follower = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers.cli", "runs", "show", handle.id, "--follow",
+        stdout=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert follower.stdout is not None
+    before: list[str] = []
+    while not any(line.lstrip().startswith("decide ") for line in before):
+        line = (await asyncio.wait_for(follower.stdout.readline(), 60)).decode()
+        assert line, "the follower ended before it showed the review:\n" + "".join(before)
+        before.append(line)
+    # Shown while the run waits: the task, who decides, and the line that decides it.
+    text_before = "".join(before)
+    assert "waiting for review: Review a piped order" in text_before
+    assert f"task      {task['id']}" in text_before
+    assert "assignee  role finance" in text_before
+    assert f"meta-agent hitl decide {task['id']} --approve --as finance-" in text_before
+    assert ["review", "running"] in [line.split() for line in before]
+
+    await decide(handle, task["id"], {"approved": True}, people.finance)
+    rest = (await asyncio.wait_for(follower.communicate(), 60))[0].decode()
+    assert follower.returncode == 0
+    lines = rest.splitlines()
+    assert ["review", "completed"] in [line.split() for line in lines]
+    assert ["on_rejected", "skipped"] in [line.split() for line in lines]
+    assert f"run {handle.id} completed" in lines
+    assert "\x1b[" not in text_before + rest  # no terminal control codes in a pipe
