@@ -193,6 +193,8 @@ async def test_runs_show_follow_prints_plain_progress_and_the_review_when_piped(
         "DATABASE_URL": database_url,
         "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
     }
+    shown = await ameta_agent("runs", "show", handle.id, env=env)
+    assert f"decide    meta-agent hitl decide {task['id']} --approve --as finance-" in shown.stdout
     follower = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "workers.cli", "runs", "show", handle.id, "--follow",
         stdout=asyncio.subprocess.PIPE, env=env,

@@ -83,8 +83,10 @@ async def cmd_runs_show(args: argparse.Namespace, settings: Settings) -> int:
     async with one_off_session(settings.require_database_url()) as session:
         tenant = await tenant_of(session, args.tenant)
         detail = await run_views.run_detail(session, args.run, tenant)
+        # Who may decide is judged in the run's own tenant, whatever --tenant said.
+        run_tenant = detail.run.tenant_id
         reviews = [
-            _review(task, await decider(session, task.assignee_id, task.assignee_role, tenant))
+            _review(task, await decider(session, task.assignee_id, task.assignee_role, run_tenant))
             for task in detail.open_reviews
         ]
     if args.follow:
