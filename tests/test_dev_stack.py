@@ -105,6 +105,24 @@ def test_dev_comes_up_serves_the_ui_and_stops_cleanly(stack: DevStack) -> None:
     ui = httpx.get(f"http://localhost:{stack.ui_port}/", timeout=10)
     assert ui.status_code == 200
 
+    # The demo reviewers of the README's walk-through, in the banner and in the database.
+    banner = "".join(stack.output)
+    assert "demo tenant  demo (" in banner
+    assert "role finance" in banner
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}
+    users = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "users", "list", "--tenant", "demo"],
+        env={**env, "META_AGENT_HOME": str(stack.home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert users.returncode == 0, users.stderr
+    held = {line.split()[0]: line.split()[3:] for line in users.stdout.splitlines()[1:]}
+    assert held["reviewer"] == ["finance"]
+    assert held["lead"] == ["finance-lead"]
+
     listed = subprocess.run(
         [
             temporal_cli(),

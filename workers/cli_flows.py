@@ -1,9 +1,8 @@
-"""`meta-agent flows|run|runs`: importing flows, starting runs and reading them back."""
+"""`meta-agent flows|run`: validating and importing flows, and starting runs."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from persistence import queries
 from persistence.engine import one_off_session
-from workers.cli_tenant import TENANT_HELP, tenant_of
+from workers.cli_tenant import tenant_of
 from workers.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -115,10 +114,14 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     inputs = _json_arg(args.input, "--input")
     if not isinstance(inputs, dict):
         raise SystemExit("meta-agent: --input must be a JSON object")
+    tenant_ref = args.tenant
+    if tenant_ref is not None and parse_uuid(tenant_ref) is None:  # a domain or a name
+        async with one_off_session(settings.require_database_url()) as session:
+            tenant_ref = str(await tenant_of(session, tenant_ref))
     fields: dict[str, Any] = {
         "inputs": inputs,
         "version": args.version,
-        "tenant_id": args.tenant,
+        "tenant_id": tenant_ref,
         "workspace_id": args.workspace,
         "triggered_by": args.triggered_by,
         "tags": args.tag or [],
@@ -127,7 +130,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         fields["definition"] = _load_json_file(args.flow)
     else:
         # The stored definition, as the run would load it, so bad inputs start nothing.
-        tenant = parse_uuid(args.tenant)
+        tenant = parse_uuid(tenant_ref)
         async with one_off_session(settings.require_database_url()) as session:
             found = await queries.find_workflow_id(session, args.flow, tenant_id=tenant)
             stored = await queries.load_definition(session, found, args.version, tenant_id=tenant)
@@ -141,9 +144,10 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         settings.temporal_namespace,
         settings.payload_codec(),
     )
-    return await _started(
+    return await started(
         client,
         start_run(client, settings.temporal_task_queue, FlowRunInput(**fields), run_id=args.id),
+        settings,
         wait=args.wait,
     )
 
@@ -153,9 +157,11 @@ def _refuse_inputs(problems: list[str]) -> int:
     return 1
 
 
-async def _started(client: Any, starting: Awaitable[WorkflowHandle[Any, Any]], wait: bool) -> int:
-    """Print the started run's id and, with `wait`, follow it to its end; a refused start
-    prints why and exits 1 with nothing started.
+async def started(
+    client: Any, starting: Awaitable[WorkflowHandle[Any, Any]], settings: Settings, wait: bool
+) -> int:
+    """Print the started run's id and, with `wait`, draw it to its end (`cli_progress`); a
+    refused start prints why and exits 1 with nothing started.
     """
     from workers.client import InvalidInputs, RetryRefused, RunIdRefused
 
@@ -169,113 +175,14 @@ async def _started(client: Any, starting: Awaitable[WorkflowHandle[Any, Any]], w
     print(handle.id, flush=True)
     if not wait:
         return 0
-    return await _follow(client, handle.id)
+    from workers.cli_progress import follow
+    from workers.cli_runs import optional_database_url
 
-
-async def _follow(client: Any, run_id: str) -> int:
-    """Print node progress as it changes, then the outputs (or the failure)."""
-    from temporalio.client import WorkflowFailureError
-
-    from workers.client import failure_text, get_status, result
-
-    seen: dict[str, str] = {}
-
-    async def print_changes() -> None:
-        try:
-            status = await get_status(client, run_id)
-        except Exception:  # between tasks, or no worker to answer: try again later
-            return
-        for task_id, node in status.get("nodes", {}).items():
-            state = node.get("status", "?")
-            if seen.get(task_id) != state:
-                seen[task_id] = state
-                extra = f" - {node['error']}" if node.get("error") and state == "failed" else ""
-                print(f"  {task_id:<30} {state}{extra}", flush=True)
-
-    result_task = asyncio.ensure_future(result(client, run_id))
-    while not result_task.done():
-        await print_changes()
-        await asyncio.wait({result_task}, timeout=0.5)
-    await print_changes()  # a fast run may finish before the first look
-    try:
-        outcome = result_task.result()
-    except WorkflowFailureError as exc:
-        print(f"run {run_id} {failure_text(exc)}", file=sys.stderr)
-        return 1
-    print(json.dumps(outcome.outputs, indent=2, ensure_ascii=False))
-    return 0
-
-
-async def cmd_runs_list(args: argparse.Namespace, settings: Settings) -> int:
-    """`runs list`: recent runs as Postgres recorded them, not as Temporal sees them."""
-    async with one_off_session(settings.require_database_url()) as session:
-        tenant = await tenant_of(session, args.tenant)
-        runs = await queries.list_runs(
-            session, status=args.status, limit=args.limit, tenant_id=tenant
-        )
-    if not runs:
-        print("no runs")
-        return 0
-    print(f"{'RUN':<40} {'STATUS':<13} {'STARTED':<20} FLOW")
-    for run in runs:
-        started = run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "-"
-        flow = f"{run.workflow_id} v{run.workflow_version}" if run.workflow_id else "(inline)"
-        print(f"{run.orchestrator_run_id:<40} {run.status:<13} {started:<20} {flow}")
-    return 0
-
-
-async def cmd_runs_show(args: argparse.Namespace, settings: Settings) -> int:
-    """`runs show`: a run's row, its node rows and outputs, as Postgres last recorded them."""
-    async with one_off_session(settings.require_database_url()) as session:
-        run, tasks = await queries.run_with_tasks(
-            session, args.run, await tenant_of(session, args.tenant)
-        )
-    print(f"run      {run.orchestrator_run_id} ({run.id})")
-    print(f"status   {run.status}")
-    print(f"started  {run.started_at}   completed {run.completed_at}")
-    if run.error:
-        print(f"error    {run.error}")
-    print("nodes")
-    for task in tasks:
-        tries = f" ({task.retry_count} retries)" if task.retry_count else ""
-        error = f" - {task.error.splitlines()[0]}" if task.error else ""
-        print(f"  {task.orchestrator_task_id:<30} {task.status:<10}{tries}{error}")
-    print("outputs")
-    print(json.dumps(run.outputs, indent=2, ensure_ascii=False, default=str))
-    return 0
-
-
-async def cmd_runs_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    """`runs cancel`: asks and returns; the run records its own end."""
-    from workers.client import cancel
-    from workers.temporal_client import connect
-
-    client = await connect(
-        settings.effective_temporal_address(),
-        settings.temporal_namespace,
-        settings.payload_codec(),
-    )
-    await cancel(client, args.run)
-    print(f"cancellation requested for {args.run}")
-    return 0
-
-
-async def cmd_runs_retry(args: argparse.Namespace, settings: Settings) -> int:
-    """`runs retry`: the same request again under a new id; only a failed or cancelled run."""
-    from workers.client import retry
-    from workers.temporal_client import connect
-
-    client = await connect(
-        settings.effective_temporal_address(),
-        settings.temporal_namespace,
-        settings.payload_codec(),
-    )
-    # InvalidInputs here: the stored flow's inputSchema changed since the first run.
-    return await _started(client, retry(client, args.run, new_run_id=args.id), wait=args.wait)
+    return await follow(client, handle.id, optional_database_url(settings), sys.stdout)
 
 
 def add_commands(sub: Any) -> None:
-    """Add `flows validate|import`, `run` and `runs list|show|cancel|retry`."""
+    """Add `flows validate|import` and `run` (`runs` is in `cli_runs`)."""
     flows = sub.add_parser("flows", help="validate and import flow definitions")
     flows_sub = flows.add_subparsers(dest="flows_command", required=True, metavar="ACTION")
     validate = flows_sub.add_parser(
@@ -297,31 +204,9 @@ def add_commands(sub: Any) -> None:
     run.add_argument("--input", default="{}", help="the run's inputs as a JSON object")
     run.add_argument("--version", type=int, help="flow version (default: current)")
     run.add_argument("--id", help="Temporal workflow ID to use (default: flow-<uuid>)")
-    run.add_argument("--tenant", help="tenant id")
+    run.add_argument("--tenant", help="the run's tenant (its id, domain or name)")
     run.add_argument("--workspace", help="workspace id")
     run.add_argument("--triggered-by", help="user id")
     run.add_argument("--tag", action="append", help="tag (repeatable)")
     run.add_argument("--wait", action="store_true", help="follow node progress and print outputs")
     run.set_defaults(handler=cmd_run)
-
-    runs = sub.add_parser("runs", help="list, show or cancel runs")
-    runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
-    lst = runs_sub.add_parser("list", help="recent runs from Postgres")
-    lst.add_argument("--status", help="only runs with this status")
-    lst.add_argument("--limit", type=int, default=20)
-    lst.add_argument("--tenant", help=TENANT_HELP)
-    lst.set_defaults(handler=cmd_runs_list)
-    show = runs_sub.add_parser("show", help="one run with its node executions")
-    show.add_argument("run", help="orchestrator run id (the Temporal workflow ID)")
-    show.add_argument("--tenant", help=TENANT_HELP)
-    show.set_defaults(handler=cmd_runs_show)
-    cancel = runs_sub.add_parser("cancel", help="cancel a run")
-    cancel.add_argument("run")
-    cancel.set_defaults(handler=cmd_runs_cancel)
-    again = runs_sub.add_parser(
-        "retry", help="start a failed or cancelled run again, with its request, under a new id"
-    )
-    again.add_argument("run")
-    again.add_argument("--id", help="Temporal workflow ID of the new run (default: flow-<uuid>)")
-    again.add_argument("--wait", action="store_true", help="follow node progress and print outputs")
-    again.set_defaults(handler=cmd_runs_retry)

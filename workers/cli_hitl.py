@@ -9,9 +9,9 @@ import json
 import uuid
 from typing import Any
 
-from persistence import hitl_queries
+from persistence import hitl_queries, user_queries
 from persistence.engine import one_off_session
-from persistence.ids import require_uuid
+from persistence.ids import parse_uuid, require_uuid
 from persistence.queries import NotFoundError
 from workers.cli_tenant import TENANT_HELP, tenant_of
 from workers.settings import Settings
@@ -109,12 +109,15 @@ async def cmd_hitl_decide(args: argparse.Namespace, settings: Settings) -> int:
     from workers.temporal_client import connect
 
     task_id = _uuid(args.task, "TASK")
+    decided_by = args.as_user
     async with one_off_session(settings.require_database_url()) as session:
         found = await hitl_queries.task_with_run(
             session, task_id, await tenant_of(session, args.tenant)
         )
-    if found is None:
-        raise NotFoundError(f"no HITL task {args.task}")
+        if found is None:
+            raise NotFoundError(f"no HITL task {args.task}")
+        if parse_uuid(decided_by) is None:  # a username: the run judges the user id it names
+            decided_by = str((await user_queries.find_user(session, decided_by)).id)
     _task, run_id = found
     client = await connect(
         settings.effective_temporal_address(),
@@ -122,9 +125,7 @@ async def cmd_hitl_decide(args: argparse.Namespace, settings: Settings) -> int:
         settings.payload_codec(),
     )
     try:
-        row = await decide(
-            client, run_id, str(task_id), _decision(args), args.as_user, args.comment
-        )
+        row = await decide(client, run_id, str(task_id), _decision(args), decided_by, args.comment)
     except DecisionRefused as exc:
         print(f"meta-agent: decision refused: {exc.reason}")
         return 1
@@ -159,6 +160,8 @@ def add_commands(sub: Any) -> None:
     what.add_argument("--annotations", help="JSON list")
     what.add_argument("--text")
     decide.add_argument("--comment")
-    decide.add_argument("--as", dest="as_user", required=True, help="the deciding user's id")
+    decide.add_argument(
+        "--as", dest="as_user", required=True, help="the deciding user (username or id)"
+    )
     decide.add_argument("--tenant", help=TENANT_HELP)
     decide.set_defaults(handler=cmd_hitl_decide)

@@ -22,6 +22,7 @@ from persistence.engine import create_engine, session_factory, sync_url
 from persistence.migrate import upgrade_async
 from workers import telemetry
 from workers.asgi import serving
+from workers.demo_people import DEMO_TENANT, seed_demo_people
 from workers.embedded_postgres import EmbeddedPostgres
 from workers.examples import import_examples, start_sample_runs
 from workers.sample_service import start_sample_service
@@ -88,7 +89,7 @@ async def run_dev(settings: Settings) -> None:
     Its state file there tells the other commands (and the CLI's settings) where its
     database, Temporal and secrets key are, and is removed when it stops.
     """
-    home = settings.meta_agent_home.resolve()
+    home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     state_file = settings.dev_state_file
     _refuse_second_stack(state_file)
@@ -210,7 +211,8 @@ async def _codec_server(
 async def _examples(
     client: Client, settings: Settings, database_url: str, started: ExitStack, ui_url: str | None
 ) -> tuple[str, str]:
-    """Import the examples, serve their HTTP peer, start sample runs.
+    """Import the examples, seed the demo tenant and its reviewers, serve the examples' HTTP
+    peer, start sample runs.
 
     Returns the banner lines and the sample API's host:port.
     """
@@ -220,10 +222,12 @@ async def _examples(
     try:
         sessions = session_factory(engine)
         await import_examples(sessions)
+        demo = await seed_demo_people(sessions)
         run_ids = await start_sample_runs(client, settings.temporal_task_queue, sessions, api_base)
     finally:
         await engine.dispose()
-    lines = [f"  sample API   {api_base} (the example flows call it)", "  sample runs"]
+    lines = [f"  sample API   {api_base} (the example flows call it)", *demo.banner_lines()]
+    lines.append("  sample runs")
     for run_id in run_ids:
         where = (
             f"{ui_url}/namespaces/{settings.temporal_namespace}/workflows/{run_id}"
@@ -233,6 +237,10 @@ async def _examples(
         lines.append(f"    {where}")
     lines.append(
         "  try: meta-agent run tour-of-nodes --wait --input "
+        f'\'{{"api_base": "{api_base}", "order_id": 7}}\''
+    )
+    lines.append(
+        f"  a review: meta-agent run order-approval --tenant {DEMO_TENANT} --wait --input "
         f'\'{{"api_base": "{api_base}", "order_id": 7}}\''
     )
     return "\n".join(lines) + "\n", urlsplit(api_base).netloc

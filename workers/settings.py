@@ -205,9 +205,18 @@ class Settings(BaseSettings):
         return value
 
     @cached_property
+    def home(self) -> Path:
+        """The dev stack's folder: META_AGENT_HOME when set, else `find_home` from here, so
+        every command run anywhere in the checkout finds the one stack it started.
+        """
+        if "meta_agent_home" in self.model_fields_set:
+            return self.meta_agent_home
+        return find_home(Path.cwd(), self.meta_agent_home.name)
+
+    @cached_property
     def dev_state_file(self) -> Path:
         """Where a running `meta-agent dev` stack records its URLs and ports."""
-        return self.meta_agent_home / "dev-stack.json"
+        return self.home / "dev-stack.json"
 
     def _from_dev_stack(self, key: str) -> str | None:
         """What a running `meta-agent dev` stack here recorded under `key`, if anything."""
@@ -263,7 +272,7 @@ class Settings(BaseSettings):
     @cached_property
     def dev_secrets_key_file(self) -> Path:
         """The dev stack's secrets key, kept so secrets stored in one session open in the next."""
-        return self.meta_agent_home / "secrets.key"
+        return self.home / "secrets.key"
 
     def secret_keys(self) -> SecretKeys | None:
         """SECRETS_KEYS, else a running `meta-agent dev` stack's key, else None."""
@@ -292,6 +301,26 @@ class Settings(BaseSettings):
                 "makes one), the same value the workers have."
             )
         return keys
+
+
+#: What marks a project's root folder, where its `.meta-agent` goes.
+_PROJECT_MARKERS = ("pyproject.toml", ".git")
+
+
+def find_home(start: Path, name: str = ".meta-agent") -> Path:
+    """The `name` folder of the nearest directory at or above `start` that has one, or else
+    of the nearest project root (a `pyproject.toml` or `.git`), or else of `start` itself.
+
+    `meta-agent dev` run in a sub-folder of the checkout thus keeps its data at the root,
+    and `meta-agent runs list` run in another sub-folder finds it there.
+    """
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / name).is_dir():
+            return folder / name
+        if any((folder / marker).exists() for marker in _PROJECT_MARKERS):
+            return folder / name
+    return start / name
 
 
 def read_dev_state(path: Path) -> dict[str, object] | None:
