@@ -48,6 +48,8 @@ HITL_RECORD_DECISION = "hitl_record_decision"
 HITL_DECIDE = "hitl_decide"
 HITL_ESCALATE = "hitl_escalate"
 HITL_CLOSE = "hitl_close"
+#: Reads the completed node rows of the run a retry reuses (`FlowRunInput.retry_of`).
+LOAD_REUSED_OUTPUTS = "load_reused_outputs"
 
 # -- the workflow's argument and result ------------------------------------------------------
 
@@ -72,6 +74,8 @@ class NodeState(BaseModel):
     handles: list[str | None] = Field(default_factory=list)
     error: str | None = None
     attempts: int = 0
+    #: it took its recorded output from the retried run instead of running
+    reused: bool = False
 
 
 class EventMessage(BaseModel):
@@ -104,6 +108,8 @@ class Checkpoint(BaseModel):
     events: list[EventMessage] = Field(default_factory=list)
     paused: bool = False
     continued: int = 0
+    #: the retried run's `workflow_runs.id` whose completed node outputs this run reuses
+    reuse_run_id: str | None = None
 
 
 class FlowRunInput(BaseModel):
@@ -120,6 +126,10 @@ class FlowRunInput(BaseModel):
     triggered_by: str | None = None
     tags: list[str] = Field(default_factory=list)
     parent_run_id: str | None = None
+    #: the workflow id of the run this one retries (`workflow_runs.retry_of_run_id`), and
+    #: whether to reuse what that run's completed nodes recorded instead of running them
+    retry_of: str | None = None
+    reuse_outputs: bool = True
     #: Internal: set by the run itself when it continues as new.
     checkpoint: Checkpoint | None = None
     #: Internal (tests, benchmarks): continue as new past this many history events.
@@ -160,6 +170,8 @@ class PreparedFlow(BaseModel):
     error: str | None = None
     #: the failure's type: InvalidFlow, InvalidInputs, UnknownReference
     error_type: str = "InvalidFlow"
+    #: the retried run whose completed node outputs may be reused (same tenant and flow)
+    reuse_run_id: str | None = None
 
 
 class AgentTask(BaseModel):
@@ -232,6 +244,7 @@ class RunRecord(BaseModel):
     workspace_id: str | None = None
     tags: list[str] | None = None
     parent_run_id: str | None = None
+    retry_of_run_id: str | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
 
@@ -256,6 +269,34 @@ class TaskRecord(BaseModel):
     completion_tokens: int | None = None
     total_tokens: int | None = None
     first_token_time_ms: int | None = None
+    #: the `task_instances.id` of the retried run's row whose output this one reused
+    reused_from: str | None = None
+
+
+class ReusedQuery(BaseModel):
+    """The `load_reused_outputs` argument: a page of the retried run's completed rows."""
+
+    run_row_id: str
+    tenant_id: str | None = None
+    #: the last task id of the previous page ("" for the first)
+    after: str = ""
+
+
+class ReusedTask(BaseModel):
+    """One completed node execution of the retried run, as its row recorded it."""
+
+    task_id: str
+    node_type: str | None = None
+    row_id: str
+    output: Any = None
+
+
+class ReusedPage(BaseModel):
+    """Rows in task-id order, at most about MAX_OUTPUT_BYTES of outputs."""
+
+    tasks: list[ReusedTask] = Field(default_factory=list)
+    #: where the next page starts (`ReusedQuery.after`); None: this was the last
+    after: str | None = None
 
 
 class RunUpdate(BaseModel):
