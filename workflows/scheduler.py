@@ -26,6 +26,7 @@ from workflows.failures import (
     check_output_size,
     error_text,
 )
+from workflows.lineage import Lineage
 from workflows.run_state import RunState
 
 with workflow.unsafe.imports_passed_through():
@@ -49,6 +50,13 @@ class NodeRunner:
     instant: bool = False
     #: its first activity takes every buffered row and the run's status (opening a review)
     takes_bookkeeping: bool = False
+    #: the handles a recorded output leaves by, when a retry reuses it (None: all but the
+    #: error handle); raises ValueError for an output it cannot read (the node then runs)
+    reused_handles: Callable[[Scope, Node, Any], list[str | None] | None] | None = None
+
+
+async def _nothing_left() -> None:
+    """The task of a node a retry took the recorded output of: it has nothing to do."""
 
 
 async def cancel_all(tasks: Mapping[Any, asyncio.Task[Any]]) -> None:
@@ -87,10 +95,11 @@ class Scope:
         self.ids = {n.id for n in self.nodes}
         for node in self.nodes:
             self.states.setdefault(node.id, NodeState())
+        self.lineage = Lineage(run.reused, self.defn, self.states, self.ids)
 
     def child(self, parent: str, prefix: str, local: dict[str, Any]) -> Scope:
         """The scope of one iteration of loop `parent`: it sees this scope's nodes."""
-        return Scope(
+        inner = Scope(
             self.run,
             self.runners,
             parent=parent,
@@ -99,6 +108,11 @@ class Scope:
             outer=self.scope_vars()["nodes"],
             states={},
         )
+        as_recorded = self.lineage.as_recorded(self.defn.by_id[parent])
+        inner.lineage = Lineage(
+            self.run.reused, self.defn, inner.states, inner.ids, tainted=not as_recorded
+        )
+        return inner
 
     # -- scheduling -------------------------------------------------------------------------------
 
@@ -110,7 +124,7 @@ class Scope:
 
     def _instant(self, node_id: str) -> bool:
         runner = self.runners.get(self.defn.by_id[node_id].type)
-        return runner is not None and runner.instant
+        return (runner is not None and runner.instant) or self.states[node_id].reused
 
     def _takes_bookkeeping(self, node: Node) -> bool:
         runner = self.runners.get(node.type)
@@ -160,6 +174,9 @@ class Scope:
                         if node.id not in running:
                             await self.run.until_unpaused()
                             self.states[node.id].status = "running"
+                            if self._reuse(node):
+                                running[node.id] = asyncio.create_task(_nothing_left())
+                                continue
                             running[node.id] = asyncio.create_task(self._run_node(node))
                             started.append(node)
                 if not running:
@@ -197,6 +214,34 @@ class Scope:
         # Only a draining top level leaves nodes pending: they resume after continue-as-new.
         if self.top and (suspended or any(s.status == "pending" for s in self.states.values())):
             raise Suspended()
+
+    def _reuse(self, node: Node) -> bool:
+        """In a retry, take the node's recorded output instead of running it, if the lineage
+        allows and its runner can tell the handles it left by; its row says which it reused.
+        """
+        task_id = self.task_id(node)
+        found, runner = self.lineage.recorded(node, task_id), self.runners.get(node.type)
+        if found is None:
+            return False
+        try:
+            read = runner.reused_handles if runner else None
+            handles = read(self, node, found.output) if read else None
+        except ValueError:
+            return False
+        state, now = self.states[node.id], workflow.now()
+        state.status, state.output, state.reused = "completed", found.output, True
+        state.handles = handles if handles is not None else self.handles_except(node, ERROR_HANDLE)
+        self.run.view(task_id, node.id, type=node.type, label=node.label, reused=True)
+        self.run.record_node(
+            task_id,
+            node,
+            "completed",
+            outputs=found.output,
+            started_at=now,
+            completed_at=now,
+            reused_from=found.row_id,
+        )
+        return True
 
     # -- what a node's templates see ------------------------------------------------------------
 

@@ -81,6 +81,14 @@ async def run_hitl(scope: Scope, node: Node, task_id: str) -> Review:
     return task.outcome, [task.outcome["handle"], None]
 
 
+def review_handles(scope: Scope, node: Node, output: Any) -> list[str | None]:
+    """A reused review leaves by its recorded outcome (approved, rejected, a choice, expired)."""
+    handle = output.get("handle") if isinstance(output, dict) else None
+    if not isinstance(handle, str):
+        raise ValueError(f"no outcome handle in {output!r:.100}")
+    return [handle, None]
+
+
 def _next_escalation(task: HitlTaskState) -> datetime | None:
     """When the next escalation step is due (None: no step left)."""
     if task.escalated >= len(task.escalation):

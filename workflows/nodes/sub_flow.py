@@ -39,6 +39,9 @@ async def run_sub_flow(scope: Scope, node: Node, task_id: str) -> tuple[Any, Non
         parent_run_id=run.run_row_id,
         search_attributes=p.search_attributes,
     )
+    if scope.lineage.as_recorded(node):
+        # Its inputs are as in the retried run: the child reuses what the earlier child did.
+        child.retry_of = f"{p.retry_of}/{task_id}"
     if run.records_every_end:
         check_payload(child, "the sub-flow's start (its inputs)")
     scope.running_row(node, task_id, workflow.now())

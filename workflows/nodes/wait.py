@@ -49,6 +49,15 @@ async def run_wait(scope: Scope, node: Node, task_id: str) -> NodeResult:
     return {"waited_until": deadline.isoformat()}, None
 
 
+def wait_handles(scope: Scope, node: Node, output: Any) -> list[str | None] | None:
+    """A reused wait for an event leaves by `timeout` if it timed out, else as any wait."""
+    if not isinstance(output, dict) or "timed_out" not in output:
+        return None
+    if output["timed_out"] is True:
+        return ["timeout"]
+    return scope.handles_except(node, "timeout", ERROR_HANDLE)
+
+
 async def _wait_for_event(
     scope: Scope, node: Node, task_id: str, cfg: dict[str, Any]
 ) -> NodeResult:
