@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from persistence import queries
+from persistence import queries, retry_queries
 from persistence.engine import one_off_session
 from workers.cli_tenant import TENANT_HELP, tenant_of
 from workers.settings import Settings, SettingsError
@@ -230,7 +230,12 @@ async def cmd_runs_show(args: argparse.Namespace, settings: Settings) -> int:
         run, tasks = await queries.run_with_tasks(
             session, args.run, await tenant_of(session, args.tenant)
         )
+        links = await retry_queries.retry_links(session, run)
     print(f"run      {run.orchestrator_run_id} ({run.id})")
+    if links.retry_of:
+        print(f"retry of {links.retry_of}")
+    if links.retried_by:
+        print(f"retried  {', '.join(links.retried_by)}")
     print(f"status   {run.status}")
     print(f"started  {run.started_at}   completed {run.completed_at}")
     if run.error:
@@ -239,7 +244,8 @@ async def cmd_runs_show(args: argparse.Namespace, settings: Settings) -> int:
     for task in tasks:
         tries = f" ({task.retry_count} retries)" if task.retry_count else ""
         error = f" - {task.error.splitlines()[0]}" if task.error else ""
-        print(f"  {task.orchestrator_task_id:<30} {task.status:<10}{tries}{error}")
+        reused = " (reused)" if task.reused_from else ""
+        print(f"  {task.orchestrator_task_id:<30} {task.status:<10}{tries}{reused}{error}")
     print("outputs")
     print(json.dumps(run.outputs, indent=2, ensure_ascii=False, default=str))
     return 0
@@ -261,7 +267,9 @@ async def cmd_runs_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_runs_retry(args: argparse.Namespace, settings: Settings) -> int:
-    """`runs retry`: the same request again under a new id; only a failed or cancelled run."""
+    """`runs retry`: the same request again under a new id, reusing the outputs of the nodes
+    that completed unless `--from-scratch`; only a failed or cancelled run.
+    """
     from workers.client import retry
     from workers.temporal_client import connect
 
@@ -271,7 +279,8 @@ async def cmd_runs_retry(args: argparse.Namespace, settings: Settings) -> int:
         settings.payload_codec(),
     )
     # InvalidInputs here: the stored flow's inputSchema changed since the first run.
-    return await _started(client, retry(client, args.run, new_run_id=args.id), wait=args.wait)
+    again = retry(client, args.run, new_run_id=args.id, from_scratch=args.from_scratch)
+    return await _started(client, again, wait=args.wait)
 
 
 def add_commands(sub: Any) -> None:
@@ -319,9 +328,16 @@ def add_commands(sub: Any) -> None:
     cancel.add_argument("run")
     cancel.set_defaults(handler=cmd_runs_cancel)
     again = runs_sub.add_parser(
-        "retry", help="start a failed or cancelled run again, with its request, under a new id"
+        "retry",
+        help="start a failed or cancelled run again under a new id, reusing what its completed "
+        "nodes returned",
     )
     again.add_argument("run")
     again.add_argument("--id", help="Temporal workflow ID of the new run (default: flow-<uuid>)")
+    again.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="run every node again (default: reuse the outputs of the nodes that completed)",
+    )
     again.add_argument("--wait", action="store_true", help="follow node progress and print outputs")
     again.set_defaults(handler=cmd_runs_retry)
