@@ -381,3 +381,36 @@ async def test_a_terminated_run_is_retried_from_its_rows(
     rows = await flow_worker.task_rows(handle.id)
     assert rows["s1"]["reused_from"] is not None
     assert rows["hold"]["reused_from"] is None
+
+
+async def test_a_retry_continues_as_new_with_what_it_reused(
+    flow_worker: FlowWorker, http_peer: HttpPeer
+) -> None:
+    items = {f"/item/{i}": i for i in range(1, 41)}
+    server = Flaky(http_peer, items, {"/item/10"})
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("each", "loop", {"items": "{{ input.items }}", "maxConcurrency": 1}),
+            {
+                **node(
+                    "fetch", "api", {"url": f"{http_peer.base}/item/{{{{ item }}}}"}, retry=ONCE
+                ),
+                "parentId": "each",
+            },
+            node("done", "end", {"outputs": {"got": "{{ nodes.each.output }}"}}),
+        ],
+        "edges": [edge("start", "each"), edge("each", "done")],
+    }
+    inputs = {"items": list(range(1, 41))}
+    failed = await flow_worker.fail(definition, inputs, history_limit=100)
+    server.mend()
+    again = await _retried(flow_worker, failed)  # the retry keeps the request's history_limit
+    assert (await client.get_status(flow_worker.client, again))["continued_as_new"] > 0
+    result = await client.result(flow_worker.client, again)
+    assert [got["json"]["n"] for got in result.outputs["got"]] == list(range(1, 41))
+    assert server.counts(*items) == [1] * 9 + [2] + [1] * 30
+    rows = await flow_worker.task_rows(again)
+    reused = {t for t, row in rows.items() if row["reused_from"] is not None}
+    assert reused == {"start"} | {f"each[{i}].fetch" for i in range(9)}
+    assert len(rows) == 2 + 40 + 1  # one row per execution across the hops
