@@ -30,7 +30,7 @@ from flow_language.definition import FlowDefinition
 from flow_language.refusals import RUN_ID_REUSED, RUN_RECORD_REJECTED, refusal
 from flow_language.templates import is_template
 from flow_language.validation import DefinitionError, input_problems, parse_definition
-from persistence import queries
+from persistence import queries, retry_queries
 from persistence.registry_queries import apply_registries
 from persistence.statuses import RUN_ENDED
 from workflows.contract import PREPARE_FLOW, PreparedFlow, PrepareInput, RunRecord
@@ -144,6 +144,9 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
             if not refused_tenant:
                 flow_problems.extend(await _sub_flow_problems(session, definition, refs.tenant_id))
     refused_run = refusal(references=refs.problems, flow=flow_problems, inputs=inputs_problems)
+    retry_of, reusable = None, False
+    if req.retry_of and not refused_tenant:
+        retry_of, reusable = await _retried(session, data, refs.tenant_id, workflow_id, version)
     record = RunRecord(
         orchestrator_run_id=data.orchestrator_run_id,
         status="failed" if refused_run else "running",
@@ -155,6 +158,7 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
         workspace_id=_str(refs.workspace_id),
         tags=req.tags or None,
         parent_run_id=_str(refs.parent_run_id),
+        retry_of_run_id=retry_of,
         started_at=data.started_at,
         error=refused_run.error if refused_run else None,
         completed_at=data.started_at if refused_run else None,
@@ -172,10 +176,34 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
         tenant_id=_str(refs.tenant_id),
         workspace_id=_str(refs.workspace_id),
         problems=[*refs.problems, *flow_problems, *inputs_problems],
+        reuse_run_id=retry_of if reusable and not refused_run else None,
     )
     if refused_run:
         prepared.error, prepared.error_type = refused_run.error, refused_run.error_type
     return prepared
+
+
+async def _retried(
+    session: AsyncSession,
+    data: PrepareInput,
+    tenant: uuid.UUID | None,
+    workflow_id: str | None,
+    version: int | None,
+) -> tuple[str | None, bool]:
+    """The row id of the run this one retries, and whether its node outputs may be reused.
+
+    A run of another tenant reads as no run (nothing is linked or reused, and nothing
+    tells it exists); so does an unknown one: a retry of a run that never wrote a row
+    simply runs every node. Outputs are reused only when asked for and when the retried
+    run ran the same flow at the same version (for a sub-flow started without a version,
+    the current one may since have changed).
+    """
+    req = data.request
+    found = await retry_queries.retried_run(session, str(req.retry_of))
+    if found is None or found.tenant_id != tenant or req.retry_of == data.orchestrator_run_id:
+        return None, False
+    same_flow = (_str(found.workflow_id), found.workflow_version) == (workflow_id, version)
+    return str(found.id), req.reuse_outputs and same_flow
 
 
 async def _sub_flow_problems(

@@ -88,6 +88,7 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
     from activities.flows import FlowPreparation
     from activities.hitl import HitlActivities
     from activities.llm import LlmAgent
+    from activities.reuse import ReusedOutputs
     from activities.scrubber import install_log_scrubbing
     from activities.sensor import SensorAgent
     from activities.vision import VisionAgent
@@ -106,6 +107,7 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
         hitl.hitl_close,
         WriteBack(deps.sessions).record_run,
         FlowPreparation(deps.sessions).prepare_flow,
+        ReusedOutputs(deps.sessions).load_reused_outputs,
         runtime.activity("api", ApiAgent(deps.http.shared)),
         runtime.activity("docker", DockerAgent(deps.docker_client, deps.docker_policy)),
         runtime.activity("llm", LlmAgent(deps.models)),

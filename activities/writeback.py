@@ -18,7 +18,14 @@ from persistence.ids import require_uuid
 from persistence.statuses import RUN_ENDED
 from workflows.contract import RECORD_RUN, RunRecord, RunUpdate, TaskRecord
 
-_UUID_COLUMNS = ("workflow_id", "triggered_by", "tenant_id", "workspace_id", "parent_run_id")
+_UUID_COLUMNS = (
+    "workflow_id",
+    "triggered_by",
+    "tenant_id",
+    "workspace_id",
+    "parent_run_id",
+    "retry_of_run_id",
+)
 
 
 def run_values(record: RunRecord) -> dict[str, Any]:
@@ -43,6 +50,8 @@ def task_values(record: TaskRecord, tenant_id: str | None) -> dict[str, Any]:
         values.setdefault("error", None)
     if tenant_id:
         values["tenant_id"] = require_uuid(tenant_id, "tenant_id")
+    if "reused_from" in values:
+        values["reused_from"] = require_uuid(values["reused_from"], "reused_from")
     return values
 
 

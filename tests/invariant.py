@@ -7,7 +7,8 @@ task of it is left open or has a pending escalation, and the `status` query
 (where workflow code could run) answers within five seconds and says the same.
 The `flow_worker` fixture checks this after every test for every run on its
 task queue; tests call `assert_run_tells_the_truth` where they need it at a
-given moment.
+given moment. A row a retry reused (`reused_from`) is completed and holds exactly the
+output of the completed row it names, of the same task in the run it retries.
 """
 
 from __future__ import annotations
@@ -100,8 +101,15 @@ async def _rows(
         tasks = (
             await s.execute(
                 text(
-                    "SELECT orchestrator_task_id, status FROM task_instances"
-                    " WHERE workflow_run_id = :r"
+                    "SELECT t.orchestrator_task_id, t.status, t.reused_from,"
+                    " (t.reused_from IS NOT NULL AND (o.id IS NULL OR o.status <> 'completed'"
+                    "  OR t.status <> 'completed' OR o.outputs IS DISTINCT FROM t.outputs"
+                    "  OR o.orchestrator_task_id <> t.orchestrator_task_id"
+                    "  OR o.workflow_run_id IS DISTINCT FROM r.retry_of_run_id))"
+                    " AS reuse_lies"
+                    " FROM task_instances t JOIN workflow_runs r ON r.id = t.workflow_run_id"
+                    " LEFT JOIN task_instances o ON o.id = t.reused_from"
+                    " WHERE t.workflow_run_id = :r"
                 ),
                 {"r": run["id"]},
             )
@@ -139,6 +147,12 @@ def _row_problems(
         f"node row {t['orchestrator_task_id']!r} is {t['status']!r}"
         for t in tasks
         if t["status"] not in TASK_TERMINAL
+    ]
+    problems += [
+        f"node row {t['orchestrator_task_id']!r} says it reused row {t['reused_from']},"
+        " which does not hold that output"
+        for t in tasks
+        if t["reuse_lies"]
     ]
     problems += [
         f"hitl task {h['id']} is {h['status']!r}" for h in hitl if h["status"] in HITL_OPEN

@@ -12,8 +12,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from persistence import run_views
+from persistence import retry_queries, run_views
 from persistence.engine import one_off_session
+from persistence.retry_queries import RetryLinks
 from persistence.run_views import RunDetail
 from workers.cli_tenant import TENANT_HELP, tenant_of
 from workers.run_progress import Review, node_lines, plain_table
@@ -83,6 +84,7 @@ async def cmd_runs_show(args: argparse.Namespace, settings: Settings) -> int:
     async with one_off_session(settings.require_database_url()) as session:
         tenant = await tenant_of(session, args.tenant)
         detail = await run_views.run_detail(session, args.run, tenant)
+        links = await retry_queries.retry_links(session, detail.run)
         # Who may decide is judged in the run's own tenant, whatever --tenant said.
         run_tenant = detail.run.tenant_id
         reviews = [
@@ -97,7 +99,7 @@ async def cmd_runs_show(args: argparse.Namespace, settings: Settings) -> int:
         return await follow(
             client, detail.run.orchestrator_run_id, settings.require_database_url(), sys.stdout
         )
-    print("\n".join(describe(detail, reviews)))
+    print("\n".join(describe(detail, reviews, links)))
     return 0
 
 
@@ -114,7 +116,9 @@ def _review(task: Any, decide_as: str | None) -> Review:
     )
 
 
-def describe(detail: RunDetail, reviews: list[Review]) -> list[str]:
+def describe(
+    detail: RunDetail, reviews: list[Review], links: RetryLinks | None = None
+) -> list[str]:
     """`runs show` as lines: never `completed None` for a run still going."""
     from workers.cli_progress import review_lines
 
@@ -128,6 +132,10 @@ def describe(detail: RunDetail, reviews: list[Review]) -> list[str]:
         f"started  {_when(run.started_at)}"
         + (f"   completed {_when(run.completed_at)}" if ended else "   (still running)"),
     ]
+    if links is not None and links.retry_of:
+        out.append(f"retry of {links.retry_of}")
+    if links is not None and links.retried_by:
+        out.append(f"retried  {', '.join(links.retried_by)}")
     if run.error:
         out.append(f"error    {run.error}")
     out.append("nodes")
@@ -150,15 +158,16 @@ async def cmd_runs_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_runs_retry(args: argparse.Namespace, settings: Settings) -> int:
-    """`runs retry`: the same request again under a new id; only a failed or cancelled run."""
+    """`runs retry`: the same request again under a new id, reusing the outputs of the nodes
+    that completed unless `--from-scratch`; only a run that did not complete.
+    """
     from workers.cli_flows import started
     from workers.client import retry
 
     client = await connect_client(settings)
     # InvalidInputs here: the stored flow's inputSchema changed since the first run.
-    return await started(
-        client, retry(client, args.run, new_run_id=args.id), settings, wait=args.wait
-    )
+    again = retry(client, args.run, new_run_id=args.id, from_scratch=args.from_scratch)
+    return await started(client, again, settings, wait=args.wait)
 
 
 def add_commands(sub: Any) -> None:
@@ -188,9 +197,16 @@ def add_commands(sub: Any) -> None:
     cancel.add_argument("run")
     cancel.set_defaults(handler=cmd_runs_cancel)
     again = runs_sub.add_parser(
-        "retry", help="start a failed or cancelled run again, with its request, under a new id"
+        "retry",
+        help="start a failed or cancelled run again under a new id, reusing what its completed "
+        "nodes returned",
     )
     again.add_argument("run")
     again.add_argument("--id", help="Temporal workflow ID of the new run (default: flow-<uuid>)")
+    again.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="run every node again (default: reuse the outputs of the nodes that completed)",
+    )
     again.add_argument("--wait", action="store_true", help="follow node progress and print outputs")
     again.set_defaults(handler=cmd_runs_retry)

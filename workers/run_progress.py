@@ -174,7 +174,10 @@ def node_lines(
         end = row.completed_at if row else None
         if end is None and status not in NODE_ENDED:
             end = now
-        attempts = row.retry_count + 1 if row else seen.get("attempts")
+        attempts = (
+            row.retry_count + 1 if row and row.retry_count is not None else seen.get("attempts")
+        )
+        reused = bool(getattr(row, "reused_from", None)) or bool(seen.get("reused"))
         lines.append(
             NodeLine(
                 task_id=task_id,
@@ -183,7 +186,7 @@ def node_lines(
                 type=str(
                     seen.get("type") or (row.agent_type if row else None) or drawn.get("type")
                 ),
-                status=status,
+                status=f"{status} (reused)" if reused and status == "completed" else status,
                 duration=end - start if start and end and end >= start else None,
                 attempts=attempts if status != "skipped" else None,
                 error=seen.get("error") or (row.error if row else None),

@@ -224,6 +224,8 @@ class FlowRun:
             self._bad_input = _too_deep(run.params)
         if self._bad_input is not None:
             await self._refuse_argument(self._bad_input)
+        if run.params.retry_of and run.params.reuse_outputs:  # only retries take the marker
+            run.reuses = patches.patched(patches.REUSE_RETRIED_OUTPUTS)
         if not run.records_every_end:
             return await self._run_flow()
         try:
@@ -313,6 +315,7 @@ class FlowRun:
             version=prepared.version,
             tenant_id=prepared.tenant_id,
             workspace_id=prepared.workspace_id,
+            reuse_run_id=prepared.reuse_run_id,
         )
 
     async def _run_flow(self) -> FlowResult:
@@ -321,6 +324,8 @@ class FlowRun:
         if base is None:
             base = await self._prepare()
         run.definition = FlowDefinition.model_validate(base.definition)
+        if run.reuses and base.reuse_run_id:
+            await run.load_reused(base.reuse_run_id)
         run.set_status("paused" if run.paused else "running")
         top = Scope(
             run, RUNNERS, parent=None, prefix="", local={}, outer={}, states=run.nodes, top=True

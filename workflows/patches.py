@@ -70,6 +70,12 @@ VALUE_DEPTH_BOUND = "value-depth-bound"
 #: waits for the opening to land instead of being refused as an unknown task.
 DECIDE_WHILE_OPENING = "decide-while-opening"
 
+#: A retry that reuses outputs (`FlowRunInput.retry_of`, `reuse_outputs`) reads the completed
+#: node rows of the run it retries (`load_reused_outputs`) and takes those outputs instead of
+#: running the nodes again. Asked only by runs carrying `retry_of`, so no other run records
+#: its marker; not part of a generation for the same reason.
+REUSE_RETRIED_OUTPUTS = "reuse-retried-outputs"
+
 _FIRST_GENERATION = frozenset(
     {
         HITL_OPEN_BOOKKEEPING,

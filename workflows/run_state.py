@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from flow_language.review_rules import HitlTaskState
     from workflows import search_attributes as sa
     from workflows.contract import (
+        LOAD_REUSED_OUTPUTS,
         RECORD_RUN,
         Checkpoint,
         EventMessage,
@@ -35,6 +36,9 @@ with workflow.unsafe.imports_passed_through():
         LoopProgress,
         NodeState,
         PreparedFlow,
+        ReusedPage,
+        ReusedQuery,
+        ReusedTask,
         RunRecord,
         RunStatus,
         RunUpdate,
@@ -72,6 +76,10 @@ class RunState:
         self.strict_templates = False
         self.records_every_end = False
         self.agents_carry_rows = False
+        #: a retry taking the retried run's recorded outputs (`patches.REUSE_RETRIED_OUTPUTS`)
+        self.reuses = False
+        #: those outputs, by task id, once loaded (None: this run reuses nothing)
+        self.reused: dict[str, ReusedTask] | None = None
         self.finished = False
         self.error: str | None = None
         self.render_host = WorkflowRenderHost()
@@ -106,6 +114,23 @@ class RunState:
             "workspace_id": p.workspace_id,
             "triggered_by": p.triggered_by,
         }
+
+    async def load_reused(self, run_row_id: str) -> None:
+        """The completed node outputs of the retried run `run_row_id`, page by page: read by
+        an activity, so a replay (or the next run after continue-as-new) uses the same ones.
+        """
+        reused: dict[str, ReusedTask] = {}
+        after: str | None = ""
+        while after is not None:
+            page: ReusedPage = await bookkeeping(
+                LOAD_REUSED_OUTPUTS,
+                ReusedQuery(run_row_id=run_row_id, tenant_id=self.tenant_id, after=after),
+                "Load the outputs this retry reuses",
+                result_type=ReusedPage,
+            )
+            reused.update((task.task_id, task) for task in page.tasks)
+            after = page.after
+        self.reused = reused
 
     # -- status and search attributes -----------------------------------------------------------
 

@@ -19,7 +19,6 @@ from typing import Any, Literal
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, FailureError
 
-from workflows import run_metrics, tracing
 from workflows.failures import (
     NodeError,
     NodeFailed,
@@ -27,6 +26,8 @@ from workflows.failures import (
     check_output_size,
     error_text,
 )
+from workflows.lineage import Lineage
+from workflows.node_telemetry import NodeTelemetry
 from workflows.run_state import RunState
 
 with workflow.unsafe.imports_passed_through():
@@ -50,6 +51,13 @@ class NodeRunner:
     instant: bool = False
     #: its first activity takes every buffered row and the run's status (opening a review)
     takes_bookkeeping: bool = False
+    #: the handles a recorded output leaves by, when a retry reuses it (None: all but the
+    #: error handle); raises ValueError for an output it cannot read (the node then runs)
+    reused_handles: Callable[[Scope, Node, Any], list[str | None] | None] | None = None
+
+
+async def _nothing_left() -> None:
+    """The task of a node a retry took the recorded output of: it has nothing to do."""
 
 
 async def cancel_all(tasks: Mapping[Any, asyncio.Task[Any]]) -> None:
@@ -88,10 +96,11 @@ class Scope:
         self.ids = {n.id for n in self.nodes}
         for node in self.nodes:
             self.states.setdefault(node.id, NodeState())
+        self.lineage = Lineage(run.reused, self.defn, self.states, self.ids)
 
     def child(self, parent: str, prefix: str, local: dict[str, Any]) -> Scope:
         """The scope of one iteration of loop `parent`: it sees this scope's nodes."""
-        return Scope(
+        inner = Scope(
             self.run,
             self.runners,
             parent=parent,
@@ -100,6 +109,11 @@ class Scope:
             outer=self.scope_vars()["nodes"],
             states={},
         )
+        as_recorded = self.lineage.as_recorded(self.defn.by_id[parent])
+        inner.lineage = Lineage(
+            self.run.reused, self.defn, inner.states, inner.ids, tainted=not as_recorded
+        )
+        return inner
 
     # -- scheduling -------------------------------------------------------------------------------
 
@@ -111,7 +125,7 @@ class Scope:
 
     def _instant(self, node_id: str) -> bool:
         runner = self.runners.get(self.defn.by_id[node_id].type)
-        return runner is not None and runner.instant
+        return (runner is not None and runner.instant) or self.states[node_id].reused
 
     def _takes_bookkeeping(self, node: Node) -> bool:
         runner = self.runners.get(node.type)
@@ -161,6 +175,9 @@ class Scope:
                         if node.id not in running:
                             await self.run.until_unpaused()
                             self.states[node.id].status = "running"
+                            if self._reuse(node):
+                                running[node.id] = asyncio.create_task(_nothing_left())
+                                continue
                             running[node.id] = asyncio.create_task(self._run_node(node))
                             started.append(node)
                 if not running:
@@ -198,6 +215,34 @@ class Scope:
         # Only a draining top level leaves nodes pending: they resume after continue-as-new.
         if self.top and (suspended or any(s.status == "pending" for s in self.states.values())):
             raise Suspended()
+
+    def _reuse(self, node: Node) -> bool:
+        """In a retry, take the node's recorded output instead of running it, if the lineage
+        allows and its runner can tell the handles it left by; its row says which it reused.
+        """
+        task_id = self.task_id(node)
+        found, runner = self.lineage.recorded(node, task_id), self.runners.get(node.type)
+        if found is None:
+            return False
+        try:
+            read = runner.reused_handles if runner else None
+            handles = read(self, node, found.output) if read else None
+        except ValueError:
+            return False
+        state, now = self.states[node.id], workflow.now()
+        state.status, state.output, state.reused = "completed", found.output, True
+        state.handles = handles if handles is not None else self.handles_except(node, ERROR_HANDLE)
+        self.run.view(task_id, node.id, type=node.type, label=node.label, reused=True)
+        self.run.record_node(
+            task_id,
+            node,
+            "completed",
+            outputs=found.output,
+            started_at=now,
+            completed_at=now,
+            reused_from=found.row_id,
+        )
+        return True
 
     # -- what a node's templates see ------------------------------------------------------------
 
@@ -246,28 +291,25 @@ class Scope:
     async def _run_node(self, node: Node) -> None:
         """One node execution, inside its own span (ended with the end its rows record)."""
         task_id = self.task_id(node)
-        span = tracing.node_span(node.id, node.type, node.label, task_id, self.run.tenant_id)
-        started = workflow.now()
-
-        def ended(status: str, error: str | None = None) -> None:
-            span.set(tracing.ATTEMPTS, self.run.task_view.get(task_id, {}).get("attempts"))
-            span.end(status, error)
-            run_metrics.node_ended(node.type, status, workflow.now() - started)
-
-        with span.current():
+        telemetry = NodeTelemetry(
+            node,
+            task_id,
+            self.run.tenant_id,
+            lambda: self.run.task_view.get(task_id, {}).get("attempts"),
+        )
+        with telemetry.current():
             try:
                 await self._lifecycle(node, task_id)
             except Suspended:
-                span.end("suspended")  # it goes on in the next run of the chain
+                telemetry.suspended()
                 raise
             except asyncio.CancelledError:
-                ended("cancelled")
+                telemetry.ended("cancelled")
                 raise
             except (NodeFailed, ActivityError) as exc:
-                ended("failed", self.states[node.id].error or error_text(exc))
+                telemetry.ended("failed", self.states[node.id].error or error_text(exc))
                 raise
-        state = self.states[node.id]
-        ended(state.status, state.error)
+        telemetry.ended(self.states[node.id].status, self.states[node.id].error)
 
     async def _lifecycle(self, node: Node, task_id: str) -> None:
         run, state = self.run, self.states[node.id]
@@ -353,25 +395,3 @@ class Scope:
             if not self.run.records_every_end:
                 raise
             raise NodeError(f"{type(exc).__name__}: {exc}") from None
-
-    # -- shared by runners of nodes that last ------------------------------------------------------
-
-    async def sleep_or_drain(
-        self, seconds: float | None, wake: Callable[[], bool] | None = None
-    ) -> None:
-        """Sleep, but give way to continue-as-new (top level only) or to `wake`."""
-
-        def woken() -> bool:
-            return (self.top and self.run.draining) or (wake is not None and wake())
-
-        try:
-            await workflow.wait_condition(woken, timeout=seconds)
-        except TimeoutError:
-            return
-        if self.top and self.run.draining:
-            raise Suspended()
-
-    def running_row(self, node: Node, task_id: str, started: datetime) -> None:
-        """The row of a node that lasts (a wait, a loop, a sub-flow), written at once."""
-        self.run.record_node(task_id, node, "running", started_at=started)
-        self.run.maybe_flush()

@@ -113,6 +113,10 @@ class WorkflowRun(UUIDPrimaryKey, Base):
     parent_run_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("workflow_runs.id", ondelete="SET NULL"), index=True
     )
+    # Not in the reference table: the run this one retries (`meta-agent runs retry`).
+    retry_of_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="SET NULL"), index=True
+    )
     # Not in the reference table: model usage summed over the run's task_instances
     # (the figures the second seed keeps per agent execution).
     prompt_tokens: Mapped[int | None]
@@ -157,3 +161,6 @@ class TaskInstance(UUIDPrimaryKey, Base):
     completion_tokens: Mapped[int | None]
     total_tokens: Mapped[int | None]
     first_token_time_ms: Mapped[int | None]
+    # Not in the reference table: the retried run's row whose output this execution reused
+    # instead of running. No foreign key: the mark outlives the deletion of the old run.
+    reused_from: Mapped[uuid.UUID | None]

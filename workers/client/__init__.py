@@ -7,7 +7,9 @@ use it too.
     decide(client, run_id, hitl_task_id, decision, decided_by, comments=None) -> row
     send_decision(...)                                                the same, fire and forget
     pause / resume / send_event / cancel(client, run_id, ...)
-    retry(client, run_id, new_run_id=None, task_queue=None) -> handle a failed run, again
+    retry(client, run_id, new_run_id=None, task_queue=None, from_scratch=False) -> handle
+                                                                      a failed run, again,
+                                                                      reusing what it did
 
 The Temporal names a run answers to are re-exported here (from `workflows.contract`), for
 callers that must speak to a run directly.

@@ -171,13 +171,19 @@ async def retry(
     *,
     new_run_id: str | None = None,
     task_queue: str | None = None,
+    from_scratch: bool = False,
 ) -> WorkflowHandle[Any, FlowResult]:
-    """Start a fresh run with the request of the failed or cancelled run `run_id`.
+    """Start the failed or cancelled run `run_id` again, as a new run that points to it.
 
     Same flow (id and version, or inline definition; a request without a version gets the
     flow's current one, as any start does), inputs, tenant, workspace, triggered_by, tags
     and time limit, under `new_run_id` (default: a new `flow-<uuid>`), on the original's
-    task queue unless `task_queue` is given. The original run is left as it is.
+    task queue unless `task_queue` is given. The original run is left as it is; the new
+    one's `retry_of` names it (`workflow_runs.retry_of_run_id`).
+
+    By default the new run reuses the outputs the original's completed nodes recorded in
+    Postgres and runs only the others (and what follows them); `from_scratch` runs every
+    node again. Outputs are reused only if the original ran the same flow version.
 
     RetryRefused, and nothing is started, while it still runs or when it completed; the
     errors of `start_run` (InvalidInputs, RunIdRefused) apply as for any start.
@@ -189,10 +195,13 @@ async def retry(
         state = description.status.name.lower() if description.status else "in an unknown state"
         raise RetryRefused(f"run {run_id!r} {state}: only a failed or cancelled run is retried")
     started = await original_request(client, run_id)
+    request = started.request.model_copy(
+        update={"retry_of": run_id, "reuse_outputs": not from_scratch}
+    )
     return await start_run(
         client,
         task_queue or started.task_queue,
-        started.request,
+        request,
         run_id=new_run_id,
         execution_timeout=started.execution_timeout,
     )

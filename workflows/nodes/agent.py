@@ -58,6 +58,13 @@ async def run_a2a(scope: Scope, node: Node, task_id: str) -> NodeResult:
     return output, scope.handles_except(node, ERROR_HANDLE, INPUT_REQUIRED_HANDLE)
 
 
+def a2a_handles(scope: Scope, node: Node, output: Any) -> list[str | None]:
+    """A reused A2A task leaves as it did: by `input_required` alone if it needed input."""
+    if isinstance(output, dict) and output.get("state") in A2A_NEEDS_INPUT_STATES:
+        return [INPUT_REQUIRED_HANDLE]
+    return scope.handles_except(node, ERROR_HANDLE, INPUT_REQUIRED_HANDLE)
+
+
 def retry_policy(retry: RetrySpec | None) -> RetryPolicy:
     """The node's `retry` as Temporal's policy: 3 attempts from 1 s, doubling, by default."""
     return RetryPolicy(

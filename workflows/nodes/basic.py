@@ -37,3 +37,11 @@ async def run_condition(scope: Scope, node: Node, task_id: str) -> tuple[Any, li
             return {"handle": branch["handle"]}, [branch["handle"], None]
     default = cfg.get("default")
     return {"handle": default}, [default, None]
+
+
+def condition_handles(scope: Scope, node: Node, output: Any) -> list[str | None]:
+    """A reused condition leaves by the branch it recorded, so a retry routes as before."""
+    handle = output.get("handle") if isinstance(output, dict) else None
+    if not isinstance(handle, str | None) or not isinstance(output, dict) or "handle" not in output:
+        raise ValueError(f"no branch handle in {output!r:.100}")
+    return [handle, None]

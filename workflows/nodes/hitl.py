@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError
 from workflows import patches
 from workflows.bookkeeping import bookkeeping
 from workflows.failures import NodeError, check_payload
+from workflows.nodes.lasting import sleep_or_drain
 
 with workflow.unsafe.imports_passed_through():
     from flow_language import rendered_config
@@ -55,7 +56,7 @@ async def run_hitl(scope: Scope, node: Node, task_id: str) -> Review:
             due = [at for at in (escalation, task.deadline) if at is not None]
             remaining = (min(due) - workflow.now()).total_seconds() if due else None
             if remaining is None or remaining > 0:
-                await scope.sleep_or_drain(remaining, wake=lambda: task.outcome is not None)
+                await sleep_or_drain(scope, remaining, wake=lambda: task.outcome is not None)
                 continue
             if escalation is not None and (task.deadline is None or escalation < task.deadline):
                 await _escalate(scope, task)
@@ -79,6 +80,14 @@ async def run_hitl(scope: Scope, node: Node, task_id: str) -> Review:
         if not any(t.status == "open" for t in run.reviews.values()):
             run.set_status("running")
     return task.outcome, [task.outcome["handle"], None]
+
+
+def review_handles(scope: Scope, node: Node, output: Any) -> list[str | None]:
+    """A reused review leaves by its recorded outcome (approved, rejected, a choice, expired)."""
+    handle = output.get("handle") if isinstance(output, dict) else None
+    if not isinstance(handle, str):
+        raise ValueError(f"no outcome handle in {output!r:.100}")
+    return [handle, None]
 
 
 def _next_escalation(task: HitlTaskState) -> datetime | None:

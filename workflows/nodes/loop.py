@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from temporalio import workflow
 
 from workflows.failures import NodeError, NodeFailed, Suspended
+from workflows.nodes.lasting import running_row
 from workflows.scheduler import cancel_all
 
 with workflow.unsafe.imports_passed_through():
@@ -27,7 +28,7 @@ async def run_loop(scope: Scope, node: Node, task_id: str) -> tuple[Any, None]:
     """
     cfg = node.data.config
     if scope.run.records_every_end:  # a row while it runs, like every other lasting node
-        scope.running_row(node, task_id, workflow.now())
+        running_row(scope, node, task_id, workflow.now())
     body = scope.defn.children(node.id)
     if "items" in cfg:
         items = scope.render(node, cfg["items"], "config.items")

@@ -11,6 +11,7 @@ from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.failures import NodeError, cancelling, check_payload, error_text
+from workflows.nodes.lasting import running_row
 
 with workflow.unsafe.imports_passed_through():
     from flow_language import rendered_config
@@ -39,9 +40,12 @@ async def run_sub_flow(scope: Scope, node: Node, task_id: str) -> tuple[Any, Non
         parent_run_id=run.run_row_id,
         search_attributes=p.search_attributes,
     )
+    if scope.lineage.as_recorded(node):
+        # Its inputs are as in the retried run: the child reuses what the earlier child did.
+        child.retry_of = f"{p.retry_of}/{task_id}"
     if run.records_every_end:
         check_payload(child, "the sub-flow's start (its inputs)")
-    scope.running_row(node, task_id, workflow.now())
+    running_row(scope, node, task_id, workflow.now())
     try:
         result = await workflow.execute_child_workflow(
             FLOW_RUN,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from temporalio import workflow
 
 from workflows.failures import NodeError
+from workflows.nodes.lasting import running_row, sleep_or_drain
 
 with workflow.unsafe.imports_passed_through():
     from flow_language import rendered_config
@@ -42,11 +43,20 @@ async def run_wait(scope: Scope, node: Node, task_id: str) -> NodeResult:
         if not isinstance(seconds, int | float) or seconds < 0:
             raise NodeError(f"config.seconds: {seconds!r} is not a number of seconds")
         deadline = run.wait_deadlines.setdefault(task_id, now + timedelta(seconds=seconds))
-    scope.running_row(node, task_id, now)
+    running_row(scope, node, task_id, now)
     while (remaining := (deadline - workflow.now()).total_seconds()) > 0:
-        await scope.sleep_or_drain(remaining)
+        await sleep_or_drain(scope, remaining)
     run.wait_deadlines.pop(task_id, None)
     return {"waited_until": deadline.isoformat()}, None
+
+
+def wait_handles(scope: Scope, node: Node, output: Any) -> list[str | None] | None:
+    """A reused wait for an event leaves by `timeout` if it timed out, else as any wait."""
+    if not isinstance(output, dict) or "timed_out" not in output:
+        return None
+    if output["timed_out"] is True:
+        return ["timeout"]
+    return scope.handles_except(node, "timeout", ERROR_HANDLE)
 
 
 async def _wait_for_event(
@@ -63,7 +73,7 @@ async def _wait_for_event(
         deadline = run.wait_deadlines.setdefault(
             task_id, now + timedelta(seconds=float(cfg["timeoutSeconds"]))
         )
-    scope.running_row(node, task_id, now)
+    running_row(scope, node, task_id, now)
     while True:
         message = run.take_event(name)
         if message is not None:
@@ -76,4 +86,4 @@ async def _wait_for_event(
             if "timeout" in scope.defn.out_handles(node.id):
                 return {"event": name, "payload": None, "timed_out": True}, ["timeout"]
             raise NodeError(f"no {name!r} event within {cfg['timeoutSeconds']} seconds")
-        await scope.sleep_or_drain(remaining, wake=lambda: any(m.name == name for m in run.events))
+        await sleep_or_drain(scope, remaining, wake=lambda: any(m.name == name for m in run.events))

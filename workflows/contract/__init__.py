@@ -2,9 +2,11 @@
 
 `FlowRun` and its callers (the client, the CLI, any Temporal SDK) meet on the
 workflow, signal, query and update names; `FlowRun` and its activities meet on
-the activity names and their argument models. Both sides import this module
-and nothing else of each other, so a rename here is a rename everywhere, and a
-renamed constant that runs in flight still use breaks replay: keep the values.
+the activity names and their argument models. Both sides import this package
+(the write-back's records and the review activities' models live in its
+submodules, re-exported here) and nothing else of each other, so a rename here
+is a rename everywhere, and a renamed constant that runs in flight still use
+breaks replay: keep the values.
 
 One pydantic model per argument, so fields can be added later with defaults
 without breaking histories of runs in flight. Payloads stay plain JSON, so any
@@ -18,7 +20,37 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flow_language.review_rules import DecisionType, HitlTaskState
+from flow_language.review_rules import HitlTaskState
+from workflows.contract.records import (
+    RunRecord as RunRecord,
+)
+from workflows.contract.records import (
+    RunStatus as RunStatus,
+)
+from workflows.contract.records import (
+    RunUpdate as RunUpdate,
+)
+from workflows.contract.records import (
+    TaskRecord as TaskRecord,
+)
+from workflows.contract.records import (
+    TaskStatus as TaskStatus,
+)
+from workflows.contract.review import (
+    DecisionRecord as DecisionRecord,
+)
+from workflows.contract.review import (
+    EscalationRecord as EscalationRecord,
+)
+from workflows.contract.review import (
+    HitlClose as HitlClose,
+)
+from workflows.contract.review import (
+    HitlOpen as HitlOpen,
+)
+from workflows.contract.review import (
+    ReviewerCheck as ReviewerCheck,
+)
 
 # -- names: stable, since renaming one breaks the histories of runs in flight -----------------
 
@@ -48,6 +80,8 @@ HITL_RECORD_DECISION = "hitl_record_decision"
 HITL_DECIDE = "hitl_decide"
 HITL_ESCALATE = "hitl_escalate"
 HITL_CLOSE = "hitl_close"
+#: Reads the completed node rows of the run a retry reuses (`FlowRunInput.retry_of`).
+LOAD_REUSED_OUTPUTS = "load_reused_outputs"
 
 # -- the workflow's argument and result ------------------------------------------------------
 
@@ -72,6 +106,8 @@ class NodeState(BaseModel):
     handles: list[str | None] = Field(default_factory=list)
     error: str | None = None
     attempts: int = 0
+    #: it took its recorded output from the retried run instead of running
+    reused: bool = False
 
 
 class EventMessage(BaseModel):
@@ -105,6 +141,8 @@ class Checkpoint(BaseModel):
     events: list[EventMessage] = Field(default_factory=list)
     paused: bool = False
     continued: int = 0
+    #: the retried run's `workflow_runs.id` whose completed node outputs this run reuses
+    reuse_run_id: str | None = None
 
 
 class FlowRunInput(BaseModel):
@@ -121,6 +159,10 @@ class FlowRunInput(BaseModel):
     triggered_by: str | None = None
     tags: list[str] = Field(default_factory=list)
     parent_run_id: str | None = None
+    #: the workflow id of the run this one retries (`workflow_runs.retry_of_run_id`), and
+    #: whether to reuse what that run's completed nodes recorded instead of running them
+    retry_of: str | None = None
+    reuse_outputs: bool = True
     #: Internal: set by the run itself when it continues as new.
     checkpoint: Checkpoint | None = None
     #: Internal (tests, benchmarks): continue as new past this many history events.
@@ -163,6 +205,8 @@ class PreparedFlow(BaseModel):
     error: str | None = None
     #: the failure's type: InvalidFlow, InvalidInputs, UnknownReference
     error_type: str = "InvalidFlow"
+    #: the retried run whose completed node outputs may be reused (same tenant and flow)
+    reuse_run_id: str | None = None
 
 
 class AgentTask(BaseModel):
@@ -214,147 +258,27 @@ class AgentOutcome(BaseModel):
     attempt: int | None = None
 
 
-# -- what the write-back records ------------------------------------------------------------
+class ReusedQuery(BaseModel):
+    """The `load_reused_outputs` argument: a page of the retried run's completed rows."""
 
-RunStatus = Literal[
-    "queued", "running", "waiting_hitl", "paused", "completed", "failed", "cancelled"
-]
-TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled", "paused", "skipped"]
-
-
-class RunRecord(BaseModel):
-    """A change to the `workflow_runs` row of a Temporal workflow ID; None keeps a column."""
-
-    orchestrator_run_id: str
-    status: RunStatus
-    workflow_id: str | None = None
-    workflow_version: int | None = None
-    inputs: dict[str, Any] | None = None
-    outputs: dict[str, Any] | None = None
-    error: str | None = None
-    triggered_by: str | None = None
-    tenant_id: str | None = None
-    workspace_id: str | None = None
-    tags: list[str] | None = None
-    parent_run_id: str | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-
-
-class TaskRecord(BaseModel):
-    """One node execution's `task_instances` row (keyed by the activity-like task ID)."""
-
-    orchestrator_task_id: str
-    node_id: str
-    status: TaskStatus
-    agent_type: str | None = None
-    agent_config: dict[str, Any] | None = None
-    inputs: dict[str, Any] | None = None
-    outputs: Any = None
-    error: str | None = None
-    retry_count: int | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    #: model usage of llm / vision / audio nodes
-    model_used: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-    first_token_time_ms: int | None = None
-
-
-class RunUpdate(BaseModel):
-    """A run row change plus the rows of nodes evaluated inside the workflow, in one write."""
-
-    run: RunRecord
-    tenant_id: str | None = None
-    tasks: list[TaskRecord] = Field(default_factory=list)
-    #: The run was refused at its start: an ended row under its workflow ID is an earlier
-    #: run's record, kept as it is.
-    refused_start: bool = False
-
-
-# -- review (HITL) bookkeeping --------------------------------------------------------------
-
-
-class HitlOpen(BaseModel):
-    """The `hitl_open` argument: a new review task, as the reviewers' inbox shows it, and the node's
-    running row beside it.
-    """
-
-    hitl_task_id: str
     run_row_id: str
     tenant_id: str | None = None
-    workspace_id: str | None = None
+    #: the last task id of the previous page ("" for the first)
+    after: str = ""
+
+
+class ReusedTask(BaseModel):
+    """One completed node execution of the retried run, as its row recorded it."""
+
     task_id: str
-    node_id: str
-    title: str
-    description: str | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
-    decision_type: DecisionType
-    decision_options: Any = None
-    assignee_id: str | None = None
-    assignee_role: str | None = None
-    priority: int | None = None
-    deadline: datetime | None = None
-    escalation_path: list[dict[str, Any]] | None = None
-    started_at: datetime
-    #: Bookkeeping that rides along, so parking a run costs one activity and no later wake-up:
-    #: the run's new status and the rows buffered by the workflow so far.
-    run_update: RunUpdate | None = None
+    node_type: str | None = None
+    row_id: str
+    output: Any = None
 
 
-class ReviewerCheck(BaseModel):
-    """The `hitl_check_reviewer` argument: the user who would decide a task, and to whom and in
-    which tenant the task is assigned.
-    """
+class ReusedPage(BaseModel):
+    """Rows in task-id order, at most about MAX_OUTPUT_BYTES of outputs."""
 
-    user_id: str
-    tenant_id: str | None = None
-    assignee_id: str | None = None
-    assignee_role: str | None = None
-
-
-class DecisionRecord(BaseModel):
-    """The `hitl_decide` (and older `hitl_record_decision`) argument: one reviewer's decision,
-    already judged by the workflow.
-    """
-
-    decision_id: str
-    hitl_task_id: str
-    tenant_id: str | None = None
-    decision: dict[str, Any]
-    decision_type: DecisionType
-    decided_by: str
-    comments: str | None = None
-    #: the task's status after this decision
-    task_status: Literal["in_progress", "completed"]
-    #: the reviewer `hitl_decide` checks first, in the same transaction
-    reviewer: ReviewerCheck | None = None
-
-
-class EscalationRecord(BaseModel):
-    """The `hitl_escalate` argument: one step of a task's escalation path, now due."""
-
-    escalation_id: str
-    hitl_task_id: str
-    tenant_id: str | None = None
-    to_user: str | None = None
-    to_role: str | None = None
-    reason: str
-    #: the hitl node and the step's index, for messages (absent in older histories)
-    node_id: str = ""
-    step: int = 0
-
-
-class HitlClose(BaseModel):
-    """The `hitl_close` argument: a task that ends without a decision (its deadline passed, or its
-    run stopped waiting).
-    """
-
-    hitl_task_id: str
-    status: Literal["expired", "cancelled"]
-    task_id: str
-    run_row_id: str
-    tenant_id: str | None = None
-    node_id: str
+    tasks: list[ReusedTask] = Field(default_factory=list)
+    #: where the next page starts (`ReusedQuery.after`); None: this was the last
+    after: str | None = None
