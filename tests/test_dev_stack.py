@@ -138,7 +138,8 @@ def test_dev_comes_up_serves_the_ui_and_stops_cleanly(stack: DevStack) -> None:
         text=True,
         check=True,
     ).stdout
-    for name in ("TenantId", "WorkspaceId", "FlowId", "TriggeredBy", "FlowVersion", "FlowStatus"):
+    contract = ("TenantId", "WorkspaceId", "FlowId", "TriggeredBy", "FlowVersion", "FlowStatus")
+    for name in (*contract, "FlowName"):
         assert f'"{name}"' in listed
 
     tables = set(

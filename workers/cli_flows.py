@@ -126,6 +126,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         "triggered_by": args.triggered_by,
         "tags": args.tag or [],
     }
+    flow_name: str | None = None
     if args.flow.endswith(".json"):
         fields["definition"] = _load_json_file(args.flow)
     else:
@@ -136,6 +137,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             stored = await queries.load_definition(session, found, args.version, tenant_id=tenant)
         # Pinned: the run loads the very version whose inputs were checked.
         fields["workflow_id"], fields["version"] = str(stored.workflow_id), stored.version
+        flow_name = stored.name
         problems = check_inputs(stored.definition, inputs)
         if problems:
             return _refuse_inputs(problems)
@@ -146,7 +148,13 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     )
     return await started(
         client,
-        start_run(client, settings.temporal_task_queue, FlowRunInput(**fields), run_id=args.id),
+        start_run(
+            client,
+            settings.temporal_task_queue,
+            FlowRunInput(**fields),
+            run_id=args.id,
+            flow_name=flow_name,
+        ),
         settings,
         wait=args.wait,
     )

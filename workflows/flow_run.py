@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.decisions import Decisions
     from workflows.failures import NodeFailed, Suspended, error_text
     from workflows.nodes import RUNNERS
+    from workflows.run_details import FlowIdentity
     from workflows.run_state import RunState
     from workflows.scheduler import Scope
 
@@ -133,11 +134,13 @@ class FlowRun:
     def pause(self, *_: Any) -> None:
         """Stop starting nodes (those running go on) until `resume`."""
         self._state.paused = True
+        self._state.refresh_details()
 
     @workflow.signal(name=RESUME_SIGNAL)
     def resume(self, *_: Any) -> None:
         """Start nodes again after `pause`."""
         self._state.paused = False
+        self._state.refresh_details()
 
     @workflow.signal(name=EVENT_SIGNAL)
     def event(self, *args: Any) -> None:
@@ -293,6 +296,13 @@ class FlowRun:
         run.run_row_id = prepared.run_row_id
         run.tenant_id = prepared.tenant_id
         self._flow_name = prepared.flow_name
+        run.flow = FlowIdentity(
+            name=prepared.flow_name,
+            flow_id=prepared.workflow_id,
+            version=prepared.version,
+            tenant_id=prepared.tenant_id,
+            triggered_by=run.params.triggered_by,
+        )
         self._span.prepared(prepared)
         run_metrics.run_started(prepared.flow_name)
         run.set_search_attributes(prepared)

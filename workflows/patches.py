@@ -76,6 +76,9 @@ DECIDE_WHILE_OPENING = "decide-while-opening"
 #: its marker; not part of a generation for the same reason.
 REUSE_RETRIED_OUTPUTS = "reuse-retried-outputs"
 
+#: The run's flow name is upserted as the `FlowName` search attribute with the others.
+FLOW_NAME_ATTRIBUTE = "flow-name-attribute"
+
 _FIRST_GENERATION = frozenset(
     {
         HITL_OPEN_BOOKKEEPING,
@@ -91,12 +94,15 @@ _FIRST_GENERATION = frozenset(
 )
 #: Markers that each stand for every change up to theirs, newest first: a run records the
 #: newest one when it starts; runs that recorded an older one keep answering by it.
+_SECOND_GENERATION = _FIRST_GENERATION | {
+    ROWS_WAIT_FOR_DATABASE,
+    ENDS_AS_RECORDED,
+    VALUE_DEPTH_BOUND,
+    DECIDE_WHILE_OPENING,
+}
 GENERATIONS: tuple[tuple[str, frozenset[str]], ...] = (
-    (
-        "flow-run-2026-11-27",
-        _FIRST_GENERATION
-        | {ROWS_WAIT_FOR_DATABASE, ENDS_AS_RECORDED, VALUE_DEPTH_BOUND, DECIDE_WHILE_OPENING},
-    ),
+    ("flow-run-2026-11-28", _SECOND_GENERATION | {FLOW_NAME_ATTRIBUTE}),
+    ("flow-run-2026-11-27", _SECOND_GENERATION),
     ("flow-run-2026-11-26", _FIRST_GENERATION),
 )
 #: The marker new runs record.

@@ -16,10 +16,11 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows import patches
+from workflows import patches, run_details
 from workflows.bookkeeping import bookkeeping
 from workflows.failures import error_text
 from workflows.render_host import WorkflowRenderHost
+from workflows.run_details import FlowIdentity
 from workflows.write_back import WriteBack
 
 with workflow.unsafe.imports_passed_through():
@@ -83,6 +84,15 @@ class RunState:
         self.finished = False
         self.error: str | None = None
         self.render_host = WorkflowRenderHost()
+        #: the flow, as the run's details in the Temporal UI name it
+        self.flow = FlowIdentity(
+            name=cp.flow_name if cp else None,
+            flow_id=cp.workflow_id if cp else params.workflow_id,
+            version=cp.version if cp else params.version,
+            tenant_id=self.tenant_id,
+            triggered_by=params.triggered_by,
+        )
+        self._details = ""
         self.write_back = WriteBack(self)
         self._definition: FlowDefinition | None = None
         self._refs: dict[str, templates.References] = {}
@@ -132,6 +142,21 @@ class RunState:
             after = page.after
         self.reused = reused
 
+    def refresh_details(self) -> None:
+        """Show what the run does now in the Temporal UI's current details (on change only)."""
+        text = run_details.describe(
+            flow=self.flow,
+            status=self.status,
+            paused=self.paused,
+            definition=self._definition,
+            task_view=self.task_view,
+            reviews=self.reviews,
+            wait_deadlines=self.wait_deadlines,
+        )
+        if text != self._details:
+            self._details = text
+            workflow.set_current_details(text)
+
     # -- status and search attributes -----------------------------------------------------------
 
     def set_search_attributes(self, prepared: PreparedFlow) -> None:
@@ -145,6 +170,10 @@ class RunState:
             (sa.WORKSPACE_ID, prepared.workspace_id),
             (sa.FLOW_ID, prepared.workflow_id),
             (sa.TRIGGERED_BY, p.triggered_by),
+            (
+                sa.FLOW_NAME,
+                prepared.flow_name if patches.patched(patches.FLOW_NAME_ATTRIBUTE) else None,
+            ),
         ):
             if value:
                 updates.append(key.value_set(value))
@@ -272,6 +301,7 @@ class RunState:
         for task in self.reviews.values():
             if task.status == "open":
                 task.status = "cancelled"
+        self.refresh_details()
         final = self.write_back.flush_all(outputs=outputs, error=error, completed_at=workflow.now())
         try:
             if patches.patched(patches.ENDS_AS_RECORDED):

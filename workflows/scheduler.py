@@ -192,6 +192,7 @@ class Scope:
                     # either. With nothing running, the caller's write (the run's end, the
                     # loop's) takes them instead.
                     self.run.maybe_flush()
+                self.run.refresh_details()
                 await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
                 for node_id, task in list(running.items()):
                     if not task.done():

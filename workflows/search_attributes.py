@@ -13,5 +13,8 @@ FLOW_ID = SearchAttributeKey.for_keyword("FlowId")
 TRIGGERED_BY = SearchAttributeKey.for_keyword("TriggeredBy")
 FLOW_VERSION = SearchAttributeKey.for_int("FlowVersion")
 FLOW_STATUS = SearchAttributeKey.for_keyword("FlowStatus")
+#: Beside the CONTRACT's: the flow's name, which people remember better than its UUID
+#: (`FlowName = "order-approval"` in the UI's search box).
+FLOW_NAME = SearchAttributeKey.for_keyword("FlowName")
 
-ALL = (TENANT_ID, WORKSPACE_ID, FLOW_ID, TRIGGERED_BY, FLOW_VERSION, FLOW_STATUS)
+ALL = (TENANT_ID, WORKSPACE_ID, FLOW_ID, TRIGGERED_BY, FLOW_VERSION, FLOW_STATUS, FLOW_NAME)

@@ -71,8 +71,13 @@ async def start_run(
     *,
     run_id: str | None = None,
     execution_timeout: timedelta | None = None,
+    flow_name: str | None = None,
 ) -> WorkflowHandle[Any, FlowResult]:
     """Start a `FlowRun`; `run_id` becomes the Temporal workflow ID (the orchestrator run ID).
+
+    The Temporal UI shows the run's argument as the caller's request only (no field left
+    at its default), and a summary naming the flow (`flow_name` when the caller knows it),
+    with its version, tenant and who started it in the details.
 
     `execution_timeout` bounds the whole run, continue-as-new included; past it the run
     ends as failed with TIME_LIMIT_ERROR (written by the reconciler).
@@ -91,8 +96,10 @@ async def start_run(
     try:
         return await client.start_workflow(
             FLOW_RUN,
-            params,
+            params.model_dump(mode="json", exclude_defaults=True),
             id=run_id,
+            static_summary=_summary(params, flow_name),
+            static_details=_details(params),
             task_queue=task_queue,
             result_type=FlowResult,
             execution_timeout=execution_timeout,
@@ -101,6 +108,30 @@ async def start_run(
         )
     except WorkflowAlreadyStartedError:
         raise RunIdRefused(f"run id {run_id!r} is already used by another run") from None
+
+
+def _summary(params: FlowRunInput, flow_name: str | None) -> str:
+    """One line for the UI's run list and header: which flow, which version."""
+    inline = params.definition.get("name") if isinstance(params.definition, dict) else None
+    name = flow_name or params.workflow_id or (inline if isinstance(inline, str) else None)
+    version = f" v{params.version}" if params.version is not None else ""
+    return f"{name or 'inline flow'}{version}"[:200]
+
+
+def _details(params: FlowRunInput) -> str:
+    """Who and what the run is for, as the UI's details (Markdown)."""
+    facts = [
+        ("flow", params.workflow_id or "(inline definition)"),
+        ("version", params.version),
+        ("tenant", params.tenant_id),
+        ("workspace", params.workspace_id),
+        ("started by", params.triggered_by),
+        ("parent run", params.parent_run_id),
+        ("retry of", params.retry_of),
+        ("tags", ", ".join(params.tags) if params.tags else None),
+        ("inputs", ", ".join(sorted(params.inputs)) or None),
+    ]
+    return "\n".join(f"- **{k}**: `{v}`" for k, v in facts if v is not None)
 
 
 #: What a retry carries over from the run it retries: the caller's request, nothing the run

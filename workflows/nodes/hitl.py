@@ -50,13 +50,20 @@ async def run_hitl(scope: Scope, node: Node, task_id: str) -> Review:
     run.view(task_id, node.id, status="running", hitl_task_id=task.id)
     run.set_status("waiting_hitl")
     run.maybe_flush()
+    run.refresh_details()
     try:
         while task.outcome is None:
             escalation = _next_escalation(task)
             due = [at for at in (escalation, task.deadline) if at is not None]
             remaining = (min(due) - workflow.now()).total_seconds() if due else None
             if remaining is None or remaining > 0:
-                await sleep_or_drain(scope, remaining, wake=lambda: task.outcome is not None)
+                await sleep_or_drain(
+                    scope,
+                    remaining,
+                    wake=lambda: task.outcome is not None,
+                    summary=f"{node.label}: "
+                    + ("escalation" if due and escalation == min(due) else "review deadline"),
+                )
                 continue
             if escalation is not None and (task.deadline is None or escalation < task.deadline):
                 await _escalate(scope, task)

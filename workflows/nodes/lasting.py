@@ -18,15 +18,21 @@ if TYPE_CHECKING:
 
 
 async def sleep_or_drain(
-    scope: Scope, seconds: float | None, wake: Callable[[], bool] | None = None
+    scope: Scope,
+    seconds: float | None,
+    wake: Callable[[], bool] | None = None,
+    *,
+    summary: str | None = None,
 ) -> None:
-    """Sleep, but give way to continue-as-new (top level only) or to `wake`."""
+    """Sleep, but give way to continue-as-new (top level only) or to `wake`; `summary` labels
+    the timer in the Temporal UI (user metadata, which replay does not compare).
+    """
 
     def woken() -> bool:
         return (scope.top and scope.run.draining) or (wake is not None and wake())
 
     try:
-        await workflow.wait_condition(woken, timeout=seconds)
+        await workflow.wait_condition(woken, timeout=seconds, timeout_summary=summary)
     except TimeoutError:
         return
     if scope.top and scope.run.draining:

@@ -45,7 +45,9 @@ async def run_wait(scope: Scope, node: Node, task_id: str) -> NodeResult:
         deadline = run.wait_deadlines.setdefault(task_id, now + timedelta(seconds=seconds))
     running_row(scope, node, task_id, now)
     while (remaining := (deadline - workflow.now()).total_seconds()) > 0:
-        await sleep_or_drain(scope, remaining)
+        await sleep_or_drain(
+            scope, remaining, summary=f"{node.label}: until {deadline.isoformat()}"
+        )
     run.wait_deadlines.pop(task_id, None)
     return {"waited_until": deadline.isoformat()}, None
 
@@ -86,4 +88,9 @@ async def _wait_for_event(
             if "timeout" in scope.defn.out_handles(node.id):
                 return {"event": name, "payload": None, "timed_out": True}, ["timeout"]
             raise NodeError(f"no {name!r} event within {cfg['timeoutSeconds']} seconds")
-        await sleep_or_drain(scope, remaining, wake=lambda: any(m.name == name for m in run.events))
+        await sleep_or_drain(
+            scope,
+            remaining,
+            wake=lambda: any(m.name == name for m in run.events),
+            summary=f"{node.label}: no {name!r} event by then",
+        )

@@ -1,0 +1,113 @@
+"""What the Temporal UI shows of a run, read through the same APIs the UI reads.
+
+The summary and details the run was started with, its current details (the
+`__temporal_workflow_metadata` query the UI sends), the labels of its activities
+and timers in the event history, its `FlowName` search attribute, and its input
+as the caller sent it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+
+from flow_language.drawing import edge, node
+from persistence import queries
+from tests.flows import FlowWorker
+from tests.hitl_support import People, decide, open_task, review_flow, wait_for
+from tests.http_peer import HttpPeer, Reply
+from workers.client import start_run
+from workers.json_converter import DATA_CONVERTER
+from workflows.contract import FlowRunInput
+
+
+async def _current_details(handle: Any) -> str:
+    metadata = await handle.query("__temporal_workflow_metadata")
+    return str(metadata.current_details)
+
+
+async def test_a_parked_run_reads_as_its_flow_in_the_temporal_ui(
+    flow_worker: FlowWorker, people: People, http_peer: HttpPeer
+) -> None:
+    http_peer.route("GET", "/orders/5", Reply(200, {"id": 5}))
+    review = review_flow()
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("fetch", "api", {"url": f"{http_peer.base}/orders/5"}, label="Fetch order"),
+            node("pause", "wait", {"seconds": 0.2}, label="Cool down"),
+            *review["nodes"][1:],
+        ],
+        "edges": [
+            edge("start", "fetch"),
+            edge("fetch", "pause"),
+            edge("pause", "review"),
+            *review["edges"][1:],
+        ],
+    }
+    name = f"ui-flow-{uuid.uuid4().hex[:6]}"
+    async with flow_worker.sessions() as s, s.begin():
+        stored = await queries.save_workflow_version(
+            s, name=name, definition=definition, tenant_id=uuid.UUID(people.tenant)
+        )
+    params = FlowRunInput(
+        workflow_id=str(stored.workflow_id),
+        inputs={"what": "order 5"},
+        tenant_id=people.tenant,
+        triggered_by=people.outsider,
+    )
+    run_id = f"ui-{uuid.uuid4().hex[:10]}"
+    handle = await start_run(
+        flow_worker.client, flow_worker.task_queue, params, run_id=run_id, flow_name=name
+    )
+    flow_worker.started.append(handle.id)
+    (task,) = await open_task(handle)
+
+    # The static summary and details name the flow; the current details what it waits for.
+    description = await handle.describe()
+    assert await description.static_summary() == name
+    details = await description.static_details()
+    assert details is not None
+    assert people.tenant in details
+    assert people.outsider in details
+    current = await wait_for(lambda: _text_with(handle, "meta-agent hitl decide"), seconds=10)
+    assert f"**{name}** v{stored.version}" in current
+    assert "waiting for review **Review order 5**" in current
+    assert "role `finance`" in current
+    assert f"meta-agent hitl decide {task['id']} --approve" in current
+
+    # Found by the flow's name.
+    async def listed() -> list[str]:
+        query = f'FlowName = "{name}"'
+        return [w.id async for w in flow_worker.client.list_workflows(query)]
+
+    assert await wait_for(listed) == [run_id]  # visibility lags a little behind the run
+
+    await decide(handle, task["id"], {"approved": True}, people.finance)
+    await handle.result()
+    assert "status **completed**" in await _current_details(handle)
+
+    history = await handle.fetch_history()
+    events = list(history.events)
+    summaries = {
+        DATA_CONVERTER.payload_converter.from_payload(e.user_metadata.summary, str)
+        for e in events
+        if e.HasField("user_metadata") and e.user_metadata.HasField("summary")
+    }
+    assert "Fetch order" in summaries
+    assert any(s.startswith("Cool down: until") for s in summaries)
+    # The input is what the caller sent: no field the caller left unset.
+    started = events[0]
+    assert started.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
+    (argument,) = [
+        DATA_CONVERTER.payload_converter.from_payload(p, dict)
+        for p in started.workflow_execution_started_event_attributes.input.payloads
+    ]
+    assert set(argument) == {"workflow_id", "inputs", "tenant_id", "triggered_by"}
+
+
+async def _text_with(handle: Any, needle: str) -> str | None:
+    text = await _current_details(handle)
+    return text if needle in text else None
