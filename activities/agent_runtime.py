@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from activities.agent_rows import AttemptRows
 from activities.agent_spans import attempt_span
 from activities.database_refusals import outage_outlasted
+from activities.log_context import name_node
 from activities.outbound import outbound_refusal
 from activities.scrubber import ACTIVE, Scrubber
 from activities.secrets import MissingSecretError, SecretProvider, masked
@@ -86,6 +87,7 @@ class AgentRuntime:
 
         @activity.defn(name=f"{AGENT_ACTIVITY_PREFIX}{agent_type}")
         async def run_agent(task: AgentTask) -> Any:
+            name_node(task)
             with attempt_span(task, activity.info()):
                 return await self.run(task, handler)
 

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
+from workers.logs import configure_logging
 from workers.settings import Settings, SettingsError, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int | None]]
@@ -145,12 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("temporalio", "alembic", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(args.verbose, os.environ.get("LOG_FORMAT"))
     try:
         settings = load_settings()
         handler: Handler = args.handler
