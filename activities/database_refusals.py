@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -21,6 +22,7 @@ from temporalio.worker import (
 )
 
 from persistence.health import DatabaseHealth, database_unreachable
+from workflows.contract import AGENT_ACTIVITY_PREFIX
 
 #: The `ApplicationError.type` of such a failure (never retried).
 DATABASE_REFUSED = "DatabaseRefused"
@@ -62,6 +64,10 @@ def outage_outlasted(
     )
 
 
+#: The metric counting bookkeeping attempts after the first (exported with `_total`).
+WRITEBACK_RETRIES = "meta_agent_writeback_retries"
+
+
 class DatabaseRefusalInterceptor(Interceptor):
     """The worker interceptor that makes the database's refusals of the data final for every
     activity, and its outages retried until they outlast `health`'s limit.
@@ -81,6 +87,12 @@ class _RefusalsAreFinal(ActivityInboundInterceptor):
         self._health = health
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        if info.attempt > 1 and not info.activity_type.startswith(AGENT_ACTIVITY_PREFIX):
+            # A bookkeeping write tried again (an outage, a timeout): what operators alert on.
+            activity.metric_meter().create_counter(
+                WRITEBACK_RETRIES, "Bookkeeping writes tried again, by activity."
+            ).add(1, {"activity": info.activity_type})
         try:
             return await super().execute_activity(input)
         except UnicodeEncodeError as exc:

@@ -269,3 +269,17 @@ async def task_with_run(
         query = query.where(HitlTask.tenant_id == tenant_id)
     row = (await session.execute(query)).first()
     return (row[0], row[1]) if row else None
+
+
+#: Review task statuses that still wait for a decision.
+HITL_OPEN_STATUSES = ("pending", "assigned", "in_progress", "escalated")
+
+
+async def open_review_counts(session: AsyncSession) -> dict[str, int]:
+    """Open review tasks by tenant id ("" for tasks of no tenant), for the metrics gauge."""
+    rows = await session.execute(
+        select(HitlTask.tenant_id, func.count())
+        .where(HitlTask.status.in_(HITL_OPEN_STATUSES))
+        .group_by(HitlTask.tenant_id)
+    )
+    return {str(tenant) if tenant else "": int(count) for tenant, count in rows.all()}

@@ -20,6 +20,7 @@ from activities.registry import Dependencies
 from flow_language.drawing import edge, node
 from persistence import queries
 from tests.flows import FlowWorker
+from tests.hitl_support import People, decide, open_task, review_flow, wait_for
 from tests.invariant import assert_queue_tells_the_truth
 from workers.client import start_run
 from workers.json_converter import DATA_CONVERTER
@@ -41,7 +42,9 @@ def _samples(text: str, name: str) -> dict[str, float]:
 
 
 async def test_the_metrics_endpoint_counts_runs_by_flow_and_status_and_times_nodes_by_type(
-    temporal_env: WorkflowEnvironment, session_maker: async_sessionmaker[AsyncSession]
+    temporal_env: WorkflowEnvironment,
+    session_maker: async_sessionmaker[AsyncSession],
+    people: People,
 ) -> None:
     port = free_port()
     client = await Client.connect(
@@ -81,8 +84,24 @@ async def test_the_metrics_endpoint_counts_runs_by_flow_and_status_and_times_nod
             worker.started.append(handle.id)
             with contextlib.suppress(WorkflowFailureError):
                 await handle.result()
-        async with httpx.AsyncClient() as http:
-            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        # A run parked on a review: the reconciler's next sweep counts it for its tenant.
+        parked = await worker.start(review_flow(), {"what": "x"}, tenant_id=people.tenant)
+        (task,) = await open_task(parked)
+
+        async def scrape() -> str:
+            async with httpx.AsyncClient() as http:
+                return (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+
+        async def counted_open() -> str | None:
+            text = await scrape()
+            gauge = _samples(text, "meta_agent_hitl_open_tasks")
+            mine = [v for k, v in gauge.items() if f'tenant="{people.tenant}"' in k]
+            return text if mine == [1] else None
+
+        text = await wait_for(counted_open)
+        assert text, "the open review was not counted"
+        await decide(parked, task["id"], {"approved": True}, people.finance)
+        await parked.result()
         await assert_queue_tells_the_truth(client, session_maker, queue, worker.started)
     await deps.aclose()
 
@@ -101,7 +120,7 @@ async def test_the_metrics_endpoint_counts_runs_by_flow_and_status_and_times_nod
         if f'task_queue="{queue}"' in k
     }
     assert by_type == {
-        ("start", "completed"): 3,
+        ("start", "completed"): 4,  # the parked review's start too
         ("condition", "completed"): 3,
         ("transform", "completed"): 2,
         ("transform", "failed"): 1,

@@ -36,10 +36,11 @@ from temporalio.client import (
     WorkflowHistoryEventFilterType,
 )
 from temporalio.plugin import SimplePlugin
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Plugin
 
-from persistence import reconcile_queries
+from persistence import hitl_queries, reconcile_queries
 from workers.client import FLOW_RUN, TIME_LIMIT_ERROR, terminated_text
 from workers.settings import Settings
 
@@ -51,6 +52,8 @@ WORKFLOW_TYPE = FLOW_RUN
 OVERLAP = timedelta(seconds=60)
 #: Closed executions per visibility page, and workflow IDs per SQL statement.
 PAGE_SIZE = 500
+#: The gauge of review tasks waiting for a decision.
+OPEN_REVIEWS = "meta_agent_hitl_open_tasks"
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class Reconciler:
         self.lookback = lookback
         #: Start of the last successful sweep less the overlap; None before the first.
         self._watermark: datetime | None = None
+        #: Tenants the open-review gauge has reported, so one that has none left reads 0.
+        self._reported: set[str] = set()
 
     @property
     def _lock_scope(self) -> str:
@@ -261,6 +266,7 @@ class Reconciler:
         while True:
             try:
                 await self.sweep_once()
+                await self.report_open_reviews()
             except Exception as exc:  # whatever it was, the next interval retries it
                 log.warning(
                     "reconciler: sweep of task queue %r failed, retrying in %ss: %s: %s",
@@ -271,6 +277,20 @@ class Reconciler:
                 )
                 log.debug("reconciler sweep failure", exc_info=True)
             await asyncio.sleep(self.interval.total_seconds())
+
+    async def report_open_reviews(self) -> None:
+        """Set the open-review gauge from the inbox (every worker process reports the same
+        count, so dashboards take the max per tenant, not the sum).
+        """
+        async with self._sessions() as session:
+            counts = await hitl_queries.open_review_counts(session)
+        runtime = self._client.service_client.config.runtime or Runtime.default()
+        gauge = runtime.metric_meter.create_gauge(
+            OPEN_REVIEWS, "Review tasks waiting for a decision, by tenant."
+        )
+        for tenant in self._reported | set(counts):  # a tenant whose last task closed: 0
+            gauge.set(counts.get(tenant, 0), {"tenant": tenant or "(none)"})
+        self._reported |= set(counts)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
