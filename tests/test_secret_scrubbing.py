@@ -17,12 +17,13 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
 from temporalio.client import Client
 
 from activities.scrubber import MASK, Scrubber, encoded_forms
 from flow_language.drawing import edge, node
-from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply, Request
+from tests.span_capture import TracedWorker
 
 
 def _secret() -> str:
@@ -61,13 +62,18 @@ def _decoded_history_text(history: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _spans_text(spans: list[ReadableSpan]) -> str:
+    """Every span as text: names, attributes, statuses and events."""
+    return "\n".join(span.to_json() for span in spans)
+
+
 async def _history_text(client: Client, workflow_id: str) -> str:
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     return _decoded_history_text(json.loads(history.to_json()))
 
 
 async def test_a_failing_call_leaks_no_form_of_its_secret(
-    flow_worker: FlowWorker,
+    traced_worker: TracedWorker,
     http_peer: HttpPeer,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -110,18 +116,20 @@ async def test_a_failing_call_leaks_no_form_of_its_secret(
         "edges": [edge("start", "call")],
     }
     with caplog.at_level(logging.DEBUG):
-        run_id = await flow_worker.fail(flow)
+        run_id = await traced_worker.fail(flow)
     (request,) = http_peer.calls("GET", "/orders")
     assert request.headers["X-Token"] == secret  # the secret really was used
     forms = {**_forms(secret), "as the client encoded it": request.path.split("token=")[1]}
     places = {
-        "task rows": str(await flow_worker.task_rows(run_id)),
-        "run row": str(await flow_worker.run_row(run_id)),
-        "history": await _history_text(flow_worker.client, run_id),
+        "task rows": str(await traced_worker.task_rows(run_id)),
+        "run row": str(await traced_worker.run_row(run_id)),
+        "history": await _history_text(traced_worker.client, run_id),
         "log": caplog.text,
+        "traces": _spans_text(traced_worker.finished()),
     }
     assert "Http400" in places["history"]
     assert MASK in places["task rows"]
+    assert "/orders" in places["traces"]  # the call's span is there, its secret masked
     for where, text in places.items():
         for form, value in forms.items():
             assert value not in text, f"the {form} form of the secret is in the {where}"

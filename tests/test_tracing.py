@@ -10,9 +10,12 @@ history is replayed.
 
 from __future__ import annotations
 
+import argparse
 import uuid
+from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import format_span_id, format_trace_id
 from temporalio.contrib.opentelemetry import OpenTelemetryPlugin
@@ -22,7 +25,10 @@ from flow_language.drawing import edge, node
 from persistence import queries
 from tests.http_peer import HttpPeer, Reply
 from tests.span_capture import TracedWorker
+from workers.cli_traces import cmd_traces
 from workers.json_converter import DATA_CONVERTER
+from workers.settings import Settings
+from workers.trace_file import JsonLinesSpanExporter
 from workers.worker import workflow_classes
 
 
@@ -149,3 +155,34 @@ async def test_a_failed_node_span_carries_its_error(
     run_span = _run_span(spans, run_id)
     assert _attr(run_span, "meta_agent.status") == "failed"
     assert run_span.status.status_code.name == "ERROR"
+
+
+async def test_meta_agent_traces_draws_a_runs_tree_from_the_trace_file(
+    traced_worker: TracedWorker,
+    http_peer: HttpPeer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    http_peer.route("GET", "/orders/3", Reply(200, {"id": 3}))
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("fetch", "api", {"url": f"{http_peer.base}/orders/3"}, label="Fetch order 3"),
+        ],
+        "edges": [edge("start", "fetch")],
+    }
+    _, run_id = await traced_worker.run(definition)
+    await traced_worker.run(definition)  # another run of the same flow: not drawn
+    file = tmp_path / "traces.jsonl"
+    JsonLinesSpanExporter(file).export(traced_worker.finished())
+    settings = Settings(traces_file=str(file))
+
+    assert await cmd_traces(argparse.Namespace(run=run_id), settings) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("flow ")  # the run's span is the root
+    fetch = next(i for i, line in enumerate(lines) if line.startswith("  api: Fetch order 3"))
+    assert lines[fetch + 1].startswith("    api attempt 1")
+    assert lines[fetch + 2].strip().startswith("GET")  # the HTTP call, under its attempt
+    assert f"{http_peer.base}/orders/3" in lines[fetch + 2]
+    assert len([line for line in lines if line.startswith("flow ")]) == 1  # not the other run
+    assert await cmd_traces(argparse.Namespace(run="no-such-run"), settings) == 1

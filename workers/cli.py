@@ -128,13 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
     migrate.set_defaults(handler=_cmd_migrate)
 
-    from workers import cli_codec, cli_flows, cli_hitl, cli_runs, cli_secrets, cli_users
+    from workers import (
+        cli_codec,
+        cli_flows,
+        cli_hitl,
+        cli_runs,
+        cli_secrets,
+        cli_traces,
+        cli_users,
+    )
 
     cli_codec.add_commands(sub)
     cli_flows.add_commands(sub)
     cli_hitl.add_commands(sub)
     cli_runs.add_commands(sub)
     cli_secrets.add_commands(sub)
+    cli_traces.add_commands(sub)
     cli_users.add_commands(sub)
     return parser
 
