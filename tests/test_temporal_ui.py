@@ -19,6 +19,7 @@ from tests.flows import FlowWorker
 from tests.hitl_support import People, decide, open_task, review_flow, wait_for
 from tests.http_peer import HttpPeer, Reply
 from workers.client import start_run
+from workers.client.starting import original_request
 from workers.json_converter import DATA_CONVERTER
 from workflows.contract import FlowRunInput
 
@@ -111,3 +112,40 @@ async def test_a_parked_run_reads_as_its_flow_in_the_temporal_ui(
 async def _text_with(handle: Any, needle: str) -> str | None:
     text = await _current_details(handle)
     return text if needle in text else None
+
+
+async def test_a_run_continued_as_new_still_shows_the_callers_request_as_its_input(
+    flow_worker: FlowWorker, http_peer: HttpPeer
+) -> None:
+    http_peer.route("GET", "/n", Reply(200, {"ok": True}))
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("busy", "loop", {"items": "{{ range(40) | list }}", "maxConcurrency": 10}),
+            {**node("call", "api", {"url": f"{http_peer.base}/n"}), "parentId": "busy"},
+        ],
+        "edges": [edge("start", "busy")],
+    }
+    handle = await flow_worker.start(definition, {"note": "as sent"}, history_limit=100)
+    await handle.result()
+    latest = flow_worker.client.get_workflow_handle(handle.id)  # the chain's last run
+    started = None
+    async for event in latest.fetch_history_events(page_size=1):
+        started = event.workflow_execution_started_event_attributes
+        break
+    assert started is not None
+    assert started.continued_execution_run_id  # this run was continued as new
+    request, checkpoint = [
+        DATA_CONVERTER.payload_converter.from_payload(p, dict) for p in started.input.payloads
+    ]
+    assert request == {
+        "definition": definition,
+        "inputs": {"note": "as sent"},
+        "history_limit": 100,
+    }
+    assert checkpoint["continued"] >= 1
+    assert checkpoint["run_row_id"]
+    # A retry reads the request back from there, checkpoint left out.
+    assert (await original_request(flow_worker.client, handle.id)).request.inputs == {
+        "note": "as sent"
+    }

@@ -99,10 +99,13 @@ class FlowRun:
         self._bad_input: str | None = None
         #: How the run ended, once its final row says so: what Temporal must say too.
         self._recorded_end: FlowResult | ApplicationError | None = None
+        continued = workflow.info().continued_run_id is not None
         try:
-            if len(args) != 1:
+            if len(args) != 1 and not (continued and len(args) == 2):
                 raise ValueError(f"FlowRun takes one argument (a JSON object), got {len(args)}")
             params = FlowRunInput.model_validate(args[0])
+            if len(args) == 2:  # the checkpoint FlowRun carried apart from the request
+                params.checkpoint = Checkpoint.model_validate(args[1])
         except ValueError as exc:
             params = FlowRunInput()
             self._bad_input = (
@@ -113,7 +116,7 @@ class FlowRun:
                 if isinstance(exc, ValidationError)
                 else str(exc)
             )
-        if params.checkpoint is not None and workflow.info().continued_run_id is None:
+        if params.checkpoint is not None and not continued:
             # A checkpoint skips prepare_flow (and with it every tenant check): only
             # FlowRun itself writes one, when it continues as new.
             self._bad_input = "checkpoint: only FlowRun writes one, when it continues as new"
@@ -375,6 +378,11 @@ class FlowRun:
         await run.write_back.flush_all()
         await workflow.wait_condition(workflow.all_handlers_finished)
         checkpoint = run.checkpoint(base)
+        if patches.patched(patches.CHECKPOINT_APART):
+            request = run.params.model_copy(update={"checkpoint": None})
+            workflow.continue_as_new(
+                args=[request.model_dump(mode="json", exclude_defaults=True), checkpoint]
+            )
         workflow.continue_as_new(run.params.model_copy(update={"checkpoint": checkpoint}))
 
     def _outputs(self) -> dict[str, Any]:

@@ -78,6 +78,9 @@ REUSE_RETRIED_OUTPUTS = "reuse-retried-outputs"
 
 #: The run's flow name is upserted as the `FlowName` search attribute with the others.
 FLOW_NAME_ATTRIBUTE = "flow-name-attribute"
+#: A run continues as new with the caller's request as its first argument, unchanged, and
+#: its checkpoint as a second: the Temporal UI's Input shows the request as it was sent.
+CHECKPOINT_APART = "checkpoint-as-second-argument"
 
 _FIRST_GENERATION = frozenset(
     {
@@ -101,7 +104,7 @@ _SECOND_GENERATION = _FIRST_GENERATION | {
     DECIDE_WHILE_OPENING,
 }
 GENERATIONS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("flow-run-2026-11-28", _SECOND_GENERATION | {FLOW_NAME_ATTRIBUTE}),
+    ("flow-run-2026-11-28", _SECOND_GENERATION | {FLOW_NAME_ATTRIBUTE, CHECKPOINT_APART}),
     ("flow-run-2026-11-27", _SECOND_GENERATION),
     ("flow-run-2026-11-26", _FIRST_GENERATION),
 )

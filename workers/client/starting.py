@@ -170,8 +170,9 @@ async def original_request(client: Client, run_id: str) -> StartedWith:
     """The request a run was started with, its task queue and its time limit.
 
     Read from the start event of the run's latest Temporal run: a run that continued as new
-    carries its request on unchanged, with only its own checkpoint added, which is dropped
-    here. (The chain's first run may already be gone past the namespace's retention.)
+    carries its request on unchanged, with its own checkpoint (a second argument, or in
+    older runs a field of the first), which is dropped here. (The chain's first run may
+    already be gone past the namespace's retention.)
     """
     handle = client.get_workflow_handle(run_id)
     async for event in handle.fetch_history_events(page_size=1):
@@ -182,7 +183,9 @@ async def original_request(client: Client, run_id: str) -> StartedWith:
     if attrs.workflow_type.name != FLOW_RUN:
         raise RetryRefused(f"run {run_id!r} is a {attrs.workflow_type.name!r}, not a {FLOW_RUN}")
     try:
-        [request] = await client.data_converter.decode(attrs.input.payloads, [FlowRunInput])
+        # The request is the first argument; a run continued as new carries its checkpoint
+        # as a second.
+        [request] = await client.data_converter.decode(attrs.input.payloads[:1], [FlowRunInput])
     except Exception as exc:  # a run started raw, with an argument that is no request
         raise RetryRefused(
             f"run {run_id!r} was not started with a FlowRun request: {str(exc)[:200]}"
