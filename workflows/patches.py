@@ -79,7 +79,8 @@ REUSE_RETRIED_OUTPUTS = "reuse-retried-outputs"
 #: The run's flow name is upserted as the `FlowName` search attribute with the others.
 FLOW_NAME_ATTRIBUTE = "flow-name-attribute"
 #: A run continues as new with the caller's request as its first argument, unchanged, and
-#: its checkpoint as a second: the Temporal UI's Input shows the request as it was sent.
+#: its checkpoint as a second, and starts a sub-flow with only the fields it sets: the
+#: Temporal UI's Input shows each request as it was sent.
 CHECKPOINT_APART = "checkpoint-as-second-argument"
 
 _FIRST_GENERATION = frozenset(

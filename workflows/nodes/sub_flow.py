@@ -10,6 +10,7 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
+from workflows import patches
 from workflows.failures import NodeError, cancelling, check_payload, error_text
 from workflows.nodes.lasting import running_row
 
@@ -49,7 +50,10 @@ async def run_sub_flow(scope: Scope, node: Node, task_id: str) -> tuple[Any, Non
     try:
         result = await workflow.execute_child_workflow(
             FLOW_RUN,
-            child,
+            # As a caller sends it (no field at its default), so the child's Input reads well.
+            child.model_dump(mode="json", exclude_defaults=True)
+            if patches.patched(patches.CHECKPOINT_APART)
+            else child,
             id=f"{workflow.info().workflow_id}/{task_id}",
             result_type=FlowResult,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
