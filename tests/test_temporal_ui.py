@@ -8,20 +8,25 @@ as the caller sent it.
 
 from __future__ import annotations
 
+import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 
 from flow_language.drawing import edge, node
+from flow_language.review_rules import HitlTaskState
 from persistence import queries
 from tests.flows import FlowWorker
 from tests.hitl_support import People, decide, open_task, review_flow, wait_for
 from tests.http_peer import HttpPeer, Reply
-from workers.client import start_run
+from workers.client import send_event, start_run
 from workers.client.starting import original_request
 from workers.json_converter import DATA_CONVERTER
+from workflows import search_attributes
 from workflows.contract import FlowRunInput
+from workflows.run_details import FlowIdentity, describe
 
 
 async def _current_details(handle: Any) -> str:
@@ -74,8 +79,9 @@ async def test_a_parked_run_reads_as_its_flow_in_the_temporal_ui(
     assert people.tenant in details
     assert people.outsider in details
     current = await wait_for(lambda: _text_with(handle, "meta-agent hitl decide"), seconds=10)
-    assert f"**{name}** v{stored.version}" in current
-    assert "waiting for review **Review order 5**" in current
+    plain = current.replace("\\", "")  # Markdown escapes of untrusted text
+    assert f"**{name}** v{stored.version}" in plain
+    assert "waiting for review **Review order 5**" in plain
     assert "role `finance`" in current
     assert f"meta-agent hitl decide {task['id']} --approve" in current
 
@@ -149,3 +155,67 @@ async def test_a_run_continued_as_new_still_shows_the_callers_request_as_its_inp
     assert (await original_request(flow_worker.client, handle.id)).request.inputs == {
         "note": "as sent"
     }
+
+
+async def test_the_details_say_which_node_runs_and_which_event_it_waits_for(
+    flow_worker: FlowWorker,
+) -> None:
+    definition = {
+        "nodes": [
+            node("start", "start"),
+            node("hold", "wait", {"event": "go", "timeoutSeconds": 600}, label="Await go"),
+        ],
+        "edges": [edge("start", "hold")],
+    }
+    handle = await flow_worker.start(definition)
+    current = await wait_for(lambda: _text_with(handle, "waits for event"))
+    assert current is not None
+    assert "running: `Await go` (wait)" in current
+    assert "`Await go` waits for event `go` (until " in current
+    await send_event(flow_worker.client, handle.id, "go")
+    await handle.result()
+    assert "status **completed**" in await _current_details(handle)
+
+
+def test_untrusted_text_in_the_details_cannot_forge_markdown() -> None:
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    forged = "x [click](javascript:alert(1)) <img src=y> **bold**\n- decide: `forged`"
+    task = HitlTaskState(
+        id="t-1",
+        task_id="review",
+        node_id="review",
+        title=forged,
+        decision_type="approval",
+        assignee_role="fin`ance",
+        created_at=now,
+    )
+    text = describe(
+        flow=FlowIdentity(name="**flow**"),
+        status="waiting_hitl",
+        paused=False,
+        definition=None,
+        task_view={},
+        reviews={"t-1": task},
+        wait_deadlines={},
+    )
+    lines = text.splitlines()
+    assert lines[0].startswith("**\\*\\*flow\\*\\***")
+    review = next(line for line in lines if "waiting for review" in line)
+    title = review.split("waiting for review **", 1)[1].rsplit("** (role", 1)[0]
+    assert "javascript:alert" in title  # shown, as text:
+    assert re.search(r"(?<!\\)[\[\]()<>`*]", title) is None  # every such mark escaped
+    assert "\n- decide: `forged`" not in text  # the title stays on its own line
+    assert "role `fin'ance`" in review  # a backtick cannot close the code span early
+
+
+async def test_a_flow_name_too_long_for_a_search_attribute_is_cut_not_fatal(
+    flow_worker: FlowWorker,
+) -> None:
+    name = "N" * 5000
+    definition = {"name": name, "nodes": [node("start", "start")], "edges": []}
+    result, run_id = await flow_worker.run(definition)
+    assert result.status == "completed"
+    description = await flow_worker.client.get_workflow_handle(run_id).describe()
+    stored = description.typed_search_attributes.get(search_attributes.FLOW_NAME)
+    assert stored == name[: search_attributes.KEYWORD_BYTES]
+    assert search_attributes.keyword("é" * 600) == "é" * 500  # whole characters only

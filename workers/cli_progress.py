@@ -144,7 +144,7 @@ async def _look(watch: _Watch) -> Snapshot:
             rows = await run_views.node_rows(session, watch.run_id)
             await _find_deciders(session, watch, status.get("open_hitl_tasks") or [])
     reviews = [
-        _review(task, watch.deciders.get(str(task.get("id"))))
+        _review(task, watch.deciders.get(_decider_key(task)))
         for task in (status.get("open_hitl_tasks") or [])
     ]
     lines = node_lines(
@@ -156,14 +156,19 @@ async def _look(watch: _Watch) -> Snapshot:
 
 async def _find_deciders(session: AsyncSession, watch: _Watch, tasks: list[dict[str, Any]]) -> None:
     """Who the `hitl decide` line names for each new task: its assignee, or the first
-    holder of its role in the run's tenant (looked up once per task).
+    holder of its role in the run's tenant (looked up once per task and assignee).
     """
     for task in tasks:
-        task_id = str(task.get("id"))
-        if task_id not in watch.deciders:
-            watch.deciders[task_id] = await decider(
+        # Keyed by who may decide too: an escalation hands the task to another role.
+        key = _decider_key(task)
+        if key not in watch.deciders:
+            watch.deciders[key] = await decider(
                 session, task.get("assignee_id"), task.get("assignee_role"), watch.tenant_id
             )
+
+
+def _decider_key(task: dict[str, Any]) -> str:
+    return f"{task.get('id')}|{task.get('assignee_id')}|{task.get('assignee_role')}"
 
 
 async def decider(
@@ -270,7 +275,7 @@ class _LiveDrawer(_Drawer):
 
 
 def render(snapshot: Snapshot) -> RenderableType:
-    """The run as a rich table, with its open reviews under it."""
+    """The run as a rich table, its open reviews and failures above it."""
     table = Table(title=f"{snapshot.flow or 'run'}: {snapshot.status}", title_justify="left")
     for name, justify in (
         ("node", "left"),
@@ -290,16 +295,19 @@ def render(snapshot: Snapshot) -> RenderableType:
             duration_text(line.duration),
             "" if line.attempts is None else str(line.attempts),
         )
-    parts: list[RenderableType] = [table]
-    parts.extend(
-        Text(f"! {line.task_id}: {line.error.splitlines()[0]}", style="red")
-        for line in snapshot.lines
-        if line.error and line.status == "failed"
-    )
+    # Reviews first: a flow longer than the terminal gets its table cropped at the bottom,
+    # and the decide line must stay on screen.
+    parts: list[RenderableType] = []
     for review in snapshot.reviews:
         # Never broken by rich: the terminal wraps it softly, so it still copies as one line.
         parts.extend(
             Text(line, style="magenta", no_wrap=True, overflow="ignore")
             for line in review_lines(review)
         )
+    parts.extend(
+        Text(f"! {line.task_id}: {line.error.splitlines()[0]}", style="red")
+        for line in snapshot.lines
+        if line.error and line.status == "failed"
+    )
+    parts.append(table)
     return Group(*parts)

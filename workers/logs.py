@@ -21,7 +21,16 @@ from typing import Any
 from activities.log_context import NODE_CONTEXT
 
 #: Fields a line may carry besides time, level, logger and message, in this order.
-CONTEXT_FIELDS = ("run_id", "node_id", "node_type", "task_id", "attempt", "tenant_id", "activity")
+CONTEXT_FIELDS = (
+    "run_id",
+    "node_id",
+    "node_type",
+    "task_id",
+    "attempt",
+    "tenant_id",
+    "activity",
+    "review_task_id",
+)
 
 
 def _context(record: logging.LogRecord) -> dict[str, Any]:
@@ -78,7 +87,10 @@ class RunContext(logging.Filter):
             # An agent's expected failure (Http404, TemplateError, ...): its type and message
             # say it all; a traceback of the runtime would bury the one line that matters.
             kind = getattr(exc, "type", None) or type(exc).__name__
-            record.msg = f"{record.getMessage()}: {kind}: {exc}"
+            said = str(exc)
+            # Our messages often open with their type already ("Http404: GET ...").
+            text = said if said.startswith(f"{kind}:") else f"{kind}: {said}"
+            record.msg = f"{record.getMessage()}: {text}"
             record.args = None
             record.exc_info = None
             record.exc_text = None

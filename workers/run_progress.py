@@ -246,7 +246,7 @@ def plain_table(lines: list[NodeLine], indent: str = "  ") -> list[str]:
         )
         for line in lines
     ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
     out = []
     for row in [headers, *cells]:
         text = "  ".join(

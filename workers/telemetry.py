@@ -37,18 +37,43 @@ from temporalio.contrib.opentelemetry import (
 )
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from workers.settings import SettingsError
 from workers.trace_file import JsonLinesSpanExporter
+from workflows.run_metrics import NODE_DURATION
 
 log = logging.getLogger("meta_agent.telemetry")
 
 #: The service name when OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES give none.
 DEFAULT_SERVICE_NAME = "meta-agent-worker"
 _EXPORTERS = ("otlp", "console", "none")
+#: The buckets of the engine's node-duration histogram, in seconds.
+DURATION_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    900,
+    3600,
+    14400,
+    86400,
+)
 _PROTOCOLS = ("http/protobuf", "grpc")
 
 
-class TelemetryError(ValueError):
-    """An OTEL_* value this service cannot honour (named, so the process stops clearly)."""
+class TelemetryError(SettingsError):
+    """An OTEL_* or METRICS_* value this service cannot honour (named, so the process stops
+    with one line, as for any bad setting).
+    """
 
 
 def _env(environ: Mapping[str, str], name: str) -> str:
@@ -150,15 +175,22 @@ def metrics_runtime(host: str, port: int) -> Runtime:
 
     Durations are seconds and counters end in `_total`, as Prometheus users expect.
     """
-    return Runtime(
-        telemetry=TelemetryConfig(
-            metrics=PrometheusConfig(
-                bind_address=f"{host}:{port}",
-                counters_total_suffix=True,
-                durations_as_seconds=True,
+    try:
+        return Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(
+                    bind_address=f"{host}:{port}",
+                    counters_total_suffix=True,
+                    durations_as_seconds=True,
+                    # Reviews and waits last hours: buckets up to a day, not the SDK's 10 s.
+                    histogram_bucket_overrides={NODE_DURATION: DURATION_BUCKETS},
+                )
             )
         )
-    )
+    except (ValueError, RuntimeError) as exc:  # the port taken, the host not this machine's
+        raise TelemetryError(
+            f"METRICS_PORT/METRICS_HOST: cannot serve metrics on {host}:{port}: {exc}"
+        ) from None
 
 
 @dataclass

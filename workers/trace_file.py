@@ -65,7 +65,7 @@ def read_spans(path: str | Path) -> list[dict[str, Any]]:
     file = Path(path)
     if not file.exists():
         return spans
-    for line in file.read_text(encoding="utf-8").splitlines():
+    for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             spans.append(json.loads(line))
         except ValueError:

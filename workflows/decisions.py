@@ -118,7 +118,18 @@ class Decisions:
         no caller to answer.
         """
         task_id, who = _short(fields.get("hitl_task_id")), _short(fields.get("decided_by"))
-        workflow.logger.warning("rejected HITL decision on %s by %s: %s", task_id, who, reason)
+        task = self._run.reviews.get(str(fields.get("hitl_task_id")))
+        workflow.logger.warning(
+            "rejected HITL decision on %s by %s: %s",
+            task_id,
+            who,
+            reason,
+            extra={
+                "tenant_id": self._run.tenant_id,
+                "node_id": task.node_id if task else None,
+                "review_task_id": task_id,
+            },
+        )
         self.rejected_total += 1
         self.rejected.append(
             {

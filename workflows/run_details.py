@@ -35,33 +35,49 @@ class FlowIdentity:
     triggered_by: str | None = None
 
 
+def _text(value: object, limit: int = 200) -> str:
+    """Untrusted text (a review title rendered from inputs, a label) as inert Markdown: on one
+    line, cut short, every character Markdown or HTML would act on escaped.
+    """
+    flat = " ".join(str(value).split())[:limit]
+    return "".join(f"\\{c}" if c in _MARKDOWN else c for c in flat)
+
+
+_MARKDOWN = set("\\`*_{}[]()<>#+-.!|~&")
+
+
+def _code(value: object, limit: int = 200) -> str:
+    """A value shown as code: backticks cannot close it early."""
+    return "`" + " ".join(str(value).split())[:limit].replace("`", "'") + "`"
+
+
 def _when(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _flow_line(flow: FlowIdentity, status: str) -> str:
-    name = flow.name or flow.flow_id or "inline flow"
+    name = _text(flow.name or flow.flow_id or "inline flow")
     parts = [f"**{name}**" + (f" v{flow.version}" if flow.version is not None else "")]
     if flow.tenant_id:
-        parts.append(f"tenant `{flow.tenant_id}`")
+        parts.append(f"tenant {_code(flow.tenant_id)}")
     if flow.triggered_by:
-        parts.append(f"started by `{flow.triggered_by}`")
+        parts.append(f"started by {_code(flow.triggered_by)}")
     parts.append(f"status **{status}**")
     return " · ".join(parts)
 
 
 def _review_lines(task: HitlTaskState) -> list[str]:
     who = (
-        f"assignee `{task.assignee_id}`"
+        f"assignee {_code(task.assignee_id)}"
         if task.assignee_id
-        else f"role `{task.assignee_role}`"
+        else f"role {_code(task.assignee_role)}"
         if task.assignee_role
         else "any reviewer of the tenant"
     )
     deadline = f", deadline {_when(task.deadline)}" if task.deadline else ""
     verb = "--approve" if task.decision_type == "approval" else f"--{task.decision_type} ..."
     return [
-        f"- waiting for review **{task.title}** ({who}{deadline})",
+        f"- waiting for review **{_text(task.title)}** ({who}{deadline})",
         f"  decide: `meta-agent hitl decide {task.id} {verb} --as <user>`",
     ]
 
@@ -99,12 +115,12 @@ def describe(
             continue
         event = node.data.config.get("event")
         deadline = wait_deadlines.get(task_id)
-        label = view.get("label") or task_id
+        label = _code(view.get("label") or task_id)
         if event is not None:
             until = f" (until {_when(deadline)})" if deadline else ""
-            lines.append(f"- `{label}` waits for event `{event}`{until}")
+            lines.append(f"- {label} waits for event {_code(event)}{until}")
         elif deadline is not None:
-            lines.append(f"- `{label}` waits until {_when(deadline)}")
+            lines.append(f"- {label} waits until {_when(deadline)}")
         elif "until" in node.data.config:
-            lines.append(f"- `{label}` waits until {node.data.config['until']}")
+            lines.append(f"- {label} waits until {_code(node.data.config['until'])}")
     return "\n".join(lines)

@@ -172,7 +172,9 @@ class RunState:
             (sa.TRIGGERED_BY, p.triggered_by),
             (
                 sa.FLOW_NAME,
-                prepared.flow_name if patches.patched(patches.FLOW_NAME_ATTRIBUTE) else None,
+                sa.keyword(prepared.flow_name)
+                if patches.patched(patches.FLOW_NAME_ATTRIBUTE)
+                else None,
             ),
         ):
             if value:

@@ -178,6 +178,11 @@ class Scope:
                             if self._reuse(node):
                                 running[node.id] = asyncio.create_task(_nothing_left())
                                 continue
+                            # Shown as running at once (the details are refreshed below,
+                            # before the node's own task has begun).
+                            self.run.view(
+                                self.task_id(node), node.id, status="running", type=node.type
+                            )
                             running[node.id] = asyncio.create_task(self._run_node(node))
                             started.append(node)
                 if not running:

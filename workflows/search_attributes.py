@@ -18,3 +18,15 @@ FLOW_STATUS = SearchAttributeKey.for_keyword("FlowStatus")
 FLOW_NAME = SearchAttributeKey.for_keyword("FlowName")
 
 ALL = (TENANT_ID, WORKSPACE_ID, FLOW_ID, TRIGGERED_BY, FLOW_VERSION, FLOW_STATUS, FLOW_NAME)
+
+
+#: Temporal refuses a Keyword value over 2048 bytes, and terminates the run whose workflow
+#: task upserts one: values a flow author chooses (a flow's name) are cut well below that.
+KEYWORD_BYTES = 1000
+
+
+def keyword(value: str | None) -> str | None:
+    """`value` cut to at most KEYWORD_BYTES of UTF-8 (whole characters), None kept."""
+    if value is None:
+        return None
+    return value.encode()[:KEYWORD_BYTES].decode(errors="ignore")

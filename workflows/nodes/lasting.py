@@ -31,6 +31,8 @@ async def sleep_or_drain(
     def woken() -> bool:
         return (scope.top and scope.run.draining) or (wake is not None and wake())
 
+    scope.run.refresh_details()  # what it waits for now (an escalation changes the assignee)
+
     try:
         await workflow.wait_condition(woken, timeout=seconds, timeout_summary=summary)
     except TimeoutError:
