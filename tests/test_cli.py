@@ -7,13 +7,17 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
 from flow_language.drawing import edge, node
+from persistence import queries
+from persistence.engine import one_off_session
 from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply
 from workers.client import FLOW_RUN
@@ -311,3 +315,27 @@ async def test_the_plain_temporal_cli_starts_a_stored_flow_with_json(
         1,
     )
     assert row["outputs"] == {"lines": [12], "total": 12}
+
+
+async def test_flows_import_takes_the_tenant_by_name_as_run_does(
+    database_url: str, temporal_env: WorkflowEnvironment
+) -> None:
+    env = _env(database_url, temporal_env, "unused")
+    tenant_id, tenant_name = uuid.uuid4(), f"acme-{uuid.uuid4().hex[:8]}"
+    async with one_off_session(database_url) as session, session.begin():
+        await session.execute(
+            text("INSERT INTO tenants (id, name) VALUES (:i, :n)"),
+            {"i": tenant_id, "n": tenant_name},
+        )
+    flow_file = str(ROOT / "examples" / "flows" / "customer-360.json")
+    name = f"by-tenant-name-{tenant_name}"
+    imported = await ameta_agent(
+        "flows", "import", flow_file, "--name", name, "--tenant", tenant_name, env=env
+    )
+    assert imported.returncode == 0, imported.stderr
+    async with one_off_session(database_url) as session:
+        assert await queries.find_workflow_id(session, name, tenant_id=tenant_id)
+    unknown = await ameta_agent("flows", "import", flow_file, "--tenant", "no-such-tenant", env=env)
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("meta-agent: "), unknown.stderr
+    assert "Traceback" not in unknown.stderr

@@ -219,3 +219,31 @@ async def test_a_flow_name_too_long_for_a_search_attribute_is_cut_not_fatal(
     stored = description.typed_search_attributes.get(search_attributes.FLOW_NAME)
     assert stored == name[: search_attributes.KEYWORD_BYTES]
     assert search_attributes.keyword("é" * 600) == "é" * 500  # whole characters only
+
+
+async def test_a_parents_details_point_to_the_sub_flow_that_waits(
+    flow_worker: FlowWorker,
+) -> None:
+    child = {
+        "nodes": [node("start", "start"), node("hold", "wait", {"event": "go"})],
+        "edges": [edge("start", "hold")],
+    }
+    async with flow_worker.sessions() as s, s.begin():
+        stored = await queries.save_workflow_version(
+            s, name=f"held-{uuid.uuid4().hex[:6]}", definition=child
+        )
+    parent = {
+        "nodes": [
+            node("start", "start"),
+            node("sub", "workflow", {"workflowId": str(stored.workflow_id)}, label="Run child"),
+        ],
+        "edges": [edge("start", "sub")],
+    }
+    handle = await flow_worker.start(parent)
+    current = await wait_for(lambda: _text_with(handle, "runs the sub-flow"))
+    assert current is not None
+    assert f"`Run child` runs the sub-flow `{handle.id}/sub`" in current
+    child_handle = flow_worker.client.get_workflow_handle(f"{handle.id}/sub")
+    assert await wait_for(lambda: _text_with(child_handle, "waits for event `go`"))
+    await send_event(flow_worker.client, child_handle.id, "go")
+    await handle.result()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import uuid
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,7 +81,13 @@ async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
     from flow_language.validation import problems_of
 
     definition = _load_json_file(args.file)
-    resolved, refused = await _with_registries(definition, settings, args.tenant)
+    tenant: uuid.UUID | None = None
+    if args.tenant is not None:  # an id, a domain or a name, as everywhere else
+        async with one_off_session(settings.require_database_url()) as session:
+            tenant = await tenant_of(session, args.tenant)
+    resolved, refused = await _with_registries(
+        definition, settings, str(tenant) if tenant else None
+    )
     problems = refused + problems_of(resolved)
     if problems and not args.force:
         print(f"{args.file}: not imported, {len(problems)} problem(s) (--force stores it anyway)")
@@ -92,7 +99,7 @@ async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
             session,
             name=args.name or Path(args.file).stem,
             definition=definition,
-            tenant_id=args.tenant,
+            tenant_id=tenant,
             workspace_id=args.workspace,
             comment=args.comment,
         )
@@ -201,7 +208,7 @@ def add_commands(sub: Any) -> None:
     imp = flows_sub.add_parser("import", help="store a flow as a new version of a workflow")
     imp.add_argument("file")
     imp.add_argument("--name", help="workflow name (default: the file name)")
-    imp.add_argument("--tenant", help="tenant id (uuid)")
+    imp.add_argument("--tenant", help="the flow's tenant (its id, domain or name)")
     imp.add_argument("--workspace", help="workspace id (uuid)")
     imp.add_argument("--comment", help="version comment")
     imp.add_argument("--force", action="store_true", help="store even if it does not validate")

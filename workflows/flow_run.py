@@ -125,6 +125,8 @@ class FlowRun:
         self._decisions = Decisions(self._state)
         checkpoint = params.checkpoint
         self._flow_name = checkpoint.flow_name if checkpoint else None
+        #: the metrics' `flow` label: a stored flow's name (inline names would be unbounded)
+        self._metric_flow = self._flow_name if checkpoint and checkpoint.workflow_id else None
         self._span = tracing.WorkflowSpan.none()  # the run's span, once it runs
 
     # -- signals, queries -------------------------------------------------------------------------
@@ -212,10 +214,10 @@ class FlowRun:
             except (ApplicationError, asyncio.CancelledError) as exc:
                 status = run.status if run.finished else _ended_by(exc)
                 self._span.end(status, run.error or str(exc))
-                run_metrics.run_ended(self._flow_name, status)
+                run_metrics.run_ended(self._metric_flow, status)
                 raise
         self._span.end("completed")
-        run_metrics.run_ended(self._flow_name, "completed")
+        run_metrics.run_ended(self._metric_flow, "completed")
         return result
 
     async def _run(self) -> FlowResult:
@@ -307,7 +309,8 @@ class FlowRun:
             triggered_by=run.params.triggered_by,
         )
         self._span.prepared(prepared)
-        run_metrics.run_started(prepared.flow_name)
+        self._metric_flow = prepared.flow_name if prepared.workflow_id else None
+        run_metrics.run_started(self._metric_flow)
         run.set_search_attributes(prepared)
         if run.agents_carry_rows and not (prepared.problems or prepared.error):
             run.set_status("running", written=True)  # prepare_flow's row says so

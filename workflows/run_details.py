@@ -91,6 +91,7 @@ def describe(
     task_view: Mapping[str, Mapping[str, Any]],
     reviews: Mapping[str, HitlTaskState],
     wait_deadlines: Mapping[str, datetime],
+    run_id: str | None = None,
 ) -> str:
     """The details text for the run as it is now."""
     lines = [_flow_line(flow, status), ""]  # a paragraph, then the list
@@ -111,6 +112,10 @@ def describe(
             lines.extend(_review_lines(task))
     for task_id, view in running:
         node = definition.by_id.get(str(view.get("node_id"))) if definition else None
+        if node is not None and node.type == "workflow" and run_id:
+            # What a sub-flow waits for is in its own run's details.
+            label = _code(view.get("label") or task_id)
+            lines.append(f"- {label} runs the sub-flow {_code(f'{run_id}/{task_id}')}")
         if node is None or node.type != "wait":
             continue
         event = node.data.config.get("event")

@@ -23,7 +23,8 @@ _LABEL_CHARS = 100
 
 
 def _flow_label(flow: str | None) -> str:
-    return (flow or "(unnamed)")[:_LABEL_CHARS]
+    """A stored flow's name; `(inline)` for a run of an inline definition or a bad argument."""
+    return (flow or "(inline)")[:_LABEL_CHARS]
 
 
 def run_started(flow: str | None) -> None:

@@ -152,6 +152,7 @@ class RunState:
             task_view=self.task_view,
             reviews=self.reviews,
             wait_deadlines=self.wait_deadlines,
+            run_id=workflow.info().workflow_id,
         )
         if text != self._details:
             self._details = text

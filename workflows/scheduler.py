@@ -29,6 +29,7 @@ from workflows.failures import (
 from workflows.lineage import Lineage
 from workflows.node_telemetry import NodeTelemetry
 from workflows.run_state import RunState
+from workflows.template_scope import TemplateScope
 
 with workflow.unsafe.imports_passed_through():
     from flow_language import rendered_config, templates
@@ -68,7 +69,7 @@ async def cancel_all(tasks: Mapping[Any, asyncio.Task[Any]]) -> None:
         await workflow.wait(list(tasks.values()))
 
 
-class Scope:
+class Scope(TemplateScope):
     """One graph being run: the top level, or one iteration of a loop body."""
 
     def __init__(
@@ -181,7 +182,11 @@ class Scope:
                             # Shown as running at once (the details are refreshed below,
                             # before the node's own task has begun).
                             self.run.view(
-                                self.task_id(node), node.id, status="running", type=node.type
+                                self.task_id(node),
+                                node.id,
+                                status="running",
+                                type=node.type,
+                                label=node.label,
                             )
                             running[node.id] = asyncio.create_task(self._run_node(node))
                             started.append(node)
@@ -249,48 +254,6 @@ class Scope:
             reused_from=found.row_id,
         )
         return True
-
-    # -- what a node's templates see ------------------------------------------------------------
-
-    def scope_vars(self) -> dict[str, Any]:
-        """What templates read here: the run's inputs, the outputs of nodes that ended (a failure
-        routed to its error handle too; a skipped node's as null in strict runs), `run`, and the
-        loop's own names.
-        """
-        nodes = dict(self.outer)
-        for node_id, state in self.states.items():
-            # A failure routed to the error handle is visible too: its output is {"error": ...}.
-            if state.status == "completed" or (state.status == "failed" and state.handles):
-                output = state.output
-                if state.error is not None and isinstance(output, dict):
-                    output = templates.Tolerant(output)
-                nodes[node_id] = {"output": output}
-            elif state.status == "skipped" and self.run.strict_templates:
-                # Absent by the flow's own routing: its output reads as null.
-                nodes[node_id] = templates.Tolerant()
-        return {
-            "input": self.run.params.inputs,
-            "nodes": nodes,
-            "run": self.run.run_scope(),
-            **self.local,
-        }
-
-    def render(
-        self, node: Node, value: Any, field: str, extra: dict[str, Any] | None = None
-    ) -> Any:
-        """Render one config value of `node` (named by `field` in errors), with `extra` names
-        besides the scope's.
-        """
-        scope = self.scope_vars()
-        if extra:
-            scope.update(extra)
-        return templates.render(
-            value, scope, strict=self.run.strict_templates, field=field, host=self.run.render_host
-        )
-
-    def handles_except(self, node: Node, *excluded: str | None) -> list[str | None]:
-        """The node's outgoing handles, without `excluded`."""
-        return [h for h in self.defn.out_handles(node.id) if h not in excluded]
 
     # -- one node's lifecycle ---------------------------------------------------------------------
 
