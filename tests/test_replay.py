@@ -224,7 +224,25 @@ def _cases(base: str, a2a_base: str) -> dict[str, tuple[dict[str, Any], dict[str
             },
             {},
         ),
+        # A named inline flow (FlowName) whose loop continues as new (checkpoint apart); its
+        # first run and its last are recorded (`-continued`).
+        "named-continued": (
+            {
+                "name": "history-named-flow",
+                "nodes": [
+                    node("start", "start"),
+                    node("each", "loop", {"items": "{{ range(60) | list }}", "maxConcurrency": 10}),
+                    {**node("price", "api", {"url": f"{base}/products/a"}), "parentId": "each"},
+                ],
+                "edges": [edge("start", "each")],
+            },
+            {},
+        ),
     }
+
+
+#: Cases started with a small history limit, so they continue as new.
+_CONTINUED = {"named-continued": 100}
 
 
 def _peer_routes(peer: HttpPeer) -> None:
@@ -252,7 +270,11 @@ async def test_record_histories(
         reviewed = ("approval", "cancelled-while-parked", "expired-review")
         tenant = reviewers.tenant if name in reviewed else None
         handle = await flow_worker.start(
-            definition, inputs, workflow_id=f"history-{name}{suffix}", tenant_id=tenant
+            definition,
+            inputs,
+            workflow_id=f"history-{name}{suffix}",
+            tenant_id=tenant,
+            **({"history_limit": _CONTINUED[name]} if name in _CONTINUED else {}),
         )
         if name == "route-and-wait":
             await asyncio.sleep(2)
@@ -278,8 +300,14 @@ async def test_record_histories(
             await handle.cancel()
         with contextlib.suppress(WorkflowFailureError):
             await handle.result()
-        history = await handle.fetch_history()
+        # The chain's first run (a handle from a start follows the chain to its last run).
+        first = flow_worker.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+        history = await first.fetch_history()
         (HISTORIES / f"{name}{suffix}.json").write_text(history.to_json())
+        if name in _CONTINUED:  # the chain's last run, started with the checkpoint apart
+            last = await flow_worker.client.get_workflow_handle(handle.id).fetch_history()
+            assert last.run_id != history.run_id
+            (HISTORIES / f"{name}-continued{suffix}.json").write_text(last.to_json())
 
 
 def _history_files() -> list[Path]:
