@@ -23,6 +23,7 @@ from temporalio.worker import Replayer
 
 from flow_language.drawing import edge, node
 from persistence import queries
+from tests.hitl_support import People, decide, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
 from tests.span_capture import TracedWorker
 from workers.cli_traces import cmd_traces
@@ -186,3 +187,16 @@ async def test_meta_agent_traces_draws_a_runs_tree_from_the_trace_file(
     assert f"{http_peer.base}/orders/3" in lines[fetch + 2]
     assert len([line for line in lines if line.startswith("flow ")]) == 1  # not the other run
     assert await cmd_traces(argparse.Namespace(run="no-such-run"), settings) == 1
+
+
+async def test_a_runs_trace_id_is_not_its_review_task_id(
+    traced_worker: TracedWorker, people: People
+) -> None:
+    """Span ids come from a random of their own, not the one review task ids come from."""
+    handle = await traced_worker.start(review_flow(), {"what": "x"}, tenant_id=people.tenant)
+    (task,) = await open_task(handle)
+    await decide(handle, task["id"], {"approved": True}, people.finance)
+    await handle.result()
+    run_span = _run_span(traced_worker.finished(), handle.id)
+    trace_hex = format_trace_id(run_span.context.trace_id)
+    assert trace_hex[:8] != task["id"].replace("-", "")[:8]

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import opentelemetry.sdk.trace as trace_sdk
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace.export import (
@@ -30,11 +32,15 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanProcessor,
 )
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import INVALID_SPAN_ID, INVALID_TRACE_ID
+from temporalio import workflow
 from temporalio.contrib.opentelemetry import (
     OpenTelemetryPlugin,
     ReplaySafeTracerProvider,
-    create_tracer_provider,
 )
+# Not exported, but ReplaySafeTracerProvider accepts only its subclasses.
+from temporalio.contrib.opentelemetry._id_generator import TemporalIdGenerator
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from workers.settings import SettingsError
@@ -147,6 +153,49 @@ def span_processors(
     return [BatchSpanProcessor(exporter) for exporter in exporters]
 
 
+class RunOwnIds(TemporalIdGenerator):
+    """Span and trace ids from a random of their own in each run (replay-safe as the SDK's).
+
+    The SDK's generator draws from `workflow.new_random()` unnamed, which replays the very
+    sequence `workflow.uuid4()` draws: a run's trace id read as its first review task's id.
+    """
+
+    _ATTRIBUTE = "__meta_agent_otel_ids"
+
+    def __init__(self) -> None:
+        super().__init__(RandomIdGenerator())
+
+    def _random(self) -> random.Random | None:
+        if not workflow.in_workflow() or workflow.unsafe.is_read_only():
+            return None  # a query, or outside a run: any id will do
+        instance = workflow.instance()
+        ids: random.Random | None = getattr(instance, self._ATTRIBUTE, None)
+        if ids is None:
+            ids = workflow.new_random("opentelemetry-ids")
+            setattr(instance, self._ATTRIBUTE, ids)
+        return ids
+
+    def generate_span_id(self) -> int:
+        """A 64-bit span id, deterministic within a run."""
+        ids = self._random()
+        if ids is None:
+            return super().generate_span_id()
+        value = INVALID_SPAN_ID
+        while value == INVALID_SPAN_ID:
+            value = ids.getrandbits(64)
+        return value
+
+    def generate_trace_id(self) -> int:
+        """A 128-bit trace id, deterministic within a run."""
+        ids = self._random()
+        if ids is None:
+            return super().generate_trace_id()
+        value = INVALID_TRACE_ID
+        while value == INVALID_TRACE_ID:
+            value = ids.getrandbits(128)
+        return value
+
+
 def install_tracer_provider(
     processors: list[SpanProcessor],
 ) -> ReplaySafeTracerProvider:
@@ -158,7 +207,11 @@ def install_tracer_provider(
     if isinstance(current, ReplaySafeTracerProvider):
         provider = current
     else:
-        provider = create_tracer_provider(resource=resource_from_environment())
+        ids = RunOwnIds()
+        sdk_provider = trace_sdk.TracerProvider(
+            resource=resource_from_environment(), id_generator=ids
+        )
+        provider = ReplaySafeTracerProvider(sdk_provider, ids)
         trace.set_tracer_provider(provider)
     for processor in processors:
         provider.add_span_processor(processor)
