@@ -163,6 +163,9 @@ async def test_a_retry_calls_only_the_failed_node_and_what_follows_it(
     assert f"retry of {failed}\n" in shown.stdout, shown.stderr
     marked = {line.split()[0] for line in shown.stdout.splitlines() if "(reused)" in line}
     assert marked == reused
+    s1 = next(line.split() for line in shown.stdout.splitlines() if line.split()[:1] == ["s1"])
+    assert s1[1:4] == ["completed", "(reused)", "api"]
+    assert not s1[-1].isdigit()  # no ATTEMPTS: none was made in this run
     original = await ameta_agent("runs", "show", failed, env=env)
     assert f"retried  {again}\n" in original.stdout
 

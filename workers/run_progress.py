@@ -188,7 +188,8 @@ def node_lines(
                 ),
                 status=f"{status} (reused)" if reused and status == "completed" else status,
                 duration=end - start if start and end and end >= start else None,
-                attempts=attempts if status != "skipped" else None,
+                # A reused node made no attempt in this run; a skipped one none at all.
+                attempts=attempts if status != "skipped" and not reused else None,
                 error=seen.get("error") or (row.error if row else None),
                 depth=task_id.count("]."),
             )
