@@ -39,7 +39,6 @@ from temporalio.contrib.opentelemetry import (
     OpenTelemetryPlugin,
     ReplaySafeTracerProvider,
 )
-# Not exported, but ReplaySafeTracerProvider accepts only its subclasses.
 from temporalio.contrib.opentelemetry._id_generator import TemporalIdGenerator
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
@@ -158,6 +157,8 @@ class RunOwnIds(TemporalIdGenerator):
 
     The SDK's generator draws from `workflow.new_random()` unnamed, which replays the very
     sequence `workflow.uuid4()` draws: a run's trace id read as its first review task's id.
+    (`TemporalIdGenerator` is not exported, but `ReplaySafeTracerProvider` takes only its
+    subclasses.)
     """
 
     _ATTRIBUTE = "__meta_agent_otel_ids"
