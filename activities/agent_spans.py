@@ -18,9 +18,9 @@ from temporalio.activity import Info as ActivityInfo
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from workflows.contract import AgentTask
+from workflows.contract import span_attributes as attrs
 
 _tracer = trace.get_tracer("meta_agent.agents")
-_ERROR_CHARS = 1000
 
 
 @contextmanager
@@ -30,13 +30,13 @@ def attempt_span(task: AgentTask, info: ActivityInfo) -> Iterator[None]:
         f"{task.node_type} attempt {info.attempt}",
         kind=SpanKind.INTERNAL,
         attributes={
-            "meta_agent.run.id": info.workflow_id or "",
-            "meta_agent.node.id": task.node_id,
-            "meta_agent.node.type": task.node_type,
-            "meta_agent.node.label": task.label,
-            "meta_agent.node.task_id": task.task_id,
-            "meta_agent.node.attempt": info.attempt,
-            "meta_agent.tenant.id": task.tenant_id or "",
+            attrs.RUN_ID: info.workflow_id or "",
+            attrs.NODE_ID: task.node_id,
+            attrs.NODE_TYPE: task.node_type,
+            attrs.NODE_LABEL: task.label,
+            attrs.TASK_ID: task.task_id,
+            attrs.ATTEMPT: info.attempt,
+            attrs.TENANT_ID: task.tenant_id or "",
         },
         record_exception=False,
         set_status_on_exception=False,
@@ -44,17 +44,17 @@ def attempt_span(task: AgentTask, info: ActivityInfo) -> Iterator[None]:
         try:
             yield
         except asyncio.CancelledError:
-            span.set_attribute("meta_agent.status", "cancelled")
+            span.set_attribute(attrs.STATUS, "cancelled")
             raise
         except BaseException as exc:
-            message = str(exc)[:_ERROR_CHARS]
-            span.set_attribute("meta_agent.status", "failed")
-            span.set_attribute("meta_agent.error", message)
+            message = str(exc)[: attrs.ERROR_CHARS]
+            span.set_attribute(attrs.STATUS, "failed")
+            span.set_attribute(attrs.ERROR, message)
             if isinstance(exc, ApplicationError):
-                span.set_attribute("meta_agent.error_type", exc.type or "")
-                span.set_attribute("meta_agent.retryable", not exc.non_retryable)
+                span.set_attribute(attrs.ERROR_TYPE, exc.type or "")
+                span.set_attribute(attrs.RETRYABLE, not exc.non_retryable)
                 if exc.category == ApplicationErrorCategory.BENIGN:
                     raise  # an expected wait (the database is away), not an error
             span.set_status(Status(StatusCode.ERROR, message))
             raise
-        span.set_attribute("meta_agent.status", "completed")
+        span.set_attribute(attrs.STATUS, "completed")

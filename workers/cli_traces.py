@@ -15,25 +15,25 @@ from typing import Any
 from workers.settings import Settings
 from workers.trace_file import TRACES_FILE_NAME, read_spans
 
-_RUN = "meta_agent.run.id"
-
 
 def run_trace(spans: Iterable[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
     """The spans of the trace(s) the run took part in (its sub-flows and calls included)."""
+    from workflows.contract import span_attributes as attrs  # only when drawing traces
+
     spans = list(spans)
-    traces = {s["trace_id"] for s in spans if s.get("attributes", {}).get(_RUN) == run_id}
+    traces = {s["trace_id"] for s in spans if s.get("attributes", {}).get(attrs.RUN_ID) == run_id}
     return [s for s in spans if s["trace_id"] in traces]
 
 
 def _label(span: dict[str, Any]) -> str:
+    from workflows.contract import span_attributes as attrs
+
     attributes = span.get("attributes", {})
     took = ""
     if span.get("start_ns") and span.get("end_ns"):
         took = f"  {(span['end_ns'] - span['start_ns']) / 1e6:,.1f} ms"
-    status = attributes.get("meta_agent.status") or (
-        "error" if span.get("status") == "ERROR" else ""
-    )
-    error = attributes.get("meta_agent.error") or span.get("description") or ""
+    status = attributes.get(attrs.STATUS) or ("error" if span.get("status") == "ERROR" else "")
+    error = attributes.get(attrs.ERROR) or span.get("description") or ""
     url = attributes.get("url.full") or attributes.get("http.url") or ""
     code = attributes.get("http.response.status_code") or attributes.get("http.status_code")
     parts = [

@@ -219,11 +219,6 @@ def install_tracer_provider(
     return provider
 
 
-def tracing_enabled() -> bool:
-    """Whether this process records spans (a replay-safe provider is installed)."""
-    return isinstance(trace.get_tracer_provider(), ReplaySafeTracerProvider)
-
-
 def metrics_runtime(host: str, port: int) -> Runtime:
     """A Temporal runtime serving Prometheus on host:port: the SDK's metrics and the engine's.
 
@@ -290,7 +285,7 @@ def configure(
         return _process
     processors = span_processors(os.environ if environ is None else environ, traces_file)
     telemetry = Telemetry()
-    if processors or tracing_enabled():
+    if processors or isinstance(trace.get_tracer_provider(), ReplaySafeTracerProvider):
         telemetry.tracer_provider = install_tracer_provider(processors)
     if metrics_port is not None:
         telemetry.runtime = metrics_runtime(metrics_host, metrics_port)

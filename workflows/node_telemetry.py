@@ -12,6 +12,7 @@ from workflows import run_metrics, tracing
 
 with workflow.unsafe.imports_passed_through():
     from flow_language.definition import Node
+    from workflows.contract.span_attributes import ATTEMPTS
 
 
 class NodeTelemetry:
@@ -39,6 +40,6 @@ class NodeTelemetry:
 
     def ended(self, status: str, error: str | None = None) -> None:
         """The node ended: its span, with its attempts, and its duration by type and status."""
-        self._span.set(tracing.ATTEMPTS, self._attempts())
+        self._span.set(ATTEMPTS, self._attempts())
         self._span.end(status, error)
         run_metrics.node_ended(self._type, status, workflow.now() - self._started)

@@ -282,8 +282,7 @@ class Scope(TemplateScope):
 
     async def _lifecycle(self, node: Node, task_id: str) -> None:
         run, state = self.run, self.states[node.id]
-        started = workflow.now()
-        run.view(task_id, node.id, status="running", type=node.type, label=node.label)
+        started = workflow.now()  # shown as running by `run_all`, which started it
         try:
             try:
                 output, handles = await self._execute(node, task_id)

@@ -26,29 +26,26 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.contrib.opentelemetry import ReplaySafeTracerProvider
 
     from workflows.contract import FlowRunInput, PreparedFlow
+    from workflows.contract.span_attributes import (
+        ERROR,
+        ERROR_CHARS,
+        FLOW_ID,
+        FLOW_NAME,
+        FLOW_VERSION,
+        NODE_ID,
+        NODE_LABEL,
+        NODE_TYPE,
+        PARENT_RUN_ID,
+        RUN_ID,
+        STATUS,
+        TASK_ID,
+        TEMPORAL_RUN_ID,
+        TENANT_ID,
+        TRIGGERED_BY,
+    )
 
 #: The instrumentation scope of the engine's own spans.
 TRACER_NAME = "meta_agent.flow"
-
-#: Attribute names, one place: the docs list them for operators' queries.
-RUN_ID = "meta_agent.run.id"
-TEMPORAL_RUN_ID = "meta_agent.run.temporal_run_id"
-FLOW_ID = "meta_agent.flow.id"
-FLOW_NAME = "meta_agent.flow.name"
-FLOW_VERSION = "meta_agent.flow.version"
-TENANT_ID = "meta_agent.tenant.id"
-TRIGGERED_BY = "meta_agent.run.triggered_by"
-PARENT_RUN_ID = "meta_agent.run.parent_id"
-STATUS = "meta_agent.status"
-ERROR = "meta_agent.error"
-NODE_ID = "meta_agent.node.id"
-NODE_TYPE = "meta_agent.node.type"
-NODE_LABEL = "meta_agent.node.label"
-TASK_ID = "meta_agent.node.task_id"
-ATTEMPTS = "meta_agent.node.attempts"
-
-#: Spans keep at most this much of an error message (the whole one is in the rows).
-_ERROR_CHARS = 1000
 
 
 def _tracer() -> trace.Tracer | None:
@@ -108,9 +105,9 @@ class WorkflowSpan:
         self._ended = True
         self._span.set_attribute(STATUS, status)
         if error:
-            self._span.set_attribute(ERROR, error[:_ERROR_CHARS])
+            self._span.set_attribute(ERROR, error[:ERROR_CHARS])
         if status == "failed":
-            self._span.set_status(Status(StatusCode.ERROR, (error or "failed")[:_ERROR_CHARS]))
+            self._span.set_status(Status(StatusCode.ERROR, (error or "failed")[:ERROR_CHARS]))
         self._span.end()
 
 
