@@ -114,6 +114,27 @@ def review_flow(**config: Any) -> dict[str, Any]:
     return {"nodes": nodes, "edges": edges}
 
 
+def fetched_then_reviewed(url: str, fetch_label: str, wait_label: str) -> dict[str, Any]:
+    """An `api` GET of `url`, a short `wait`, then `review_flow`'s review: a run that shows
+    an activity, a timer and a parked review, each under its label.
+    """
+    review = review_flow()
+    return {
+        "nodes": [
+            node("start", "start"),
+            node("fetch", "api", {"url": url}, label=fetch_label),
+            node("pause", "wait", {"seconds": 0.2}, label=wait_label),
+            *review["nodes"][1:],
+        ],
+        "edges": [
+            edge("start", "fetch"),
+            edge("fetch", "pause"),
+            edge("pause", "review"),
+            *review["edges"][1:],
+        ],
+    }
+
+
 async def open_task(handle: WorkflowHandle[Any, Any], count: int = 1) -> list[dict[str, Any]]:
     """The run's open HITL tasks once there are at least `count`, as the status query shows them."""
     for _ in range(200):

@@ -19,7 +19,7 @@ from flow_language.drawing import edge, node
 from flow_language.review_rules import HitlTaskState
 from persistence import queries
 from tests.flows import FlowWorker
-from tests.hitl_support import People, decide, open_task, review_flow, wait_for
+from tests.hitl_support import People, decide, fetched_then_reviewed, open_task, wait_for
 from tests.http_peer import HttpPeer, Reply
 from workers.client import send_event, start_run
 from workers.client.starting import original_request
@@ -38,21 +38,7 @@ async def test_a_parked_run_reads_as_its_flow_in_the_temporal_ui(
     flow_worker: FlowWorker, people: People, http_peer: HttpPeer
 ) -> None:
     http_peer.route("GET", "/orders/5", Reply(200, {"id": 5}))
-    review = review_flow()
-    definition = {
-        "nodes": [
-            node("start", "start"),
-            node("fetch", "api", {"url": f"{http_peer.base}/orders/5"}, label="Fetch order"),
-            node("pause", "wait", {"seconds": 0.2}, label="Cool down"),
-            *review["nodes"][1:],
-        ],
-        "edges": [
-            edge("start", "fetch"),
-            edge("fetch", "pause"),
-            edge("pause", "review"),
-            *review["edges"][1:],
-        ],
-    }
+    definition = fetched_then_reviewed(f"{http_peer.base}/orders/5", "Fetch order", "Cool down")
     name = f"ui-flow-{uuid.uuid4().hex[:6]}"
     async with flow_worker.sessions() as s, s.begin():
         stored = await queries.save_workflow_version(

@@ -24,10 +24,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.registry import Dependencies
-from flow_language.drawing import edge, node
 from persistence import queries
 from tests.flows import FlowWorker
-from tests.hitl_support import People, decide, open_task, review_flow
+from tests.hitl_support import People, decide, fetched_then_reviewed, open_task
 from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_queue_tells_the_truth
 from workers.client import start_run
@@ -95,21 +94,9 @@ async def test_the_ui_finds_a_run_by_flow_name_and_shows_its_labels_and_its_wait
 ) -> None:
     server, worker = ui_stack
     http_peer.route("GET", "/orders/9", Reply(200, {"id": 9}))
-    review = review_flow()
-    definition = {
-        "nodes": [
-            node("start", "start"),
-            node("fetch", "api", {"url": f"{http_peer.base}/orders/9"}, label="Fetch the order"),
-            node("cool", "wait", {"seconds": 0.2}, label="Let it settle"),
-            *review["nodes"][1:],
-        ],
-        "edges": [
-            edge("start", "fetch"),
-            edge("fetch", "cool"),
-            edge("cool", "review"),
-            *review["edges"][1:],
-        ],
-    }
+    definition = fetched_then_reviewed(
+        f"{http_peer.base}/orders/9", "Fetch the order", "Let it settle"
+    )
     name = f"browser-flow-{uuid.uuid4().hex[:6]}"
     async with worker.sessions() as s, s.begin():
         stored = await queries.save_workflow_version(
