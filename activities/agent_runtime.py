@@ -26,12 +26,11 @@ from activities.agent_spans import attempt_span
 from activities.database_refusals import outage_outlasted
 from activities.log_context import name_node
 from activities.outbound import outbound_refusal
+from activities.row_batches import RowBatches
 from activities.scrubber import ACTIVE, Scrubber
 from activities.secrets import MissingSecretError, SecretProvider, masked
-from activities.writeback import write_tasks
 from flow_language import templates
 from flow_language.sizes import MAX_VALUE_DEPTH, json_size, value_depth
-from persistence import queries
 from persistence.health import DatabaseHealth, database_unreachable
 from persistence.ids import require_uuid
 from workflows.contract import (
@@ -59,6 +58,7 @@ class AgentRuntime:
         health: DatabaseHealth | None = None,
     ) -> None:
         self._sessions = sessions
+        self._rows = RowBatches(sessions)
         self._secrets = secrets
         self._health = health or DatabaseHealth()
 
@@ -68,17 +68,9 @@ class AgentRuntime:
         """
         run_row_id = require_uuid(task.run_row_id, "run_row_id")
         rows = [*task.carried_rows, row] if carried else [row]
-        async with self._sessions() as session:
-            if len(rows) == 1:
-                # One upsert is atomic by itself: no BEGIN/COMMIT round trips around it.
-                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            else:
-                await session.begin()
-            await write_tasks(session, run_row_id, task.tenant_id, rows)
-            if row.total_tokens is not None:
-                await queries.refresh_run_usage(session, run_row_id)
-            if len(rows) > 1:
-                await session.commit()
+        await self._rows.write(
+            run_row_id, task.tenant_id, rows, refresh_usage=row.total_tokens is not None
+        )
 
     def activity(
         self, agent_type: str, handler: AgentHandler

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,13 +47,15 @@ async def _upsert(
     values: Mapping[str, Any],
 ) -> uuid.UUID:
     columns = _columns(table, values, keys=tuple(key))
-    stmt = _upsert_statement(table, tuple(key), tuple(sorted(columns)))
+    stmt = _upsert_statement(table, tuple(key), tuple(sorted(columns)), returning=True)
     row_id: uuid.UUID = (await session.execute(stmt, {**key, **columns})).scalar_one()
     return row_id
 
 
 @functools.lru_cache(maxsize=256)
-def _upsert_statement(table: Table, key: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+def _upsert_statement(
+    table: Table, key: tuple[str, ...], columns: tuple[str, ...], *, returning: bool = False
+) -> Any:
     """The upsert of `columns` keyed by `key`, built once per shape: building one (its
     `excluded` alias above all) cost more of an agent's row write than running it.
     """
@@ -70,7 +72,8 @@ def _upsert_statement(table: Table, key: tuple[str, ...], columns: tuple[str, ..
     if not set_:
         # Nothing to change: still return the existing row's id.
         set_ = {key[0]: excluded[key[0]]}
-    return stmt.on_conflict_do_update(index_elements=list(key), set_=set_).returning(table.c.id)
+    upsert = stmt.on_conflict_do_update(index_elements=list(key), set_=set_)
+    return upsert.returning(table.c.id) if returning else upsert
 
 
 async def upsert_run(
@@ -125,6 +128,25 @@ async def upsert_task_instance(
         {"workflow_run_id": workflow_run_id, "orchestrator_task_id": orchestrator_task_id},
         values,
     )
+
+
+async def upsert_task_instances(
+    session: AsyncSession, rows: Sequence[tuple[uuid.UUID, str, Mapping[str, Any]]]
+) -> None:
+    """Create or update many `task_instances` rows, given as (run row id, task ID, columns):
+    one statement per set of columns, so rows of many runs cost one round trip. No two rows
+    may share a task ID of one run (Postgres refuses to upsert a row twice in a statement).
+    """
+    table: Table = TaskInstance.__table__  # type: ignore[assignment]
+    key = ("workflow_run_id", "orchestrator_task_id")
+    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for run_row_id, task_id, values in rows:
+        columns = _columns(table, values, keys=key)
+        by_shape.setdefault(tuple(sorted(columns)), []).append(
+            {"workflow_run_id": run_row_id, "orchestrator_task_id": task_id, **columns}
+        )
+    for shape, params in by_shape.items():
+        await session.execute(_upsert_statement(table, key, shape), params)
 
 
 async def refresh_run_usage(session: AsyncSession, workflow_run_id: uuid.UUID) -> None:
