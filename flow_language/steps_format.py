@@ -31,7 +31,10 @@ START_ID = "start"
 _REWORDS = (
     (re.compile(r"^node "), "step "),
     (re.compile(r"^edge '(connections\[\d+\])'"), r"\1"),
-    (re.compile(r": connects nodes in different loop bodies"), ": connects steps of different loops"),
+    (
+        re.compile(r": connects nodes in different loop bodies"),
+        ": connects steps in different loop bodies",
+    ),
     (re.compile(r"^cycle in (.*) through nodes "), r"cycle in \1 through steps "),
     (re.compile(r"repeat work with a loop node instead$"), "repeat work with a loop step instead"),
     (

@@ -44,7 +44,7 @@ def test_a_react_flow_definition_is_read_as_it_is() -> None:
 
 
 def test_each_step_type_becomes_its_node() -> None:
-    document = {
+    document: dict[str, Any] = {
         "workflowId": "wf-1",
         "name": "orders",
         "description": "every type",

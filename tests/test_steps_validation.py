@@ -160,8 +160,8 @@ def test_loop_bodies_are_checked_by_step() -> None:
         "one loop",
         "step 'inner': config.body: a loop cannot contain itself",
         "step 'odd': config.body: must be a list of step ids",
-        "connections[0]: connects steps of different loops ('outer' in the top level, 'x' in "
-        "outer)",
+        "connections[0]: connects steps in different loop bodies ('outer' in the top level, "
+        "'x' in outer)",
         "step 'late': config: 'item' exists only inside a loop body",
     ]
 
@@ -270,7 +270,7 @@ def _damaged(draw: st.DrawFn) -> dict[str, Any]:
     for _ in range(draw(st.integers(1, 4))):
         part = draw(st.sampled_from(["steps", "connections", "triggers", "top"]))
         if part == "top":
-            document[draw(st.sampled_from(list(document) + ["name", "version"]))] = draw(_JSON)
+            document[draw(st.sampled_from([*document, "name", "version"]))] = draw(_JSON)
             continue
         items = document.get(part)
         if not isinstance(items, list) or not items:
@@ -296,9 +296,9 @@ def test_every_problem_of_a_damaged_document_names_its_place(document: dict[str,
     for problem in problems:
         assert problem.startswith(_PLACES), problem
         assert not problem.startswith(("node ", "edge ")), problem
-    try:
+    if not problems:
         parse_definition(copy.deepcopy(document))
-    except DefinitionError as exc:
-        assert exc.problems == problems
-    else:
-        assert problems == []
+        return
+    with pytest.raises(DefinitionError) as refused:
+        parse_definition(copy.deepcopy(document))
+    assert refused.value.problems == problems
