@@ -329,8 +329,9 @@ class StepReader:
         if node_type not in ACTIVITY_AGENT_TYPES:
             if strategy == "retry" or retries is not None or delay is not None:
                 self.problems.append(
-                    f"{where}: errorHandling: this step runs no activity, so nothing of it is "
-                    "retried; use strategy 'skip' or 'fail' without retries"
+                    f"{where}: errorHandling: only steps that call out (agents other than "
+                    "workflow, webhooks) are retried; use strategy 'skip' or 'fail' without "
+                    "retries"
                 )
             return
         retry: dict[str, Any] = {}

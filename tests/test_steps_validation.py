@@ -76,7 +76,8 @@ def test_an_invalid_document_reports_every_problem_by_step_at_once() -> None:
         "step 'think': config.agentType: unknown agent type 'oracle'",
         "step 'guess': config.agentType: missing; an agent step names its agent",
         "step 'call': errorHandling.strategy: 'again' is none of retry, skip, fail",
-        "step 'nap': errorHandling: this step runs no activity, so nothing of it is retried",
+        "step 'nap': errorHandling: only steps that call out (agents other than workflow, "
+        "webhooks) are retried",
         "step 'post': errorHandling.delay: unknown key",
         "step 'post': errorHandling.maxRetries: must be a whole number from 0 to 99",
         "step 'pick': a condition step needs an outgoing connection with a `condition`",
