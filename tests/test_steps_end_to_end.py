@@ -4,14 +4,19 @@ document, stored or inline, gives the same outputs and the same node rows as its
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any
+
+from temporalio.testing import WorkflowEnvironment
 
 from flow_language.drawing import edge, node
 from persistence import queries
 from tests.flows import FlowWorker
 from tests.http_peer import HttpPeer, Reply, Request
 from tests.invariant import assert_run_tells_the_truth
+from tests.test_cli import ameta_agent
 from workers.client import start_run
 from workflows.contract import FlowRunInput
 
@@ -242,3 +247,42 @@ async def test_a_large_order_runs_the_same_inline_as_a_steps_document_and_stored
     assert steps_rows["flag"]["retry_count"] == 0  # skip: no retry, and the run went on
     assert steps_rows["flag"]["inputs"]["body"] == {"order": 3, "why": VARIABLES["input"]}
     assert steps_rows["big"]["outputs"] == {"handle": "flag"}
+
+
+async def test_a_steps_file_is_imported_run_and_shown_by_the_cli(
+    database_url: str,
+    temporal_env: WorkflowEnvironment,
+    flow_worker: FlowWorker,
+    http_peer: HttpPeer,
+    tmp_path: Path,
+) -> None:
+    _serve(http_peer, 5, 100)
+    path = tmp_path / "orders.json"
+    path.write_text(json.dumps(STEPS))
+    env = {
+        "DATABASE_URL": database_url,
+        "TEMPORAL_TASK_QUEUE": flow_worker.task_queue,
+        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+    }
+    name = f"steps-cli-{uuid.uuid4().hex[:8]}"
+    imported = await ameta_agent("flows", "import", str(path), "--name", name, env=env)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    async with flow_worker.sessions() as s:
+        found = await queries.find_workflow_id(s, name)
+        stored = await queries.load_definition(s, found, None)
+    assert stored.definition == STEPS  # stored as written; each run reads it again
+
+    run_id = f"steps-cli-{uuid.uuid4().hex[:8]}"
+    inputs = json.dumps({"api_base": http_peer.base, "order_id": 5})
+    ran = await ameta_agent("run", name, "--wait", "--id", run_id, "--input", inputs, env=env)
+    flow_worker.started.append(run_id)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert json.loads(ran.stdout[ran.stdout.index("{") :])["lines"] == [5.0, 95.0]
+    shown = await ameta_agent("runs", "show", run_id, env=env)
+    order = [
+        line.split()[0]
+        for line in shown.stdout.splitlines()
+        if line.split()[1:2] in (["completed"], ["skipped"])
+    ]
+    # graph order of the steps, read from the stored document
+    assert order.index("start") < order.index("fetch") < order.index("big") < order.index("note")
