@@ -163,7 +163,6 @@ class StepReader:
         self, step_id: str, step: dict[str, Any], connections: list[Connection]
     ) -> dict[str, Any]:
         where = f"step {step_id!r}"
-        problems_before = len(self.problems)
         data: dict[str, Any] = {}
         name = step.get("name")
         if isinstance(name, str) and name:
@@ -176,6 +175,9 @@ class StepReader:
                 isinstance(value, list) and all(isinstance(v, str) for v in value)
             ):
                 self.problems.append(f"{where}: {key}: must be a list of texts")
+        # Problems from here on leave the node without a config worth checking further.
+        problems_before = len(self.problems)
+        lifted: list[str] = []
         kind, config = step.get("type"), step.get("config", {})
         node_type = _NODE_TYPE.get(kind) if isinstance(kind, str) else None
         if kind not in (*STEP_TYPES, *EXTRA_STEP_TYPES):
@@ -190,9 +192,10 @@ class StepReader:
             if kind == "agent":
                 node_type = self._agent_type(where, config)
             if kind in ("agent", "webhook"):
-                self._lift_data(where, config, data)
+                lifted = self._lift_data(where, config, data)
             config = self._config(step_id, where, kind, config, connections)
         refused = len(self.problems) > problems_before or step_id in self.refused
+        self.problems.extend(lifted)  # a bad setting leaves the config worth checking
         # errorHandling problems leave the config sound: they do not refuse the step
         self._error_handling(where, step.get("errorHandling"), node_type, data)
         node: dict[str, Any] = {"id": step_id, "type": node_type or "transform"}
@@ -226,7 +229,11 @@ class StepReader:
             return None
         return str(named[0])
 
-    def _lift_data(self, where: str, config: dict[str, Any], data: dict[str, Any]) -> None:
+    def _lift_data(self, where: str, config: dict[str, Any], data: dict[str, Any]) -> list[str]:
+        """Move the node's own settings out of an agent's config into `data`; the problems of
+        those that are refused.
+        """
+        problems: list[str] = []
         for key in _DATA_KEYS:
             if key not in config:
                 continue
@@ -241,9 +248,10 @@ class StepReader:
                 data[key] = value
             else:
                 kinds = {"agentId": "an id", "timeoutSeconds": "a number of seconds over 0"}
-                self.problems.append(
+                problems.append(
                     f"{where}: config.{key}: must be {kinds.get(key, 'a JSON Schema object')}"
                 )
+        return problems
 
     def _config(
         self,

@@ -303,3 +303,19 @@ def test_every_problem_of_a_damaged_document_names_its_place(document: dict[str,
     with pytest.raises(DefinitionError) as refused:
         parse_definition(copy.deepcopy(document))
     assert refused.value.problems == problems
+
+
+def test_a_bad_name_inputs_or_setting_does_not_hide_the_config_problems() -> None:
+    step = {
+        "id": "a",
+        "name": 3,
+        "inputs": "x",
+        "type": "webhook",
+        "config": {"method": "GET", "timeoutSeconds": -1},
+    }
+    assert problems_of({"steps": [step]}) == [
+        "step 'a': name: must be a non-empty text",
+        "step 'a': inputs: must be a list of texts",
+        "step 'a': config.timeoutSeconds: must be a number of seconds over 0",
+        "step 'a': config: 'url' is a required property",
+    ]
