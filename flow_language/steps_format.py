@@ -30,6 +30,11 @@ START_ID = "start"
 
 _REWORDS = (
     (re.compile(r"^node "), "step "),
+    # an agent's or webhook's own settings are written in its config
+    (
+        re.compile(r"^(step .*?): data\.(agentId|timeoutSeconds|inputSchema|outputSchema)\b"),
+        r"\1: config.\2",
+    ),
     (re.compile(r"^edge '(connections\[\d+\])'"), r"\1"),
     (
         re.compile(r": connects nodes in different loop bodies"),
@@ -59,6 +64,8 @@ class Drawing:
     steps: bool = False
     #: steps placed in the graph (so connections to them hold) whose config was refused
     refused: frozenset[str] = field(default_factory=frozenset)
+    #: the synthesised start node's id: its problems are the document's `inputSchema`'s
+    start: str | None = None
 
     def reworded(self, problems: Iterable[str]) -> list[str]:
         """`problems` of the drawing in the words of its format (unchanged for React Flow)."""
@@ -66,6 +73,7 @@ class Drawing:
             return list(problems)
         out = []
         for problem in problems:
+            problem = problem.replace(f"node {self.start!r}: data.inputSchema", "inputSchema", 1)
             for pattern, words in _REWORDS:
                 problem = pattern.sub(words, problem)
             out.append(problem)
@@ -133,7 +141,9 @@ class _Reader:
             "edges": edges,
         }
         self._document_fields(drawing)
-        return Drawing(drawing, tuple(self.problems), steps=True, refused=frozenset(steps.refused))
+        return Drawing(
+            drawing, tuple(self.problems), steps=True, refused=frozenset(steps.refused), start=start
+        )
 
     def _connections(self, steps: StepReader) -> list[Connection]:
         raw = self.raw.get("connections", [])

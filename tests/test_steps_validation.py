@@ -319,3 +319,22 @@ def test_a_bad_name_inputs_or_setting_does_not_hide_the_config_problems() -> Non
         "step 'a': config.timeoutSeconds: must be a number of seconds over 0",
         "step 'a': config: 'url' is a required property",
     ]
+
+
+def test_settings_problems_name_where_the_document_writes_them() -> None:
+    document = {
+        "inputSchema": {"type": "nope"},
+        "steps": [
+            {
+                "id": "a",
+                "name": "A",
+                "type": "webhook",
+                "config": {"url": "http://x.test", "inputSchema": {"type": 3}},
+            }
+        ],
+    }
+    assert problems_of(document) == [
+        "inputSchema: not a valid JSON Schema: 'nope' is not valid under any of the given schemas",
+        "step 'a' (A): config.inputSchema: not a valid JSON Schema: 3 is not valid under any of "
+        "the given schemas",
+    ]
