@@ -16,6 +16,7 @@ edit of an agent changes new runs only.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -28,6 +29,7 @@ from activities.writeback import run_values
 from flow_language.config_checks import role_references, user_references
 from flow_language.definition import FlowDefinition
 from flow_language.refusals import RUN_ID_REUSED, RUN_RECORD_REJECTED, refusal
+from flow_language.steps_format import read_drawing
 from flow_language.templates import is_template
 from flow_language.validation import DefinitionError, input_problems, parse_definition
 from persistence import queries, retry_queries
@@ -125,24 +127,27 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
         )
     normalized: dict[str, Any] = {}
     if definition_raw is not None:
-        definition_raw, refused = await apply_registries(
-            session, definition_raw, _str(refs.tenant_id)
-        )
-        flow_problems.extend(refused)
+        # A steps/connections document is read as its drawing first, so registry rows,
+        # reviewers and sub-flows are found in it as in a drawing; the run carries the drawing.
+        drawing = read_drawing(definition_raw)
+        drawn, refused = await apply_registries(session, drawing.definition, _str(refs.tenant_id))
+        drawing = replace(drawing, definition=drawn)
+        flow_problems.extend(drawing.reworded(refused))
         if not refused_tenant:
-            users = user_references(definition_raw)
+            users = user_references(drawn)
             refs.problems.extend(await references.check_users(session, users, refs.tenant_id))
-            roles = role_references(definition_raw)
+            roles = role_references(drawn)
             refs.problems.extend(await references.check_roles(session, roles, refs.tenant_id))
         try:
-            definition = parse_definition(definition_raw)
+            definition = parse_definition(drawing)
         except DefinitionError as exc:
             flow_problems.extend(exc.problems)
         else:
             inputs_problems = input_problems(definition, req.inputs)
             normalized = definition.model_dump(mode="json", exclude_defaults=True)
             if not refused_tenant:
-                flow_problems.extend(await _sub_flow_problems(session, definition, refs.tenant_id))
+                sub_flows = await _sub_flow_problems(session, definition, refs.tenant_id)
+                flow_problems.extend(drawing.reworded(sub_flows))
     refused_run = refusal(references=refs.problems, flow=flow_problems, inputs=inputs_problems)
     retry_of, reusable = None, False
     if req.retry_of and not refused_tenant:

@@ -121,6 +121,8 @@ class FlowDefinition(BaseModel):
 
     nodes: list[Node]
     edges: list[Edge] = Field(default_factory=list)
+    #: constants of the flow, read in templates as `variables.<name>` (never rendered)
+    variables: dict[str, Any] = Field(default_factory=dict)
 
     @cached_property
     def by_id(self) -> dict[str, Node]:

@@ -71,7 +71,7 @@ def template_problems(definition: FlowDefinition, skip: Iterable[str] = ()) -> l
         for name in sorted(unknown):
             add(
                 f"{node.named}: config: unknown name {name!r} in a template "
-                "(use input, nodes, item, index, run or secrets)"
+                "(use input, nodes, item, index, run, secrets or variables)"
             )
         in_loop = node.parentId is not None or (node.type == "loop" and "while" in node.data.config)
         for name in sorted(refs.names & {"item", "index"}):
@@ -81,6 +81,14 @@ def template_problems(definition: FlowDefinition, skip: Iterable[str] = ()) -> l
             add(
                 f"{node.named}: config: secrets are resolved only inside agent nodes; "
                 f"a {node.type} node would write them to the run's history"
+            )
+        if "variables" in refs.names and not definition.variables and not refs.variables:
+            add(f"{node.named}: config: reads `variables`, but the flow defines none")
+        for name in sorted(refs.variables - set(definition.variables)):
+            defined = ", ".join(map(repr, definition.variables)) or "none"
+            add(
+                f"{node.named}: config: refers to variables.{name}, which the flow does not "
+                f"define (its variables: {defined})"
             )
         for ref in sorted(refs.nodes):
             if ref not in definition.by_id:

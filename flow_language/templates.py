@@ -34,8 +34,9 @@ from flow_language.template_env import (
     strict_env,
 )
 
-#: Names a template may use (CONTRACT: input, nodes, item, index, run, secrets).
-SCOPE_NAMES = frozenset({"input", "nodes", "item", "index", "run", "secrets"})
+#: Names a template may use (CONTRACT: input, nodes, item, index, run, secrets; and the
+#: flow's own constants, `variables`, which live under that one name and so shadow none).
+SCOPE_NAMES = frozenset({"input", "nodes", "item", "index", "run", "secrets", "variables"})
 
 _KEYS_SHOWN = 12
 
@@ -317,17 +318,19 @@ def _source(node: nodes.Node) -> str | None:
 
 @dataclass
 class References:
-    """What a template reads: top-level names, and which nodes' outputs."""
+    """What a template reads: top-level names, and which nodes' outputs, secrets, variables."""
 
     names: set[str] = field(default_factory=set)
     nodes: set[str] = field(default_factory=set)
     secrets: set[str] = field(default_factory=set)
+    variables: set[str] = field(default_factory=set)
 
     def merge(self, other: References) -> None:
         """Add what another template reads (a config's templates add up to the config's)."""
         self.names |= other.names
         self.nodes |= other.nodes
         self.secrets |= other.secrets
+        self.variables |= other.variables
 
 
 def _parse(text: str) -> nodes.Template:
@@ -337,13 +340,13 @@ def _parse(text: str) -> nodes.Template:
 
 
 @lru_cache(maxsize=4096)
-def _string_references(text: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+def _string_references(text: str) -> tuple[frozenset[str], ...]:
     try:
         tree = _parse(text)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error in {text!r}: {exc.message}") from None
     names: set[str] = set()
-    buckets: dict[str, set[str]] = {"nodes": set(), "secrets": set()}
+    buckets: dict[str, set[str]] = {"nodes": set(), "secrets": set(), "variables": set()}
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     for name in tree.find_all(nodes.Name):
         if name.ctx == "load" and name.name not in assigned:
@@ -358,7 +361,7 @@ def _string_references(text: str) -> tuple[frozenset[str], frozenset[str], froze
             and isinstance(getitem.arg, nodes.Const)
         ):
             buckets[getitem.node.name].add(str(getitem.arg.value))
-    return frozenset(names), frozenset(buckets["nodes"]), frozenset(buckets["secrets"])
+    return frozenset(names), *(frozenset(b) for b in buckets.values())
 
 
 def references(value: Any) -> References:
@@ -366,10 +369,7 @@ def references(value: Any) -> References:
     refs = References()
     if isinstance(value, str):
         if is_template(value):
-            names, node_ids, secrets = _string_references(value)
-            refs.names |= names
-            refs.nodes |= node_ids
-            refs.secrets |= secrets
+            refs.merge(References(*map(set, _string_references(value))))
     elif isinstance(value, dict):
         for v in value.values():
             refs.merge(references(v))

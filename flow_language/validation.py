@@ -29,6 +29,7 @@ from flow_language.definition import (
 )
 from flow_language.refusals import counted
 from flow_language.review_rules import FIXED_HANDLES, option_values
+from flow_language.steps_format import Drawing, read_drawing
 from flow_language.template_checks import template_problems
 
 #: The longest node id: task rows are keyed by it, with loop prefixes, in VARCHAR(255).
@@ -70,12 +71,15 @@ def _path(parts: Iterable[Any]) -> str:
 
 class _Checker:
     def __init__(self, raw: Any) -> None:
-        self.raw = raw
+        # Either format: a steps/connections document is checked as the drawing it means.
+        self.drawing = raw if isinstance(raw, Drawing) else read_drawing(raw)
+        self.raw = self.drawing.definition
         self.problems: list[str] = []
         self.nodes: list[Node] = []
         #: nodes whose own fields were refused: present for the graph checks, config unread
-        self.stand_ins: set[str] = set()
+        self.stand_ins: set[str] = set(self.drawing.refused)
         self.edges: list[Edge] = []
+        self.variables: dict[str, Any] = {}
 
     def add(self, message: str) -> None:
         self.problems.append(message)
@@ -84,7 +88,10 @@ class _Checker:
 
     def parse(self) -> bool:
         if not isinstance(self.raw, dict):
-            self.add("the definition must be a JSON object with `nodes` and `edges`")
+            self.add(
+                "the definition must be a JSON object with `nodes` and `edges` (React Flow) "
+                "or with `steps` and `connections`"
+            )
             return False
         raw_nodes = self.raw.get("nodes")
         raw_edges = self.raw.get("edges", [])
@@ -94,6 +101,11 @@ class _Checker:
         if not isinstance(raw_edges, list):
             self.add("`edges` must be a list")
             raw_edges = []
+        variables = self.raw.get("variables", {})
+        if isinstance(variables, dict):
+            self.variables = variables
+        else:
+            self.add("`variables` must be a JSON object (its values are read as variables.<name>)")
         for i, raw in enumerate(raw_nodes):
             where = _where(raw) if isinstance(raw, dict) and raw.get("id") else f"nodes[{i}]"
             try:
@@ -295,6 +307,12 @@ class _Checker:
                 self.add(f"{_where(node)}: a 'timeout' edge needs config.event with timeoutSeconds")
 
     def run(self) -> FlowDefinition | None:
+        unread = self.raw is None and self.drawing.steps  # its reading said why
+        definition = None if unread else self.check()
+        self.problems = [*self.drawing.problems, *self.drawing.reworded(self.problems)]
+        return definition
+
+    def check(self) -> FlowDefinition | None:
         if not self.parse():
             return None
         by_id = self.check_ids_and_types()
@@ -304,6 +322,7 @@ class _Checker:
         definition = FlowDefinition(
             nodes=list(by_id.values()),
             edges=[e for e in self.edges if e.source in by_id and e.target in by_id],
+            variables=self.variables,
         )
         self.check_cycles_and_reachability(definition)
         self.check_handles(definition)
@@ -312,14 +331,18 @@ class _Checker:
 
 
 def problems_of(raw: Any) -> list[str]:
-    """Every problem of a raw definition (empty when it is valid)."""
+    """Every problem of a raw definition, in either format, or of a drawing already read from
+    one (empty when it is valid).
+    """
     checker = _Checker(raw)
     checker.run()
     return checker.problems
 
 
 def parse_definition(raw: Any) -> FlowDefinition:
-    """The definition, or DefinitionError listing every problem."""
+    """The definition (React Flow or steps/connections, raw or read as a `Drawing`), or
+    DefinitionError listing every problem.
+    """
     checker = _Checker(raw)
     definition = checker.run()
     if checker.problems or definition is None:

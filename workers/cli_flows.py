@@ -7,6 +7,7 @@ import json
 import sys
 import uuid
 from collections.abc import Awaitable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,10 +61,12 @@ async def cmd_flows_validate(args: argparse.Namespace, settings: Settings) -> in
     """`flows validate`: exit 1 listing every problem; registry references are checked when a
     database is configured.
     """
+    from flow_language.steps_format import read_drawing
     from flow_language.validation import problems_of
 
-    definition, refused = await _with_registries(_load_json_file(args.file), settings, None)
-    problems = refused + problems_of(definition)
+    drawing = read_drawing(_load_json_file(args.file))
+    drawn, refused = await _with_registries(drawing.definition, settings, None)
+    problems = drawing.reworded(refused) + problems_of(replace(drawing, definition=drawn))
     if not problems:
         print(f"{args.file}: valid")
         return 0
@@ -78,6 +81,7 @@ async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
 
     The definition is stored as written: each run resolves its `agentId` / `modelId` again.
     """
+    from flow_language.steps_format import read_drawing
     from flow_language.validation import problems_of
 
     definition = _load_json_file(args.file)
@@ -85,10 +89,11 @@ async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
     if args.tenant is not None:  # an id, a domain or a name, as everywhere else
         async with one_off_session(settings.require_database_url()) as session:
             tenant = await tenant_of(session, args.tenant)
-    resolved, refused = await _with_registries(
-        definition, settings, str(tenant) if tenant else None
+    drawing = read_drawing(definition)  # stored as written; checked as the drawing it means
+    drawn, refused = await _with_registries(
+        drawing.definition, settings, str(tenant) if tenant else None
     )
-    problems = refused + problems_of(resolved)
+    problems = drawing.reworded(refused) + problems_of(replace(drawing, definition=drawn))
     if problems and not args.force:
         print(f"{args.file}: not imported, {len(problems)} problem(s) (--force stores it anyway)")
         for problem in problems:
@@ -201,7 +206,7 @@ def add_commands(sub: Any) -> None:
     flows = sub.add_parser("flows", help="validate and import flow definitions")
     flows_sub = flows.add_subparsers(dest="flows_command", required=True, metavar="ACTION")
     validate = flows_sub.add_parser(
-        "validate", help="check a React Flow JSON file; exit 1 if invalid"
+        "validate", help="check a flow JSON file (React Flow or steps); exit 1 if invalid"
     )
     validate.add_argument("file")
     validate.set_defaults(handler=cmd_flows_validate)

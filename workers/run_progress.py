@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from flow_language.steps_format import as_drawing
+
 #: The prefix a loop puts before its body's task ids: `<loop task id>[<index>].`.
 _ITERATION = re.compile(r"^(?P<loop>.+)\[(?P<index>\d+)\]\.$")
 #: Statuses after which a node changes no more.
@@ -99,6 +101,7 @@ def graph_ranks(definition: Mapping[str, Any] | None) -> dict[str, int]:
     """
     if not definition:
         return {}
+    definition = as_drawing(definition)  # a steps/connections flow is ranked as its drawing
     nodes = [n for n in definition.get("nodes", []) if isinstance(n, dict) and "id" in n]
     parent = {str(n["id"]): n.get("parentId") for n in nodes}
     drawn = {node_id: i for i, node_id in enumerate(parent)}
@@ -158,8 +161,9 @@ def node_lines(
     `pending`, the definition's nodes outside loops that have not started yet are listed
     as `pending`.
     """
-    by_id = {str(n["id"]): n for n in (definition or {}).get("nodes", []) if isinstance(n, dict)}
-    ranks = graph_ranks(definition)
+    drawing = as_drawing(definition or {})  # a steps/connections flow shows as its drawing
+    by_id = {str(n["id"]): n for n in drawing.get("nodes", []) if isinstance(n, dict)}
+    ranks = graph_ranks(drawing)
     stored = {r.orchestrator_task_id: r for r in rows}
     live = live or {}
     lines = []

@@ -30,8 +30,8 @@ class TemplateScope:
 
     def scope_vars(self) -> dict[str, Any]:
         """What templates read here: the run's inputs, the outputs of nodes that ended (a failure
-        routed to its error handle too; a skipped node's as null in strict runs), `run`, and the
-        loop's own names.
+        routed to its error handle too; a skipped node's as null in strict runs), `run`, the
+        flow's `variables`, and the loop's own names.
         """
         nodes = dict(self.outer)
         for node_id, state in self.states.items():
@@ -44,12 +44,12 @@ class TemplateScope:
             elif state.status == "skipped" and self.run.strict_templates:
                 # Absent by the flow's own routing: its output reads as null.
                 nodes[node_id] = templates.Tolerant()
-        return {
-            "input": self.run.params.inputs,
-            "nodes": nodes,
-            "run": self.run.run_scope(),
-            **self.local,
-        }
+        scope = {"input": self.run.params.inputs, "nodes": nodes, "run": self.run.run_scope()}
+        if self.defn.variables:
+            # Only when the flow has some: the scope of every other run stays as it was,
+            # and so do the activity arguments built from it.
+            scope["variables"] = self.defn.variables
+        return {**scope, **self.local}
 
     def render(
         self, node: Node, value: Any, field: str, extra: dict[str, Any] | None = None

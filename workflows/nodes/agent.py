@@ -88,6 +88,8 @@ async def _agent(scope: Scope, node: Node, task_id: str) -> Any:
     visible = scope.scope_vars()
     reads = {k: v for k, v in visible.items() if k != "nodes"}
     reads["nodes"] = {k: v for k, v in visible["nodes"].items() if k in refs.nodes}
+    if "variables" not in refs.names:  # the flow's constants travel only to nodes that read them
+        reads.pop("variables", None)
     if not _reads_input(node, refs) and patches.patched(patches.AGENT_INPUT_ONLY_IF_READ):
         # The run's input travels to the activity only when the node uses it: a loop over
         # a large input would otherwise carry all of it into every iteration's activity.
