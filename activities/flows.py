@@ -28,14 +28,26 @@ from activities.database_refusals import refused_by_database
 from activities.writeback import run_values
 from flow_language.config_checks import role_references, user_references
 from flow_language.definition import FlowDefinition
-from flow_language.refusals import RUN_ID_REUSED, RUN_RECORD_REJECTED, refusal
+from flow_language.refusals import (
+    FLOW_UNAVAILABLE,
+    RUN_ID_REUSED,
+    RUN_RECORD_REJECTED,
+    Refusal,
+    refusal,
+)
 from flow_language.steps_format import read_drawing
 from flow_language.templates import is_template
 from flow_language.validation import DefinitionError, input_problems, parse_definition
-from persistence import queries, retry_queries
+from persistence import flow_lifecycle, progress_queries, queries, retry_queries
 from persistence.registry_queries import apply_registries
 from persistence.statuses import RUN_ENDED
-from workflows.contract import PREPARE_FLOW, PreparedFlow, PrepareInput, RunRecord
+from workflows.contract import (
+    PREPARE_FLOW,
+    PreparedFlow,
+    PrepareInput,
+    RunRecord,
+    code_of_type,
+)
 
 
 class FlowPreparation:
@@ -66,8 +78,10 @@ class FlowPreparation:
                 started_at=data.started_at,
                 completed_at=data.started_at,
                 error=error,
+                error_code=code_of_type(RUN_RECORD_REJECTED),
             )
             run_id = await queries.upsert_run(session, data.orchestrator_run_id, run_values(record))
+            await progress_queries.run_ended(session, run_id)
         return PreparedFlow(
             run_row_id=str(run_id), problems=[error], error=error, error_type=RUN_RECORD_REJECTED
         )
@@ -96,6 +110,8 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
     workflow_id: str | None = None
     flow_name: str | None = None
     version = req.version
+    #: why the stored flow may not run now (archived, inactive, paused, a draft)
+    unavailable: str | None = None
     refs = references.RunReferences()
     refs.tenant_id, refused_tenant = await references.check_tenant(session, req.tenant_id)
     if refused_tenant:
@@ -111,7 +127,8 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
             )
             if stored is not None:
                 workflow_id, flow_name = str(stored.workflow_id), stored.name
-                if not inline:
+                if not inline:  # an inline definition is a draft by nature: it may run
+                    unavailable = flow_lifecycle.unavailable(stored, draft=req.draft)
                     definition_raw, version = stored.definition, stored.version
                     if refs.tenant_id in (None, stored.tenant_id):
                         refs.tenant_id = stored.tenant_id
@@ -149,6 +166,9 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
                 sub_flows = await _sub_flow_problems(session, definition, refs.tenant_id)
                 flow_problems.extend(drawing.reworded(sub_flows))
     refused_run = refusal(references=refs.problems, flow=flow_problems, inputs=inputs_problems)
+    if unavailable and not refs.problems:
+        # What the flow's owner decided comes before what is wrong with this request.
+        refused_run = Refusal(unavailable, FLOW_UNAVAILABLE)
     retry_of, reusable = None, False
     if req.retry_of and not refused_tenant:
         retry_of, reusable = await _retried(session, data, refs.tenant_id, workflow_id, version)
@@ -166,9 +186,16 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
         retry_of_run_id=retry_of,
         started_at=data.started_at,
         error=refused_run.error if refused_run else None,
+        error_code=code_of_type(refused_run.error_type) if refused_run else None,
         completed_at=data.started_at if refused_run else None,
+        trigger_type=req.trigger_type,
+        trigger_metadata=req.trigger_metadata,
     )
     run_id = await queries.upsert_run(session, data.orchestrator_run_id, run_values(record))
+    if refused_run:
+        await progress_queries.run_ended(session, run_id)
+    elif workflow_id is not None:
+        await flow_lifecycle.mark_run_started(session, uuid.UUID(workflow_id), data.started_at)
     if flow_name is None and isinstance(definition_raw, dict):
         inline_name = definition_raw.get("name")
         flow_name = inline_name if isinstance(inline_name, str) and inline_name else None

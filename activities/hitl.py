@@ -112,6 +112,10 @@ class HitlActivities:
                     **{f"config.escalation[{i}].toRole": s.get("toRole") for i, s in steps},
                 },
             )
+            if req.run_update is not None:
+                # First: the review's running row, written next, is then the run's
+                # `current_step` (a row this update carries would otherwise take its place).
+                await apply_run_update(session, req.run_update)
             row = TaskRecord(
                 orchestrator_task_id=req.task_id,
                 node_id=req.node_id,
@@ -148,8 +152,6 @@ class HitlActivities:
                 "escalation_path": req.escalation_path,
             }
             await hitl_queries.create_task(session, values)
-            if req.run_update is not None:
-                await apply_run_update(session, req.run_update)
         return req.hitl_task_id
 
     @activity.defn(name=HITL_CHECK_REVIEWER)

@@ -23,8 +23,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.writeback import task_values
-from persistence import queries
+from activities.writeback import progress_of, task_values
+from persistence import progress_queries, queries
 from persistence.health import database_unreachable
 from workflows.contract import TaskRecord
 
@@ -39,6 +39,7 @@ class _Rows:
     """The rows one attempt writes together: its own, and those it carries."""
 
     run_row_id: uuid.UUID
+    records: Sequence[TaskRecord]
     values: list[tuple[str, dict[str, Any]]]
     refresh_usage: bool
     done: asyncio.Future[None] = field(
@@ -77,7 +78,7 @@ class RowBatches:
         """Upsert `rows` of one run (atomically together), and the run's token totals."""
         # Converted here, so a value that cannot be stored fails its caller at once.
         values = [(r.orchestrator_task_id, task_values(r, tenant_id)) for r in rows]
-        entry = _Rows(run_row_id, values, refresh_usage)
+        entry = _Rows(run_row_id, rows, values, refresh_usage)
         self._queue.append(entry)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
@@ -139,15 +140,19 @@ class RowBatches:
 
     async def _write_together(self, batch: list[_Rows]) -> None:
         async with self._sessions() as session:
-            lone = len(batch) == 1 and len(batch[0].values) == 1 and not batch[0].refresh_usage
-            if lone:
-                # One upsert is atomic by itself: no BEGIN/COMMIT round trips around it.
+            if len(batch) == 1 and len(batch[0].values) == 1 and not batch[0].refresh_usage:
+                # One upsert (the run's progress in its WITH) is atomic by itself: no
+                # BEGIN/COMMIT round trips around it.
                 await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            else:
-                await session.begin()
+                entry = batch[0]
+                (task_id, values), records = entry.values[0], list(entry.records)
+                await progress_queries.upsert_task_with_progress(
+                    session, entry.run_row_id, task_id, values, progress_of(records)
+                )
+                return
+            await session.begin()
             await _write(session, batch)
-            if not lone:
-                await session.commit()
+            await session.commit()
 
     async def _write_alone(self, batch: list[_Rows]) -> None:
         for entry in batch:
@@ -164,5 +169,11 @@ class RowBatches:
 async def _write(session: AsyncSession, batch: list[_Rows]) -> None:
     rows = [(e.run_row_id, task_id, values) for e in batch for task_id, values in e.values]
     await queries.upsert_task_instances(session, rows)
+    by_run: dict[uuid.UUID, list[TaskRecord]] = {}
+    for entry in batch:
+        by_run.setdefault(entry.run_row_id, []).extend(entry.records)
+    await progress_queries.record_progress(
+        session, [(run, progress_of(records)) for run, records in by_run.items()]
+    )
     for run_row_id in dict.fromkeys(e.run_row_id for e in batch if e.refresh_usage):
         await queries.refresh_run_usage(session, run_row_id)

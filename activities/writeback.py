@@ -8,15 +8,18 @@ same rows.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from persistence import hitl_queries, queries
+from persistence import hitl_queries, progress_queries, queries
 from persistence.ids import require_uuid
 from persistence.statuses import RUN_ENDED
-from workflows.contract import RECORD_RUN, RunRecord, RunUpdate, TaskRecord
+from workflows.contract import NODE_ENDED, RECORD_RUN, RunRecord, RunUpdate, TaskRecord
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 _UUID_COLUMNS = (
     "workflow_id",
@@ -55,16 +58,43 @@ def task_values(record: TaskRecord, tenant_id: str | None) -> dict[str, Any]:
     return values
 
 
+def progress_of(tasks: list[TaskRecord]) -> progress_queries.Progress:
+    """The run's progress a batch of node rows records: the nodes it completed (in completion
+    order), the node of its latest running row, the nodes it ended.
+    """
+    done = sorted(
+        (t for t in tasks if t.status == "completed"), key=lambda t: t.completed_at or _NEVER
+    )
+    running = [t for t in tasks if t.status == "running"]
+    latest = max(running, key=lambda t: t.started_at or _NEVER) if running else None
+    return progress_queries.Progress(
+        completed=tuple(dict.fromkeys(t.node_id for t in done)),
+        started=latest.node_id if latest else None,
+        ended=tuple(dict.fromkeys(t.node_id for t in tasks if t.status in NODE_ENDED)),
+        task_ids=tuple(t.orchestrator_task_id for t in tasks),
+    )
+
+
 async def write_tasks(
     session: AsyncSession, run_row_id: uuid.UUID, tenant_id: str | None, tasks: list[TaskRecord]
 ) -> None:
     """Upsert node execution rows of one run, keyed by their task IDs so a retry converges on the
-    same rows.
+    same rows; the last one's statement also records the run's progress (`progress_queries`).
     """
-    for task in tasks:
+    if not tasks:
+        return
+    *before, last = tasks
+    for task in before:
         await queries.upsert_task_instance(
             session, run_row_id, task.orchestrator_task_id, task_values(task, tenant_id)
         )
+    await progress_queries.upsert_task_with_progress(
+        session,
+        run_row_id,
+        last.orchestrator_task_id,
+        task_values(last, tenant_id),
+        progress_of(tasks),
+    )
 
 
 class WriteBack:
@@ -93,4 +123,6 @@ async def apply_run_update(session: AsyncSession, update: RunUpdate) -> uuid.UUI
     await write_tasks(session, run_id, update.tenant_id, update.tasks)
     if update.run.status in ("cancelled", "failed"):
         await hitl_queries.close_open_tasks_of_run(session, run_id, "cancelled")
+    if update.run.status in RUN_ENDED and update.run.completed_at is not None:
+        await progress_queries.run_ended(session, run_id)
     return run_id

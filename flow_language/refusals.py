@@ -21,6 +21,9 @@ UNKNOWN_REFERENCE = "UnknownReference"
 RUN_RECORD_REJECTED = "RunRecordRejected"
 #: the run id keys an earlier run's record (nothing is written)
 RUN_ID_REUSED = "RunIdReused"
+#: The stored flow may not run now: archived, inactive or paused, or only a draft (a run
+#: that does not ask for a draft run).
+FLOW_UNAVAILABLE = "FlowUnavailable"
 
 
 def counted(what: str, problems: Sequence[str]) -> str:

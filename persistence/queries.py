@@ -30,7 +30,10 @@ class NotFoundError(LookupError):
     """The row a caller named does not exist; the message names what was looked for."""
 
 
-def _columns(table: Table, values: Mapping[str, Any], *, keys: tuple[str, ...]) -> dict[str, Any]:
+def checked_columns(
+    table: Table, values: Mapping[str, Any], *, keys: tuple[str, ...]
+) -> dict[str, Any]:
+    """`values` as columns of `table`, refusing unknown columns and the key's own."""
     unknown = set(values) - set(table.c.keys())
     if unknown:
         raise ValueError(f"{table.name} has no column(s) {', '.join(sorted(unknown))}")
@@ -46,15 +49,15 @@ async def _upsert(
     key: dict[str, Any],
     values: Mapping[str, Any],
 ) -> uuid.UUID:
-    columns = _columns(table, values, keys=tuple(key))
-    stmt = _upsert_statement(table, tuple(key), tuple(sorted(columns)), returning=True)
+    columns = checked_columns(table, values, keys=tuple(key))
+    stmt = upsert_statement(table, tuple(key), tuple(sorted(columns)))
     row_id: uuid.UUID = (await session.execute(stmt, {**key, **columns})).scalar_one()
     return row_id
 
 
 @functools.lru_cache(maxsize=256)
-def _upsert_statement(
-    table: Table, key: tuple[str, ...], columns: tuple[str, ...], *, returning: bool = False
+def upsert_statement(
+    table: Table, key: tuple[str, ...], columns: tuple[str, ...], *, returning: bool = True
 ) -> Any:
     """The upsert of `columns` keyed by `key`, built once per shape: building one (its
     `excluded` alias above all) cost more of an agent's row write than running it.
@@ -141,12 +144,12 @@ async def upsert_task_instances(
     key = ("workflow_run_id", "orchestrator_task_id")
     by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for run_row_id, task_id, values in rows:
-        columns = _columns(table, values, keys=key)
+        columns = checked_columns(table, values, keys=key)
         by_shape.setdefault(tuple(sorted(columns)), []).append(
             {"workflow_run_id": run_row_id, "orchestrator_task_id": task_id, **columns}
         )
     for shape, params in by_shape.items():
-        await session.execute(_upsert_statement(table, key, shape), params)
+        await session.execute(upsert_statement(table, key, shape, returning=False), params)
 
 
 async def refresh_run_usage(session: AsyncSession, workflow_run_id: uuid.UUID) -> None:
@@ -172,6 +175,13 @@ class StoredDefinition:
     definition: dict[str, Any]
     tenant_id: uuid.UUID | None
     workspace_id: uuid.UUID | None
+    #: the flow's lifecycle (`persistence.flow_lifecycle` judges whether it may run)
+    status: str = "published"
+    is_active: bool = True
+    is_paused: bool = False
+    #: the status of the `workflow_versions` row loaded (None: the workflow row's own
+    #: definition, written without a versions row)
+    version_status: str | None = "published"
 
 
 async def load_definition(
@@ -198,18 +208,20 @@ async def load_definition(
     if workflow is None or not _visible(workflow, tenant_id, any_tenant):
         raise NotFoundError(f"no workflow with id {wf_id}")
     wanted = workflow.version if version is None else version
-    stored = (
+    row = (
         await session.execute(
-            select(WorkflowVersion.definition).where(
+            select(WorkflowVersion.definition, WorkflowVersion.status).where(
                 WorkflowVersion.workflow_id == wf_id, WorkflowVersion.version == wanted
             )
         )
-    ).scalar_one_or_none()
-    if stored is None:
+    ).one_or_none()
+    if row is None:
         if version is not None and version != workflow.version:
             raise NotFoundError(f"workflow {wf_id} ({workflow.name!r}) has no version {version}")
         # A workflow row written without a versions row: its own definition is current.
-        stored = workflow.definition
+        stored, version_status = workflow.definition, None
+    else:
+        stored, version_status = row.definition, row.status
     return StoredDefinition(
         workflow_id=wf_id,
         name=workflow.name,
@@ -217,6 +229,10 @@ async def load_definition(
         definition=stored,
         tenant_id=workflow.tenant_id,
         workspace_id=workflow.workspace_id,
+        status=workflow.status,
+        is_active=workflow.is_active,
+        is_paused=workflow.is_paused,
+        version_status=version_status,
     )
 
 

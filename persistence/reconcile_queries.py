@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence import hitl_queries
+from persistence import hitl_queries, progress_queries
 from persistence.models import TaskInstance, WorkflowRun
 
 #: Run statuses that a living run writes; anything else is its end.
@@ -98,6 +98,7 @@ async def record_closed_run(
     error: str,
     started_at: datetime | None,
     ended_at: datetime,
+    error_code: str | None = None,
 ) -> bool:
     """The row of a run that ended before writing one: its end, and nothing it did not
     check (no tenant, flow or inputs: no check of the caller ran). False if a row exists.
@@ -110,10 +111,13 @@ async def record_closed_run(
             error=error,
             started_at=started_at,
             completed_at=ended_at,
+            error_code=error_code,
         )
         .on_conflict_do_nothing(index_elements=[WorkflowRun.orchestrator_run_id])
         .returning(WorkflowRun.id)
     )
+    if inserted is not None:
+        await progress_queries.run_ended(session, inserted)
     return inserted is not None
 
 
@@ -124,6 +128,7 @@ async def close_run(
     status: str,
     error: str,
     ended_at: datetime,
+    error_code: str | None = None,
 ) -> ClosedRun | None:
     """Mark a run that Temporal has closed as ended, with its node rows and review tasks.
 
@@ -144,12 +149,13 @@ async def close_run(
             WorkflowRun.status.in_(RUN_OPEN),
             or_(WorkflowRun.started_at.is_(None), WorkflowRun.started_at <= ended_at),
         )
-        .values(status=status, error=error, completed_at=ended_at)
+        .values(status=status, error=error, completed_at=ended_at, error_code=error_code)
         .returning(WorkflowRun.id)
         .execution_options(synchronize_session=False)
     )
     if run_row_id is None or previous is None:
         return None
+    await progress_queries.run_ended(session, run_row_id)
     tasks = await session.execute(
         update(TaskInstance)
         .where(TaskInstance.workflow_run_id == run_row_id, TaskInstance.status.in_(TASK_OPEN))

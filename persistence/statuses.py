@@ -25,3 +25,6 @@ WORKFLOW_STATUSES = ("draft", "published", "archived")
 WORKFLOW_VERSION_STATUSES = ("draft", "published")
 AGENT_VERSION_STATUSES = ("draft", "published", "deprecated")
 AGENT_VISIBILITIES = ("private", "workspace", "tenant", "public")
+#: What started a run (`workflow_runs.trigger_type`): a person or a caller by hand, a schedule,
+#: a webhook call, a platform event.
+TRIGGER_TYPES = ("manual", "schedule", "webhook", "event")

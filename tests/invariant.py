@@ -2,7 +2,8 @@
 
 However a run ends (completion, a node failure, a refused bookkeeping write,
 invalid input, cancellation, termination, a timeout), its `workflow_runs` row
-is terminal with the matching status, every node row is terminal, no review
+is terminal with the matching status (no `current_step`, its `execution_time_ms`, and an
+`error_code` if it failed or was cancelled), every node row is terminal, no review
 task of it is left open or has a pending escalation, and the `status` query
 (where workflow code could run) answers within five seconds and says the same.
 The `flow_worker` fixture checks this after every test for every run on its
@@ -143,6 +144,7 @@ def _row_problems(
         problems.append("row has no completed_at")
     if expected == "failed" and not run["error"]:
         problems.append("failed row says nothing in `error`")
+    problems += _progress_problems(run)
     problems += [
         f"node row {t['orchestrator_task_id']!r} is {t['status']!r}"
         for t in tasks
@@ -238,3 +240,21 @@ async def assert_queue_tells_the_truth(
     for workflow_id in ids:
         await assert_run_tells_the_truth(client, sessions, workflow_id)
     return len(ids)
+
+
+def _progress_problems(run: dict[str, Any]) -> list[str]:
+    """An ended row names no current step, says how long the run took, and classes how a
+    failed or cancelled run ended (`error_code`).
+    """
+    problems = []
+    if run["status"] in RUN_TERMINAL and run["current_step"] is not None:
+        problems.append(f"ended row still has current_step {run['current_step']!r}")
+    if run["status"] in ("failed", "cancelled") and not run["error_code"]:
+        problems.append(f"{run['status']} row has no error_code")
+    if run["started_at"] and run["completed_at"] and run["status"] in RUN_TERMINAL:
+        took = (run["completed_at"] - run["started_at"]).total_seconds() * 1000
+        if run["execution_time_ms"] is None or abs(run["execution_time_ms"] - max(took, 0)) > 1:
+            problems.append(
+                f"execution_time_ms {run['execution_time_ms']}, but the run took {took:.0f} ms"
+            )
+    return problems

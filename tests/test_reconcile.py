@@ -107,6 +107,7 @@ async def test_a_terminated_run_is_cancelled_with_the_operators_reason(
     assert row["status"] == "cancelled"
     assert row["error"] == "terminated by an operator: stuck upstream, ticket 42"
     assert row["completed_at"] is not None
+    assert (row["error_code"], row["current_step"]) == ("terminated", None)
     tasks = await flow_worker.task_rows(handle.id)
     assert tasks["start"]["status"] == "completed"
     assert {t: r["status"] for t, r in tasks.items() if r["status"] not in TASK_TERMINAL} == {}
@@ -334,8 +335,10 @@ async def test_runs_ended_before_their_first_step_get_a_row_saying_how(
     row = await flow_worker.run_row(terminated.id)
     assert (row["status"], row["tenant_id"], row["workflow_id"]) == ("cancelled", None, None)
     assert "wrong input" in row["error"]
+    assert row["error_code"] == "terminated"
     assert row["completed_at"] is not None
     row = await flow_worker.run_row(timed_out.id)
     assert (row["status"], row["error"]) == ("failed", TIME_LIMIT_ERROR)
+    assert row["error_code"] == "timeout"
     # Once written, the rows are left as they are.
     assert await reconciler.sweep(datetime.now(UTC) - timedelta(hours=1)) == []

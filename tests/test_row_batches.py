@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.row_batches import RowBatches
 from persistence import queries
-from persistence.models import TaskInstance
+from persistence.models import TaskInstance, WorkflowRun
 from workflows.contract import TaskRecord
 
 
@@ -151,3 +151,27 @@ async def test_concurrent_writes_of_the_same_rows_end_as_written_last(
             await asyncio.sleep(0)
     await asyncio.gather(*pending)
     assert await _rows(session_maker, run) == expected
+
+
+async def test_a_batch_keeps_each_runs_progress(
+    session_maker: async_sessionmaker[AsyncSession],
+) -> None:
+    runs = [await _run_row(session_maker) for _ in range(3)]
+    batches = RowBatches(session_maker)
+    first = asyncio.ensure_future(batches.write(runs[0], None, [_row("warm")]))
+    await asyncio.sleep(0)  # in flight: what follows goes as one batch of three runs
+    await asyncio.gather(
+        first,
+        *(batches.write(run, None, [_row("a"), _row("b")]) for run in runs),
+        *(batches.write(run, None, [_row("c", "running")]) for run in runs),
+    )
+    async with session_maker() as session:
+        found = await session.execute(
+            select(WorkflowRun.id, WorkflowRun.completed_steps, WorkflowRun.current_step).where(
+                WorkflowRun.id.in_(runs)
+            )
+        )
+        progress = {run: (steps, current) for run, steps, current in found}
+    assert progress[runs[0]] == (["warm", "a", "b"], "c")
+    assert progress[runs[1]] == (["a", "b"], "c")
+    assert progress[runs[2]] == (["a", "b"], "c")

@@ -6,11 +6,13 @@ The document's tables come from the extract in `tests/data/reference_data_model.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -196,3 +198,13 @@ async def test_status_columns_refuse_values_outside_the_data_model(engine: Async
                 text("INSERT INTO workflow_runs (orchestrator_run_id, status) VALUES ('x', 'done')")
             )
         await conn.rollback()
+
+
+async def test_migration_0007_goes_down_and_up_again(databases: DatabaseFactory) -> None:
+    """The triggers-and-progress columns come off cleanly, and back."""
+    url = await databases.create()
+    await upgrade_async(url)
+    await asyncio.to_thread(command.downgrade, alembic_config(url), "0006")
+    assert await current_revision(url) == "0006"
+    await upgrade_async(url)
+    assert await current_revision(url) == "0007"

@@ -115,17 +115,23 @@ async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """`run`: prints the new run's id, then with `--wait` follows it to its outputs.
 
-    A stored flow's inputs are checked before anything starts, and the run is pinned to the
-    version they were checked against.
+    A stored flow that may not run now (archived, inactive, paused, a draft without
+    `--draft`) and a stored flow's bad inputs are refused before anything starts, and the
+    run is pinned to the version they were checked against.
     """
     from persistence.ids import parse_uuid
-    from workers.client import check_inputs, start_run
+    from workers.client import FlowUnavailable, check_inputs, start_run, stored_flow
     from workers.temporal_client import connect
-    from workflows.contract import FlowRunInput
+    from workflows.contract import TRIGGER_TYPES, FlowRunInput
 
     inputs = _json_arg(args.input, "--input")
     if not isinstance(inputs, dict):
         raise SystemExit("meta-agent: --input must be a JSON object")
+    trigger_metadata = _json_arg(args.trigger_metadata, "--trigger-metadata")
+    if not isinstance(trigger_metadata, dict):
+        raise SystemExit("meta-agent: --trigger-metadata must be a JSON object")
+    if args.trigger_type not in TRIGGER_TYPES:
+        raise SystemExit(f"meta-agent: --trigger-type must be one of {', '.join(TRIGGER_TYPES)}")
     tenant_ref = args.tenant
     if tenant_ref is not None and parse_uuid(tenant_ref) is None:  # a domain or a name
         async with one_off_session(settings.require_database_url()) as session:
@@ -137,16 +143,21 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         "workspace_id": args.workspace,
         "triggered_by": args.triggered_by,
         "tags": args.tag or [],
+        "trigger_type": args.trigger_type,
+        "trigger_metadata": trigger_metadata,
+        "draft": args.draft,
     }
     flow_name: str | None = None
     if args.flow.endswith(".json"):
         fields["definition"] = _load_json_file(args.flow)
     else:
         # The stored definition, as the run would load it, so bad inputs start nothing.
-        tenant = parse_uuid(tenant_ref)
         async with one_off_session(settings.require_database_url()) as session:
-            found = await queries.find_workflow_id(session, args.flow, tenant_id=tenant)
-            stored = await queries.load_definition(session, found, args.version, tenant_id=tenant)
+            try:
+                stored = await stored_flow(session, FlowRunInput(workflow_id=args.flow, **fields))
+            except FlowUnavailable as exc:
+                print(f"meta-agent: {exc}", file=sys.stderr)
+                return 1
         # Pinned: the run loads the very version whose inputs were checked.
         fields["workflow_id"], fields["version"] = str(stored.workflow_id), stored.version
         flow_name = stored.name
@@ -183,13 +194,13 @@ async def started(
     """Print the started run's id and, with `wait`, draw it to its end (`cli_progress`); a
     refused start prints why and exits 1 with nothing started.
     """
-    from workers.client import InvalidInputs, RetryRefused, RunIdRefused
+    from workers.client import FlowUnavailable, InvalidInputs, RetryRefused, RunIdRefused
 
     try:
         handle = await starting
     except InvalidInputs as exc:
         return _refuse_inputs(exc.problems)
-    except (RetryRefused, RunIdRefused) as exc:
+    except (RetryRefused, RunIdRefused, FlowUnavailable) as exc:
         print(f"meta-agent: {exc}", file=sys.stderr)
         return 1
     print(handle.id, flush=True)
@@ -228,5 +239,20 @@ def add_commands(sub: Any) -> None:
     run.add_argument("--workspace", help="workspace id")
     run.add_argument("--triggered-by", help="user id")
     run.add_argument("--tag", action="append", help="tag (repeatable)")
+    run.add_argument(
+        "--draft",
+        action="store_true",
+        help="run the flow's draft version on purpose (default: only a published one runs)",
+    )
+    run.add_argument(
+        "--trigger-type",
+        default="manual",
+        help="what started the run: manual (default), schedule, webhook or event",
+    )
+    run.add_argument(
+        "--trigger-metadata",
+        default="{}",
+        help='what the trigger said, a JSON object (e.g. \'{"scheduled_time": "..."}\')',
+    )
     run.add_argument("--wait", action="store_true", help="follow node progress and print outputs")
     run.set_defaults(handler=cmd_run)

@@ -43,6 +43,7 @@ from temporalio.worker import Plugin
 from persistence import hitl_queries, reconcile_queries
 from workers.client import FLOW_RUN, TIME_LIMIT_ERROR, terminated_text
 from workers.settings import Settings
+from workflows.contract import error_codes
 
 log = logging.getLogger("meta_agent.reconciler")
 
@@ -62,6 +63,8 @@ class Verdict:
 
     status: str
     error: str
+    #: `workflow_runs.error_code` (`workflows.contract.error_codes`; None: completed)
+    code: str | None = None
 
 
 def _quote(value: str) -> str:
@@ -179,6 +182,7 @@ class Reconciler:
                     error=verdict.error,
                     started_at=description.start_time,
                     ended_at=ended_at,
+                    error_code=verdict.code,
                 )
             if recorded:
                 log.info(
@@ -195,6 +199,7 @@ class Reconciler:
                 status=verdict.status,
                 error=verdict.error,
                 ended_at=ended_at,
+                error_code=verdict.code,
             )
         if closed is None:
             return False
@@ -219,11 +224,11 @@ class Reconciler:
     async def _verdict(self, description: WorkflowExecutionDescription) -> Verdict:
         status = description.status
         if status == WorkflowExecutionStatus.TIMED_OUT:
-            return Verdict("failed", TIME_LIMIT_ERROR)
+            return Verdict("failed", TIME_LIMIT_ERROR, error_codes.TIMEOUT)
         if status == WorkflowExecutionStatus.TERMINATED:
             event = await self._close_event(description)
             reason = event.workflow_execution_terminated_event_attributes.reason if event else ""
-            return Verdict("cancelled", terminated_text(reason))
+            return Verdict("cancelled", terminated_text(reason), error_codes.TERMINATED)
         # The run's code ran to its end but its record did not land (a bug, or the database
         # refusing even the stripped-down end): a safety net, said as such in the row.
         if status == WorkflowExecutionStatus.FAILED:
@@ -235,11 +240,13 @@ class Reconciler:
                 "failed",
                 "the run failed without recording its end (reconciled from Temporal)"
                 + (f": {message}" if message else ""),
+                error_codes.BOOKKEEPING_FAILED,
             )
         if status == WorkflowExecutionStatus.CANCELED:
             return Verdict(
                 "cancelled",
                 "the run was cancelled without recording its end (reconciled from Temporal)",
+                error_codes.CANCELLED,
             )
         return Verdict(
             "completed",

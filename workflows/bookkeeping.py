@@ -11,6 +11,7 @@ flight could get the run terminated. Agent activities are not bookkeeping;
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -71,3 +72,13 @@ async def bookkeeping(
             activity_id="",
             retry_state=None,
         ) from exc
+
+
+async def landing(work: Awaitable[None]) -> None:
+    """Await `work` to its end even if cancelled meanwhile, then let the cancellation through."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         PreparedFlow,
         PrepareInput,
     )
+    from workflows.contract import error_codes as codes
     from workflows.decisions import Decisions
     from workflows.failures import NodeFailed, Suspended, error_text
     from workflows.nodes import RUNNERS
@@ -237,7 +238,7 @@ class FlowRunBody:
                 raise asyncio.CancelledError() from None
             message = f"the run could not record its progress: {error_text(exc)}"
             if not run.finished:
-                await run.finish("failed", error=message)
+                await run.finish("failed", error=message, error_code=codes.BOOKKEEPING_FAILED)
             raise ApplicationError(message, type="BookkeepingFailed", non_retryable=True) from None
 
     def _ends_as_recorded(self) -> bool:
@@ -263,7 +264,9 @@ class FlowRunBody:
             message, type="InvalidRunArgument", non_retryable=True
         )
         run_metrics.run_started(None)
-        await run.record_end_only("failed", message, refused_start=True)
+        await run.record_end_only(
+            "failed", message, refused_start=True, error_code=codes.INVALID_INPUT
+        )
         raise self._recorded_end
 
     async def _prepare(self) -> Checkpoint:
@@ -338,7 +341,9 @@ class FlowRunBody:
             self._recorded_end = ApplicationError(
                 str(failure), type="NodeFailed", non_retryable=True
             )
-            await run.finish("failed", error=str(failure))
+            await run.finish(
+                "failed", error=str(failure), error_step=failure.step, error_code=failure.code
+            )
             raise self._recorded_end from None
         except Suspended:
             await self._continue_as_new(base)
@@ -352,7 +357,7 @@ class FlowRunBody:
             self._recorded_end = ApplicationError(
                 message, type="OutputTooLarge", non_retryable=True
             )
-            await run.finish("failed", error=message)
+            await run.finish("failed", error=message, error_code=codes.INVALID_OUTPUT)
             raise self._recorded_end
         self._recorded_end = FlowResult(outputs=outputs)
         await run.finish("completed", outputs=outputs)

@@ -7,8 +7,6 @@ is exactly what `checkpoint()` carries.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +15,7 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import patches, run_details
-from workflows.bookkeeping import bookkeeping
+from workflows.bookkeeping import bookkeeping, landing
 from workflows.failures import error_text
 from workflows.render_host import WorkflowRenderHost
 from workflows.run_details import FlowIdentity
@@ -46,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         TaskRecord,
         TaskStatus,
     )
+    from workflows.contract import error_codes as codes
 
 #: Row statuses of a node that has not ended.
 _UNFINISHED = ("pending", "running", "queued")
@@ -277,9 +276,21 @@ class RunState:
     # -- the end ---------------------------------------------------------------------------------
 
     async def finish(
-        self, status: RunStatus, *, outputs: dict[str, Any] | None = None, error: str | None = None
+        self,
+        status: RunStatus,
+        *,
+        outputs: dict[str, Any] | None = None,
+        error: str | None = None,
+        error_step: str | None = None,
+        error_code: str | None = None,
     ) -> None:
-        """The run's last record: its status, and a terminal row for every node it started."""
+        """The run's last record: its status, a terminal row for every node it started, and
+        for a failed or cancelled run the node that failed it and the failure's class (they
+        ride on the last write's argument: no command of the run changes).
+        """
+        if status == "cancelled":
+            error_code = error_code or codes.CANCELLED
+        ending = {"error_step": error_step, "error_code": error_code}
         self.set_status(status)
         self.error = error
         self.finished = True
@@ -298,26 +309,30 @@ class RunState:
                 )
         if not self.records_every_end:
             await self.write_back.flush_all(
-                outputs=outputs, error=error, completed_at=workflow.now()
+                outputs=outputs, error=error, completed_at=workflow.now(), **ending
             )
             return
         for task in self.reviews.values():
             if task.status == "open":
                 task.status = "cancelled"
         self.refresh_details()
-        final = self.write_back.flush_all(outputs=outputs, error=error, completed_at=workflow.now())
+        final = self.write_back.flush_all(
+            outputs=outputs, error=error, completed_at=workflow.now(), **ending
+        )
         try:
             if patches.patched(patches.ENDS_AS_RECORDED):
                 # A cancellation arriving now must not stop the last record half-way (a
                 # background write in flight, then this one): it lands, then the run ends
                 # as it says.
-                await _landing(final)
+                await landing(final)
             else:
                 await final
         except ActivityError as exc:
-            await self._record_bare_end(exc, error)
+            await self._record_bare_end(exc, error, error_step)
 
-    async def _record_bare_end(self, exc: ActivityError, error: str | None) -> None:
+    async def _record_bare_end(
+        self, exc: ActivityError, error: str | None, error_step: str | None
+    ) -> None:
         """The database refused the run's rows: record its end without their payloads, then fail.
 
         What it refused is named in the error; outputs and inputs are left out, since they are
@@ -328,7 +343,13 @@ class RunState:
             message = f"{error}\n{message}"
         self.set_status("failed")
         self.error = message
-        await self.record_end_only("failed", message, tasks=self.write_back.take_stripped())
+        await self.record_end_only(
+            "failed",
+            message,
+            tasks=self.write_back.take_stripped(),
+            error_step=error_step,
+            error_code=codes.BOOKKEEPING_FAILED,
+        )
         raise ApplicationError(message, type="BookkeepingFailed", non_retryable=True)
 
     async def record_end_only(
@@ -338,6 +359,8 @@ class RunState:
         *,
         tasks: list[TaskRecord] | None = None,
         refused_start: bool = False,
+        error_step: str | None = None,
+        error_code: str | None = None,
     ) -> None:
         """One write of the run's end, outside the buffer: for a run refused at its start
         (`refused_start`), or whose buffered rows the database refused.
@@ -352,6 +375,8 @@ class RunState:
                     error=error,
                     started_at=now if refused_start else None,
                     completed_at=now,
+                    error_step=error_step,
+                    error_code=error_code,
                 ),
                 tenant_id=None if refused_start else self.tenant_id,
                 tasks=tasks or [],
@@ -360,13 +385,3 @@ class RunState:
             "Record the refused run" if refused_start else "Record the run's end (rows refused)",
             result_type=str,
         )
-
-
-async def _landing(work: Awaitable[None]) -> None:
-    """Await `work` to its end even if cancelled meanwhile, then let the cancellation through."""
-    task = asyncio.ensure_future(work)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise

@@ -25,6 +25,7 @@ from workflows.failures import (
     Suspended,
     check_output_size,
     error_text,
+    failure_code,
 )
 from workflows.lineage import Lineage
 from workflows.node_telemetry import NodeTelemetry
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from flow_language import rendered_config, templates
     from flow_language.definition import ERROR_HANDLE, Edge, Node
     from workflows.contract import NODE_ENDED, RECORD_RUN, NodeState
+    from workflows.contract import error_codes as codes
 
 #: What a runner returns: the node's output, and the handles it leaves by (None: every
 #: outgoing handle but the error handle).
@@ -291,7 +293,7 @@ class Scope(TemplateScope):
                 # the run's own write-back failing is the run's failure, not this node's.
                 if not run.records_every_end or exc.activity_type == RECORD_RUN:
                     raise
-                raise NodeError(error_text(exc)) from None
+                raise NodeError(error_text(exc), failure_code(exc)) from None
         except Suspended:
             raise
         except asyncio.CancelledError:
@@ -314,7 +316,7 @@ class Scope(TemplateScope):
                 state.status = "failed"
             self._record_end(node, task_id, started, "failed", state.output, error=message)
             if node.data.onError == "fail":
-                raise NodeFailed(node, message) from None
+                raise NodeFailed(node, message, exc.code, exc.step) from None
             return
         state.status, state.output = "completed", output
         state.handles = handles if handles is not None else self.handles_except(node, ERROR_HANDLE)
@@ -354,7 +356,7 @@ class Scope(TemplateScope):
                 check_output_size(result[0])
             return result
         except (templates.TemplateError, rendered_config.ConfigValueError) as exc:
-            raise NodeError(str(exc)) from None
+            raise NodeError(str(exc), codes.TEMPLATE_ERROR) from None
         except (NodeError, Suspended, NodeFailed, FailureError, workflow.NondeterminismError):
             raise
         except Exception as exc:

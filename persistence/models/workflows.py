@@ -19,6 +19,7 @@ from persistence.base import Base, CreatedAt, Timestamps, UUIDPrimaryKey, gin_in
 from persistence.statuses import (
     RUN_STATUSES,
     TASK_STATUSES,
+    TRIGGER_TYPES,
     WORKFLOW_STATUSES,
     WORKFLOW_VERSION_STATUSES,
 )
@@ -33,6 +34,7 @@ class Workflow(UUIDPrimaryKey, Timestamps, Base):
         Index(None, "created_at"),
         Index(None, "name", "tenant_id"),
         gin_index("workflows", "tags"),
+        gin_index("workflows", "triggers"),
         CheckConstraint(status_check("status", WORKFLOW_STATUSES), name="status"),
     )
 
@@ -53,6 +55,16 @@ class Workflow(UUIDPrimaryKey, Timestamps, Base):
     tags: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
     is_template: Mapped[bool] = mapped_column(server_default="false")
     orchestrator_id: Mapped[str | None] = mapped_column(String(255))
+    # From the platform's reference (migration 0007): how the flow starts runs by itself
+    # (`[{type, config}]`, type schedule / webhook / event / manual) and whether it may run.
+    # A run of a flow that is inactive, paused or archived is refused before any node.
+    triggers: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    schedule_cron: Mapped[str | None] = mapped_column(String(100))
+    schedule_timezone: Mapped[str | None] = mapped_column(String(50), server_default="UTC")
+    is_active: Mapped[bool] = mapped_column(server_default="true")
+    is_paused: Mapped[bool] = mapped_column(server_default="false")
+    #: when the latest run of the flow started (set by `prepare_flow`)
+    last_run_at: Mapped[datetime | None]
 
     __mapper_args__ = {"eager_defaults": True}
 
@@ -86,6 +98,7 @@ class WorkflowRun(UUIDPrimaryKey, Base):
     __table_args__ = (
         gin_index("workflow_runs", "tags"),
         CheckConstraint(status_check("status", RUN_STATUSES), name="status"),
+        CheckConstraint(status_check("trigger_type", TRIGGER_TYPES), name="trigger_type"),
     )
 
     # NULL for runs of an inline (draft) definition.
@@ -122,6 +135,19 @@ class WorkflowRun(UUIDPrimaryKey, Base):
     prompt_tokens: Mapped[int | None]
     completion_tokens: Mapped[int | None]
     total_tokens: Mapped[int | None]
+    # From the platform's reference (migration 0007): what started the run (the reference's
+    # `triggered_by` kind; ours stays the user), and its progress as the write-back keeps it:
+    # the node started last and still running, the node ids completed so far (first completion,
+    # no duplicates), and at the end its duration and where and how it failed.
+    trigger_type: Mapped[str | None] = mapped_column(String(50), server_default="manual")
+    trigger_metadata: Mapped[dict[str, Any] | None] = mapped_column(
+        server_default=text("'{}'::jsonb")
+    )
+    current_step: Mapped[str | None] = mapped_column(String(255))
+    completed_steps: Mapped[list[Any] | None] = mapped_column(server_default=text("'[]'::jsonb"))
+    error_step: Mapped[str | None] = mapped_column(String(255))
+    execution_time_ms: Mapped[int | None]
+    error_code: Mapped[str | None] = mapped_column(String(50))
 
 
 class TaskInstance(UUIDPrimaryKey, Base):

@@ -2,6 +2,8 @@
 use it too.
 
     start_run(client, task_queue, params, run_id=None) -> handle      start a FlowRun
+                                                                      (sessions=: refuse an
+                                                                      unavailable flow first)
     get_status(client, run_id) -> dict                                its live status
     result(client, run_id) -> FlowResult                              wait for its outputs
     decide(client, run_id, hitl_task_id, decision, decided_by, comments=None) -> row
@@ -17,6 +19,7 @@ callers that must speak to a run directly.
 
 from workers.client.starting import (
     MAX_RUN_ID,
+    FlowUnavailable,
     InvalidInputs,
     RetryRefused,
     RunIdRefused,
@@ -25,6 +28,7 @@ from workers.client.starting import (
     original_request,
     retry,
     start_run,
+    stored_flow,
 )
 from workers.client.steering import (
     DecisionRefused,
@@ -63,6 +67,7 @@ __all__ = [
     "SUBMIT_HITL_DECISION_UPDATE",
     "TIME_LIMIT_ERROR",
     "DecisionRefused",
+    "FlowUnavailable",
     "InvalidInputs",
     "RetryRefused",
     "RunIdRefused",
@@ -80,5 +85,6 @@ __all__ = [
     "send_decision",
     "send_event",
     "start_run",
+    "stored_flow",
     "terminated_text",
 ]

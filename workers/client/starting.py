@@ -9,6 +9,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -16,7 +17,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from flow_language.definition import FlowDefinition
 from flow_language.refusals import counted
 from flow_language.validation import DefinitionError, input_problems, parse_definition
-from workflows.contract import FLOW_RUN, FlowResult, FlowRunInput
+from persistence import flow_lifecycle, queries
+from persistence.ids import parse_uuid
+from workflows.contract import FLOW_RUN, TRIGGER_TYPES, FlowResult, FlowRunInput
 
 
 class InvalidInputs(ValueError):
@@ -38,6 +41,25 @@ class RunIdRefused(ValueError):
 
 class RetryRefused(ValueError):
     """The run cannot be retried (still running, completed, or not a FlowRun); nothing started."""
+
+
+class FlowUnavailable(ValueError):
+    """The stored flow may not run now (archived, inactive, paused, or only a draft without
+    `draft`); nothing was started. The message is the one the run itself would fail with.
+    """
+
+
+async def stored_flow(session: AsyncSession, params: FlowRunInput) -> queries.StoredDefinition:
+    """The stored flow a request names, as its run would load it (in the request's tenant);
+    FlowUnavailable when it may not run now, `queries.NotFoundError` when there is none.
+    """
+    tenant = parse_uuid(params.tenant_id) if params.tenant_id else None
+    found = await queries.find_workflow_id(session, str(params.workflow_id), tenant_id=tenant)
+    stored = await queries.load_definition(session, found, params.version, tenant_id=tenant)
+    refused = flow_lifecycle.unavailable(stored, draft=params.draft)
+    if refused:
+        raise FlowUnavailable(refused)
+    return stored
 
 
 def check_inputs(definition: Any, inputs: Any) -> list[str]:
@@ -72,6 +94,9 @@ async def start_run(
     run_id: str | None = None,
     execution_timeout: timedelta | None = None,
     flow_name: str | None = None,
+    trigger_type: str | None = None,
+    trigger_metadata: dict[str, Any] | None = None,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> WorkflowHandle[Any, FlowResult]:
     """Start a `FlowRun`; `run_id` becomes the Temporal workflow ID (the orchestrator run ID).
 
@@ -82,12 +107,23 @@ async def start_run(
     `execution_timeout` bounds the whole run, continue-as-new included; past it the run
     ends as failed with TIME_LIMIT_ERROR (written by the reconciler).
 
+    `trigger_type` (manual, schedule, webhook, event; ValueError for another) and
+    `trigger_metadata` say what started the run, recorded on its row; they override the
+    request's own.
+
     The inputs of an inline definition are checked first: InvalidInputs, and nothing is
-    started, when they break its inputSchema. (A stored flow's definition is in the
-    database: load it and call `check_inputs`, as `meta-agent run` does.)
+    started, when they break its inputSchema. A stored flow's definition is in the
+    database: with `sessions`, it is loaded first, and a flow that may not run now raises
+    FlowUnavailable (archived, inactive, paused, a draft without `params.draft`) and inputs
+    that break it InvalidInputs, nothing started; without, the run refuses them itself.
     """
-    if params.definition is not None:
-        problems = check_inputs(params.definition, params.inputs)
+    params = _with_trigger(params, trigger_type, trigger_metadata)
+    definition = params.definition
+    if definition is None and params.workflow_id and sessions is not None:
+        async with sessions() as session:
+            definition = (await stored_flow(session, params)).definition
+    if definition is not None:
+        problems = check_inputs(definition, params.inputs)
         if problems:
             raise InvalidInputs(problems)
     run_id = run_id or f"flow-{uuid.uuid4()}"
@@ -110,6 +146,24 @@ async def start_run(
         raise RunIdRefused(f"run id {run_id!r} is already used by another run") from None
 
 
+def _with_trigger(
+    params: FlowRunInput, trigger_type: str | None, trigger_metadata: dict[str, Any] | None
+) -> FlowRunInput:
+    """The request with the caller's trigger, refused (ValueError) outside the vocabulary."""
+    update: dict[str, Any] = {}
+    if trigger_type is not None:
+        if trigger_type not in TRIGGER_TYPES:
+            raise ValueError(
+                f"trigger_type {trigger_type!r} is not one of {', '.join(TRIGGER_TYPES)}"
+            )
+        update["trigger_type"] = trigger_type
+    if trigger_metadata is not None:
+        if not isinstance(trigger_metadata, dict):
+            raise ValueError("trigger_metadata must be a JSON object")
+        update["trigger_metadata"] = trigger_metadata
+    return params.model_copy(update=update) if update else params
+
+
 def _summary(params: FlowRunInput, flow_name: str | None) -> str:
     """One line for the UI's run list and header: which flow, which version."""
     inline = params.definition.get("name") if isinstance(params.definition, dict) else None
@@ -128,6 +182,8 @@ def _details(params: FlowRunInput) -> str:
         ("started by", params.triggered_by),
         ("parent run", params.parent_run_id),
         ("retry of", params.retry_of),
+        ("trigger", params.trigger_type if params.trigger_type != "manual" else None),
+        ("draft run", "yes" if params.draft else None),
         ("tags", ", ".join(params.tags) if params.tags else None),
         ("inputs", ", ".join(sorted(params.inputs)) or None),
     ]
@@ -147,6 +203,9 @@ _REQUEST_FIELDS = {
     "tags",
     "history_limit",
     "search_attributes",
+    "trigger_type",
+    "trigger_metadata",
+    "draft",
 }
 
 _RETRYABLE = {

@@ -21,6 +21,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flow_language.review_rules import HitlTaskState
+from workflows.contract.error_codes import (
+    code_of_type as code_of_type,
+)
+from workflows.contract.records import (
+    TRIGGER_TYPES as TRIGGER_TYPES,
+)
 from workflows.contract.records import (
     RunRecord as RunRecord,
 )
@@ -35,6 +41,9 @@ from workflows.contract.records import (
 )
 from workflows.contract.records import (
     TaskStatus as TaskStatus,
+)
+from workflows.contract.records import (
+    TriggerType as TriggerType,
 )
 from workflows.contract.review import (
     DecisionRecord as DecisionRecord,
@@ -163,6 +172,14 @@ class FlowRunInput(BaseModel):
     #: whether to reuse what that run's completed nodes recorded instead of running them
     retry_of: str | None = None
     reuse_outputs: bool = True
+    #: what started the run (`workflow_runs.trigger_type`) and what it said: a schedule's
+    #: `{"scheduled_time": ...}`, an event's `{"event": name, "payload": ...}`, a webhook's
+    #: request details; recorded on the run row as given
+    trigger_type: TriggerType = "manual"
+    trigger_metadata: dict[str, Any] = Field(default_factory=dict)
+    #: run a stored flow's draft version (or a draft flow) on purpose; without it only a
+    #: published one runs (inline definitions are drafts by nature and always run)
+    draft: bool = False
     #: Internal: set by the run itself when it continues as new.
     checkpoint: Checkpoint | None = None
     #: Internal (tests, benchmarks): continue as new past this many history events.

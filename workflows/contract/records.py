@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -11,6 +11,9 @@ RunStatus = Literal[
     "queued", "running", "waiting_hitl", "paused", "completed", "failed", "cancelled"
 ]
 TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled", "paused", "skipped"]
+#: What started a run (`workflow_runs.trigger_type`; `persistence.statuses.TRIGGER_TYPES`).
+TriggerType = Literal["manual", "schedule", "webhook", "event"]
+TRIGGER_TYPES: tuple[str, ...] = get_args(TriggerType)
 
 
 class RunRecord(BaseModel):
@@ -31,6 +34,12 @@ class RunRecord(BaseModel):
     retry_of_run_id: str | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    trigger_type: TriggerType | None = None
+    trigger_metadata: dict[str, Any] | None = None
+    #: at its end: the node whose failure failed the run, and the failure's class
+    #: (`workflows.contract.error_codes`)
+    error_step: str | None = None
+    error_code: str | None = None
 
 
 class TaskRecord(BaseModel):

@@ -18,7 +18,7 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.workflow import ActivityCancellationType
 
 from workflows import patches
-from workflows.failures import NodeError, check_payload, error_text
+from workflows.failures import NodeError, check_payload, error_text, failure_code
 
 with workflow.unsafe.imports_passed_through():
     from flow_language import templates
@@ -149,7 +149,7 @@ async def _agent(scope: Scope, node: Node, task_id: str) -> Any:
             message = error_text(exc)
             # A timed-out attempt could not record its own end: record it here.
             _failed_row(scope, node, task_id, message)
-            raise NodeError(message) from None
+            raise NodeError(message, failure_code(exc)) from None
         except BaseException:
             # Ended without success: the rows it carried may not have been written.
             run.write_back.restore(agent_task.carried_rows)

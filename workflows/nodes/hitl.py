@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         HitlClose,
         HitlOpen,
     )
+    from workflows.contract import error_codes as codes
 
 if TYPE_CHECKING:
     from workflows.scheduler import Scope
@@ -218,7 +219,7 @@ async def _expire(scope: Scope, node: Node, task: HitlTaskState, legacy: bool = 
         expired = {"decision": None, "decided_by": None, "comments": None, "handle": "expired"}
         return expired, ["expired", None]
     deadline = task.deadline.isoformat() if task.deadline else "none"
-    raise NodeError(f"no decision before the deadline ({deadline})")
+    raise NodeError(f"no decision before the deadline ({deadline})", codes.TIMEOUT)
 
 
 def _closing(scope: Scope, node: Node, task: HitlTaskState, status: Any) -> HitlClose:

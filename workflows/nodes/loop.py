@@ -93,7 +93,7 @@ async def _iteration(
     try:
         await inner.run_all()
     except NodeFailed as failure:
-        raise NodeError(f"iteration {index}: {failure}") from None
+        raise NodeError(f"iteration {index}: {failure}", failure.code, failure.step) from None
     states = inner.states
     ends = [n for n in body if n.type == "end" and states[n.id].status == "completed"]
     sinks = ends or [

@@ -11,13 +11,14 @@ from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows import patches
-from workflows.failures import NodeError, cancelling, check_payload, error_text
+from workflows.failures import NodeError, cancelling, check_payload, error_text, failure_code
 from workflows.nodes.lasting import running_row
 
 with workflow.unsafe.imports_passed_through():
     from flow_language import rendered_config
     from flow_language.definition import Node
     from workflows.contract import FLOW_RUN, FlowResult, FlowRunInput
+    from workflows.contract import error_codes as codes
 
 if TYPE_CHECKING:
     from workflows.scheduler import Scope
@@ -40,6 +41,9 @@ async def run_sub_flow(scope: Scope, node: Node, task_id: str) -> tuple[Any, Non
         tags=p.tags,
         parent_run_id=run.run_row_id,
         search_attributes=p.search_attributes,
+        # Started by what started its parent; a draft run's sub-flows may be drafts too.
+        trigger_type=p.trigger_type,
+        draft=p.draft,
     )
     if scope.lineage.as_recorded(node):
         # Its inputs are as in the retried run: the child reuses what the earlier child did.
@@ -65,6 +69,6 @@ async def run_sub_flow(scope: Scope, node: Node, task_id: str) -> tuple[Any, Non
             # only the first is this run's cancellation; the second fails the node.
             if not run.records_every_end or cancelling():
                 raise asyncio.CancelledError() from None
-            raise NodeError("the sub-flow was cancelled") from None
-        raise NodeError(f"sub-flow failed: {error_text(exc)}") from None
+            raise NodeError("the sub-flow was cancelled", codes.CANCELLED) from None
+        raise NodeError(f"sub-flow failed: {error_text(exc)}", failure_code(exc)) from None
     return result.outputs, None

@@ -13,6 +13,7 @@ from workflows.nodes.lasting import running_row, sleep_or_drain
 with workflow.unsafe.imports_passed_through():
     from flow_language import rendered_config
     from flow_language.definition import ERROR_HANDLE, Node
+    from workflows.contract import error_codes as codes
 
 if TYPE_CHECKING:
     from workflows.scheduler import NodeResult, Scope
@@ -87,7 +88,9 @@ async def _wait_for_event(
             run.wait_deadlines.pop(task_id, None)
             if "timeout" in scope.defn.out_handles(node.id):
                 return {"event": name, "payload": None, "timed_out": True}, ["timeout"]
-            raise NodeError(f"no {name!r} event within {cfg['timeoutSeconds']} seconds")
+            raise NodeError(
+                f"no {name!r} event within {cfg['timeoutSeconds']} seconds", codes.TIMEOUT
+            )
         await sleep_or_drain(
             scope,
             remaining,
