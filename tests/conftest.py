@@ -49,6 +49,10 @@ from workflows import search_attributes
 os.environ.setdefault("API_ALLOWED_HOSTS", "127.0.0.0/8,::1,localhost")
 # Workers built by the tests read tenants' stored secrets with this session's own key.
 os.environ.setdefault("SECRETS_KEYS", SecretKeys.generate_entry("tests"))
+# Tests share one database and one Temporal namespace, each worker on a task queue of its
+# own: a worker syncing every flow's schedules onto its queue would fire other tests' flows.
+# The schedule tests sync by hand, scoped to their own tenant.
+os.environ.setdefault("SCHEDULE_SYNC_INTERVAL_SECONDS", "0")
 
 
 @pytest.fixture(scope="session")
