@@ -33,6 +33,7 @@ from tests.hitl_support import People, make_people
 from tests.http_peer import HttpPeer
 from tests.invariant import assert_queue_tells_the_truth
 from tests.model_servers import ModelServer, start_llama, start_mosquitto, start_whisper
+from tests.schedule_support import Scheduling, scheduling
 from tests.span_capture import TracedWorker, recording_spans
 from workers import processes
 from workers.embedded_postgres import EmbeddedPostgres
@@ -292,3 +293,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+@pytest.fixture
+async def sched(flow_worker: FlowWorker) -> AsyncIterator[Scheduling]:
+    """A tenant of the test's own for scheduled flows, on `flow_worker`; the schedules and
+    flows it made are removed at the end.
+    """
+    async for made in scheduling(flow_worker):
+        yield made

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -109,6 +109,12 @@ class Scheduling:
                 {**columns, "id": flow_id},
             )
 
+    async def name(self, flow_id: str) -> str:
+        """The flow's name."""
+        async with self.sessions() as s:
+            found = await s.scalar(text("SELECT name FROM workflows WHERE id = :i"), {"i": flow_id})
+        return str(found)
+
     async def describe(self, schedule_id: str) -> ScheduleDescription | None:
         """The schedule as Temporal has it (None: there is none)."""
         try:
@@ -174,12 +180,18 @@ class Scheduling:
             )
 
 
-async def scheduling(worker: FlowWorker) -> Scheduling:
-    """A new tenant for one test's scheduled flows."""
+async def scheduling(flow_worker: FlowWorker) -> AsyncIterator[Scheduling]:
+    """A new tenant for one test's scheduled flows; their schedules and rows go at its end
+    (the `sched` fixture).
+    """
     name = f"sched-tenant-{uuid.uuid4().hex[:6]}"
-    async with worker.sessions() as s, s.begin():
+    async with flow_worker.sessions() as s, s.begin():
         tenant = await make_tenant(s, name)
-    return Scheduling(worker, tenant, name)
+    scheduling = Scheduling(flow_worker, tenant, name)
+    try:
+        yield scheduling
+    finally:
+        await scheduling.cleanup()
 
 
 async def eventually(

@@ -86,12 +86,14 @@ def test_any_config_maps_to_a_schedule_or_a_plain_refusal(
 ) -> None:
     read = read_config(config, cron=cron, timezone=zone)
     if isinstance(read, str):
-        assert read and "\n" not in read
+        assert read
+        assert "\n" not in read
         return
     assert isinstance(read, ScheduleConfig)
     flow = _flow([{"type": "schedule", "config": config}], cron=cron, timezone=zone)
     [want] = flow_schedules(flow)
-    assert want.problem is None and want.config == read
+    assert want.problem is None
+    assert want.config == read
     schedule = build_schedule(want, read, "queue")
     assert schedule.spec.cron_expressions == [read.cron]
     assert schedule.spec.time_zone_name == read.timezone
@@ -106,7 +108,8 @@ def test_any_triggers_column_gives_schedules_or_refusals_naming_the_flow(trigger
         assert want.schedule_id.startswith(f"flow-{_FLOW_ID}")
         if want.config is None:
             assert want.problem is not None
-            assert "flow 'nightly'" in want.problem and str(_FLOW_ID) in want.problem
+            assert "flow 'nightly'" in want.problem
+            assert str(_FLOW_ID) in want.problem
 
 
 def test_defaults_and_the_action_a_fire_starts() -> None:
@@ -149,10 +152,13 @@ def test_the_columns_stand_in_for_what_a_trigger_leaves_out() -> None:
             timezone="Asia/Tokyo",
         )
     )
-    assert own.schedule_id == f"flow-{_FLOW_ID}" and own.source == "schedule trigger 1"
-    assert own.config and (own.config.cron, own.config.timezone) == ("0 9 * * *", "Europe/Paris")
+    assert own.schedule_id == f"flow-{_FLOW_ID}"
+    assert own.source == "schedule trigger 1"
+    assert own.config
+    assert (own.config.cron, own.config.timezone) == ("0 9 * * *", "Europe/Paris")
     assert bare.schedule_id == f"flow-{_FLOW_ID}-2"
-    assert bare.config and (bare.config.cron, bare.config.timezone) == (
+    assert bare.config
+    assert (bare.config.cron, bare.config.timezone) == (
         "*/10 * * * *",
         "Asia/Tokyo",
     )
@@ -162,7 +168,8 @@ def test_the_columns_stand_in_for_what_a_trigger_leaves_out() -> None:
 def test_refusals_say_what_to_do() -> None:
     def problem(config: Any) -> str:
         [want] = flow_schedules(_flow([{"type": "schedule", "config": config}]))
-        assert want.problem is not None and want.paused_reason == want.problem
+        assert want.problem is not None
+        assert want.paused_reason == want.problem
         return want.problem
 
     assert problem({"cron": "* * * * *", "timezone": "Mars/Olympus"}).endswith(
@@ -183,17 +190,21 @@ def test_refusals_say_what_to_do() -> None:
 def test_every_overlap_policy_and_the_other_settings_are_read() -> None:
     for name, policy in OVERLAPS.items():
         read = read_config({"cron": "@hourly", "overlap": name.upper()})
-        assert isinstance(read, ScheduleConfig) and read.overlap == policy
+        assert isinstance(read, ScheduleConfig)
+        assert read.overlap == policy
     read = read_config(
         {"cron": "@hourly", "catchupWindowSeconds": 300, "pauseOnFailure": True, "label": "x"}
     )
     assert isinstance(read, ScheduleConfig)
-    assert read.catchup_window == timedelta(minutes=5) and read.pause_on_failure
+    assert read.catchup_window == timedelta(minutes=5)
+    assert read.pause_on_failure
 
 
 def test_a_flow_that_may_not_run_wants_its_schedule_paused_with_why() -> None:
     why = "flow 'nightly' is paused: resume it before running it"
     [want] = flow_schedules(_flow(cron="* * * * *", unavailable=why))
-    assert want.config is not None and want.paused_reason == why
+    assert want.config is not None
+    assert want.paused_reason == why
     schedule = build_schedule(want, want.config, "q")
-    assert schedule.state.paused and schedule.state.note == f"paused by meta-agent: {why}"
+    assert schedule.state.paused
+    assert schedule.state.note == f"paused by meta-agent: {why}"

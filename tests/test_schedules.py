@@ -9,10 +9,8 @@ never touches a schedule that is not the engine's.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import text
 from temporalio.client import (
     Schedule,
@@ -23,25 +21,13 @@ from temporalio.client import (
     ScheduleState,
 )
 
-from tests.flows import FlowWorker
 from tests.schedule_support import (
     YEARLY,
     Scheduling,
     run_row,
     schedule_trigger,
-    scheduling,
 )
 from workers.schedule_spec import plain_payload
-
-
-@pytest.fixture
-async def sched(flow_worker: FlowWorker) -> AsyncIterator[Scheduling]:
-    """The test's tenant for scheduled flows; their schedules and rows go at its end."""
-    scheduling_ = await scheduling(flow_worker)
-    try:
-        yield scheduling_
-    finally:
-        await scheduling_.cleanup()
 
 
 async def test_a_flow_with_a_cron_every_minute_gets_a_schedule_whose_runs_record_it(
@@ -128,7 +114,7 @@ async def test_pausing_the_flow_pauses_its_schedule_and_resuming_unpauses_it(
     await sched.set(flow_id, is_paused=True)
     report = await sched.sync()
     assert report.paused == {
-        sid: f"flow {await _name(sched, flow_id)!r} is paused: resume it before running it"
+        sid: f"flow {await sched.name(flow_id)!r} is paused: resume it before running it"
     }
     described = await sched.describe(sid)
     assert described
@@ -286,7 +272,7 @@ async def test_a_cron_temporal_refuses_is_a_problem_and_pauses_the_schedule(
     refused = await sched.flow([schedule_trigger(cron="61 * * * *")])
     report = await sched.sync()
     assert list(report.created) == [sid]
-    name = await _name(sched, refused)
+    name = await sched.name(refused)
     assert report.problems == [
         f"flow {name!r} ({refused}, tenant {sched.tenant_name!r}), schedule trigger 1: "
         "Temporal refuses cron '61 * * * *' in time zone 'UTC': Minute is not in range [0-59]"
@@ -307,8 +293,3 @@ async def test_a_cron_temporal_refuses_is_a_problem_and_pauses_the_schedule(
     await sched.set(flow_id, triggers=[schedule_trigger(cron=YEARLY)])
     report = await sched.sync()
     assert list(report.unpaused) == [sid], report.lines()
-
-
-async def _name(sched: Scheduling, flow_id: str) -> str:
-    async with sched.sessions() as s:
-        return str(await s.scalar(text("SELECT name FROM workflows WHERE id = :i"), {"i": flow_id}))
