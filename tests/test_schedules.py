@@ -293,3 +293,18 @@ async def test_a_cron_temporal_refuses_is_a_problem_and_pauses_the_schedule(
     await sched.set(flow_id, triggers=[schedule_trigger(cron=YEARLY)])
     report = await sched.sync()
     assert list(report.unpaused) == [sid], report.lines()
+
+
+async def test_a_flow_archived_before_its_first_sync_gets_its_schedule_paused(
+    sched: Scheduling,
+) -> None:
+    flow_id = await sched.flow([schedule_trigger(cron=YEARLY)], status="archived")
+    sid = f"flow-{flow_id}"
+    report = await sched.sync()
+    why = f"flow {await sched.name(flow_id)!r} is archived: restore it before running it"
+    assert report.created[sid].endswith(f"(paused: {why})"), report.lines()
+    described = await sched.describe(sid)
+    assert described is not None
+    assert described.schedule.state.paused
+    assert described.schedule.state.note == f"paused by meta-agent: {why}"
+    assert (await sched.sync()).unchanged == [sid]
