@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
+from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
@@ -20,14 +21,19 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleState,
 )
+from temporalio.testing import WorkflowEnvironment
 
+from persistence.secret_keys import SecretKeys
 from tests.schedule_support import (
     YEARLY,
     Scheduling,
     run_row,
     schedule_trigger,
 )
+from workers.payload_codec import EncryptionCodec
 from workers.schedule_spec import plain_payload
+from workers.schedule_sync import ScheduleSync
+from workers.temporal_client import connect
 
 
 async def test_a_flow_with_a_cron_every_minute_gets_a_schedule_whose_runs_record_it(
@@ -308,3 +314,34 @@ async def test_a_flow_archived_before_its_first_sync_gets_its_schedule_paused(
     assert described.schedule.state.paused
     assert described.schedule.state.note == f"paused by meta-agent: {why}"
     assert (await sched.sync()).unchanged == [sid]
+
+
+async def test_with_sealed_payloads_the_arguments_are_sealed_and_the_memos_plain(
+    sched: Scheduling, temporal_env: WorkflowEnvironment
+) -> None:
+    keys = SecretKeys.generate_entry("sched")
+    sealed = await connect(
+        temporal_env.client.service_client.config.target_host,
+        "default",
+        EncryptionCodec(SecretKeys.parse(keys)),
+    )
+    flow_id = await sched.flow([schedule_trigger(cron=YEARLY, inputs={"card": "4111-marker"})])
+    sid = f"flow-{flow_id}"
+    sync = ScheduleSync(
+        sealed, sched.sessions, task_queue=sched.worker.task_queue, tenant_id=sched.tenant_id
+    )
+    first = await sync.sync()
+    assert first is not None
+    assert list(first.created) == [sid]
+    described = await sched.describe(sid)  # read without the keys
+    assert described is not None
+    action = described.schedule.action
+    assert isinstance(action, ScheduleActionStartWorkflow)
+    [payload] = action.args
+    assert isinstance(payload, Payload)
+    assert b"4111-marker" not in payload.data  # the inputs are sealed
+    assert (await described.memo())["meta_agent"]["flow_id"] == flow_id  # the memo is not
+    # Sealing is not deterministic: the sync compares what the payloads say.
+    again = await sync.sync()
+    assert again is not None
+    assert again.unchanged == [sid], again.lines()
