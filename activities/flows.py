@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -188,8 +189,7 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
         error=refused_run.error if refused_run else None,
         error_code=code_of_type(refused_run.error_type) if refused_run else None,
         completed_at=data.started_at if refused_run else None,
-        trigger_type=req.trigger_type,
-        trigger_metadata=req.trigger_metadata,
+        **_trigger(data),
     )
     run_id = await queries.upsert_run(session, data.orchestrator_run_id, run_values(record))
     if refused_run:
@@ -213,6 +213,23 @@ async def _prepare(session: AsyncSession, data: PrepareInput) -> PreparedFlow:
     if refused_run:
         prepared.error, prepared.error_type = refused_run.error, refused_run.error_type
     return prepared
+
+
+def _trigger(data: PrepareInput) -> dict[str, Any]:
+    """What started the run, for its row: as the request says, and for a run a Temporal
+    Schedule started, `schedule` with the schedule's id and the time it fired for, which
+    only Temporal knows (a schedule's action is written once, before any fire).
+    """
+    req = data.request
+    if data.scheduled_by is None and data.scheduled_time is None:
+        return {"trigger_type": req.trigger_type, "trigger_metadata": req.trigger_metadata}
+    metadata = dict(req.trigger_metadata)
+    if data.scheduled_by is not None:
+        metadata.setdefault("schedule_id", data.scheduled_by)
+    if data.scheduled_time is not None:
+        fired = data.scheduled_time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        metadata.setdefault("scheduled_time", fired)
+    return {"trigger_type": "schedule", "trigger_metadata": metadata}
 
 
 async def _retried(

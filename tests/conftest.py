@@ -33,6 +33,7 @@ from tests.hitl_support import People, make_people
 from tests.http_peer import HttpPeer
 from tests.invariant import assert_queue_tells_the_truth
 from tests.model_servers import ModelServer, start_llama, start_mosquitto, start_whisper
+from tests.schedule_support import Scheduling, scheduling
 from tests.span_capture import TracedWorker, recording_spans
 from workers import processes
 from workers.embedded_postgres import EmbeddedPostgres
@@ -49,6 +50,10 @@ from workflows import search_attributes
 os.environ.setdefault("API_ALLOWED_HOSTS", "127.0.0.0/8,::1,localhost")
 # Workers built by the tests read tenants' stored secrets with this session's own key.
 os.environ.setdefault("SECRETS_KEYS", SecretKeys.generate_entry("tests"))
+# Tests share one database and one Temporal namespace, each worker on a task queue of its
+# own: a worker syncing every flow's schedules onto its queue would fire other tests' flows.
+# The schedule tests sync by hand, scoped to their own tenant.
+os.environ.setdefault("SCHEDULE_SYNC_INTERVAL_SECONDS", "0")
 
 
 @pytest.fixture(scope="session")
@@ -288,3 +293,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+@pytest.fixture
+async def sched(flow_worker: FlowWorker) -> AsyncIterator[Scheduling]:
+    """A tenant of the test's own for scheduled flows, on `flow_worker`; the schedules and
+    flows it made are removed at the end.
+    """
+    async for made in scheduling(flow_worker):
+        yield made

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import httpx
 import psutil
 import pytest
 from sqlalchemy import text
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from persistence.engine import create_engine
 from workers.processes import free_port
@@ -31,8 +34,9 @@ class DevStack:
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = 90, **extra_env: str) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}
+        env.update(extra_env)
         env.update(
             META_AGENT_HOME=str(self.home),
             DEV_POSTGRES_PORT=str(self.pg_port),
@@ -178,3 +182,29 @@ def test_a_killed_dev_stack_takes_its_servers_along_and_keeps_its_data(
     assert "kept between runs" in names
     stack.proc.send_signal(signal.SIGTERM)
     assert stack.proc.wait(timeout=60) == 0
+
+
+def test_the_dev_stack_syncs_the_flows_schedules(stack: DevStack) -> None:
+    # The suite turns the sync off for its shared database; this stack has its own.
+    stack.start(SCHEDULE_SYNC_INTERVAL_SECONDS="1", DEV_EXAMPLES="false")
+    assert "schedules    flows' crons synced every 1s" in "".join(stack.output)
+    flow_id = str(uuid.uuid4())
+    _sql(
+        stack.database_url,
+        "INSERT INTO workflows (id, name, definition, status, schedule_cron) VALUES "
+        f"('{flow_id}', 'nightly', '{{}}'::jsonb, 'published', '0 3 * * *')",
+    )
+
+    async def note() -> str:
+        client = await Client.connect(f"localhost:{stack.t_port}")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                described = await client.get_schedule_handle(f"flow-{flow_id}").describe()
+                return described.schedule.state.note or ""
+            except RPCError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    assert "runs flow 'nightly'" in asyncio.run(note())

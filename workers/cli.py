@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_flows,
         cli_hitl,
         cli_runs,
+        cli_schedules,
         cli_secrets,
         cli_traces,
         cli_users,
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_flows.add_commands(sub)
     cli_hitl.add_commands(sub)
     cli_runs.add_commands(sub)
+    cli_schedules.add_commands(sub)
     cli_secrets.add_commands(sub)
     cli_traces.add_commands(sub)
     cli_users.add_commands(sub)

@@ -168,6 +168,7 @@ async def run_dev(settings: Settings) -> None:
             f"  task queue   {settings.temporal_task_queue}\n"
             f"  traces       meta-agent traces <run id>   (spans in {traces_file})\n"
             f"{_metrics_line(settings)}"
+            f"{_schedules_line(settings)}"
             f"{sample_lines}"
             "Press Ctrl-C to stop everything.\n",
             flush=True,
@@ -185,6 +186,14 @@ async def run_dev(settings: Settings) -> None:
         finally:
             telemetry.current().shutdown()
         print("stopping ...", flush=True)
+
+
+def _schedules_line(settings: Settings) -> str:
+    """The banner's word on scheduled flows: the stack's worker syncs them like any worker."""
+    every = settings.schedule_sync_interval_seconds
+    if every <= 0:
+        return "  schedules    not synced (SCHEDULE_SYNC_INTERVAL_SECONDS=0)\n"
+    return f"  schedules    flows' crons synced every {every:g}s   (meta-agent schedules list)\n"
 
 
 def _metrics_line(settings: Settings) -> str:

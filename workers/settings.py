@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     #: How far back the sweep at start-up looks for such runs: covers a worker fleet that
     #: was down (runs terminated meanwhile); Temporal forgets closed runs after its retention.
     reconcile_lookback_hours: Annotated[float, Field(gt=0, le=24 * 366)] = 168
+    #: Seconds between syncs of the flows' schedules with Temporal Schedules (0 turns it
+    #: off): a flow's new, changed, paused or removed schedule reaches Temporal within one.
+    schedule_sync_interval_seconds: Annotated[float, Field(ge=0, le=3600)] = 30
 
     #: Port of the worker's health endpoint (`/health`: 503 while the database or Temporal
     #: is unreachable; `/health/live`); unset: none. HEALTH_HOST: the address it listens on.

@@ -21,6 +21,7 @@ from persistence.engine import create_engine, session_factory
 from persistence.health import DatabaseHealth
 from workers.health_server import watching_health
 from workers.reconciler import reconciler_plugins
+from workers.schedule_sync import schedule_sync_plugins
 from workers.settings import Settings
 
 log = logging.getLogger("meta_agent.worker")
@@ -48,10 +49,13 @@ PASSTHROUGH_MODULES = ("jinja2", "markupsafe", "pydantic", "pydantic_core", "re2
 
 
 def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worker:
-    """The worker of the flow task queue; while it runs, so does the reconciler.
+    """The worker of the flow task queue; while it runs, so do the reconciler and the
+    schedule sync.
 
     The reconciler closes the rows of runs that ended without running workflow code
-    (terminated, timed out); `RECONCILE_INTERVAL_SECONDS=0` leaves it out.
+    (terminated, timed out); `RECONCILE_INTERVAL_SECONDS=0` leaves it out. The schedule
+    sync keeps the flows' Temporal Schedules in step with their rows;
+    `SCHEDULE_SYNC_INTERVAL_SECONDS=0` leaves it out.
     """
     return Worker(
         client,
@@ -68,7 +72,10 @@ def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worke
         default_heartbeat_throttle_interval=timedelta(seconds=2),
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_cached_workflows=settings.max_cached_workflows,
-        plugins=reconciler_plugins(client, settings, dependencies.sessions),
+        plugins=[
+            *reconciler_plugins(client, settings, dependencies.sessions),
+            *schedule_sync_plugins(client, settings, dependencies.sessions),
+        ],
         # Postgres refusing the data itself fails an activity for good instead of for ever.
         interceptors=[DatabaseRefusalInterceptor(dependencies.health)],
         # The SDK's own check of Temporal's 2 MB payload limit fails an oversized workflow task

@@ -26,7 +26,7 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 with workflow.unsafe.imports_passed_through():
     from flow_language.definition import FlowDefinition
     from flow_language.sizes import MAX_VALUE_DEPTH, json_size, value_depth
-    from workflows import patches, run_metrics, tracing
+    from workflows import patches, run_metrics, search_attributes, tracing
     from workflows.bookkeeping import bookkeeping
     from workflows.contract import (
         HITL_DECISION_SIGNAL,
@@ -274,12 +274,16 @@ class FlowRunBody:
         checkpoint, or the run fails here with every problem found.
         """
         run = self._state
+        # Read from the start event, not a command: no run's history changes for it.
+        attributes = workflow.info().typed_search_attributes
         prepared: PreparedFlow = await bookkeeping(
             PREPARE_FLOW,
             PrepareInput(
                 orchestrator_run_id=workflow.info().workflow_id,
                 request=run.params.model_copy(update={"checkpoint": None}),
                 started_at=workflow.now(),
+                scheduled_by=attributes.get(search_attributes.SCHEDULED_BY_ID),
+                scheduled_time=attributes.get(search_attributes.SCHEDULED_START_TIME),
             ),
             "Load and validate the flow",
             result_type=PreparedFlow,

@@ -19,6 +19,12 @@ FLOW_NAME = SearchAttributeKey.for_keyword("FlowName")
 
 ALL = (TENANT_ID, WORKSPACE_ID, FLOW_ID, TRIGGERED_BY, FLOW_VERSION, FLOW_STATUS, FLOW_NAME)
 
+#: Temporal's own, set on every run a Temporal Schedule starts (never registered or
+#: upserted here): the schedule's id and the fire's time, which a scheduled run records
+#: in its row's `trigger_metadata` (Temporal knows the time only when it fires).
+SCHEDULED_BY_ID = SearchAttributeKey.for_keyword("TemporalScheduledById")
+SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+
 
 #: Temporal refuses a Keyword value over 2048 bytes, and terminates the run whose workflow
 #: task upserts one: values a flow author chooses (a flow's name) are cut well below that.

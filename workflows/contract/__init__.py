@@ -204,6 +204,10 @@ class PrepareInput(BaseModel):
     orchestrator_run_id: str
     request: FlowRunInput
     started_at: datetime
+    #: the Temporal Schedule that started the run and the time it fired for, from the
+    #: search attributes Temporal sets on a scheduled start (None: not started by one)
+    scheduled_by: str | None = None
+    scheduled_time: datetime | None = None
 
 
 class PreparedFlow(BaseModel):
