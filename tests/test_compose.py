@@ -66,8 +66,9 @@ def test_the_worker_gets_valid_settings(compose: dict[str, Any], monkeypatch) ->
 
 def test_every_search_attribute_is_registered(compose: dict[str, Any]) -> None:
     script = " ".join(compose["services"]["temporal-search-attributes"]["command"])
+    kinds = {"INT": "Int", "KEYWORD": "Keyword", "KEYWORD_LIST": "KeywordList"}
     for key in search_attributes.ALL:
-        kind = "Int" if key.name == "FlowVersion" else "Keyword"
+        kind = kinds[key.indexed_value_type.name]
         assert f"{key.name}={kind}" in script
 
 

@@ -64,6 +64,8 @@ class RunState:
         self.loops: dict[str, LoopProgress] = dict(cp.loops) if cp else {}
         self.wait_deadlines: dict[str, datetime] = dict(cp.wait_deadlines) if cp else {}
         self.reviews: dict[str, HitlTaskState] = dict(cp.hitl) if cp else {}
+        #: how many `wait` nodes wait on each event name now (the `WaitingEvents` attribute)
+        self.waiting_events: dict[str, int] = {}
         #: Review tasks whose `hitl_open` is under way: their inbox row may already exist.
         self.opening_reviews: set[str] = set()
         self.continued = cp.continued if cp else 0
@@ -195,6 +197,28 @@ class RunState:
             self.write_back.status_changed()
         if self.params.search_attributes:
             workflow.upsert_search_attributes([sa.FLOW_STATUS.value_set(status)])
+
+    def waits_on_event(self, name: str, waiting: bool) -> None:
+        """A `wait` node starts (or stops) waiting on `name`: in runs since
+        `WAITING_EVENTS_ATTRIBUTE`, the `WaitingEvents` search attribute lists the names
+        waited on, upserted only when that set changes (two waits on one name: one upsert).
+        """
+        if not (
+            self.params.search_attributes and patches.patched(patches.WAITING_EVENTS_ATTRIBUTE)
+        ):
+            return
+        before = set(self.waiting_events)
+        count = self.waiting_events.get(name, 0) + (1 if waiting else -1)
+        if count > 0:
+            self.waiting_events[name] = count
+        else:
+            self.waiting_events.pop(name, None)
+        if set(self.waiting_events) == before:
+            return
+        names = sorted(sa.keyword(n) or "" for n in self.waiting_events)
+        workflow.upsert_search_attributes(
+            [sa.WAITING_EVENTS.value_set(names) if names else sa.WAITING_EVENTS.value_unset()]
+        )
 
     # -- rows ------------------------------------------------------------------------------------
 

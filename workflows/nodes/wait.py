@@ -77,23 +77,31 @@ async def _wait_for_event(
             task_id, now + timedelta(seconds=float(cfg["timeoutSeconds"]))
         )
     running_row(scope, node, task_id, now)
-    while True:
-        message = run.take_event(name)
-        if message is not None:
-            run.wait_deadlines.pop(task_id, None)
-            handles = scope.handles_except(node, "timeout", ERROR_HANDLE)
-            return {"event": name, "payload": message.payload, "timed_out": False}, handles
-        remaining = None if deadline is None else (deadline - workflow.now()).total_seconds()
-        if remaining is not None and remaining <= 0:
-            run.wait_deadlines.pop(task_id, None)
-            if "timeout" in scope.defn.out_handles(node.id):
-                return {"event": name, "payload": None, "timed_out": True}, ["timeout"]
-            raise NodeError(
-                f"no {name!r} event within {cfg['timeoutSeconds']} seconds", codes.TIMEOUT
+    listed = False  # whether the run's WaitingEvents names this wait's event
+    try:
+        while True:
+            message = run.take_event(name)
+            if message is not None:
+                run.wait_deadlines.pop(task_id, None)
+                handles = scope.handles_except(node, "timeout", ERROR_HANDLE)
+                return {"event": name, "payload": message.payload, "timed_out": False}, handles
+            remaining = None if deadline is None else (deadline - workflow.now()).total_seconds()
+            if remaining is not None and remaining <= 0:
+                run.wait_deadlines.pop(task_id, None)
+                if "timeout" in scope.defn.out_handles(node.id):
+                    return {"event": name, "payload": None, "timed_out": True}, ["timeout"]
+                raise NodeError(
+                    f"no {name!r} event within {cfg['timeoutSeconds']} seconds", codes.TIMEOUT
+                )
+            if not listed:  # only a wait that does wait is listed (an event already here: none)
+                run.waits_on_event(name, True)
+                listed = True
+            await sleep_or_drain(
+                scope,
+                remaining,
+                wake=lambda: any(m.name == name for m in run.events),
+                summary=f"{node.label}: no {name!r} event by then",
             )
-        await sleep_or_drain(
-            scope,
-            remaining,
-            wake=lambda: any(m.name == name for m in run.events),
-            summary=f"{node.label}: no {name!r} event by then",
-        )
+    finally:
+        if listed:  # however the wait ends: its event, a timeout, a cancellation, a drain
+            run.waits_on_event(name, False)
