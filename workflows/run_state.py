@@ -198,28 +198,6 @@ class RunState:
         if self.params.search_attributes:
             workflow.upsert_search_attributes([sa.FLOW_STATUS.value_set(status)])
 
-    def waits_on_event(self, name: str, waiting: bool) -> None:
-        """A `wait` node starts (or stops) waiting on `name`: in runs since
-        `WAITING_EVENTS_ATTRIBUTE`, the `WaitingEvents` search attribute lists the names
-        waited on, upserted only when that set changes (two waits on one name: one upsert).
-        """
-        if not (
-            self.params.search_attributes and patches.patched(patches.WAITING_EVENTS_ATTRIBUTE)
-        ):
-            return
-        before = set(self.waiting_events)
-        count = self.waiting_events.get(name, 0) + (1 if waiting else -1)
-        if count > 0:
-            self.waiting_events[name] = count
-        else:
-            self.waiting_events.pop(name, None)
-        if set(self.waiting_events) == before:
-            return
-        names = sorted(sa.keyword(n) or "" for n in self.waiting_events)
-        workflow.upsert_search_attributes(
-            [sa.WAITING_EVENTS.value_set(names) if names else sa.WAITING_EVENTS.value_unset()]
-        )
-
     # -- rows ------------------------------------------------------------------------------------
 
     def record_row(self, row: TaskRecord) -> None:
