@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from temporalio.service import RPCError
 
 from persistence import trigger_queries
 from persistence.models import WorkflowRun
@@ -93,6 +94,9 @@ def _route(ctx: ApiContext, handler: Handler) -> Callable[[Request], Awaitable[R
             return await handler(ctx, request)
         except ApiError as exc:
             return JSONResponse(exc.body, exc.status)
+        except RPCError as exc:  # Temporal unreachable or refusing: the sender may retry
+            log.warning("%s %s: Temporal: %s", request.method, request.url.path, exc)
+            return JSONResponse({"error": "Temporal is unavailable; try again"}, 503)
         except Exception:
             log.exception("%s %s failed", request.method, request.url.path)
             return JSONResponse({"error": "the API failed to answer; try again"}, 500)

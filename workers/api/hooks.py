@@ -76,7 +76,7 @@ async def start_checked(
     except InvalidInputs as exc:
         raise ApiError(422, "invalid inputs", problems=exc.problems) from None
     except NotFoundError:  # the flow was deleted since the lookup
-        raise ApiError(404, _NO_HOOK) from None
+        raise ApiError(404, "the flow no longer exists") from None
 
 
 async def receive_hook(ctx: ApiContext, request: Request) -> JSONResponse:
