@@ -17,11 +17,12 @@ WORKDIR /app
 
 # Dependencies first, so a code change does not reinstall them.
 COPY pyproject.toml README.md ./
-RUN mkdir -p workflows activities persistence workers \
+RUN mkdir -p flow_language workflows activities persistence workers \
     && touch workflows/__init__.py activities/__init__.py persistence/__init__.py workers/__init__.py \
     && pip install ".[local-audio]" \
     && pip uninstall -y meta-agent-worker
 
+COPY flow_language ./flow_language
 COPY workflows ./workflows
 COPY activities ./activities
 COPY persistence ./persistence

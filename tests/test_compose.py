@@ -22,7 +22,7 @@ def compose() -> dict[str, Any]:
 
 
 def test_the_stack_has_its_services(compose: dict[str, Any]) -> None:
-    assert {"postgres", "temporal", "temporal-ui", "worker"} <= set(compose["services"])
+    assert {"postgres", "temporal", "temporal-ui", "worker", "api"} <= set(compose["services"])
 
 
 def test_databases_and_temporal_have_health_checks_the_worker_waits_for(
@@ -66,8 +66,9 @@ def test_the_worker_gets_valid_settings(compose: dict[str, Any], monkeypatch) ->
 
 def test_every_search_attribute_is_registered(compose: dict[str, Any]) -> None:
     script = " ".join(compose["services"]["temporal-search-attributes"]["command"])
+    kinds = {"INT": "Int", "KEYWORD": "Keyword", "KEYWORD_LIST": "KeywordList"}
     for key in search_attributes.ALL:
-        kind = "Int" if key.name == "FlowVersion" else "Keyword"
+        kind = kinds[key.indexed_value_type.name]
         assert f"{key.name}={kind}" in script
 
 
@@ -78,3 +79,20 @@ def test_the_worker_reaches_the_docker_engine_its_docker_host_names(
     socket = worker["environment"]["DOCKER_HOST"].removeprefix("unix://")
     assert socket in [volume.split(":")[1] for volume in worker["volumes"]]
     assert "tesseract-ocr" in (ROOT / "Dockerfile").read_text()
+
+
+def test_the_api_gets_valid_settings_and_is_published(compose: dict[str, Any], monkeypatch) -> None:
+    api = compose["services"]["api"]
+    for key, value in api["environment"].items():
+        monkeypatch.setenv(key, re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value)))
+    settings = Settings()
+    assert settings.temporal_address == "temporal:7233"
+    assert (
+        settings.temporal_task_queue
+        == compose["services"]["worker"]["environment"]["TEMPORAL_TASK_QUEUE"]
+    )
+    assert settings.api_host == "0.0.0.0"
+    assert f"{settings.api_port}:{settings.api_port}" in api["ports"]
+    assert "meta-agent api" in " ".join(api["command"])
+    for needed in ("postgres", "temporal"):
+        assert api["depends_on"][needed]["condition"] == "service_healthy"

@@ -31,6 +31,7 @@ class DevStack:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.pg_port, self.t_port, self.ui_port = free_port(), free_port(), free_port()
+        self.api_port = free_port()
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
 
@@ -42,6 +43,7 @@ class DevStack:
             DEV_POSTGRES_PORT=str(self.pg_port),
             DEV_TEMPORAL_PORT=str(self.t_port),
             DEV_TEMPORAL_UI_PORT=str(self.ui_port),
+            API_PORT=str(self.api_port),
             PYTHONUNBUFFERED="1",
         )
         self.proc = subprocess.Popen(
@@ -113,6 +115,13 @@ def test_dev_comes_up_serves_the_ui_and_stops_cleanly(stack: DevStack) -> None:
     banner = "".join(stack.output)
     assert "demo tenant  demo (" in banner
     assert "role finance" in banner
+    # The webhook and event API, named in the banner, answers (in JSON, refusing an unknown hook).
+    api = f"http://127.0.0.1:{stack.api_port}"
+    assert f"hooks API    {api} " in banner
+    assert httpx.get(f"{api}/health/live", timeout=10).json() == {"status": "ok"}
+    unknown = httpx.post(f"{api}/hooks/wh_{'x' * 30}", json={}, timeout=10)
+    assert unknown.status_code == 404
+    assert unknown.json() == {"error": "no such hook"}
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}
     users = subprocess.run(
         [sys.executable, "-m", "workers.cli", "users", "list", "--tenant", "demo"],

@@ -224,6 +224,33 @@ def _cases(base: str, a2a_base: str) -> dict[str, tuple[dict[str, Any], dict[str
             },
             {},
         ),
+        # Waits that do wait on events (WaitingEvents): two on one name (one upsert), one
+        # that times out by its edge; the events arrive while they wait.
+        "event-waits": (
+            {
+                "nodes": [
+                    node("start", "start"),
+                    node("go1", "wait", {"event": "go", "timeoutSeconds": 60}),
+                    node("go2", "wait", {"event": "go", "timeoutSeconds": 60}),
+                    node("never", "wait", {"event": "never", "timeoutSeconds": 1}),
+                    node("late", "transform", {"output": "timed out"}),
+                    node(
+                        "end",
+                        "end",
+                        {"outputs": {"first": "{{ nodes.go1.output.payload }}"}},
+                    ),
+                ],
+                "edges": [
+                    edge("start", "go1"),
+                    edge("start", "go2"),
+                    edge("start", "never"),
+                    edge("never", "late", "timeout"),
+                    edge("go1", "end"),
+                    edge("go2", "end"),
+                ],
+            },
+            {},
+        ),
         # A named inline flow (FlowName) whose loop continues as new (checkpoint apart); its
         # first run and its last are recorded (`-continued`).
         "named-continued": (
@@ -279,6 +306,10 @@ async def test_record_histories(
         if name == "route-and-wait":
             await asyncio.sleep(2)
             await send_event(flow_worker.client, handle.id, "ping", 1)
+        if name == "event-waits":
+            await asyncio.sleep(2)
+            for n in (1, 2):
+                await send_event(flow_worker.client, handle.id, "go", n)
         if name == "approval":
             task = (await open_task(handle))[0]
             await decide(handle, task["id"], {"approved": True}, reviewers.finance, "ok")

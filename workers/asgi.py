@@ -19,9 +19,15 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, host: str, port: int) -> AsyncIterator[None]:
-    """Serve `app` on `host:port` while the block runs; refused ports fail at once."""
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+async def serving(app: Any, host: str, port: int, **options: Any) -> AsyncIterator[None]:
+    """Serve `app` on `host:port` while the block runs; refused ports fail at once.
+
+    `options` go to uvicorn's Config (limits such as `limit_concurrency`).
+    """
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off", **options
+    )
+    server = _Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():  # it could not bind: say so now, not at shutdown

@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_codec,
         cli_flows,
         cli_hitl,
+        cli_hooks,
         cli_runs,
         cli_schedules,
         cli_secrets,
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_codec.add_commands(sub)
     cli_flows.add_commands(sub)
     cli_hitl.add_commands(sub)
+    cli_hooks.add_commands(sub)
     cli_runs.add_commands(sub)
     cli_schedules.add_commands(sub)
     cli_secrets.add_commands(sub)

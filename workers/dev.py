@@ -159,20 +159,6 @@ async def run_dev(settings: Settings) -> None:
             # The example flows call the sample API on loopback: exactly that port is let
             # through, so flows still cannot reach Postgres, Temporal or its UI.
             allowed = ",".join(h for h in (allowed, sample_host) if h)
-        print(
-            "\nmeta-agent dev stack is up\n"
-            f"  Postgres     {sync_url(database_url).render_as_string(hide_password=True)}\n"
-            f"  Temporal     {address} (namespace {settings.temporal_namespace})\n"
-            f"  Temporal UI  {ui_url or '(not started here)'}\n"
-            f"{f'  codec server {codec_url} (PAYLOAD_KEYS)' + chr(10) if codec_url else ''}"
-            f"  task queue   {settings.temporal_task_queue}\n"
-            f"  traces       meta-agent traces <run id>   (spans in {traces_file})\n"
-            f"{_metrics_line(settings)}"
-            f"{_schedules_line(settings)}"
-            f"{sample_lines}"
-            "Press Ctrl-C to stop everything.\n",
-            flush=True,
-        )
         worker_settings = settings.model_copy(
             update={
                 "database_url": database_url,
@@ -180,8 +166,27 @@ async def run_dev(settings: Settings) -> None:
                 "api_allowed_hosts": allowed,
             }
         )
+        postgres = sync_url(database_url).render_as_string(hide_password=True)
         try:
-            async with _codec_server(codec, settings.dev_codec_port, ui_url):
+            async with (
+                _codec_server(codec, settings.dev_codec_port, ui_url),
+                _api(worker_settings, client) as api_url,
+            ):
+                print(
+                    "\nmeta-agent dev stack is up\n"
+                    f"  Postgres     {postgres}\n"
+                    f"  Temporal     {address} (namespace {settings.temporal_namespace})\n"
+                    f"  Temporal UI  {ui_url or '(not started here)'}\n"
+                    f"{f'  codec server {codec_url} (PAYLOAD_KEYS)' + chr(10) if codec_url else ''}"
+                    f"  task queue   {settings.temporal_task_queue}\n"
+                    f"  hooks API    {api_url} (POST /hooks/ID, POST /events/NAME, GET /runs/ID)\n"
+                    f"  traces       meta-agent traces <run id>   (spans in {traces_file})\n"
+                    f"{_metrics_line(settings)}"
+                    f"{_schedules_line(settings)}"
+                    f"{sample_lines}"
+                    "Press Ctrl-C to stop everything.\n",
+                    flush=True,
+                )
                 await run_worker(client, worker_settings, stop)
         finally:
             telemetry.current().shutdown()
@@ -194,6 +199,19 @@ def _schedules_line(settings: Settings) -> str:
     if every <= 0:
         return "  schedules    not synced (SCHEDULE_SYNC_INTERVAL_SECONDS=0)\n"
     return f"  schedules    flows' crons synced every {every:g}s   (meta-agent schedules list)\n"
+
+
+@asynccontextmanager
+async def _api(settings: Settings, client: Client) -> AsyncIterator[str]:
+    """The webhook and event API (API_HOST:API_PORT) beside the worker; yields its URL."""
+    from workers.api.serve import serving_api
+
+    engine = create_engine(settings.require_database_url(), pool_size=2)
+    try:
+        async with serving_api(settings, client, session_factory(engine)) as url:
+            yield url
+    finally:
+        await engine.dispose()
 
 
 def _metrics_line(settings: Settings) -> str:

@@ -117,6 +117,20 @@ class Settings(BaseSettings):
     #: Redirects an agent's HTTP call may follow; each hop is checked like the first.
     api_max_redirects: Annotated[int, Field(ge=0, le=20)] = 5
 
+    # The webhook and event API (`meta-agent api`, and `meta-agent dev` beside its worker).
+    #: Where it listens; loopback unless the deployment puts it behind its own front.
+    api_host: str = "127.0.0.1"
+    api_port: Port = 8088
+    #: The largest request body it reads (bytes); a larger one is refused (413) unread.
+    api_max_body_bytes: Annotated[int, Field(ge=1024, le=64 << 20)] = 1 << 20
+    #: Requests it serves at once (uvicorn's limit_concurrency); beyond, it answers 503.
+    api_max_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 100
+    #: The tenant's stored secret that signs its `POST /events/NAME` and `GET /runs/ID`
+    #: (`meta-agent secrets set --tenant T META_API_KEY`).
+    api_tenant_secret_name: str = "META_API_KEY"
+    #: How old (or how far ahead) a tenant-signed request's X-Meta-Timestamp may be.
+    api_signature_tolerance_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
+
     # Tenant secrets (`{{ secrets.NAME }}`, `meta-agent secrets`).
     #: AES-256-GCM keys of the per-tenant secret store: `keyid:base64-of-32-bytes`, comma-
     #: separated. The first encrypts; the others only decrypt, so a key is rotated by putting

@@ -82,6 +82,10 @@ FLOW_NAME_ATTRIBUTE = "flow-name-attribute"
 #: its checkpoint as a second, and starts a sub-flow with only the fields it sets: the
 #: Temporal UI's Input shows each request as it was sent.
 CHECKPOINT_APART = "checkpoint-as-second-argument"
+#: A `wait` node waiting on an event lists the event's name in the run's `WaitingEvents`
+#: search attribute while it waits (one upsert when it starts, one when it stops), so
+#: `meta-agent events emit` and `POST /events/NAME` find the runs to wake by a query.
+WAITING_EVENTS_ATTRIBUTE = "waiting-events-attribute"
 
 _FIRST_GENERATION = frozenset(
     {
@@ -104,8 +108,10 @@ _SECOND_GENERATION = _FIRST_GENERATION | {
     VALUE_DEPTH_BOUND,
     DECIDE_WHILE_OPENING,
 }
+_THIRD_GENERATION = _SECOND_GENERATION | {FLOW_NAME_ATTRIBUTE, CHECKPOINT_APART}
 GENERATIONS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("flow-run-2026-11-28", _SECOND_GENERATION | {FLOW_NAME_ATTRIBUTE, CHECKPOINT_APART}),
+    ("flow-run-2026-11-29", _THIRD_GENERATION | {WAITING_EVENTS_ATTRIBUTE}),
+    ("flow-run-2026-11-28", _THIRD_GENERATION),
     ("flow-run-2026-11-27", _SECOND_GENERATION),
     ("flow-run-2026-11-26", _FIRST_GENERATION),
 )

@@ -64,6 +64,8 @@ class RunState:
         self.loops: dict[str, LoopProgress] = dict(cp.loops) if cp else {}
         self.wait_deadlines: dict[str, datetime] = dict(cp.wait_deadlines) if cp else {}
         self.reviews: dict[str, HitlTaskState] = dict(cp.hitl) if cp else {}
+        #: how many `wait` nodes wait on each event name now (the `WaitingEvents` attribute)
+        self.waiting_events: dict[str, int] = {}
         #: Review tasks whose `hitl_open` is under way: their inbox row may already exist.
         self.opening_reviews: set[str] = set()
         self.continued = cp.continued if cp else 0

@@ -16,8 +16,21 @@ FLOW_STATUS = SearchAttributeKey.for_keyword("FlowStatus")
 #: Beside the CONTRACT's: the flow's name, which people remember better than its UUID
 #: (`FlowName = "order-approval"` in the UI's search box).
 FLOW_NAME = SearchAttributeKey.for_keyword("FlowName")
+#: Beside the CONTRACT's: the event names the run's `wait` nodes wait on right now (set when
+#: one starts waiting, cleared when none waits), so an emitted event finds the runs it wakes
+#: by a visibility query (`WaitingEvents = "order.paid"`) instead of a scan of every run.
+WAITING_EVENTS = SearchAttributeKey.for_keyword_list("WaitingEvents")
 
-ALL = (TENANT_ID, WORKSPACE_ID, FLOW_ID, TRIGGERED_BY, FLOW_VERSION, FLOW_STATUS, FLOW_NAME)
+ALL = (
+    TENANT_ID,
+    WORKSPACE_ID,
+    FLOW_ID,
+    TRIGGERED_BY,
+    FLOW_VERSION,
+    FLOW_STATUS,
+    FLOW_NAME,
+    WAITING_EVENTS,
+)
 
 #: Temporal's own, set on every run a Temporal Schedule starts (never registered or
 #: upserted here): the schedule's id and the fire's time, which a scheduled run records

@@ -20,6 +20,7 @@ callers that must speak to a run directly.
 from workers.client.starting import (
     MAX_RUN_ID,
     FlowUnavailable,
+    InvalidFlow,
     InvalidInputs,
     RetryRefused,
     RunIdRefused,
@@ -68,6 +69,7 @@ __all__ = [
     "TIME_LIMIT_ERROR",
     "DecisionRefused",
     "FlowUnavailable",
+    "InvalidFlow",
     "InvalidInputs",
     "RetryRefused",
     "RunIdRefused",

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from flow_language.definition import FlowDefinition
 from flow_language.refusals import counted
@@ -28,6 +29,14 @@ class InvalidInputs(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(counted("invalid inputs", problems))
+
+
+class InvalidFlow(ValueError):
+    """The flow's definition is itself invalid (`check_definition`); nothing was started."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(counted("invalid flow", problems))
 
 
 #: The longest run id a caller may choose: the row is keyed by it in VARCHAR(255), and its
@@ -97,6 +106,8 @@ async def start_run(
     trigger_type: str | None = None,
     trigger_metadata: dict[str, Any] | None = None,
     sessions: async_sessionmaker[AsyncSession] | None = None,
+    existing_ok: bool = False,
+    check_definition: bool = False,
 ) -> WorkflowHandle[Any, FlowResult]:
     """Start a `FlowRun`; `run_id` becomes the Temporal workflow ID (the orchestrator run ID).
 
@@ -116,12 +127,27 @@ async def start_run(
     database: with `sessions`, it is loaded first, and a flow that may not run now raises
     FlowUnavailable (archived, inactive, paused, a draft without `params.draft`) and inputs
     that break it InvalidInputs, nothing started; without, the run refuses them itself.
+
+    `existing_ok` (a `run_id` derived from a delivery's idempotency key): a run already
+    under `run_id`, running or ended, is returned as it is, before any check, so a
+    redelivery gets the first delivery's run and never starts a second.
+
+    `check_definition` (callers that answer a sender who cannot see the run fail, such as
+    a webhook): a definition that is itself invalid raises InvalidFlow with its problems
+    instead of starting a run that fails at once.
     """
     params = _with_trigger(params, trigger_type, trigger_metadata)
+    if existing_ok and run_id and await _exists(client, run_id):
+        return client.get_workflow_handle(run_id, result_type=FlowResult)
     definition = params.definition
     if definition is None and params.workflow_id and sessions is not None:
         async with sessions() as session:
             definition = (await stored_flow(session, params)).definition
+    if definition is not None and check_definition:
+        try:
+            parse_definition(definition)
+        except DefinitionError as exc:
+            raise InvalidFlow(exc.problems) from None
     if definition is not None:
         problems = check_inputs(definition, params.inputs)
         if problems:
@@ -143,7 +169,20 @@ async def start_run(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
+        if existing_ok:  # the same delivery, twice at once: the other one started it
+            return client.get_workflow_handle(run_id, result_type=FlowResult)
         raise RunIdRefused(f"run id {run_id!r} is already used by another run") from None
+
+
+async def _exists(client: Client, run_id: str) -> bool:
+    """Whether Temporal knows a run under `run_id` (running, or ended within retention)."""
+    try:
+        await client.get_workflow_handle(run_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 def _with_trigger(

@@ -1,0 +1,183 @@
+"""Events, emitted over HTTP (tenant-signed) and by the CLI: they start the subscribed flows
+of that tenant only and wake that tenant's runs waiting on the event (found by the
+`WaitingEvents` search attribute), never another tenant's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
+from tests.hooks_support import make_tenant, queue_runs, runs_of_flow, serving_api, store_flow
+from tests.invariant import assert_run_tells_the_truth
+from tests.test_cli import _env, ameta_agent
+from workers.client import STATUS_QUERY
+from workflows import search_attributes as sa
+from workflows.contract import FlowResult
+
+_ECHO = {
+    "nodes": [node("start", "start"), node("end", "end", {"outputs": {"got": "{{ input }}"}})],
+    "edges": [edge("start", "end")],
+}
+_WAITS = {
+    "nodes": [
+        node("start", "start"),
+        node("ping", "wait", {"event": "ping", "timeoutSeconds": 120}),
+        node("end", "end", {"outputs": {"payload": "{{ nodes.ping.output.payload }}"}}),
+    ],
+    "edges": [edge("start", "ping"), edge("ping", "end")],
+}
+
+
+def _on(event: str, **config: Any) -> list[dict[str, Any]]:
+    return [{"type": "event", "config": {"event": event, **config}}]
+
+
+async def _outputs(worker: FlowWorker, run_id: str) -> dict[str, Any]:
+    handle = worker.client.get_workflow_handle(run_id, result_type=FlowResult)
+    return (await handle.result()).outputs
+
+
+async def _listed_as_waiting(worker: FlowWorker, *handles: WorkflowHandle[Any, Any]) -> None:
+    """Until visibility lists each run as waiting on `ping` (the attribute is upserted)."""
+    wanted = {h.id for h in handles}
+    query = f'{sa.WAITING_EVENTS.name} = "ping" AND TaskQueue = "{worker.task_queue}"'
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if wanted <= {w.id async for w in worker.client.list_workflows(query)}:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"runs {wanted} never listed as waiting on ping")
+
+
+async def test_a_signed_event_starts_the_tenants_subscribed_flows_only(
+    flow_worker: FlowWorker,
+) -> None:
+    mine = await make_tenant(flow_worker, api_secret="mine")
+    theirs = await make_tenant(flow_worker, api_secret="theirs")
+    plain = await store_flow(flow_worker, mine, _ECHO, _on("order.paid"))
+    mapped = await store_flow(flow_worker, mine, _ECHO, _on("order.paid", payloadInput="order"))
+    elsewhere = await store_flow(flow_worker, mine, _ECHO, _on("order.shipped"))
+    paused = await store_flow(
+        flow_worker,
+        mine,
+        _ECHO,
+        _on("order.paid"),
+        "UPDATE workflows SET is_paused = true WHERE id = :id",
+    )
+    draft = await store_flow(
+        flow_worker,
+        mine,
+        _ECHO,
+        _on("order.paid"),
+        "UPDATE workflow_versions SET status = 'draft' WHERE workflow_id = :id",
+    )
+    foreign = await store_flow(flow_worker, theirs, _ECHO, _on("order.paid"))
+    as_mine = {"X-Meta-Tenant": str(mine), "Idempotency-Key": "evt-1"}
+    async with serving_api(flow_worker) as api:
+        answer = await api.post("/events/order.paid", {"id": 9}, "mine", headers=as_mine)
+        assert answer.status_code == 202, answer.text
+        done = answer.json()
+        started = {run["flow_id"]: run["run_id"] for run in done["started"]}
+        assert set(started) == {plain, mapped}
+        assert [r["flow_id"] for r in done["refused"]] == [draft]
+        assert "draft" in done["refused"][0]["error"]
+        assert done["woken"] == []
+        flow_worker.started.extend(started.values())
+
+        # Redelivered: the same runs, none started twice.
+        again = await api.post("/events/order.paid", {"id": 9}, "mine", headers=as_mine)
+        assert {r["run_id"] for r in again.json()["started"]} == set(started.values())
+
+        # Signed with another tenant's secret, a bad name: refused, nothing started.
+        spoofed = await api.post("/events/order.paid", {"id": 9}, "theirs", headers=as_mine)
+        assert spoofed.status_code == 401
+        bad_name = await api.post('/events/a"b', {}, "mine", headers=as_mine)
+        assert bad_name.status_code == 400
+
+    assert await _outputs(flow_worker, started[plain]) == {"got": {"id": 9}}
+    assert await _outputs(flow_worker, started[mapped]) == {"got": {"order": {"id": 9}}}
+    for run_id in started.values():
+        await assert_run_tells_the_truth(flow_worker.client, flow_worker.sessions, run_id)
+    row = await flow_worker.run_row(started[plain])
+    assert row["trigger_type"] == "event"
+    assert row["trigger_metadata"] == {
+        "event": "order.paid",
+        "payload": {"id": 9},
+        "event_id": "evt-1",
+    }
+    for flow in (elsewhere, paused, draft, foreign):
+        assert await runs_of_flow(flow_worker, flow) == 0
+    assert sorted(await queue_runs(flow_worker)) == sorted(started.values())
+
+
+async def test_an_event_wakes_and_starts_only_that_tenants_runs(
+    database_url: str, temporal_env: WorkflowEnvironment, flow_worker: FlowWorker
+) -> None:
+    mine = await make_tenant(flow_worker, api_secret="mine")
+    theirs = await make_tenant(flow_worker, api_secret="theirs")
+    my_flow = await store_flow(flow_worker, mine, _ECHO, _on("ping"))
+    their_flow = await store_flow(flow_worker, theirs, _ECHO, _on("ping"))
+    my_run = await flow_worker.start(_WAITS, {}, tenant_id=str(mine))
+    their_run = await flow_worker.start(_WAITS, {}, tenant_id=str(theirs))
+    await _listed_as_waiting(flow_worker, my_run, their_run)
+
+    # The operator's CLI, for my tenant.
+    env = _env(database_url, temporal_env, flow_worker.task_queue)
+    out = await ameta_agent(
+        "events", "emit", "ping", "--tenant", str(mine), "--payload", '{"n": 1}', "--json", env=env
+    )
+    assert out.returncode == 0, out.stderr
+    done = json.loads(out.stdout)
+    assert done["woken"] == [my_run.id]
+    assert [r["flow_id"] for r in done["started"]] == [my_flow]
+    flow_worker.started.extend(r["run_id"] for r in done["started"])
+    assert await _outputs(flow_worker, my_run.id) == {"payload": {"n": 1}}
+    assert await _outputs(flow_worker, done["started"][0]["run_id"]) == {"got": {"n": 1}}
+    ended = await my_run.describe()
+    assert not ended.typed_search_attributes.get(sa.WAITING_EVENTS)  # cleared as it stopped
+
+    # The other tenant's run still waits, and its flow has not started.
+    await asyncio.sleep(1)
+    status = await their_run.query(STATUS_QUERY)
+    assert status["status"] == "running"
+    assert status["nodes"]["ping"]["status"] == "running"
+    assert await runs_of_flow(flow_worker, their_flow) == 0
+
+    # Its own tenant's signed event wakes it.
+    async with serving_api(flow_worker) as api:
+        answer = await api.post(
+            "/events/ping", [1, 2], "theirs", headers={"X-Meta-Tenant": str(theirs)}
+        )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["woken"] == [their_run.id]
+    # The payload is no object and the trigger names no input for it: that flow refuses.
+    assert [r["flow_id"] for r in answer.json()["refused"]] == [their_flow]
+    assert await _outputs(flow_worker, their_run.id) == {"payload": [1, 2]}
+    for handle in (my_run, their_run):
+        await assert_run_tells_the_truth(flow_worker.client, flow_worker.sessions, handle.id)
+
+
+async def test_an_unknown_tenant_or_bad_signature_emits_nothing(flow_worker: FlowWorker) -> None:
+    mine = await make_tenant(flow_worker, api_secret="mine")
+    flow = await store_flow(flow_worker, mine, _ECHO, _on("ping"))
+    async with serving_api(flow_worker) as api:
+        answers = [
+            await api.post(
+                "/events/ping", {}, "mine", headers={"X-Meta-Tenant": str(uuid.uuid4())}
+            ),
+            await api.post("/events/ping", {}, "guess", headers={"X-Meta-Tenant": str(mine)}),
+            await api.post("/events/ping", {}, None, headers={"X-Meta-Tenant": str(mine)}),
+            await api.post("/events/ping", {}, "mine"),
+        ]
+    assert [a.status_code for a in answers] == [401] * 4
+    assert len({a.text for a in answers}) == 1  # one answer: no tenant is told apart
+    assert await runs_of_flow(flow_worker, flow) == 0

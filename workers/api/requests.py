@@ -1,0 +1,72 @@
+"""Reading a request the API was sent: its body within the limit, its JSON, its headers.
+
+Each refusal is an ApiError, answered as `{"error": "...", ...}` with its status, so every
+answer of the API, success or not, is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: Longest Idempotency-Key taken (it is hashed into a run id, never stored as is).
+MAX_IDEMPOTENCY_KEY = 255
+
+
+class ApiError(Exception):
+    """A refusal: its HTTP status and the body `{"error": message, **details}`."""
+
+    def __init__(self, status: int, message: str, **details: Any) -> None:
+        self.status = status
+        self.body = {"error": message, **details}
+        super().__init__(message)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused (413) as soon as it is known to exceed `limit` bytes: by its
+    Content-Length before reading anything, else once the bytes read pass it.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the body is over {limit} bytes", limit=limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the body is over {limit} bytes", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON, and no run could carry them."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_body(request: Request, body: bytes, *, object_only: bool) -> Any:
+    """The body as JSON: 415 unless its Content-Type is JSON, 400 unless it parses (and,
+    with `object_only`, is an object).
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
+    try:
+        value = json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ApiError(400, f"the body is not JSON: {str(exc)[:200]}") from None
+    if object_only and not isinstance(value, dict):
+        raise ApiError(400, "the body must be a JSON object (the run's inputs)")
+    return value
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The Idempotency-Key header, if any; 400 for one that is empty or too long."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError(400, f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    return key
