@@ -17,7 +17,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -25,7 +24,7 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 
 with workflow.unsafe.imports_passed_through():
     from flow_language.definition import FlowDefinition
-    from flow_language.sizes import MAX_VALUE_DEPTH, json_size, value_depth
+    from flow_language.sizes import json_size
     from workflows import patches, run_metrics, search_attributes, tracing
     from workflows.bookkeeping import bookkeeping
     from workflows.contract import (
@@ -35,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
         Checkpoint,
         EventMessage,
         FlowResult,
-        FlowRunInput,
         NodeState,
         PreparedFlow,
         PrepareInput,
@@ -44,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.decisions import Decisions
     from workflows.failures import NodeFailed, Suspended, error_text
     from workflows.nodes import RUNNERS
+    from workflows.run_argument import decode_argument, too_deep
     from workflows.run_details import FlowIdentity
     from workflows.run_state import RunState
     from workflows.scheduler import Scope
@@ -70,48 +69,17 @@ def _ended_by(exc: BaseException) -> str:
     return "failed"
 
 
-def _too_deep(params: FlowRunInput) -> str | None:
-    """Why the argument nests too deeply for the engine to carry it, if it does."""
-    for name in ("inputs", "definition"):
-        if value_depth(getattr(params, name)) > MAX_VALUE_DEPTH:
-            return f"{name}: nested more than {MAX_VALUE_DEPTH} levels deep"
-    return None
-
-
 class FlowRunBody:
     """One run of a flow definition to its end, and what its signals, update and query do
     (`flow_run.FlowRun` hands each to it).
     """
 
     def __init__(self, *args: Any) -> None:
-        # Taken raw and checked here: an argument that does not decode as FlowRunInput (or
-        # none, or two) would otherwise fail every workflow task for ever, with no row and
-        # no way to cancel.
-        self._bad_input: str | None = None
+        # Taken raw and judged by `run_argument`: a bad one is recorded as the run's failure.
         #: How the run ended, once its final row says so: what Temporal must say too.
         self._recorded_end: FlowResult | ApplicationError | None = None
         continued = workflow.info().continued_run_id is not None
-        try:
-            if len(args) != 1 and not (continued and len(args) == 2):
-                raise ValueError(f"FlowRun takes one argument (a JSON object), got {len(args)}")
-            params = FlowRunInput.model_validate(args[0])
-            if len(args) == 2:  # the checkpoint FlowRun carried apart from the request
-                params.checkpoint = Checkpoint.model_validate(args[1])
-        except ValueError as exc:
-            params = FlowRunInput()
-            self._bad_input = (
-                "; ".join(
-                    f"{'.'.join(str(p) for p in err['loc']) or 'the argument'}: {err['msg']}"
-                    for err in exc.errors()
-                )
-                if isinstance(exc, ValidationError)
-                else str(exc)
-            )
-        if params.checkpoint is not None and not continued:
-            # A checkpoint skips prepare_flow (and with it every tenant check): only
-            # FlowRun itself writes one, when it continues as new.
-            self._bad_input = "checkpoint: only FlowRun writes one, when it continues as new"
-            params = FlowRunInput()
+        params, self._bad_input = decode_argument(args, continued)
         self._state = RunState(params)
         self._decisions = Decisions(self._state)
         checkpoint = params.checkpoint
@@ -213,7 +181,7 @@ class FlowRunBody:
         run.records_every_end = patches.patched(patches.EVERY_END_RECORDED)
         run.agents_carry_rows = run.records_every_end and patches.patched(patches.AGENTS_CARRY_ROWS)
         if self._bad_input is None and patches.patched(patches.VALUE_DEPTH_BOUND):
-            self._bad_input = _too_deep(run.params)
+            self._bad_input = too_deep(run.params)
         if self._bad_input is not None:
             await self._refuse_argument(self._bad_input)
         if run.params.retry_of and run.params.reuse_outputs:  # only retries take the marker
