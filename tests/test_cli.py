@@ -68,6 +68,28 @@ def test_validate_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert good.returncode == 0, good.stdout
 
 
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`meta-agent ... | head -1`: the closed pipe ends the command quietly."""
+    many = tmp_path / "many.json"
+    steps = [{"id": f"s{i}", "type": "mystery", "config": {}} for i in range(5000)]
+    many.write_text(json.dumps({"steps": steps, "connections": []}))
+    with subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "flows", "validate", str(many)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # the reader leaves after one line
+        errors = proc.stderr.read()
+        proc.wait(timeout=60)
+    assert "5000 problem(s)" in first
+    assert "Traceback" not in errors
+    assert "BrokenPipe" not in errors
+
+
 def test_the_executable_keeps_exit_codes_and_output_though_it_skips_teardown() -> None:
     """`entry_point` leaves with os._exit, which drops unflushed output unless it flushes."""
     script = Path(sys.executable).parent / "meta-agent"

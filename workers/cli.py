@@ -217,6 +217,9 @@ def entry_point() -> NoReturn:
         code = main()
     except SystemExit as exc:  # argparse's --help and usage errors
         code = _exit_code(exc)
+    except BrokenPipeError:
+        # The reader left (`meta-agent runs list | head`): what it read is all it wanted.
+        code = 0
     except BaseException:
         traceback.print_exc()
         code = 1
