@@ -130,3 +130,31 @@ async def test_condition_skips_the_branch_not_taken_and_the_join_still_runs(
     assert rows["big"]["status"] == "skipped"
     assert rows["check"]["outputs"] == {"handle": "small"}
     assert rows["done"]["status"] == "completed"
+
+
+@pytest.mark.parametrize(("total", "branch"), [(18.0, "ship"), (2400.0, "hold")])
+async def test_the_steps_example_triages_an_order(
+    flow_worker: FlowWorker, http_peer: HttpPeer, total: float, branch: str
+) -> None:
+    """`examples/flows/order-triage-steps.json`, the steps/connections format newcomers see."""
+    lines = [{"sku": "tea", "qty": 2}, {"sku": "gone", "qty": 1}]
+    http_peer.route("GET", "/orders/5", Reply(body={"total": total, "lines": lines}))
+    http_peer.route("POST", "/orders/5/ship", Reply(body={"shipped": 5}))
+    http_peer.route("GET", "/products/tea", Reply(body={"price": 4.5}))
+    http_peer.route("GET", "/products/gone", Reply(status=404, body={"error": "no such sku"}))
+    result, run_id = await flow_worker.run(
+        shared_flow("order-triage-steps"), {"api_base": http_peer.base, "order_id": 5}
+    )
+    assert result.status == "completed"
+    rows = await flow_worker.task_rows(run_id)
+    skipped = {"ship": "hold", "hold": "ship"}[branch]
+    assert rows[branch]["status"] == "completed"
+    assert rows[skipped]["status"] == "skipped"
+    if branch == "hold":
+        assert result.outputs["hold"] == {"held": True, "total": "2400.0 EUR"}
+    else:
+        assert result.outputs["ship"]["json"] == {"shipped": 5}
+    # `skip` on the line pricing: the unknown sku's iteration failed and the loop went on.
+    assert rows["lines[0].price"]["status"] == "completed"
+    assert rows["lines[1].price"]["status"] == "failed"
+    assert result.outputs["lines"][0]["json"] == {"price": 4.5}
