@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
 from persistence.schedule_queries import ScheduledFlow
+from workers.client import FLOW_RUN
 from workers.schedule_spec import (
     OVERLAPS,
     ScheduleConfig,
@@ -121,7 +122,7 @@ def test_defaults_and_the_action_a_fire_starts() -> None:
     schedule = build_schedule(want, want.config, "flows")
     action = schedule.action
     assert isinstance(action, ScheduleActionStartWorkflow)
-    assert (action.workflow, action.id, action.task_queue) == ("FlowRun", want.schedule_id, "flows")
+    assert (action.workflow, action.id, action.task_queue) == (FLOW_RUN, want.schedule_id, "flows")
     assert action.args == [
         {
             "workflow_id": str(_FLOW_ID),

@@ -30,6 +30,7 @@ from tests.schedule_support import (
     run_row,
     schedule_trigger,
 )
+from workers.client import FLOW_RUN
 from workers.payload_codec import EncryptionCodec
 from workers.schedule_spec import plain_payload
 from workers.schedule_sync import ScheduleSync
@@ -71,7 +72,7 @@ async def test_a_flow_with_a_cron_every_minute_gets_a_schedule_whose_runs_record
     action = described.schedule.action
     assert isinstance(action, ScheduleActionStartWorkflow)
     assert (action.workflow, action.id, action.task_queue) == (
-        "FlowRun",
+        FLOW_RUN,
         sid,
         sched.worker.task_queue,
     )
