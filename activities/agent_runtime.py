@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.activity import Info as ActivityInfo
@@ -30,6 +29,7 @@ from activities.row_batches import RowBatches
 from activities.scrubber import ACTIVE, Scrubber
 from activities.secrets import MissingSecretError, SecretProvider, masked
 from flow_language import templates
+from flow_language.form_schema import validator_for
 from flow_language.sizes import MAX_VALUE_DEPTH, json_size, value_depth
 from persistence.health import DatabaseHealth, database_unreachable
 from persistence.ids import require_uuid
@@ -272,7 +272,7 @@ def _usage_columns(output: Any) -> dict[str, Any]:
 
 def _enforce(schema: dict[str, Any], value: Any, what: str) -> None:
     """The agent's input_schema / output_schema: a mismatch is the flow's fault, not retried."""
-    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path))
+    errors = sorted(validator_for(schema).iter_errors(value), key=lambda e: list(e.path))
     if not errors:
         return
     details = "; ".join(

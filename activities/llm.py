@@ -19,12 +19,12 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 import openai
-from jsonschema import Draft202012Validator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.http_helpers import retryable_status
 from activities.outbound import OutboundHttp
+from flow_language.form_schema import validator_for
 from workflows.contract import AgentTask
 
 #: Local servers need no key, but the SDK insists on one.
@@ -234,7 +234,7 @@ def _parsed(text: str, schema: dict[str, Any] | None, config: dict[str, Any]) ->
 
 
 def _schema_problems(schema: dict[str, Any], value: Any) -> list[str]:
-    errors: Iterable[Any] = Draft202012Validator(schema).iter_errors(value)
+    errors: Iterable[Any] = validator_for(schema).iter_errors(value)
     return [
         f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in list(errors)[:5]
     ]

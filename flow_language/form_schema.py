@@ -1,4 +1,5 @@
-"""JSON Schema for review forms, with every regular expression matched by RE2.
+"""JSON Schema a flow supplies (review forms, inputSchema, outputSchema, a model's jsonSchema),
+checked with every regular expression matched by RE2 and no reference fetched.
 
 jsonschema matches `pattern`, `patternProperties` and the property names they leave to
 `additionalProperties` with Python's `re`, which backtracks: a flow author's pattern
@@ -47,11 +48,11 @@ def unusable(schema: dict[str, Any]) -> str | None:
         except Exception as exc:  # referencing's Unresolvable, PointerToNowhere, ...
             return f"$ref {ref!r} cannot be resolved ({type(exc).__name__})"
     if any("$dynamicRef" in o for o in objects):
-        return "$dynamicRef is not supported in a form schema"
+        return "$dynamicRef is not supported in a flow's schemas"
     if any("unevaluatedProperties" in o for o in objects) and any(
         "patternProperties" in o for o in objects
     ):
-        return "unevaluatedProperties with patternProperties is not supported in a form schema"
+        return "unevaluatedProperties with patternProperties is not supported in a flow's schemas"
     if _recursive(schema, refs):
         return "a $ref that leads back to itself (a recursive schema) is not supported"
     for pattern in _patterns(objects):
@@ -146,3 +147,16 @@ FormValidator = extend(
         "additionalProperties": _additional_properties,
     },
 )
+
+
+#: Where a `$ref` may lead: nowhere outside its own schema. jsonschema's default registry
+#: fetches `http://` and `file://` references, from inside the engine's network and disk, and
+#: its errors quote what it found: a flow author's schema could read internal services back.
+_LOCAL_ONLY = Registry()
+
+
+def validator_for(schema: dict[str, Any]) -> Any:
+    """The validator of a schema a flow or a registry row supplies: RE2 patterns, local refs
+    only. Check the schema with `unusable` first; what it refuses may raise here.
+    """
+    return FormValidator(schema, registry=_LOCAL_ONLY)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flow_language.form_schema import FormValidator
+from flow_language.form_schema import validator_for
 from flow_language.sizes import json_size
 
 DecisionType = Literal["approval", "choice", "form_input", "annotation", "free_text"]
@@ -151,7 +151,7 @@ def decision_problem(
             return 'a form decision is {"form": {...}}'
         if task.form_schema:
             try:
-                errors = sorted(FormValidator(task.form_schema).iter_errors(d["form"]), key=str)
+                errors = sorted(validator_for(task.form_schema).iter_errors(d["form"]), key=str)
             except Exception as exc:
                 # Validation refuses such a schema; should one get through, no decision fits.
                 return f"the task's formSchema cannot be checked: {str(exc).splitlines()[0]}"

@@ -27,6 +27,7 @@ from flow_language.definition import (
     FlowDefinition,
     Node,
 )
+from flow_language.form_schema import unusable, validator_for
 from flow_language.refusals import counted
 from flow_language.review_rules import FIXED_HANDLES, option_values
 from flow_language.steps_format import Drawing, read_drawing
@@ -34,6 +35,8 @@ from flow_language.template_checks import template_problems
 
 #: The longest node id: task rows are keyed by it, with loop prefixes, in VARCHAR(255).
 MAX_NODE_ID = 128
+#: What follows a loop's id in the task ids of its iterations' nodes (ASCII digits only).
+_ITERATION = re.compile(r"\[([0-9]+)\]\.")
 _UNKEYABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
@@ -146,6 +149,7 @@ class _Checker:
                     f"{_where(node)}: unknown node type {node.type!r} "
                     f"(one of {', '.join(NODE_TYPES)})"
                 )
+        self.check_iteration_lookalikes()
         seen_edges: set[str] = set()
         for edge in self.edges:
             if edge.id and edge.id in seen_edges:
@@ -153,6 +157,24 @@ class _Checker:
             if edge.id:
                 seen_edges.add(edge.id)
         return by_id
+
+    def check_iteration_lookalikes(self) -> None:
+        """A loop's iterations key their rows and activities `<loop>[<index>].<node>`: a node
+        whose own id reads so would share an iteration's row, or wedge the run on a duplicate
+        activity id. Only such ids are refused; any other text is a fine id.
+        """
+        loops = [n.id for n in self.nodes if n.type == "loop"]
+        for node in self.nodes:
+            for loop in loops:
+                rest = node.id[len(loop) :] if node.id.startswith(loop) else ""
+                found = _ITERATION.match(rest)
+                if found:
+                    self.add(
+                        f"{_where(node)}: id begins like the nodes of iteration {found[1]} of "
+                        f"loop {loop!r} (`{loop}[{found[1]}].`), whose rows and activities are "
+                        "keyed so: rename the node"
+                    )
+                    break
 
     def check_config(self, node: Node) -> None:
         if node.type not in NODE_TYPES or node.id in self.stand_ins:
@@ -172,6 +194,10 @@ class _Checker:
                 Draft202012Validator.check_schema(schema)
             except SchemaError as exc:
                 self.add(f"{_where(node)}: data.{field}: not a valid JSON Schema: {exc.message}")
+                continue
+            problem = unusable(schema)
+            if problem:  # fetches, backtracks or recurses: refused before any value reaches it
+                self.add(f"{_where(node)}: data.{field}: not a usable JSON Schema: {problem}")
         if node.type == "loop" and not isinstance(node.data.config.get("items", []), list | str):
             self.add(f"{_where(node)}: config.items: must be a list or a template")
 
@@ -357,7 +383,14 @@ def input_problems(definition: FlowDefinition, inputs: Any) -> list[str]:
         return ["inputs: must be a JSON object"]
     if not schema:
         return []
+    problem = unusable(schema)
+    if problem:
+        return [f"the start node's inputSchema is not usable: {problem}"]
+    try:
+        errors = sorted(validator_for(schema).iter_errors(inputs), key=str)
+    except (RecursionError, ValueError, LookupError) as exc:  # refs jsonschema cannot follow
+        return [f"the start node's inputSchema cannot check the inputs: {type(exc).__name__}"]
     return [
         f"inputs{'.' if err.absolute_path else ''}{_path(err.absolute_path)}: {err.message}"
-        for err in sorted(Draft202012Validator(schema).iter_errors(inputs), key=str)
+        for err in errors
     ]
