@@ -236,6 +236,26 @@ async def load_definition(
     )
 
 
+async def take_document_triggers(
+    session: AsyncSession, workflow_id: uuid.UUID, triggers: list[dict[str, Any]]
+) -> None:
+    """Make a flow's `schedule`, `event` and `manual` triggers those its imported document
+    declares (its `webhook` triggers too, when it declares any): the schedules and events
+    read `workflows.triggers`, so a document's triggers act once imported. Webhooks added by
+    `meta-agent hooks add` (ids and secrets the document does not know) are kept otherwise.
+    """
+    current = await session.scalar(select(Workflow.triggers).where(Workflow.id == workflow_id))
+    declares_hooks = any(t.get("type") == "webhook" for t in triggers)
+    kept = [
+        t
+        for t in (current or [])
+        if isinstance(t, dict) and t.get("type") == "webhook" and not declares_hooks
+    ]
+    await session.execute(
+        update(Workflow).where(Workflow.id == workflow_id).values(triggers=[*kept, *triggers])
+    )
+
+
 async def save_workflow_version(
     session: AsyncSession,
     *,

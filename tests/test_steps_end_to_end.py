@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
 from flow_language.drawing import edge, node
@@ -286,3 +287,43 @@ async def test_a_steps_file_is_imported_run_and_shown_by_the_cli(
     ]
     # graph order of the steps, read from the stored document
     assert order.index("start") < order.index("fetch") < order.index("big") < order.index("note")
+
+
+async def test_an_imported_documents_triggers_become_the_flows_keeping_its_hooks(
+    database_url: str, flow_worker: FlowWorker, tmp_path: Path
+) -> None:
+    """The schedules and events read `workflows.triggers`: importing a steps document puts
+    its triggers there (a webhook `hooks add` gave the flow stays, since the document cannot
+    know its id and secret); a document without `triggers` leaves them alone.
+    """
+    env = {"DATABASE_URL": database_url}
+    name = f"steps-triggers-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "flow.json"
+    hook = {"type": "webhook", "id": "wh_" + "x" * 30, "config": {"secretName": "S"}}
+
+    async def imported(document: dict[str, Any]) -> list[Any]:
+        path.write_text(json.dumps(document))
+        done = await ameta_agent("flows", "import", str(path), "--name", name, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        async with flow_worker.sessions() as s:
+            flow_id = await queries.find_workflow_id(s, name)
+            found = await s.scalar(
+                text("SELECT triggers FROM workflows WHERE id = :id"), {"id": flow_id}
+            )
+            if not any(t.get("type") == "webhook" for t in found):
+                await s.execute(
+                    text(
+                        "UPDATE workflows SET triggers = triggers || CAST(:t AS jsonb) "
+                        "WHERE id = :id"
+                    ),
+                    {"t": json.dumps([hook]), "id": flow_id},
+                )
+                await s.commit()
+        return list(found)
+
+    event = {"type": "event", "config": {"event": "order.placed"}}
+    cron = {"type": "schedule", "config": {"cron": "0 8 * * *"}}
+    assert await imported({**STEPS, "triggers": [event]}) == [event]
+    assert await imported({**STEPS, "triggers": [cron]}) == [hook, cron]
+    without = {k: v for k, v in STEPS.items() if k != "triggers"}
+    assert await imported(without) == [hook, cron]

@@ -108,7 +108,16 @@ async def cmd_flows_import(args: argparse.Namespace, settings: Settings) -> int:
             workspace_id=args.workspace,
             comment=args.comment,
         )
+        declared = definition.get("triggers") if isinstance(definition, dict) else None
+        triggers = (
+            [t for t in declared if isinstance(t, dict)] if isinstance(declared, list) else None
+        )
+        if triggers is not None:  # absent: the flow's triggers stay as they are
+            await queries.take_document_triggers(session, stored.workflow_id, triggers)
     print(f"imported {stored.name!r} as workflow {stored.workflow_id}, version {stored.version}")
+    if triggers is not None:
+        kinds = ", ".join(str(t.get("type")) for t in triggers) or "none"
+        print(f"  its triggers are the document's: {kinds}")
     return 0
 
 
