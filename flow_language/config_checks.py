@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
 from flow_language.form_schema import unusable
-from flow_language.templates import is_template
+from flow_language.templates import is_template, is_whole_expression
 
 _TYPE_WORDS = {
     "string": "a string",
@@ -100,6 +100,15 @@ def format_problems(node_type: str, config: dict[str, Any]) -> Iterator[tuple[st
             yield "config.until", problem
     if node_type == "docker":
         yield from docker_problems(config, None)
+    if node_type == "condition" and isinstance(config.get("branches"), list):
+        for i, branch in enumerate(config["branches"]):
+            when = branch.get("when") if isinstance(branch, dict) else None
+            if isinstance(when, str) and is_template(when) and not is_whole_expression(when):
+                yield (
+                    f"config.branches[{i}].when",
+                    "must be one `{{ ... }}` expression: text around or between templates "
+                    "renders as text such as 'FalseFalse', which reads as yes",
+                )
 
 
 #: A network a docker node may name: a plain network name (as `docker network create` takes).

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flow_language.definition import ACTIVITY_AGENT_TYPES, AGENT_TYPES
-from flow_language.templates import is_template
+from flow_language.templates import is_template, is_whole_expression
 
 #: The platform's step types.
 STEP_TYPES = ("agent", "condition", "loop", "parallel", "webhook", "wait")
@@ -85,6 +85,8 @@ def connection_condition(
         expression = value["expression"]
         if isinstance(expression, str) and expression.strip():
             when = "{{ " + expression.strip() + " }}"
+            if not is_whole_expression(when):  # `false }}{{ false` would read as text, yes
+                problems.append(f"{where}: condition.expression: must be one expression")
         else:
             problems.append(f"{where}: condition.expression: must be a non-empty expression")
     elif isinstance(when, str) and not is_template(when):

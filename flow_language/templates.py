@@ -122,6 +122,13 @@ def is_template(value: str) -> bool:
     return "{{" in value or "{%" in value
 
 
+def is_whole_expression(text: str) -> bool:
+    """Whether `text` is exactly one `{{ expression }}`, which yields the expression's value
+    (a yes or no for a condition) rather than a rendered text.
+    """
+    return _whole_expression(text) is not None
+
+
 def _whole_expression(text: str) -> str | None:
     match = _WHOLE.match(text)
     if not match:

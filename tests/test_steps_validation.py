@@ -338,3 +338,21 @@ def test_settings_problems_name_where_the_document_writes_them() -> None:
         "step 'a' (A): config.inputSchema: not a valid JSON Schema: 3 is not valid under any of "
         "the given schemas",
     ]
+
+
+def test_an_expression_that_closes_its_own_braces_is_refused() -> None:
+    """`false }}{{ false` would become `{{ false }}{{ false }}`: text, which reads as yes."""
+    steps = {
+        "steps": [
+            {"id": "c", "type": "condition", "config": {}},
+            {"id": "a", "type": "transform", "config": {"output": 1}},
+            {"id": "b", "type": "transform", "config": {"output": 2}},
+        ],
+        "connections": [
+            {"from": "c", "to": "a", "condition": {"expression": "false }}{{ false"}},
+            {"from": "c", "to": "b"},
+        ],
+    }
+    assert problems_of(steps) == [
+        "connections[0] (c → a): condition.expression: must be one expression"
+    ]

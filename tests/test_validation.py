@@ -378,3 +378,26 @@ def test_a_node_whose_own_fields_are_refused_does_not_drag_its_neighbours_in() -
     assert problems_of(definition) == [
         "node 't': data.timeoutSeconds: Input should be greater than 0"
     ]
+
+
+@pytest.mark.parametrize(
+    "when",
+    ["{{ false }}{{ false }}", "no: {{ false }}", "{{ a }} and {{ b }}", "{% if x %}y{% endif %}"],
+)
+def test_a_condition_that_would_render_text_is_refused(when: str) -> None:
+    """Text around or between templates renders as a non-empty text, which reads as yes:
+    the branch would always be taken. An outside review wrote `{{ false }}{{ false }}`.
+    """
+    flow = {
+        "nodes": [
+            node("start", "start"),
+            node("c", "condition", {"branches": [{"handle": "y", "when": when}], "default": "n"}),
+            node("y", "transform", {"output": 1}),
+            node("n", "transform", {"output": 2}),
+        ],
+        "edges": [edge("start", "c"), edge("c", "y", "y"), edge("c", "n", "n")],
+    }
+    assert [p for p in problems_of(flow) if "branches[0].when" in p] == [
+        "node 'c': config.branches[0].when: must be one `{{ ... }}` expression: text around or "
+        "between templates renders as text such as 'FalseFalse', which reads as yes"
+    ]
