@@ -314,23 +314,23 @@ class StepReader:
             self.problems.append(
                 f"{where}: errorHandling.{key}: unknown key (use {', '.join(_ERROR_HANDLING_KEYS)})"
             )
+        before = len(self.problems)  # every bad field is named, then the step is left as is
         strategy = value.get("strategy")
         if strategy not in STRATEGIES:
             self.problems.append(
                 f"{where}: errorHandling.strategy: {strategy!r} is none of {', '.join(STRATEGIES)}"
             )
-            return
         retries, delay = value.get("maxRetries"), value.get("retryDelay")
         if retries is not None and not _whole(retries, 0, MAX_RETRIES):
             self.problems.append(
                 f"{where}: errorHandling.maxRetries: must be a whole number from 0 to {MAX_RETRIES}"
             )
-            return
         if delay is not None and not _whole(delay, 1, MAX_RETRY_DELAY_MS):
             self.problems.append(
                 f"{where}: errorHandling.retryDelay: must be a whole number of milliseconds "
                 f"from 1 to {MAX_RETRY_DELAY_MS}"
             )
+        if len(self.problems) > before:
             return
         if strategy == "skip":
             data["onError"] = "continue"

@@ -356,3 +356,23 @@ def test_an_expression_that_closes_its_own_braces_is_refused() -> None:
     assert problems_of(steps) == [
         "connections[0] (c → a): condition.expression: must be one expression"
     ]
+
+
+def test_every_bad_field_of_error_handling_is_named() -> None:
+    steps = {
+        "steps": [
+            {
+                "id": "a",
+                "type": "webhook",
+                "config": {"url": "http://example.test/"},
+                "errorHandling": {"strategy": "explode", "maxRetries": -1, "retryDelay": "soon"},
+            }
+        ],
+        "connections": [],
+    }
+    assert problems_of(steps) == [
+        "step 'a': errorHandling.strategy: 'explode' is none of retry, skip, fail",
+        "step 'a': errorHandling.maxRetries: must be a whole number from 0 to 99",
+        "step 'a': errorHandling.retryDelay: must be a whole number of milliseconds "
+        "from 1 to 86400000",
+    ]
