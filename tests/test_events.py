@@ -6,6 +6,7 @@ of that tenant only and wake that tenant's runs waiting on the event (found by t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -19,9 +20,10 @@ from tests.flows import FlowWorker
 from tests.hooks_support import make_tenant, queue_runs, runs_of_flow, serving_api, store_flow
 from tests.invariant import assert_run_tells_the_truth
 from tests.test_cli import _env, ameta_agent
-from workers.client import STATUS_QUERY
+from workers.api.ownership import keyed_run_id
+from workers.client import STATUS_QUERY, start_run
 from workflows import search_attributes as sa
-from workflows.contract import FlowResult
+from workflows.contract import FlowResult, FlowRunInput
 
 _ECHO = {
     "nodes": [node("start", "start"), node("end", "end", {"outputs": {"got": "{{ input }}"}})],
@@ -181,3 +183,33 @@ async def test_an_unknown_tenant_or_bad_signature_emits_nothing(flow_worker: Flo
     assert [a.status_code for a in answers] == [401] * 4
     assert len({a.text for a in answers}) == 1  # one answer: no tenant is told apart
     assert await runs_of_flow(flow_worker, flow) == 0
+
+
+async def test_a_run_planted_under_an_event_runs_id_is_refused_not_answered(
+    flow_worker: FlowWorker,
+) -> None:
+    """A run of another tenant under the id an event id would give is listed as refused;
+    the ids are an HMAC keyed by the tenant's API secret, not a hash anyone can compute.
+    """
+    mine = await make_tenant(flow_worker, api_secret="mine")
+    theirs = await make_tenant(flow_worker)
+    flow = await store_flow(flow_worker, mine, _ECHO, _on("ping"))
+    their_flow = await store_flow(flow_worker, theirs, _ECHO, [])
+    parts = (str(mine), "ping", "evt-1", flow)
+    plain = "event-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:48]
+    keyed = keyed_run_id("event", "mine", *parts)
+    assert plain != keyed
+    for run_id in (plain, keyed):
+        planted = FlowRunInput(workflow_id=their_flow, tenant_id=str(theirs), inputs={})
+        handle = await start_run(flow_worker.client, flow_worker.task_queue, planted, run_id=run_id)
+        flow_worker.started.append(handle.id)
+    async with serving_api(flow_worker) as api:
+        answer = await api.post(
+            "/events/ping",
+            {"n": 1},
+            "mine",
+            headers={"X-Meta-Tenant": str(mine), "Idempotency-Key": "evt-1"},
+        )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["started"] == []
+    assert [r["flow_id"] for r in answer.json()["refused"]] == [flow]

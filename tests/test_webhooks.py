@@ -6,6 +6,7 @@ shows a run only to its own tenant (or hook).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 import uuid
@@ -27,7 +28,9 @@ from tests.hooks_support import (
 )
 from tests.invariant import assert_run_tells_the_truth
 from tests.test_cli import _env, ameta_agent
-from workflows.contract import FlowResult
+from workers.api.ownership import keyed_run_id
+from workers.client import start_run
+from workflows.contract import FlowResult, FlowRunInput
 
 _SCHEMA = {
     "type": "object",
@@ -282,3 +285,41 @@ async def test_hooks_add_makes_a_working_hook(
             f"/hooks/{trigger_id}", {"order_id": 5}, secret, at=int(time.time()) - 200
         )
         assert stale.status_code == 401  # its own tolerance: 120 s
+
+
+async def test_a_run_planted_under_a_deliverys_id_is_never_answered_with(
+    flow_worker: FlowWorker,
+) -> None:
+    """Another tenant that knows the hook id (and guesses the key) plants a run where the
+    delivery's run would go: the delivery must not be answered 202 with that run. The run
+    id is an HMAC keyed by the hook's secret, so it cannot be computed without it; and even
+    a run found under the right id is refused (409) unless it is that hook's.
+    """
+    tenant = await make_tenant(flow_worker)
+    theirs = await make_tenant(flow_worker)
+    hook = await hooked_flow(flow_worker, tenant, _FLOW)
+    their_flow = await hooked_flow(flow_worker, theirs, _FLOW)
+    plain = "hook-" + hashlib.sha256(f"{hook.trigger_id}\npre-1".encode()).hexdigest()[:48]
+    keyed = keyed_run_id("hook", hook.secret, hook.trigger_id, "pre-1")
+    assert keyed != plain
+    for run_id in (plain, keyed):  # the old, guessable id, and (worst case) the real one
+        planted = FlowRunInput(
+            workflow_id=their_flow.flow_id, tenant_id=str(theirs), inputs={"order_id": 0}
+        )
+        handle = await start_run(flow_worker.client, flow_worker.task_queue, planted, run_id=run_id)
+        flow_worker.started.append(handle.id)
+    path = f"/hooks/{hook.trigger_id}"
+    async with serving_api(flow_worker) as api:
+        answer = await api.post(
+            path, {"order_id": 808}, hook.secret, headers={"Idempotency-Key": "pre-1"}
+        )
+        assert answer.status_code == 409, answer.text
+        assert "error" in answer.json()
+        # Another key starts the hook's own run, and its redelivery gets that run again.
+        key = {"Idempotency-Key": "pre-2"}
+        first = await api.post(path, {"order_id": 809}, hook.secret, headers=key)
+        again = await api.post(path, {"order_id": 809}, hook.secret, headers=key)
+        assert first.status_code == again.status_code == 202, (first.text, again.text)
+        assert first.json()["run_id"] == again.json()["run_id"]
+        assert await _result(api, first.json()["run_id"]) == {"order": 809}
+    assert await runs_of_flow(flow_worker, hook.flow_id) == 1

@@ -35,7 +35,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from persistence import trigger_queries
 from workers.api.callers import ApiContext, verify_tenant
-from workers.api.hooks import keyed_run_id, start_checked
+from workers.api.hooks import start_checked
+from workers.api.ownership import keyed_run_id
 from workers.api.requests import ApiError, idempotency_key, json_body, read_body
 from workers.client import send_event
 from workflows import search_attributes as sa
@@ -127,9 +128,13 @@ async def emit(
     payload: Any,
     *,
     event_id: str | None = None,
+    id_key: str = "",
 ) -> Emitted:
     """Wake the tenant's runs waiting on `name`, then start its subscribed flows (in that
     order, so no run this event starts is woken by it).
+
+    `id_key` (the tenant's API secret) keys the HMAC that makes a run id of an event id,
+    so no one without it can plant a run under the id first.
     """
     check_name(name)
     done = Emitted(name)
@@ -145,7 +150,7 @@ async def emit(
             done.refused.append({**refusal, "error": str(exc)})
             continue
         parts = (str(tenant_id), name, event_id or "", str(flow.workflow_id))
-        run_id = keyed_run_id("event", *parts) if event_id else f"event-{uuid.uuid4().hex}"
+        run_id = keyed_run_id("event", id_key, *parts) if event_id else f"event-{uuid.uuid4().hex}"
         try:
             handle = await start_checked(
                 client,
@@ -159,6 +164,7 @@ async def emit(
                 flow_name=flow.flow_name,
                 trigger_type="event",
                 trigger_metadata=_metadata(name, payload, event_id, size),
+                delivery={"event": name, "event_id": event_id},
             )
         except ApiError as exc:
             done.refused.append({**refusal, **exc.body})
@@ -185,5 +191,6 @@ async def receive_event(ctx: ApiContext, request: Request) -> JSONResponse:
         name,
         payload,
         event_id=idempotency_key(request),
+        id_key=caller.secret,
     )
     return JSONResponse(done.as_json(), 202)
