@@ -17,10 +17,18 @@ from temporalio.testing import WorkflowEnvironment
 
 from flow_language.drawing import edge, node
 from tests.flows import FlowWorker
-from tests.hooks_support import make_tenant, queue_runs, runs_of_flow, serving_api, store_flow
+from tests.hooks_support import (
+    make_tenant,
+    queue_runs,
+    runs_of_flow,
+    serving_api,
+    signed,
+    store_flow,
+)
 from tests.invariant import assert_run_tells_the_truth
 from tests.test_cli import _env, ameta_agent
 from workers.api.ownership import keyed_run_id
+from workers.api.signing import event_message
 from workers.client import STATUS_QUERY, start_run
 from workflows import search_attributes as sa
 from workflows.contract import FlowResult, FlowRunInput
@@ -179,8 +187,28 @@ async def test_an_unknown_tenant_or_bad_signature_emits_nothing(flow_worker: Flo
             await api.post("/events/ping", {}, "guess", headers={"X-Meta-Tenant": str(mine)}),
             await api.post("/events/ping", {}, None, headers={"X-Meta-Tenant": str(mine)}),
             await api.post("/events/ping", {}, "mine"),
+            # Signed for another event name: a captured event cannot be re-aimed (F6).
+            await api.http.post(
+                f"{api.base}/events/ping",
+                content=b"{}",
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Meta-Tenant": str(mine),
+                    **signed("mine", event_message("pong", b"{}")),
+                },
+            ),
+            # Signed over the body alone, as a webhook is.
+            await api.http.post(
+                f"{api.base}/events/ping",
+                content=b"{}",
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Meta-Tenant": str(mine),
+                    **signed("mine", b"{}"),
+                },
+            ),
         ]
-    assert [a.status_code for a in answers] == [401] * 4
+    assert [a.status_code for a in answers] == [401] * 6
     assert len({a.text for a in answers}) == 1  # one answer: no tenant is told apart
     assert await runs_of_flow(flow_worker, flow) == 0
 

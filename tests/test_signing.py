@@ -4,11 +4,15 @@ to its body, its timestamp, the secret or the signature itself is refused.
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.api.signing import SignatureRefused, sign, verify
+from workers.api.signing import SignatureRefused, event_message, sign, verify
 
 NOW = 1_800_000_000
 secrets_ = st.text(min_size=1, max_size=64)
@@ -107,3 +111,33 @@ def test_the_scheme_is_the_documented_one() -> None:
 
     expected = hmac.new(b"k", b"1800000000." + b'{"a":1}', hashlib.sha256).hexdigest()
     assert sign("k", "1800000000", b'{"a":1}') == f"sha256={expected}"
+
+
+def _readme_signature(prefix: str, **env: str) -> str:
+    """The `SIG=...` line of the README recipe starting with `prefix`, run by bash."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith(prefix))
+    out = subprocess.run(
+        ["bash", "-c", f'{line}\nprintf %s "$SIG"'],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return f"sha256={out.stdout.strip()}"
+
+
+def test_the_readme_recipes_compute_the_signatures_the_api_checks() -> None:
+    """The curl/openssl recipes sign what `verify` checks: a webhook its body, an event its
+    name and body (so a signature for one event name is refused for another).
+    """
+    body = '{"id": 9}'
+    env = {"SECRET": "k", "TS": "1800000000", "BODY": body}
+    hook = _readme_signature("SIG=$(printf '%s.%s'", **env)
+    verify("k", "1800000000", hook, body.encode(), now=1800000000, tolerance_seconds=300)
+    event = _readme_signature("SIG=$(printf '%s.POST /events/", EVENT="order.paid", **env)
+    message = event_message("order.paid", body.encode())
+    verify("k", "1800000000", event, message, now=1800000000, tolerance_seconds=300)
+    other = event_message("order.refunded", body.encode())
+    with pytest.raises(SignatureRefused):
+        verify("k", "1800000000", event, other, now=1800000000, tolerance_seconds=300)

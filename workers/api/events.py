@@ -38,6 +38,7 @@ from workers.api.callers import ApiContext, verify_tenant
 from workers.api.hooks import start_checked
 from workers.api.ownership import keyed_run_id
 from workers.api.requests import ApiError, idempotency_key, json_body, read_body
+from workers.api.signing import event_message
 from workers.client import send_event
 from workflows import search_attributes as sa
 from workflows.contract import FlowRunInput
@@ -174,14 +175,16 @@ async def emit(
 
 
 async def receive_event(ctx: ApiContext, request: Request) -> JSONResponse:
-    """`POST /events/NAME`, signed with the tenant's API secret: 202 with what it did."""
+    """`POST /events/NAME`, signed with the tenant's API secret over the name and the body
+    (`signing.event_message`): 202 with what it did.
+    """
     name = str(request.path_params["name"])
     try:
         check_name(name)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     body = await read_body(request, ctx.max_body_bytes)
-    caller = await verify_tenant(ctx, request, body)
+    caller = await verify_tenant(ctx, request, event_message(name, body))
     payload = json_body(request, body, object_only=False)
     done = await emit(
         ctx.client,
