@@ -28,6 +28,7 @@ from tests.hooks_support import (
 from tests.invariant import assert_run_tells_the_truth
 from tests.test_cli import _env, ameta_agent
 from workers.api.ownership import keyed_run_id
+from workers.api.requests import MAX_BODY_DEPTH
 from workers.api.signing import event_message
 from workers.client import STATUS_QUERY, start_run
 from workflows import search_attributes as sa
@@ -241,3 +242,35 @@ async def test_a_run_planted_under_an_event_runs_id_is_refused_not_answered(
     assert answer.status_code == 202, answer.text
     assert answer.json()["started"] == []
     assert [r["flow_id"] for r in answer.json()["refused"]] == [flow]
+
+
+def _nested(depth: int) -> bytes:
+    """`{"d": [[...1...]]}`, nested `depth` levels in all (written out: too deep to encode)."""
+    return b'{"d": ' + b"[" * (depth - 1) + b"1" + b"]" * (depth - 1) + b"}"
+
+
+async def test_a_body_nested_too_deep_is_refused_before_anything_happens(
+    flow_worker: FlowWorker,
+) -> None:
+    """A payload nested past the engine's depth is a 400 with a JSON error, and no waiting
+    run is woken and no flow started first (F1: it used to wake runs, then answer 500).
+    """
+    mine = await make_tenant(flow_worker, api_secret="mine")
+    flow = await store_flow(flow_worker, mine, _ECHO, _on("ping", payloadInput="p"))
+    waiting = await flow_worker.start(_WAITS, {}, tenant_id=str(mine))
+    await _listed_as_waiting(flow_worker, waiting)
+    headers = {"X-Meta-Tenant": str(mine)}
+    async with serving_api(flow_worker, max_body_bytes=65536) as api:
+        for depth in (MAX_BODY_DEPTH + 1, 300, 980, 5000):
+            answer = await api.post("/events/ping", _nested(depth), "mine", headers=headers)
+            assert answer.status_code == 400, (depth, answer.text)
+            assert "levels deep" in answer.json()["error"]
+        status = await waiting.query(STATUS_QUERY)
+        assert status["nodes"]["ping"]["status"] == "running"
+        assert await runs_of_flow(flow_worker, flow) == 0
+        # Just within the limit it is taken (the wrappers fit).
+        answer = await api.post("/events/ping", _nested(MAX_BODY_DEPTH), "mine", headers=headers)
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["woken"] == [waiting.id]
+        flow_worker.started.extend(r["run_id"] for r in answer.json()["started"])
+        assert len(answer.json()["started"]) == 1, answer.text

@@ -323,3 +323,16 @@ async def test_a_run_planted_under_a_deliverys_id_is_never_answered_with(
         assert first.json()["run_id"] == again.json()["run_id"]
         assert await _result(api, first.json()["run_id"]) == {"order": 809}
     assert await runs_of_flow(flow_worker, hook.flow_id) == 1
+
+
+async def test_a_body_nested_too_deep_is_a_400_and_starts_nothing(flow_worker: FlowWorker) -> None:
+    """Nested past what a run may carry (F1: it used to be a 500 that invites a retry)."""
+    tenant = await make_tenant(flow_worker)
+    hook = await hooked_flow(flow_worker, tenant, _FLOW)
+    async with serving_api(flow_worker, max_body_bytes=65536) as api:
+        for depth in (260, 500, 950, 5000):
+            body = b'{"order_id": 1, "d": ' + b"[" * depth + b"]" * depth + b"}"
+            answer = await api.post(f"/hooks/{hook.trigger_id}", body, hook.secret)
+            assert answer.status_code == 400, (depth, answer.text)
+            assert "levels deep" in answer.json()["error"]
+    assert await runs_of_flow(flow_worker, hook.flow_id) == 0

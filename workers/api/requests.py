@@ -11,7 +11,13 @@ from typing import Any
 
 from starlette.requests import Request
 
+from flow_language.sizes import MAX_VALUE_DEPTH, value_depth
+
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: The deepest body taken: a run's values may nest MAX_VALUE_DEPTH levels, and a body is
+#: wrapped in a few more (the run's argument, `trigger_metadata.payload`, an event signal).
+#: Deeper, it would fail only once something had already happened (a run woken).
+MAX_BODY_DEPTH = MAX_VALUE_DEPTH - 16
 #: Longest Idempotency-Key taken (it is hashed into a run id, never stored as is).
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -46,17 +52,25 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_TOO_DEEP = f"the body nests lists and objects more than {MAX_BODY_DEPTH} levels deep"
+
+
 def json_body(request: Request, body: bytes, *, object_only: bool) -> Any:
     """The body as JSON: 415 unless its Content-Type is JSON, 400 unless it parses (and,
-    with `object_only`, is an object).
+    with `object_only`, is an object) and nests at most MAX_BODY_DEPTH levels: checked
+    before anything is started or woken, never a 500 that invites a retry.
     """
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
     try:
         value = json.loads(body, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+    except RecursionError:  # nested past what the parser can read
+        raise ApiError(400, _TOO_DEEP, limit=MAX_BODY_DEPTH) from None
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
         raise ApiError(400, f"the body is not JSON: {str(exc)[:200]}") from None
+    if value_depth(value, MAX_BODY_DEPTH) > MAX_BODY_DEPTH:
+        raise ApiError(400, _TOO_DEEP, limit=MAX_BODY_DEPTH)
     if object_only and not isinstance(value, dict):
         raise ApiError(400, "the body must be a JSON object (the run's inputs)")
     return value
