@@ -336,3 +336,27 @@ async def test_a_body_nested_too_deep_is_a_400_and_starts_nothing(flow_worker: F
             assert answer.status_code == 400, (depth, answer.text)
             assert "levels deep" in answer.json()["error"]
     assert await runs_of_flow(flow_worker, hook.flow_id) == 0
+
+
+async def test_a_sub_flows_run_and_an_encoded_id_are_read(flow_worker: FlowWorker) -> None:
+    """Sub-flow runs are `<parent>/<node>`: readable as such or with `%2F`, and an id that
+    needs encoding (a space) too; the path is signed as sent (F8).
+    """
+    tenant = await make_tenant(flow_worker, api_secret="mine")
+    as_tenant = {"X-Meta-Tenant": str(tenant)}
+    parent = f"p-{uuid.uuid4().hex[:8]}"
+    ids = [f"{parent}/sub", f"{parent} spaced"]
+    for run_id in ids:
+        handle = await flow_worker.start(_FLOW, {"order_id": 5}, run_id, tenant_id=str(tenant))
+        await handle.result()
+    async with serving_api(flow_worker) as api:
+        for sent in (f"{parent}/sub", f"{parent}%2Fsub", f"{parent}%20spaced"):
+            read = await api.get_run(sent, "mine", headers=as_tenant)
+            assert read.status_code == 200, (sent, read.text)
+            assert read.json()["run_id"] in ids
+            assert read.json()["outputs"] == {"order": 5}
+        # Signed over the decoded path while the encoded one was sent: refused.
+        wrong = await api.get_run(
+            f"{parent}%2Fsub", "mine", headers=as_tenant, path=f"/runs/{parent}/sub"
+        )
+        assert wrong.status_code == 401
