@@ -274,3 +274,43 @@ async def test_a_body_nested_too_deep_is_refused_before_anything_happens(
         assert answer.json()["woken"] == [waiting.id]
         flow_worker.started.extend(r["run_id"] for r in answer.json()["started"])
         assert len(answer.json()["started"]) == 1, answer.text
+
+
+_TWO_WAITS = {
+    "nodes": [
+        node("start", "start"),
+        node("first", "wait", {"event": "ping", "timeoutSeconds": 120}),
+        node("second", "wait", {"event": "ping", "timeoutSeconds": 120}),
+        node("end", "end", {"outputs": {"second": "{{ nodes.second.output.payload }}"}}),
+    ],
+    "edges": [edge("start", "first"), edge("first", "second"), edge("second", "end")],
+}
+
+
+async def test_a_redelivered_event_reaches_a_waiting_run_once(flow_worker: FlowWorker) -> None:
+    """The same event id twice is one event for a run (F4): its second wait still waits,
+    and a new event id is what ends it.
+    """
+    mine = await make_tenant(flow_worker, api_secret="mine")
+    run = await flow_worker.start(_TWO_WAITS, {}, tenant_id=str(mine))
+    await _listed_as_waiting(flow_worker, run)
+
+    async def emit(event_id: str, n: int) -> list[str]:
+        headers = {"X-Meta-Tenant": str(mine), "Idempotency-Key": event_id}
+        answer = await api.post("/events/ping", {"n": n}, "mine", headers=headers)
+        assert answer.status_code == 202, answer.text
+        return list(answer.json()["woken"])
+
+    async with serving_api(flow_worker) as api:
+        assert await emit("evt-9", 1) == [run.id]
+        deadline = time.monotonic() + 30
+        while (await run.query(STATUS_QUERY))["nodes"].get("second", {}).get("status") != "running":
+            assert time.monotonic() < deadline, "the second wait never started"
+            await asyncio.sleep(0.2)
+        await _listed_as_waiting(flow_worker, run)
+        assert await emit("evt-9", 1) == [run.id]  # signalled, and dropped by Temporal
+        await asyncio.sleep(2)
+        status = await run.query(STATUS_QUERY)
+        assert status["nodes"]["second"]["status"] == "running", status
+        assert await emit("evt-10", 2) == [run.id]
+    assert await _outputs(flow_worker, run.id) == {"second": {"n": 2}}

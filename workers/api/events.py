@@ -20,6 +20,7 @@ the event, the id and the flow, so a redelivered event starts no flow twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -102,8 +103,18 @@ def _metadata(name: str, payload: Any, event_id: str | None, size: int) -> dict[
     return meta
 
 
-async def wake_waiting(client: Client, tenant_id: uuid.UUID, name: str, payload: Any) -> list[str]:
-    """Signal the tenant's running runs whose waits wait on `name`; their workflow ids."""
+async def wake_waiting(
+    client: Client, tenant_id: uuid.UUID, name: str, payload: Any, event_id: str | None = None
+) -> list[str]:
+    """Signal the tenant's running runs whose waits wait on `name`; their workflow ids.
+
+    With an event id, each signal carries a request id derived from the tenant, the event
+    and the id, so a run gets one event however often it is redelivered.
+    """
+    request_id = None
+    if event_id is not None:
+        parts = f"event-signal\n{tenant_id}\n{name}\n{event_id}".encode()
+        request_id = hashlib.sha256(parts).hexdigest()
     query = (
         f'TenantId = "{tenant_id}" AND {sa.WAITING_EVENTS.name} = "{name}" '
         'AND ExecutionStatus = "Running"'
@@ -111,7 +122,7 @@ async def wake_waiting(client: Client, tenant_id: uuid.UUID, name: str, payload:
     woken = []
     async for execution in client.list_workflows(query):
         try:
-            await send_event(client, execution.id, name, payload)
+            await send_event(client, execution.id, name, payload, request_id=request_id)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -139,7 +150,7 @@ async def emit(
     """
     check_name(name)
     done = Emitted(name)
-    done.woken = await wake_waiting(client, tenant_id, name, payload)
+    done.woken = await wake_waiting(client, tenant_id, name, payload, event_id)
     async with sessions() as session:
         subscribers = await trigger_queries.event_subscribers(session, tenant_id, name)
     size = len(json.dumps(payload))
