@@ -92,6 +92,7 @@ async def serving_api(worker: FlowWorker, **limits: Any) -> AsyncIterator[Api]:
         max_body_bytes=limits.get("max_body_bytes", 4096),
         tenant_secret_name=TENANT_SECRET_NAME,
         tenant_tolerance_seconds=300,
+        body_seconds=limits.get("body_seconds", 10.0),
     )
     port = free_port()
     async with serving(api_app(ctx), "127.0.0.1", port), httpx.AsyncClient(timeout=30) as http:

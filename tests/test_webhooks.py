@@ -360,3 +360,36 @@ async def test_a_sub_flows_run_and_an_encoded_id_are_read(flow_worker: FlowWorke
             f"{parent}%2Fsub", "mine", headers=as_tenant, path=f"/runs/{parent}/sub"
         )
         assert wrong.status_code == 401
+
+
+async def test_a_body_that_stops_arriving_is_a_408_within_the_bound(
+    flow_worker: FlowWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sender that sends half a body and waits holds no request slot past the bound (F12);
+    one that hangs up mid-body is no API failure in the log.
+    """
+    tenant = await make_tenant(flow_worker)
+    hook = await hooked_flow(flow_worker, tenant, _FLOW)
+    async with serving_api(flow_worker, body_seconds=1.0) as api:
+        host, port = api.base.removeprefix("http://").split(":")
+        head = (
+            f"POST /hooks/{hook.trigger_id} HTTP/1.1\r\nHost: {host}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{"
+        ).encode()
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(head)
+        await writer.drain()
+        started = time.monotonic()
+        answer = await asyncio.wait_for(reader.read(4096), timeout=10)
+        assert time.monotonic() - started < 5
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b'"error"' in answer
+        writer.close()
+        # Hanging up mid-body.
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(head)
+        await writer.drain()
+        writer.close()
+        await asyncio.sleep(0.5)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    assert await runs_of_flow(flow_worker, hook.flow_id) == 0

@@ -44,6 +44,8 @@ class ApiContext:
     max_body_bytes: int
     tenant_secret_name: str
     tenant_tolerance_seconds: int
+    #: How long a body may take to arrive (`requests.read_body`: 408 beyond).
+    body_seconds: float = 10.0
     clock: Callable[[], float] = field(default=time.time)
 
 

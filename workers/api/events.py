@@ -194,7 +194,7 @@ async def receive_event(ctx: ApiContext, request: Request) -> JSONResponse:
         check_name(name)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    body = await read_body(request, ctx.max_body_bytes)
+    body = await read_body(request, ctx.max_body_bytes, ctx.body_seconds)
     caller = await verify_tenant(ctx, request, event_message(name, body))
     payload = json_body(request, body, object_only=False)
     done = await emit(

@@ -99,7 +99,7 @@ async def receive_hook(ctx: ApiContext, request: Request) -> JSONResponse:
         raise ApiError(404, _NO_HOOK) from None
     if hook is None:
         raise ApiError(404, _NO_HOOK)
-    body = await read_body(request, ctx.max_body_bytes)
+    body = await read_body(request, ctx.max_body_bytes, ctx.body_seconds)
     caller = await verify_hook(ctx, hook, request, body)
     inputs = json_body(request, body, object_only=True)
     key = idempotency_key(request)

@@ -6,14 +6,18 @@ answer of the API, success or not, is one JSON object.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from flow_language.sizes import MAX_VALUE_DEPTH, value_depth
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: How long a request's body may take to arrive once its head has (API_MAX_BODY_BYTES
+#: arrive in well under a second on any working link).
+BODY_SECONDS = 10.0
 #: The deepest body taken: a run's values may nest MAX_VALUE_DEPTH levels, and a body is
 #: wrapped in a few more (the run's argument, `trigger_metadata.payload`, an event signal).
 #: Deeper, it would fail only once something had already happened (a run woken).
@@ -31,19 +35,27 @@ class ApiError(Exception):
         super().__init__(message)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, seconds: float = BODY_SECONDS) -> bytes:
     """The raw body, refused (413) as soon as it is known to exceed `limit` bytes: by its
-    Content-Length before reading anything, else once the bytes read pass it.
+    Content-Length before reading anything, else once the bytes read pass it; and refused
+    (408) when it takes over `seconds` to arrive, so a sender that stops mid-body does not
+    hold one of the API's request slots for as long as it keeps the connection open.
     """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the body is over {limit} bytes", limit=limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the body is over {limit} bytes", limit=limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, f"the body is over {limit} bytes", limit=limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(408, f"the body did not arrive within {seconds:g} s") from None
+    except ClientDisconnect:  # nobody to answer: end quietly, not as a failure
+        raise ApiError(400, "the sender hung up before the body was complete") from None
     return b"".join(chunks)
 
 
