@@ -25,6 +25,7 @@ from tests.hooks_support import (
     queue_runs,
     runs_of_flow,
     serving_api,
+    signed,
 )
 from tests.invariant import assert_run_tells_the_truth
 from tests.test_cli import _env, ameta_agent
@@ -277,6 +278,8 @@ async def test_hooks_add_makes_a_working_hook(
     trigger_id = re.search(r"/hooks/(\S+)", out.stdout).group(1)  # type: ignore[union-attr]
     secret = re.search(r"secret  (\S+)", out.stdout).group(1)  # type: ignore[union-attr]
     assert len(trigger_id) >= 22
+    assert "{API}" not in out.stdout  # the API's URL, not a placeholder (F11)
+    assert "POST http://" in out.stdout
     async with serving_api(flow_worker) as api:
         answer = await api.post(f"/hooks/{trigger_id}", {"order_id": 5}, secret)
         assert answer.status_code == 202, answer.text
@@ -393,3 +396,35 @@ async def test_a_body_that_stops_arriving_is_a_408_within_the_bound(
         await asyncio.sleep(0.5)
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
     assert await runs_of_flow(flow_worker, hook.flow_id) == 0
+
+
+async def test_small_api_surface_fixes(flow_worker: FlowWorker) -> None:
+    """F11: a trailing slash is a JSON 404 (no bodiless redirect), a signature in capitals
+    is the same signature, and a UTF-8 Idempotency-Key is stored as sent.
+    """
+    tenant = await make_tenant(flow_worker)
+    hook = await hooked_flow(flow_worker, tenant, _FLOW)
+    async with serving_api(flow_worker) as api:
+        slash = await api.post(f"/hooks/{hook.trigger_id}/", {"order_id": 1}, hook.secret)
+        assert slash.status_code == 404
+        assert "error" in slash.json()
+        raw = b'{"order_id": 2}'
+        sig = signed(hook.secret, raw)
+        headers = {
+            b"X-Meta-Timestamp": sig["X-Meta-Timestamp"].encode(),
+            b"X-Meta-Signature": sig["X-Meta-Signature"].upper().encode(),
+            b"Idempotency-Key": "ключ".encode(),
+            b"Content-Type": b"application/json",
+        }
+        answer = await api.http.post(
+            f"{api.base}/hooks/{hook.trigger_id}", content=raw, headers=headers
+        )
+        assert answer.status_code == 202, answer.text
+        flow_worker.started.append(answer.json()["run_id"])
+        await _result(api, answer.json()["run_id"])
+        row = await flow_worker.run_row(answer.json()["run_id"])
+        assert row["trigger_metadata"]["idempotency_key"] == "ключ"
+        tab = await api.post(
+            f"/hooks/{hook.trigger_id}", raw, hook.secret, headers={"Idempotency-Key": "a\tb"}
+        )
+        assert tab.status_code == 400

@@ -50,6 +50,8 @@ async def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_hooks_add(args: argparse.Namespace, settings: Settings) -> int:
     """`hooks add --flow X`: a new webhook trigger on the flow, and its signing secret."""
+    from workers.api.serve import api_url
+
     keys = settings.require_secret_keys()
     trigger_id = "wh_" + secrets.token_urlsafe(24)
     secret_name = f"WEBHOOK_{secrets.token_hex(8).upper()}"
@@ -74,7 +76,7 @@ async def cmd_hooks_add(args: argparse.Namespace, settings: Settings) -> int:
         trigger = {"type": "webhook", "id": trigger_id, "config": config}
         await trigger_queries.add_trigger(session, flow.id, trigger)
     print(f"webhook of flow {flow.name!r} (tenant {flow.tenant_id})")
-    print(f"  URL     POST {{API}}/hooks/{trigger_id}")
+    print(f"  URL     POST {api_url(settings)}/hooks/{trigger_id}")
     print(f"  secret  {secret}")
     print(f"          (stored as the tenant's secret {secret_name}; not shown again)")
     print("  sign    X-Meta-Timestamp: <unix seconds>")

@@ -126,7 +126,7 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
 
 def api_app(ctx: ApiContext) -> Starlette:
     """The API as an ASGI app, served by `workers.api.serve`."""
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/hooks/{trigger_id}", _route(ctx, receive_hook), methods=["POST"]),
             Route("/events/{name}", _route(ctx, receive_event), methods=["POST"]),
@@ -135,3 +135,6 @@ def api_app(ctx: ApiContext) -> Starlette:
         ],
         exception_handlers={HTTPException: _http_error},
     )
+    # A trailing slash is another path (404 in JSON), not a bodiless 307 to follow.
+    app.router.redirect_slashes = False
+    return app

@@ -89,10 +89,18 @@ def json_body(request: Request, body: bytes, *, object_only: bool) -> Any:
 
 
 def idempotency_key(request: Request) -> str | None:
-    """The Idempotency-Key header, if any; 400 for one that is empty or too long."""
+    """The Idempotency-Key header, if any, read as UTF-8; 400 for one that is empty, too
+    long, not UTF-8 or holds control characters (a tab, say).
+    """
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return None
+    try:  # headers arrive as bytes, read as latin-1: a UTF-8 key is read as UTF-8
+        key = key.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise ApiError(400, f"{IDEMPOTENCY_HEADER} must be UTF-8") from None
+    if any(not c.isprintable() for c in key):
+        raise ApiError(400, f"{IDEMPOTENCY_HEADER} must hold no control characters")
     if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
         raise ApiError(400, f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
     return key

@@ -70,5 +70,6 @@ def verify(
             "sign the request again"
         )
     expected = sign(secret, timestamp, body).encode()
-    if not hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace")):
+    # Hex (and its prefix) in capitals is the same digest: some senders write it so.
+    if not hmac.compare_digest(expected, signature.strip().lower().encode("utf-8", "replace")):
         raise SignatureRefused(f"{SIGNATURE_HEADER} does not sign this request")
