@@ -20,7 +20,7 @@ from persistence.secret_keys import SecretKeys
 from tests.flows import FlowWorker
 from workers.api.app import api_app
 from workers.api.callers import ApiContext
-from workers.api.signing import sign
+from workers.api.signing import event_message, sign
 from workers.asgi import serving
 from workers.processes import free_port
 
@@ -55,7 +55,9 @@ class Api:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         sent = {"Content-Type": content_type}
         if secret is not None:
-            sent.update(signed(secret, raw, at))
+            event = path.removeprefix("/events/")
+            over = event_message(event, raw) if event != path else raw
+            sent.update(signed(secret, over, at))
         sent.update(headers or {})  # a test's own headers win over the signature's
         response = await self.http.post(f"{self.base}{path}", content=raw, headers=sent)
         if response.status_code == 202 and "run_id" in response.json():
@@ -90,6 +92,7 @@ async def serving_api(worker: FlowWorker, **limits: Any) -> AsyncIterator[Api]:
         max_body_bytes=limits.get("max_body_bytes", 4096),
         tenant_secret_name=TENANT_SECRET_NAME,
         tenant_tolerance_seconds=300,
+        body_seconds=limits.get("body_seconds", 10.0),
     )
     port = free_port()
     async with serving(api_app(ctx), "127.0.0.1", port), httpx.AsyncClient(timeout=30) as http:

@@ -6,6 +6,7 @@ of that tenant only and wake that tenant's runs waiting on the event (found by t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -16,12 +17,22 @@ from temporalio.testing import WorkflowEnvironment
 
 from flow_language.drawing import edge, node
 from tests.flows import FlowWorker
-from tests.hooks_support import make_tenant, queue_runs, runs_of_flow, serving_api, store_flow
+from tests.hooks_support import (
+    make_tenant,
+    queue_runs,
+    runs_of_flow,
+    serving_api,
+    signed,
+    store_flow,
+)
 from tests.invariant import assert_run_tells_the_truth
 from tests.test_cli import _env, ameta_agent
-from workers.client import STATUS_QUERY
+from workers.api.ownership import keyed_run_id
+from workers.api.requests import MAX_BODY_DEPTH
+from workers.api.signing import event_message
+from workers.client import STATUS_QUERY, start_run
 from workflows import search_attributes as sa
-from workflows.contract import FlowResult
+from workflows.contract import FlowResult, FlowRunInput
 
 _ECHO = {
     "nodes": [node("start", "start"), node("end", "end", {"outputs": {"got": "{{ input }}"}})],
@@ -177,7 +188,129 @@ async def test_an_unknown_tenant_or_bad_signature_emits_nothing(flow_worker: Flo
             await api.post("/events/ping", {}, "guess", headers={"X-Meta-Tenant": str(mine)}),
             await api.post("/events/ping", {}, None, headers={"X-Meta-Tenant": str(mine)}),
             await api.post("/events/ping", {}, "mine"),
+            # Signed for another event name: a captured event cannot be re-aimed (F6).
+            await api.http.post(
+                f"{api.base}/events/ping",
+                content=b"{}",
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Meta-Tenant": str(mine),
+                    **signed("mine", event_message("pong", b"{}")),
+                },
+            ),
+            # Signed over the body alone, as a webhook is.
+            await api.http.post(
+                f"{api.base}/events/ping",
+                content=b"{}",
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Meta-Tenant": str(mine),
+                    **signed("mine", b"{}"),
+                },
+            ),
         ]
-    assert [a.status_code for a in answers] == [401] * 4
+    assert [a.status_code for a in answers] == [401] * 6
     assert len({a.text for a in answers}) == 1  # one answer: no tenant is told apart
     assert await runs_of_flow(flow_worker, flow) == 0
+
+
+async def test_a_run_planted_under_an_event_runs_id_is_refused_not_answered(
+    flow_worker: FlowWorker,
+) -> None:
+    """A run of another tenant under the id an event id would give is listed as refused;
+    the ids are an HMAC keyed by the tenant's API secret, not a hash anyone can compute.
+    """
+    mine = await make_tenant(flow_worker, api_secret="mine")
+    theirs = await make_tenant(flow_worker)
+    flow = await store_flow(flow_worker, mine, _ECHO, _on("ping"))
+    their_flow = await store_flow(flow_worker, theirs, _ECHO, [])
+    parts = (str(mine), "ping", "evt-1", flow)
+    plain = "event-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:48]
+    keyed = keyed_run_id("event", "mine", *parts)
+    assert plain != keyed
+    for run_id in (plain, keyed):
+        planted = FlowRunInput(workflow_id=their_flow, tenant_id=str(theirs), inputs={})
+        handle = await start_run(flow_worker.client, flow_worker.task_queue, planted, run_id=run_id)
+        flow_worker.started.append(handle.id)
+    async with serving_api(flow_worker) as api:
+        answer = await api.post(
+            "/events/ping",
+            {"n": 1},
+            "mine",
+            headers={"X-Meta-Tenant": str(mine), "Idempotency-Key": "evt-1"},
+        )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["started"] == []
+    assert [r["flow_id"] for r in answer.json()["refused"]] == [flow]
+
+
+def _nested(depth: int) -> bytes:
+    """`{"d": [[...1...]]}`, nested `depth` levels in all (written out: too deep to encode)."""
+    return b'{"d": ' + b"[" * (depth - 1) + b"1" + b"]" * (depth - 1) + b"}"
+
+
+async def test_a_body_nested_too_deep_is_refused_before_anything_happens(
+    flow_worker: FlowWorker,
+) -> None:
+    """A payload nested past the engine's depth is a 400 with a JSON error, and no waiting
+    run is woken and no flow started first (F1: it used to wake runs, then answer 500).
+    """
+    mine = await make_tenant(flow_worker, api_secret="mine")
+    flow = await store_flow(flow_worker, mine, _ECHO, _on("ping", payloadInput="p"))
+    waiting = await flow_worker.start(_WAITS, {}, tenant_id=str(mine))
+    await _listed_as_waiting(flow_worker, waiting)
+    headers = {"X-Meta-Tenant": str(mine)}
+    async with serving_api(flow_worker, max_body_bytes=65536) as api:
+        for depth in (MAX_BODY_DEPTH + 1, 300, 980, 5000):
+            answer = await api.post("/events/ping", _nested(depth), "mine", headers=headers)
+            assert answer.status_code == 400, (depth, answer.text)
+            assert "levels deep" in answer.json()["error"]
+        status = await waiting.query(STATUS_QUERY)
+        assert status["nodes"]["ping"]["status"] == "running"
+        assert await runs_of_flow(flow_worker, flow) == 0
+        # Just within the limit it is taken (the wrappers fit).
+        answer = await api.post("/events/ping", _nested(MAX_BODY_DEPTH), "mine", headers=headers)
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["woken"] == [waiting.id]
+        flow_worker.started.extend(r["run_id"] for r in answer.json()["started"])
+        assert len(answer.json()["started"]) == 1, answer.text
+
+
+_TWO_WAITS = {
+    "nodes": [
+        node("start", "start"),
+        node("first", "wait", {"event": "ping", "timeoutSeconds": 120}),
+        node("second", "wait", {"event": "ping", "timeoutSeconds": 120}),
+        node("end", "end", {"outputs": {"second": "{{ nodes.second.output.payload }}"}}),
+    ],
+    "edges": [edge("start", "first"), edge("first", "second"), edge("second", "end")],
+}
+
+
+async def test_a_redelivered_event_reaches_a_waiting_run_once(flow_worker: FlowWorker) -> None:
+    """The same event id twice is one event for a run (F4): its second wait still waits,
+    and a new event id is what ends it.
+    """
+    mine = await make_tenant(flow_worker, api_secret="mine")
+    run = await flow_worker.start(_TWO_WAITS, {}, tenant_id=str(mine))
+    await _listed_as_waiting(flow_worker, run)
+
+    async def emit(event_id: str, n: int) -> list[str]:
+        headers = {"X-Meta-Tenant": str(mine), "Idempotency-Key": event_id}
+        answer = await api.post("/events/ping", {"n": n}, "mine", headers=headers)
+        assert answer.status_code == 202, answer.text
+        return list(answer.json()["woken"])
+
+    async with serving_api(flow_worker) as api:
+        assert await emit("evt-9", 1) == [run.id]
+        deadline = time.monotonic() + 30
+        while (await run.query(STATUS_QUERY))["nodes"].get("second", {}).get("status") != "running":
+            assert time.monotonic() < deadline, "the second wait never started"
+            await asyncio.sleep(0.2)
+        await _listed_as_waiting(flow_worker, run)
+        assert await emit("evt-9", 1) == [run.id]  # signalled, and dropped by Temporal
+        await asyncio.sleep(2)
+        status = await run.query(STATUS_QUERY)
+        assert status["nodes"]["second"]["status"] == "running", status
+        assert await emit("evt-10", 2) == [run.id]
+    assert await _outputs(flow_worker, run.id) == {"second": {"n": 2}}

@@ -274,6 +274,8 @@ async def test_hooks_add_makes_a_working_hook(
     trigger_id = re.search(r"/hooks/(\S+)", out.stdout).group(1)  # type: ignore[union-attr]
     secret = re.search(r"secret  (\S+)", out.stdout).group(1)  # type: ignore[union-attr]
     assert len(trigger_id) >= 22
+    assert "{API}" not in out.stdout  # the API's URL, not a placeholder (F11)
+    assert "POST http://" in out.stdout
     async with serving_api(flow_worker) as api:
         answer = await api.post(f"/hooks/{trigger_id}", {"order_id": 5}, secret)
         assert answer.status_code == 202, answer.text

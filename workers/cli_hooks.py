@@ -12,11 +12,15 @@ import argparse
 import json
 import secrets
 import sys
+import uuid
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence import queries, secret_queries, trigger_queries
 from persistence.engine import create_engine, one_off_session, session_factory
 from persistence.models import Workflow
+from persistence.secret_keys import SecretDecryptError
 from workers.cli_runs import connect_client
 from workers.settings import Settings
 
@@ -46,6 +50,8 @@ async def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_hooks_add(args: argparse.Namespace, settings: Settings) -> int:
     """`hooks add --flow X`: a new webhook trigger on the flow, and its signing secret."""
+    from workers.api.serve import api_url
+
     keys = settings.require_secret_keys()
     trigger_id = "wh_" + secrets.token_urlsafe(24)
     secret_name = f"WEBHOOK_{secrets.token_hex(8).upper()}"
@@ -70,7 +76,7 @@ async def cmd_hooks_add(args: argparse.Namespace, settings: Settings) -> int:
         trigger = {"type": "webhook", "id": trigger_id, "config": config}
         await trigger_queries.add_trigger(session, flow.id, trigger)
     print(f"webhook of flow {flow.name!r} (tenant {flow.tenant_id})")
-    print(f"  URL     POST {{API}}/hooks/{trigger_id}")
+    print(f"  URL     POST {api_url(settings)}/hooks/{trigger_id}")
     print(f"  secret  {secret}")
     print(f"          (stored as the tenant's secret {secret_name}; not shown again)")
     print("  sign    X-Meta-Timestamp: <unix seconds>")
@@ -90,6 +96,7 @@ async def cmd_events_emit(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.require_database_url()
     async with one_off_session(url) as session:
         tenant = await secret_queries.find_tenant(session, args.tenant)
+        id_key = await _event_id_key(session, settings, tenant) if args.id else ""
     client = await connect_client(settings)
     engine = create_engine(url, pool_size=2)
     try:
@@ -101,6 +108,7 @@ async def cmd_events_emit(args: argparse.Namespace, settings: Settings) -> int:
             args.name,
             payload,
             event_id=args.id,
+            id_key=id_key,
         )
     finally:
         await engine.dispose()
@@ -121,6 +129,23 @@ async def cmd_events_emit(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     return 1 if done.refused else 0
+
+
+async def _event_id_key(session: AsyncSession, settings: Settings, tenant: uuid.UUID) -> str:
+    """The tenant's API secret, which keys the run ids of an event id (so the CLI and a
+    signed `POST /events` give a redelivery the same runs); "" when it has none or it
+    cannot be opened here: its run ids are then guessable, and only the check of whose
+    run holds one keeps a planted run from being answered with.
+    """
+    keys = settings.secret_keys()
+    name = settings.api_tenant_secret_name
+    sealed = await secret_queries.sealed_secrets(session, tenant, [name])
+    if keys is None or name not in sealed:
+        return ""
+    try:
+        return keys.open(tenant, name, sealed[name])
+    except SecretDecryptError:
+        return ""
 
 
 def _tolerance(text: str) -> int:

@@ -69,12 +69,22 @@ def run_view(run: WorkflowRun) -> dict[str, Any]:
     return view
 
 
+def _sent_path(request: Request) -> bytes:
+    """The path as the request line carried it (percent-encoding kept), without the query:
+    what a sender signs, whatever its client decodes or not.
+    """
+    raw = request.scope.get("raw_path")
+    return raw.split(b"?", 1)[0] if isinstance(raw, bytes) else request.url.path.encode()
+
+
 async def read_run(ctx: ApiContext, request: Request) -> JSONResponse:
-    """`GET /runs/ID`, signed over `GET /runs/ID`: the run if the caller may see it, else
-    404 in the words of no run at all (another tenant's run, or another hook's).
+    """`GET /runs/ID`, signed over `GET <path as sent>`: the run if the caller may see it,
+    else 404 in the words of no run at all (another tenant's run, or another hook's). The id
+    is the rest of the path, percent-decoded, so a sub-flow's `<parent>/<node>` is read as
+    `/runs/<parent>/<node>` or `/runs/<parent>%2F<node>`.
     """
     run_id = str(request.path_params["run_id"])
-    caller = await _caller_of_read(ctx, request, f"GET {request.url.path}".encode())
+    caller = await _caller_of_read(ctx, request, b"GET " + _sent_path(request))
     async with ctx.sessions() as session:
         run = await trigger_queries.run_for_caller(
             session, run_id, tenant_id=caller.tenant_id, trigger_id=caller.trigger_id
@@ -116,12 +126,15 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
 
 def api_app(ctx: ApiContext) -> Starlette:
     """The API as an ASGI app, served by `workers.api.serve`."""
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/hooks/{trigger_id}", _route(ctx, receive_hook), methods=["POST"]),
             Route("/events/{name}", _route(ctx, receive_event), methods=["POST"]),
-            Route("/runs/{run_id}", _route(ctx, read_run), methods=["GET"]),
+            Route("/runs/{run_id:path}", _route(ctx, read_run), methods=["GET"]),
             Route("/health/live", _live, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error},
     )
+    # A trailing slash is another path (404 in JSON), not a bodiless 307 to follow.
+    app.router.redirect_slashes = False
+    return app

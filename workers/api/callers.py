@@ -44,6 +44,8 @@ class ApiContext:
     max_body_bytes: int
     tenant_secret_name: str
     tenant_tolerance_seconds: int
+    #: How long a body may take to arrive (`requests.read_body`: 408 beyond).
+    body_seconds: float = 10.0
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -55,6 +57,8 @@ class Caller:
 
     tenant_id: uuid.UUID
     trigger_id: str | None = None
+    #: The secret it signed with: it keys the ids of its idempotent runs (`ownership`).
+    secret: str = field(default="", repr=False)
 
 
 async def _stored_secret(ctx: ApiContext, tenant_id: uuid.UUID, name: str) -> str | None:
@@ -105,7 +109,7 @@ async def verify_hook(ctx: ApiContext, hook: Hook, request: Request, body: bytes
         )
         raise ApiError(401, "this hook has no signing secret set: nothing it receives is taken")
     _check(ctx, request, secret, body, hook.tolerance_seconds)
-    return Caller(hook.tenant_id, hook.trigger_id)
+    return Caller(hook.tenant_id, hook.trigger_id, secret)
 
 
 async def verify_tenant(ctx: ApiContext, request: Request, body: bytes) -> Caller:
@@ -127,4 +131,4 @@ async def verify_tenant(ctx: ApiContext, request: Request, body: bytes) -> Calle
         _check(ctx, request, secret, body, ctx.tenant_tolerance_seconds)
     except ApiError:
         raise refused from None
-    return Caller(tenant)
+    return Caller(tenant, secret=secret)

@@ -20,6 +20,7 @@ the event, the id and the flow, so a redelivered event starts no flow twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -35,8 +36,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from persistence import trigger_queries
 from workers.api.callers import ApiContext, verify_tenant
-from workers.api.hooks import keyed_run_id, start_checked
+from workers.api.hooks import start_checked
+from workers.api.ownership import keyed_run_id
 from workers.api.requests import ApiError, idempotency_key, json_body, read_body
+from workers.api.signing import event_message
 from workers.client import send_event
 from workflows import search_attributes as sa
 from workflows.contract import FlowRunInput
@@ -100,8 +103,18 @@ def _metadata(name: str, payload: Any, event_id: str | None, size: int) -> dict[
     return meta
 
 
-async def wake_waiting(client: Client, tenant_id: uuid.UUID, name: str, payload: Any) -> list[str]:
-    """Signal the tenant's running runs whose waits wait on `name`; their workflow ids."""
+async def wake_waiting(
+    client: Client, tenant_id: uuid.UUID, name: str, payload: Any, event_id: str | None = None
+) -> list[str]:
+    """Signal the tenant's running runs whose waits wait on `name`; their workflow ids.
+
+    With an event id, each signal carries a request id derived from the tenant, the event
+    and the id, so a run gets one event however often it is redelivered.
+    """
+    request_id = None
+    if event_id is not None:
+        parts = f"event-signal\n{tenant_id}\n{name}\n{event_id}".encode()
+        request_id = hashlib.sha256(parts).hexdigest()
     query = (
         f'TenantId = "{tenant_id}" AND {sa.WAITING_EVENTS.name} = "{name}" '
         'AND ExecutionStatus = "Running"'
@@ -109,7 +122,7 @@ async def wake_waiting(client: Client, tenant_id: uuid.UUID, name: str, payload:
     woken = []
     async for execution in client.list_workflows(query):
         try:
-            await send_event(client, execution.id, name, payload)
+            await send_event(client, execution.id, name, payload, request_id=request_id)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -127,13 +140,17 @@ async def emit(
     payload: Any,
     *,
     event_id: str | None = None,
+    id_key: str = "",
 ) -> Emitted:
     """Wake the tenant's runs waiting on `name`, then start its subscribed flows (in that
     order, so no run this event starts is woken by it).
+
+    `id_key` (the tenant's API secret) keys the HMAC that makes a run id of an event id,
+    so no one without it can plant a run under the id first.
     """
     check_name(name)
     done = Emitted(name)
-    done.woken = await wake_waiting(client, tenant_id, name, payload)
+    done.woken = await wake_waiting(client, tenant_id, name, payload, event_id)
     async with sessions() as session:
         subscribers = await trigger_queries.event_subscribers(session, tenant_id, name)
     size = len(json.dumps(payload))
@@ -145,7 +162,7 @@ async def emit(
             done.refused.append({**refusal, "error": str(exc)})
             continue
         parts = (str(tenant_id), name, event_id or "", str(flow.workflow_id))
-        run_id = keyed_run_id("event", *parts) if event_id else f"event-{uuid.uuid4().hex}"
+        run_id = keyed_run_id("event", id_key, *parts) if event_id else f"event-{uuid.uuid4().hex}"
         try:
             handle = await start_checked(
                 client,
@@ -159,6 +176,7 @@ async def emit(
                 flow_name=flow.flow_name,
                 trigger_type="event",
                 trigger_metadata=_metadata(name, payload, event_id, size),
+                delivery={"event": name, "event_id": event_id},
             )
         except ApiError as exc:
             done.refused.append({**refusal, **exc.body})
@@ -168,14 +186,16 @@ async def emit(
 
 
 async def receive_event(ctx: ApiContext, request: Request) -> JSONResponse:
-    """`POST /events/NAME`, signed with the tenant's API secret: 202 with what it did."""
+    """`POST /events/NAME`, signed with the tenant's API secret over the name and the body
+    (`signing.event_message`): 202 with what it did.
+    """
     name = str(request.path_params["name"])
     try:
         check_name(name)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    body = await read_body(request, ctx.max_body_bytes)
-    caller = await verify_tenant(ctx, request, body)
+    body = await read_body(request, ctx.max_body_bytes, ctx.body_seconds)
+    caller = await verify_tenant(ctx, request, event_message(name, body))
     payload = json_body(request, body, object_only=False)
     done = await emit(
         ctx.client,
@@ -185,5 +205,6 @@ async def receive_event(ctx: ApiContext, request: Request) -> JSONResponse:
         name,
         payload,
         event_id=idempotency_key(request),
+        id_key=caller.secret,
     )
     return JSONResponse(done.as_json(), 202)

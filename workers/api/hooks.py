@@ -10,7 +10,6 @@ delivery's Idempotency-Key and when it arrived (never a header that authenticate
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from temporalio.client import Client, WorkflowHandle
 from persistence import trigger_queries
 from persistence.queries import NotFoundError
 from workers.api.callers import ApiContext, verify_hook
+from workers.api.ownership import is_same_delivery, keyed_run_id
 from workers.api.requests import ApiError, idempotency_key, json_body, read_body
 from workers.client import FlowUnavailable, InvalidFlow, InvalidInputs, start_run
 from workflows.contract import FlowResult, FlowRunInput
@@ -31,14 +31,6 @@ from workflows.contract import FlowResult, FlowRunInput
 log = logging.getLogger("meta_agent.api")
 
 _NO_HOOK = "no such hook"
-
-
-def keyed_run_id(prefix: str, *parts: str) -> str:
-    """A run id derived from what identifies one delivery (the hook or event, and its key):
-    the same delivery always gets the same id, and the id shows none of its parts.
-    """
-    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:48]
-    return f"{prefix}-{digest}"
 
 
 async def start_checked(
@@ -52,12 +44,18 @@ async def start_checked(
     flow_name: str,
     trigger_type: str,
     trigger_metadata: dict[str, Any],
+    delivery: dict[str, Any] | None = None,
 ) -> WorkflowHandle[Any, FlowResult]:
     """Start the stored flow of `params` after every check a sender can be told of: the
     refusals of `workers.client.start_run` as ApiErrors (409, 422, 404).
+
+    With `existing_ok`, a run already under `run_id` is answered with only if it was
+    started for this flow, tenant and trigger, and with the `delivery` fields of
+    `trigger_metadata` that identify the delivery; anyone else's run there is a 409 and
+    nothing starts (`ownership`).
     """
     try:
-        return await start_run(
+        handle = await start_run(
             client,
             task_queue,
             params,
@@ -77,6 +75,17 @@ async def start_checked(
         raise ApiError(422, "invalid inputs", problems=exc.problems) from None
     except NotFoundError:  # the flow was deleted since the lookup
         raise ApiError(404, "the flow no longer exists") from None
+    if handle.first_execution_run_id is None:  # not started now: a run held the id already
+        expected = {
+            "workflow_id": params.workflow_id,
+            "tenant_id": params.tenant_id,
+            "trigger_type": trigger_type,
+            "trigger_metadata": delivery or {},
+        }
+        if not await is_same_delivery(client, run_id, expected):
+            log.error("run id %s is held by a run of another delivery: refused", run_id)
+            raise ApiError(409, "this delivery's run id is held by another run: nothing started")
+    return handle
 
 
 async def receive_hook(ctx: ApiContext, request: Request) -> JSONResponse:
@@ -90,11 +99,13 @@ async def receive_hook(ctx: ApiContext, request: Request) -> JSONResponse:
         raise ApiError(404, _NO_HOOK) from None
     if hook is None:
         raise ApiError(404, _NO_HOOK)
-    body = await read_body(request, ctx.max_body_bytes)
+    body = await read_body(request, ctx.max_body_bytes, ctx.body_seconds)
     caller = await verify_hook(ctx, hook, request, body)
     inputs = json_body(request, body, object_only=True)
     key = idempotency_key(request)
-    run_id = keyed_run_id("hook", trigger_id, key) if key else f"hook-{uuid.uuid4().hex}"
+    run_id = (
+        keyed_run_id("hook", caller.secret, trigger_id, key) if key else f"hook-{uuid.uuid4().hex}"
+    )
     handle = await start_checked(
         ctx.client,
         ctx.task_queue,
@@ -111,5 +122,6 @@ async def receive_hook(ctx: ApiContext, request: Request) -> JSONResponse:
             "idempotency_key": key,
             "received_at": datetime.fromtimestamp(ctx.clock(), UTC).isoformat(),
         },
+        delivery={"trigger_id": trigger_id, "idempotency_key": key},
     )
     return JSONResponse({"run_id": handle.id, "status_url": f"/runs/{handle.id}"}, 202)

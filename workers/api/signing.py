@@ -6,8 +6,12 @@
 The timestamp is signed with the body, so a captured request cannot be sent again later
 than the tolerance (default 300 s) with another timestamp, nor its body changed. A `GET`
 has no body: its signed body is `GET <path>` (e.g. `GET /runs/hook-3f2a`), so one read's
-signature opens no other run. Digests are compared with `hmac.compare_digest`, in time
-that does not depend on where they differ.
+signature opens no other run. An event's signed body is `POST /events/<name>` and a newline
+before its raw body (`event_message`): the name is what the event means (which flows start,
+which runs wake), so a captured event cannot be sent again as another. A webhook's URL
+names one hook with its own secret already, so its signed body is the raw body alone.
+Digests are compared with `hmac.compare_digest`, in time that does not depend on where
+they differ.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return PREFIX + digest.hexdigest()
 
 
+def event_message(name: str, body: bytes) -> bytes:
+    """What a `POST /events/<name>` signs beside its timestamp: the request line, then the body."""
+    return f"POST /events/{name}\n".encode() + body
+
+
 def verify(
     secret: str,
     timestamp: str | None,
@@ -61,5 +70,6 @@ def verify(
             "sign the request again"
         )
     expected = sign(secret, timestamp, body).encode()
-    if not hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace")):
+    # Hex (and its prefix) in capitals is the same digest: some senders write it so.
+    if not hmac.compare_digest(expected, signature.strip().lower().encode("utf-8", "replace")):
         raise SignatureRefused(f"{SIGNATURE_HEADER} does not sign this request")

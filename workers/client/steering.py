@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from temporalio.api.common.v1 import Payloads, WorkflowExecution
+from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -88,10 +90,36 @@ async def send_decision(
     )
 
 
-async def send_event(client: Client, run_id: str, name: str, payload: Any = None) -> None:
-    """An event for the run's `wait` nodes with `config.event` equal to `name`."""
-    await client.get_workflow_handle(run_id).signal(
-        EVENT_SIGNAL, EventMessage(name=name, payload=payload)
+async def send_event(
+    client: Client,
+    run_id: str,
+    name: str,
+    payload: Any = None,
+    *,
+    request_id: str | None = None,
+) -> None:
+    """An event for the run's `wait` nodes with `config.event` equal to `name`.
+
+    With `request_id` (derived from an event's id), Temporal delivers the signal to the run
+    once however often it is sent with that id: a redelivered event is the same event, not
+    a second one for a run that waits twice. The SDK's `signal` sets no request id, so that
+    one is sent through the workflow service itself (the client has no interceptors whose
+    headers that would skip).
+    """
+    message = EventMessage(name=name, payload=payload)
+    if request_id is None:
+        await client.get_workflow_handle(run_id).signal(EVENT_SIGNAL, message)
+        return
+    await client.workflow_service.signal_workflow_execution(
+        SignalWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=run_id),
+            signal_name=EVENT_SIGNAL,
+            input=Payloads(payloads=await client.data_converter.encode([message])),
+            identity=client.identity,
+            request_id=request_id,
+        ),
+        retry=True,
     )
 
 
