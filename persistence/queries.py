@@ -183,6 +183,28 @@ class StoredDefinition:
     #: definition, written without a versions row)
     version_status: str | None = "published"
 
+    @classmethod
+    def of(
+        cls,
+        workflow: Workflow,
+        version: int,
+        definition: dict[str, Any],
+        version_status: str | None,
+    ) -> StoredDefinition:
+        """The flow `workflow` at `version`: its owners and lifecycle from the workflow row."""
+        return cls(
+            workflow_id=workflow.id,
+            name=workflow.name,
+            version=version,
+            definition=definition,
+            tenant_id=workflow.tenant_id,
+            workspace_id=workflow.workspace_id,
+            status=workflow.status,
+            is_active=workflow.is_active,
+            is_paused=workflow.is_paused,
+            version_status=version_status,
+        )
+
 
 async def load_definition(
     session: AsyncSession,
@@ -222,18 +244,7 @@ async def load_definition(
         stored, version_status = workflow.definition, None
     else:
         stored, version_status = row.definition, row.status
-    return StoredDefinition(
-        workflow_id=wf_id,
-        name=workflow.name,
-        version=wanted,
-        definition=stored,
-        tenant_id=workflow.tenant_id,
-        workspace_id=workflow.workspace_id,
-        status=workflow.status,
-        is_active=workflow.is_active,
-        is_paused=workflow.is_paused,
-        version_status=version_status,
-    )
+    return StoredDefinition.of(workflow, wanted, stored, version_status)
 
 
 async def take_document_triggers(

@@ -72,18 +72,7 @@ async def scheduled_flows(
         query = query.where(Workflow.tenant_id == tenant_id)
     flows = []
     for workflow, version_status, tenant_name in (await session.execute(query)).all():
-        judged = StoredDefinition(
-            workflow_id=workflow.id,
-            name=workflow.name,
-            version=workflow.version,
-            definition={},
-            tenant_id=workflow.tenant_id,
-            workspace_id=workflow.workspace_id,
-            status=workflow.status,
-            is_active=workflow.is_active,
-            is_paused=workflow.is_paused,
-            version_status=version_status,
-        )
+        judged = StoredDefinition.of(workflow, workflow.version, {}, version_status)
         flows.append(
             ScheduledFlow(
                 workflow_id=workflow.id,
