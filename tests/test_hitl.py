@@ -16,7 +16,6 @@ from temporalio import activity
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.registry import Dependencies
 from persistence import secret_queries
@@ -37,8 +36,9 @@ from tests.http_peer import HttpPeer, Reply
 from tests.invariant import assert_queue_tells_the_truth
 from tests.test_cli import ROOT
 from workers.client import STATUS_QUERY, SUBMIT_HITL_DECISION_UPDATE, DecisionRefused, send_decision
+from workers.sandbox_runner import flow_sandbox_runner
 from workers.temporal_dev import temporal_cli
-from workers.worker import PASSTHROUGH_MODULES, activity_functions, workflow_classes
+from workers.worker import activity_functions, workflow_classes
 from workflows.contract import HITL_OPEN, HitlOpen
 
 CONTRACT_EXAMPLE = json.loads((ROOT / "examples" / "flows" / "contract-example.json").read_text())
@@ -468,9 +468,7 @@ async def test_a_decision_from_the_inbox_before_the_run_hears_its_task_opened_wa
         task_queue=queue,
         workflows=list(workflow_classes()),
         activities=[held_open if a is original else a for a in activities],
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=flow_sandbox_runner(),
     )
     try:
         async with worker:

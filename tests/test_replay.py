@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from flow_language.drawing import edge, node
 from tests.a2a_peer import A2APeer
@@ -28,7 +27,7 @@ from tests.hitl_support import decide, make_people, open_task, review_flow
 from tests.http_peer import HttpPeer, Reply
 from workers.client import HITL_DECISION_SIGNAL, send_event
 from workers.json_converter import DATA_CONVERTER
-from workers.worker import PASSTHROUGH_MODULES
+from workers.sandbox_runner import flow_sandbox_runner
 from workflows.flow_run import FlowRun
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -354,9 +353,7 @@ async def test_recorded_history_replays(path: Path) -> None:
     replayer = Replayer(
         workflows=[FlowRun],
         data_converter=DATA_CONVERTER,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=flow_sandbox_runner(),
     )
     from temporalio.client import WorkflowHistory
 
@@ -381,9 +378,7 @@ async def test_a_random_choice_is_the_same_on_every_replay(flow_worker: FlowWork
     replayer = Replayer(
         workflows=[FlowRun],
         data_converter=DATA_CONVERTER,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=flow_sandbox_runner(),
     )
     for _ in range(3):
         _, run_id = await flow_worker.run(flow)

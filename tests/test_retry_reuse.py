@@ -16,7 +16,6 @@ from sqlalchemy import text
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from flow_language.drawing import edge, node
 from persistence import queries
@@ -27,7 +26,7 @@ from tests.invariant import _row_problems, _rows
 from tests.test_cli import _env, ameta_agent
 from workers import client
 from workers.json_converter import DATA_CONVERTER
-from workers.worker import PASSTHROUGH_MODULES
+from workers.sandbox_runner import flow_sandbox_runner
 from workflows.flow_run import FlowRun
 from workflows.patches import REUSE_RETRIED_OUTPUTS
 
@@ -82,9 +81,7 @@ def _replayer() -> Replayer:
     return Replayer(
         workflows=[FlowRun],
         data_converter=DATA_CONVERTER,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=flow_sandbox_runner(),
     )
 
 

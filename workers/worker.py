@@ -14,13 +14,13 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.database_refusals import DatabaseRefusalInterceptor
 from persistence.engine import create_engine, session_factory
 from persistence.health import DatabaseHealth
 from workers.health_server import watching_health
 from workers.reconciler import reconciler_plugins
+from workers.sandbox_runner import flow_sandbox_runner
 from workers.schedule_sync import schedule_sync_plugins
 from workers.settings import Settings
 
@@ -43,11 +43,6 @@ def activity_functions(dependencies: Any) -> Sequence[Callable[..., Any]]:
     return activities_for(dependencies)
 
 
-#: Pure, deterministic libraries the workflow uses: loaded once, not re-imported per run
-#: (Jinja2 imports parts of itself lazily, which the sandbox would otherwise warn about).
-PASSTHROUGH_MODULES = ("jinja2", "markupsafe", "pydantic", "pydantic_core", "re2")
-
-
 def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worker:
     """The worker of the flow task queue; while it runs, so do the reconciler and the
     schedule sync.
@@ -61,9 +56,7 @@ def build_worker(client: Client, settings: Settings, dependencies: Any) -> Worke
         client,
         task_queue=settings.temporal_task_queue,
         workflows=list(workflow_classes()),
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=flow_sandbox_runner(),
         activities=list(activity_functions(dependencies)),
         max_concurrent_activities=settings.max_concurrent_activities,
         # Cancellation reaches an activity with a heartbeat's answer: send them often enough
