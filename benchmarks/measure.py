@@ -1,6 +1,8 @@
 """What one measurement of one side records, and how the figures are taken.
 
 Worker CPU is the user + system time of the worker processes (psutil, all their threads);
+machine CPU the busy time of every core (all but idle and iowait), which counts Temporal,
+Postgres, the HTTP peer and the driver too;
 peak RSS is the kernel's VmHWM of each worker process, reset (clear_refs) when the
 measurement starts; history events are Temporal's history length of a sample of runs,
 summed over a run's continue-as-new hops.
@@ -16,6 +18,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from temporalio.client import Client
 
 from benchmarks.worker_processes import WorkerProcess
@@ -37,6 +40,8 @@ class Measurement:
     cpu_seconds: float = 0.0
     peak_rss_mib: float = 0.0
     history_events: float = 0.0
+    #: busy core-seconds of the whole machine over the measurement
+    machine_cpu_seconds: float = 0.0
     #: Scenario-specific figures, printed beside the table (e.g. RSS while parked).
     notes: dict[str, float] = field(default_factory=dict)
 
@@ -49,6 +54,11 @@ class Measurement:
     def nodes_per_second(self) -> float:
         """Node executions (the scenario's unit of work) per second."""
         return self.nodes / self.wall_seconds
+
+    @property
+    def machine_busy(self) -> float:
+        """The share of the machine's cores busy over the measurement, 0-1."""
+        return self.machine_cpu_seconds / (self.wall_seconds * (psutil.cpu_count() or 1))
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -64,10 +74,19 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 @dataclass
 class Usage:
-    """CPU seconds and peak RSS of the measured workers over one `measuring` block."""
+    """CPU seconds and peak RSS of the measured workers, and the machine's busy CPU seconds,
+    over one `measuring` block.
+    """
 
     cpu_seconds: float = 0.0
     peak_rss_mib: float = 0.0
+    machine_cpu_seconds: float = 0.0
+
+
+def machine_busy_seconds() -> float:
+    """Core-seconds the machine has spent on anything since boot (all cores)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 @asynccontextmanager
@@ -79,7 +98,9 @@ async def measuring(workers: Sequence[WorkerProcess]) -> AsyncIterator[Usage]:
     before = [w.cpu_seconds() for w in workers]
     for w in workers:
         w.reset_peak()
+    machine_before = machine_busy_seconds()
     yield usage
+    usage.machine_cpu_seconds = machine_busy_seconds() - machine_before
     usage.cpu_seconds = sum(w.cpu_seconds() - b for w, b in zip(workers, before, strict=True))
     usage.peak_rss_mib = max(w.peak_rss_mib() for w in workers)
 

@@ -160,4 +160,5 @@ async def _measured(
         usage.cpu_seconds,
         usage.peak_rss_mib,
         await history_events(bench.client, ids),
+        machine_cpu_seconds=usage.machine_cpu_seconds,
     )

@@ -136,6 +136,7 @@ async def _measure(bench: Bench, side: str) -> Measurement:
         usage.cpu_seconds,
         usage.peak_rss_mib,
         await history_events(bench.client, ids),
+        machine_cpu_seconds=usage.machine_cpu_seconds,
         notes={
             "parked in (s)": park_seconds,
             "RSS parked +MiB": parked_rss - base_rss,
