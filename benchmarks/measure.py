@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -149,3 +150,49 @@ async def _continued_from(handle: Any) -> str | None:
             attrs = event.workflow_execution_started_event_attributes
             return str(attrs.continued_execution_run_id) or None
     return None
+
+
+#: A run this many times slower than the median of its measurement (and at least
+#: STRAGGLER_SECONDS) is reported with the pauses in its history.
+STRAGGLER_FACTOR = 5.0
+STRAGGLER_SECONDS = 5.0
+#: A pause between two of its history events this long is listed.
+PAUSE_SECONDS = 1.0
+
+
+async def straggler(
+    client: Client, scenario: str, side: str, took: dict[str, float]
+) -> dict[str, float]:
+    """The slowest run's latency as a note when it is far off the others, and its history's
+    pauses (which events it waited between) on stderr, so a stall can be traced afterwards.
+    """
+    if len(took) < 2:
+        return {}
+    slowest = max(took, key=took.__getitem__)
+    median = statistics.median(took.values())
+    if took[slowest] < max(STRAGGLER_FACTOR * median, STRAGGLER_SECONDS):
+        return {}
+    print(
+        f"({scenario}) {side}: run {slowest} took {took[slowest]:.1f} s (median {median:.1f} s); "
+        "pauses in its history:",
+        file=sys.stderr,
+    )
+    for line in await history_pauses(client, slowest):
+        print(f"    {line}", file=sys.stderr)
+    return {"slowest run s": took[slowest], "median run s": median}
+
+
+async def history_pauses(client: Client, workflow_id: str) -> list[str]:
+    """Each wait of PAUSE_SECONDS or more between two events of the run's latest history, and
+    every event that says something timed out or failed.
+    """
+    lines: list[str] = []
+    before: Any = None
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        at = event.event_time.ToDatetime()
+        kind = str(event.WhichOneof("attributes") or "").removesuffix("_event_attributes")
+        waited = (at - before).total_seconds() if before is not None else 0.0
+        if waited >= PAUSE_SECONDS or "timed_out" in kind or "failed" in kind:
+            lines.append(f"event {event.event_id} {kind} after {waited:.1f} s")
+        before = at
+    return lines

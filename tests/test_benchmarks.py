@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.measure import straggler
+from flow_language.drawing import edge, node
+from tests.flows import FlowWorker
 from workers.client import FLOW_RUN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,3 +46,22 @@ def test_suite_prints_a_row_per_scenario_and_side():
         assert (key, "hand-written") in seen
     for row in rows:
         float(row[-1])  # the ratio column is a number
+
+
+async def test_a_straggler_is_named_with_the_pauses_in_its_history(
+    flow_worker: FlowWorker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run far slower than the others is reported with where its history waited."""
+    definition = {
+        "nodes": [node("start", "start"), node("nap", "wait", {"seconds": 1.5})],
+        "edges": [edge("start", "nap")],
+    }
+    _, slow = await flow_worker.run(definition)
+    even = {"a": 1.0, "b": 1.2, "c": 0.9}
+    assert await straggler(flow_worker.client, "x", "side", even) == {}
+    notes = await straggler(flow_worker.client, "x", "side", {**even, slow: 9.0})
+    assert notes == {"slowest run s": 9.0, "median run s": 1.1}
+    report = capsys.readouterr().err
+    assert f"run {slow} took 9.0 s" in report
+    # The timer's 1.5 s is the pause: it started and fired 1.5 s apart.
+    assert "timer_fired after 1." in report

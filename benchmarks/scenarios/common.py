@@ -6,6 +6,7 @@ the hand-written side through the plain Temporal client, as its author would.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from benchmarks.measure import Measurement, history_events, measuring, timed_runs
+from benchmarks.measure import Measurement, history_events, measuring, straggler, timed_runs
 from benchmarks.support import Reviewer
 from benchmarks.worker_processes import WorkerProcess, Workers
 from workers.client import FLOW_RUN, result, start_run
@@ -84,8 +85,10 @@ async def flow_runs(
     timed from start to result.
     """
     ids: list[str] = []
+    took: dict[str, float] = {}
 
     async def one(_: int) -> None:
+        begun = time.perf_counter()
         handle = await start_run(
             bench.client,
             bench.workers.flow_queue,
@@ -94,6 +97,7 @@ async def flow_runs(
         )
         ids.append(handle.id)
         await result(bench.client, handle.id)
+        took[handle.id] = time.perf_counter() - begun
 
     return await _measured(
         bench,
@@ -105,6 +109,7 @@ async def flow_runs(
         one,
         ids,
         concurrency,
+        took,
     )
 
 
@@ -123,16 +128,28 @@ async def hand_runs(
     timed from start to result.
     """
     ids: list[str] = []
+    took: dict[str, float] = {}
 
     async def one(_: int) -> None:
+        begun = time.perf_counter()
         handle = await bench.client.start_workflow(
             workflow, args, id=run_id(side), task_queue=bench.workers.hand_queue
         )
         ids.append(handle.id)
         await handle.result()
+        took[handle.id] = time.perf_counter() - begun
 
     return await _measured(
-        bench, scenario, side, runs, nodes_per_run, [bench.workers.hand], one, ids, concurrency
+        bench,
+        scenario,
+        side,
+        runs,
+        nodes_per_run,
+        [bench.workers.hand],
+        one,
+        ids,
+        concurrency,
+        took,
     )
 
 
@@ -146,10 +163,15 @@ async def _measured(
     one: Callable[[int], Awaitable[None]],
     ids: list[str],
     concurrency: int | None = None,
+    took: dict[str, float] | None = None,
 ) -> Measurement:
-    """`runs` calls of `one` timed on `workers`, with the history length of the runs in `ids`."""
+    """`runs` calls of `one` timed on `workers`, with the history length of the runs in `ids`;
+    a run far slower than the others (`took`: each run's latency) is named, with the pauses
+    in its history, on stderr and under the table.
+    """
     async with measuring(workers) as usage:
         wall, latencies = await timed_runs(runs, one, concurrency)
+    notes = await straggler(bench.client, scenario, side, took or {})
     return Measurement(
         scenario,
         side,
@@ -161,4 +183,5 @@ async def _measured(
         usage.peak_rss_mib,
         await history_events(bench.client, ids),
         machine_cpu_seconds=usage.machine_cpu_seconds,
+        notes=notes,
     )
