@@ -33,6 +33,7 @@ import httpcore
 import httpx
 
 from activities.http_tracing import traced
+from activities.pooled_streams import ReadableCheckedStream
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -200,8 +201,10 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             try:
                 # TLS still verifies and sends SNI for `host`: httpcore passes the origin's
                 # name to start_tls, not the address connected to.
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
+                return ReadableCheckedStream(
+                    await self._inner.connect_tcp(
+                        address, port, timeout, local_address, socket_options
+                    )
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
