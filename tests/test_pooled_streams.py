@@ -24,7 +24,7 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\
 async def server_closing_after(replies: int) -> AsyncIterator[tuple[int, list[int]]]:
     """A loopback HTTP/1.1 server that answers `replies` requests per connection, keeps it
     alive (no `Connection: close`), then closes it; yields its port and the requests each
-    connection carried.
+    connection carried, the latest last (negative until the server has closed it).
     """
     served: list[int] = []
 
@@ -38,6 +38,8 @@ async def server_closing_after(replies: int) -> AsyncIterator[tuple[int, list[in
             await writer.drain()
             served[-1] += 1
         writer.close()
+        await writer.wait_closed()
+        served[-1] = -served[-1]
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -73,12 +75,15 @@ async def test_the_shared_pool_never_reuses_a_connection_the_server_dropped() ->
             for _ in range(5):
                 response = await http.shared.get(f"http://127.0.0.1:{port}/")
                 assert response.text == "ok"
-                await asyncio.sleep(0.05)  # the server closes the idle connection meanwhile
+                for _ in range(500):  # until the server has dropped the idle connection
+                    if served[-1] < 0:
+                        break
+                    await asyncio.sleep(0.01)
         # Each request went on a fresh connection; none failed on a dropped one.
-        assert served == [1, 1, 1, 1, 1]
+        assert served == [-1, -1, -1, -1, -1]
         async with server_closing_after(replies=5) as (port, served):
             for _ in range(5):
                 assert (await http.shared.get(f"http://127.0.0.1:{port}/")).text == "ok"
-        assert served == [5]  # a connection the server keeps is reused
+        assert [abs(n) for n in served] == [5]  # a connection the server keeps is reused
     finally:
         await http.aclose()
