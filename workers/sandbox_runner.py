@@ -18,6 +18,7 @@ the instance does not look as expected (another SDK version), and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,27 +42,28 @@ _IN_SANDBOX = "__temporal_in_sandbox"
 class _DirectContextInstance(sandbox_internals._Instance):
     """A sandboxed workflow instance whose context lookups skip the sandbox re-entry."""
 
-    def _sandboxed(self) -> Any:
-        return self.globals_and_locals.get(_IN_SANDBOX)
+    def _direct(self, lookup: str) -> Callable[[CommandInfo | None], Any] | None:
+        """The sandboxed instance's own `lookup` method, or None if it has none."""
+        return getattr(self.globals_and_locals.get(_IN_SANDBOX), lookup, None)
 
     def get_serialization_context(
         self, command_info: CommandInfo | None
     ) -> SerializationContext | None:
         """The context the SDK's own route computes, read without entering the sandbox."""
-        inside = self._sandboxed()
-        if inside is None or not hasattr(inside, "get_serialization_context"):
+        direct = self._direct("get_serialization_context")
+        if direct is None:
             return super().get_serialization_context(command_info)
-        context: SerializationContext | None = inside.get_serialization_context(command_info)
+        context: SerializationContext | None = direct(command_info)
         return context
 
     def get_external_store_context(
         self, command_info: CommandInfo | None
     ) -> StorageDriverStoreContext:
         """The external-storage target, read the same way."""
-        inside = self._sandboxed()
-        if inside is None or not hasattr(inside, "get_external_store_context"):
+        direct = self._direct("get_external_store_context")
+        if direct is None:
             return super().get_external_store_context(command_info)
-        context: StorageDriverStoreContext = inside.get_external_store_context(command_info)
+        context: StorageDriverStoreContext = direct(command_info)
         return context
 
 
