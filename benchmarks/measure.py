@@ -107,10 +107,14 @@ async def measuring(workers: Sequence[WorkerProcess]) -> AsyncIterator[Usage]:
 
 
 async def timed_runs(
-    count: int, one: Callable[[int], Awaitable[Any]], concurrency: int | None = None
+    count: int,
+    one: Callable[[int], Awaitable[Any]],
+    concurrency: int | None = None,
+    latency_of: dict[Any, float] | None = None,
 ) -> tuple[float, list[float]]:
     """Run `one(i)` for each i, all at once (or `concurrency` at a time); returns the wall time
-    and each call's latency, in seconds.
+    and each call's latency, in seconds. With `latency_of`, each call's latency is also kept
+    under what the call returned (a run's workflow id).
     """
     gate = asyncio.Semaphore(concurrency or count or 1)
     latencies: list[float] = []
@@ -118,8 +122,10 @@ async def timed_runs(
     async def timed(i: int) -> None:
         async with gate:
             t = time.perf_counter()
-            await one(i)
+            returned = await one(i)
             latencies.append(time.perf_counter() - t)
+            if latency_of is not None:
+                latency_of[returned] = latencies[-1]
 
     start = time.perf_counter()
     await asyncio.gather(*(timed(i) for i in range(count)))

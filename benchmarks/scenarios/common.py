@@ -6,7 +6,6 @@ the hand-written side through the plain Temporal client, as its author would.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -85,10 +84,8 @@ async def flow_runs(
     timed from start to result.
     """
     ids: list[str] = []
-    took: dict[str, float] = {}
 
-    async def one(_: int) -> None:
-        begun = time.perf_counter()
+    async def one(_: int) -> str:
         handle = await start_run(
             bench.client,
             bench.workers.flow_queue,
@@ -97,7 +94,7 @@ async def flow_runs(
         )
         ids.append(handle.id)
         await result(bench.client, handle.id)
-        took[handle.id] = time.perf_counter() - begun
+        return handle.id
 
     return await _measured(
         bench,
@@ -109,7 +106,6 @@ async def flow_runs(
         one,
         ids,
         concurrency,
-        took,
     )
 
 
@@ -128,28 +124,17 @@ async def hand_runs(
     timed from start to result.
     """
     ids: list[str] = []
-    took: dict[str, float] = {}
 
-    async def one(_: int) -> None:
-        begun = time.perf_counter()
+    async def one(_: int) -> str:
         handle = await bench.client.start_workflow(
             workflow, args, id=run_id(side), task_queue=bench.workers.hand_queue
         )
         ids.append(handle.id)
         await handle.result()
-        took[handle.id] = time.perf_counter() - begun
+        return handle.id
 
     return await _measured(
-        bench,
-        scenario,
-        side,
-        runs,
-        nodes_per_run,
-        [bench.workers.hand],
-        one,
-        ids,
-        concurrency,
-        took,
+        bench, scenario, side, runs, nodes_per_run, [bench.workers.hand], one, ids, concurrency
     )
 
 
@@ -160,18 +145,18 @@ async def _measured(
     runs: int,
     nodes_per_run: int,
     workers: Sequence[WorkerProcess],
-    one: Callable[[int], Awaitable[None]],
+    one: Callable[[int], Awaitable[str]],
     ids: list[str],
     concurrency: int | None = None,
-    took: dict[str, float] | None = None,
 ) -> Measurement:
-    """`runs` calls of `one` timed on `workers`, with the history length of the runs in `ids`;
-    a run far slower than the others (`took`: each run's latency) is named, with the pauses
-    in its history, on stderr and under the table.
+    """`runs` calls of `one` (each returning its run's workflow id) timed on `workers`, with
+    the history length of the runs in `ids`; a run far slower than the others is named, with
+    the pauses in its history, on stderr and under the table.
     """
+    took: dict[str, float] = {}
     async with measuring(workers) as usage:
-        wall, latencies = await timed_runs(runs, one, concurrency)
-    notes = await straggler(bench.client, scenario, side, took or {})
+        wall, latencies = await timed_runs(runs, one, concurrency, took)
+    notes = await straggler(bench.client, scenario, side, took)
     return Measurement(
         scenario,
         side,
