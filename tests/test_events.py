@@ -181,6 +181,19 @@ async def test_an_unknown_tenant_or_bad_signature_emits_nothing(flow_worker: Flo
     mine = await make_tenant(flow_worker, api_secret="mine")
     flow = await store_flow(flow_worker, mine, _ECHO, _on("ping"))
     async with serving_api(flow_worker) as api:
+
+        async def ping_signed_over(message: bytes) -> Any:
+            """`POST /events/ping` of `{}` by `mine`, its signature made over `message`."""
+            return await api.http.post(
+                f"{api.base}/events/ping",
+                content=b"{}",
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Meta-Tenant": str(mine),
+                    **signed("mine", message),
+                },
+            )
+
         answers = [
             await api.post(
                 "/events/ping", {}, "mine", headers={"X-Meta-Tenant": str(uuid.uuid4())}
@@ -189,25 +202,9 @@ async def test_an_unknown_tenant_or_bad_signature_emits_nothing(flow_worker: Flo
             await api.post("/events/ping", {}, None, headers={"X-Meta-Tenant": str(mine)}),
             await api.post("/events/ping", {}, "mine"),
             # Signed for another event name: a captured event cannot be re-aimed (F6).
-            await api.http.post(
-                f"{api.base}/events/ping",
-                content=b"{}",
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Meta-Tenant": str(mine),
-                    **signed("mine", event_message("pong", b"{}")),
-                },
-            ),
+            await ping_signed_over(event_message("pong", b"{}")),
             # Signed over the body alone, as a webhook is.
-            await api.http.post(
-                f"{api.base}/events/ping",
-                content=b"{}",
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Meta-Tenant": str(mine),
-                    **signed("mine", b"{}"),
-                },
-            ),
+            await ping_signed_over(b"{}"),
         ]
     assert [a.status_code for a in answers] == [401] * 6
     assert len({a.text for a in answers}) == 1  # one answer: no tenant is told apart
