@@ -176,7 +176,7 @@ async def emit(
                 flow_name=flow.flow_name,
                 trigger_type="event",
                 trigger_metadata=_metadata(name, payload, event_id, size),
-                delivery={"event": name, "event_id": event_id},
+                delivery=("event", "event_id"),
             )
         except ApiError as exc:
             done.refused.append({**refusal, **exc.body})

@@ -44,15 +44,15 @@ async def start_checked(
     flow_name: str,
     trigger_type: str,
     trigger_metadata: dict[str, Any],
-    delivery: dict[str, Any] | None = None,
+    delivery: tuple[str, ...] = (),
 ) -> WorkflowHandle[Any, FlowResult]:
     """Start the stored flow of `params` after every check a sender can be told of: the
     refusals of `workers.client.start_run` as ApiErrors (409, 422, 404).
 
     With `existing_ok`, a run already under `run_id` is answered with only if it was
-    started for this flow, tenant and trigger, and with the `delivery` fields of
-    `trigger_metadata` that identify the delivery; anyone else's run there is a 409 and
-    nothing starts (`ownership`).
+    started for this flow, tenant and trigger, and with the same values of the
+    `trigger_metadata` fields named by `delivery` (those that identify the delivery);
+    anyone else's run there is a 409 and nothing starts (`ownership`).
     """
     try:
         handle = await start_run(
@@ -80,7 +80,7 @@ async def start_checked(
             "workflow_id": params.workflow_id,
             "tenant_id": params.tenant_id,
             "trigger_type": trigger_type,
-            "trigger_metadata": delivery or {},
+            "trigger_metadata": {k: trigger_metadata.get(k) for k in delivery},
         }
         if not await is_same_delivery(client, run_id, expected):
             log.error("run id %s is held by a run of another delivery: refused", run_id)
@@ -122,6 +122,6 @@ async def receive_hook(ctx: ApiContext, request: Request) -> JSONResponse:
             "idempotency_key": key,
             "received_at": datetime.fromtimestamp(ctx.clock(), UTC).isoformat(),
         },
-        delivery={"trigger_id": trigger_id, "idempotency_key": key},
+        delivery=("trigger_id", "idempotency_key"),
     )
     return JSONResponse({"run_id": handle.id, "status_url": f"/runs/{handle.id}"}, 202)
