@@ -25,6 +25,11 @@ _CLI_TYPE_NAMES = {
 }
 
 
+#: How often a start that lost a race for a port is tried.
+START_ATTEMPTS = 3
+_ADDRESS_IN_USE = "address already in use"
+
+
 class TemporalDevServerError(RuntimeError):
     """The dev server could not be found or started; the message says why."""
 
@@ -73,6 +78,8 @@ class TemporalDevServer(processes.ChildServer):
     home: Path
     port: int = 7233
     ui_port: int = 8233
+    #: The HTTP API's port; None lets the server pick a free one.
+    http_port: int | None = None
     ip: str = "127.0.0.1"
     namespace: str = "default"
     #: The codec server the web UI decodes payloads with (PAYLOAD_KEYS), if any.
@@ -95,7 +102,29 @@ class TemporalDevServer(processes.ChildServer):
         return self.home / "temporal.log"
 
     def start(self, timeout: float = 60) -> None:
-        """Start the server and wait until it answers; refused when its ports are taken."""
+        """Start the server and wait until it answers; refused when its ports are taken.
+
+        The server picks its HTTP API, metrics and internal ports itself, as "a random
+        free port", which can be one this machine's other starters picked a moment ago
+        and have not bound yet (ours included). Such a clash is retried; one on a port
+        that stays taken is not, and its error says which port.
+        """
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self._check_ports_free()
+            logged_before = self.log_file.stat().st_size if self.log_file.exists() else 0
+            try:
+                self._start_once(timeout)
+                return
+            except TemporalDevServerError:
+                if attempt == START_ATTEMPTS or not self._lost_a_port_race(logged_before):
+                    raise
+
+    def _lost_a_port_race(self, logged_before: int) -> bool:
+        with self.log_file.open("rb") as log:
+            log.seek(logged_before)
+            return _ADDRESS_IN_USE in log.read().decode(errors="replace")
+
+    def _check_ports_free(self) -> None:
         for name, port in (("gRPC", self.port), ("web UI", self.ui_port)):
             if not port_is_free(port, self.ip):
                 raise TemporalDevServerError(
@@ -103,6 +132,8 @@ class TemporalDevServer(processes.ChildServer):
                     "Stop it, or pick other ports with DEV_TEMPORAL_PORT / DEV_TEMPORAL_UI_PORT, "
                     "or use it by setting TEMPORAL_ADDRESS."
                 )
+
+    def _start_once(self, timeout: float) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         argv = [
             temporal_cli(),
@@ -123,6 +154,7 @@ class TemporalDevServer(processes.ChildServer):
             "--ui-disable-news-fetch",
             *search_attribute_flags(),
             *(["--ui-codec-endpoint", self.ui_codec_endpoint] if self.ui_codec_endpoint else []),
+            *(["--http-port", str(self.http_port)] if self.http_port else []),
         ]
         self._proc = processes.spawn(argv, log=self.log_file, death_signal=self.stop_signal)
         processes.wait_ready(
