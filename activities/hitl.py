@@ -200,6 +200,7 @@ class HitlActivities:
                         "tenant_id": _uuid(req.tenant_id, "tenant_id"),
                     },
                     req.task_status,
+                    resumes_run=req.resumes_run,
                 )
             except hitl_queries.TaskClosedError as exc:
                 raise ApplicationError(str(exc), type="TaskClosed", non_retryable=True) from None

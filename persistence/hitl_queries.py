@@ -96,12 +96,14 @@ async def _lock_task(session: AsyncSession, hitl_task_id: uuid.UUID) -> Any:
 
 
 async def record_decision(
-    session: AsyncSession, values: dict[str, Any], task_status: str
+    session: AsyncSession, values: dict[str, Any], task_status: str, resumes_run: bool = False
 ) -> dict[str, Any]:
     """Store a decision while its task is open and before its deadline, or refuse it.
 
     The deadline is judged by the database's clock once the row is locked: a decision
-    still being written when the deadline passes loses to the deadline, cleanly.
+    still being written when the deadline passes loses to the deadline, cleanly. With
+    `resumes_run`, a decision that completes its task also moves the task's run from
+    `waiting_hitl` to `running` (only from there: any other status was written later).
     """
     row = await session.get(HitlDecision, values["id"])
     if row is None:  # not an earlier attempt of this same decision
@@ -136,6 +138,8 @@ async def record_decision(
         )
         if task_status == "completed":
             await _settle_escalations(session, [values["hitl_task_id"]], "resolved")
+            if resumes_run:
+                await _resume_run(session, values["hitl_task_id"])
         row = await session.get(HitlDecision, values["id"])
     assert row is not None
     return {
@@ -147,6 +151,16 @@ async def record_decision(
         "decided_by": str(row.decided_by) if row.decided_by else None,
         "comments": row.comments,
     }
+
+
+async def _resume_run(session: AsyncSession, hitl_task_id: uuid.UUID) -> None:
+    run_of_task = select(HitlTask.workflow_run_id).where(HitlTask.id == hitl_task_id)
+    await session.execute(
+        update(WorkflowRun)
+        .where(WorkflowRun.id == run_of_task.scalar_subquery())
+        .where(WorkflowRun.status == "waiting_hitl")
+        .values(status="running")
+    )
 
 
 async def escalate(session: AsyncSession, values: dict[str, Any]) -> bool:

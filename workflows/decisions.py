@@ -178,6 +178,8 @@ class Decisions:
                     raise _refused(problem)
             handle, final = decision_handle(task, req)
             decision_id = str(workflow.uuid4())
+            resumes = one_step and final and self._may_resume_run(task.id)
+            before = self._status_mark()
             try:
                 row: dict[str, Any] = await bookkeeping(
                     HITL_DECIDE if one_step else HITL_RECORD_DECISION,
@@ -191,6 +193,7 @@ class Decisions:
                         comments=req.comments,
                         task_status="completed" if final else "in_progress",
                         reviewer=reviewer if one_step else None,
+                        resumes_run=resumes,
                     ),
                     f"Record decision on {task.title[:40]}",
                 )
@@ -198,6 +201,8 @@ class Decisions:
                 # The reviewer may not decide, the deadline came first, or the database
                 # refused the decision: it loses, and the reviewer is told why; the run goes
                 # on either way.
+                if resumes:  # refused in a rolled-back transaction, or so it seems: rewrite
+                    self._rewrite_status()
                 raise _refused(error_text(exc), _refusal_kind(exc)) from None
             task.decision_ids.append(decision_id)
             if req.decision.get("approved") is True:
@@ -211,7 +216,51 @@ class Decisions:
                     "handle": handle,
                     "approvals": list(task.approvals),
                 }
+            if resumes:
+                self._settle_resumed_run(task.id, before)
             return row
+
+    def _status_mark(self) -> tuple[int, int]:
+        """Changes of the run's status so far, and write-backs taken (each carries it)."""
+        return self._run.status_changes, self._run.write_back.takes
+
+    def _others_open(self, task_id: str) -> bool:
+        run = self._run
+        return bool(run.opening_reviews) or any(
+            t.status == "open" for tid, t in run.reviews.items() if tid != task_id
+        )
+
+    def _may_resume_run(self, task_id: str) -> bool:
+        """Whether a final decision on `task_id` may also set the run's row to `running`: the
+        run says `waiting_hitl`, has said nothing else since, and nothing else keeps it waiting.
+        """
+        run = self._run
+        return (
+            run.status == "waiting_hitl"
+            and not run.paused
+            and run.write_back.settled
+            and not self._others_open(task_id)
+            and patches.patched(patches.DECISION_RESUMES_RUN)
+        )
+
+    def _settle_resumed_run(self, task_id: str, before: tuple[int, int]) -> None:
+        """After a decision that set the run's row to `running`: the run says so too, without a
+        write of its own, if its status stayed put and no other write was taken meanwhile
+        (one taken earlier could land later). Otherwise the run writes what it says.
+        """
+        run = self._run
+        if (
+            self._status_mark() == before
+            and run.status == "waiting_hitl"
+            and not self._others_open(task_id)
+        ):
+            run.set_status("running", written=True)
+        else:
+            self._rewrite_status()
+
+    def _rewrite_status(self) -> None:
+        self._run.write_back.status_changed()
+        self._run.maybe_flush()
 
 
 def _refusal_kind(exc: ActivityError) -> str:

@@ -269,9 +269,11 @@ class FlowRunBody:
         self._span.prepared(prepared)
         self._metric_flow = prepared.flow_name if prepared.workflow_id else None
         run_metrics.run_started(self._metric_flow)
-        run.set_search_attributes(prepared)
-        if run.agents_carry_rows and not (prepared.problems or prepared.error):
-            run.set_status("running", written=True)  # prepare_flow's row says so
+        started = run.agents_carry_rows and not (prepared.problems or prepared.error)
+        with_status = started and patches.patched(patches.STATUS_WITH_IDENTITY)
+        run.set_search_attributes(prepared, status="running" if with_status else None)
+        if started:  # prepare_flow's row says so
+            run.set_status("running", written=True, announce=not with_status)
         if prepared.problems or prepared.error:
             # prepare_flow has written the failed run row; no node has started.
             run.set_status("failed")

@@ -87,6 +87,14 @@ CHECKPOINT_APART = "checkpoint-as-second-argument"
 #: `meta-agent events emit` and `POST /events/NAME` find the runs to wake by a query.
 WAITING_EVENTS_ATTRIBUTE = "waiting-events-attribute"
 
+#: A final decision that resumes the run (no other review open, nothing else written since
+#: the run said `waiting_hitl`) also sets the run's row to `running` in its own transaction,
+#: so no `record_run` follows it (an activity, a server round trip and its events).
+DECISION_RESUMES_RUN = "decision-resumes-run"
+#: The run's `FlowStatus` goes up in the same upsert as its tenant, flow and version when
+#: it starts: one upsert event (and one visibility update) less per run.
+STATUS_WITH_IDENTITY = "status-with-identity-attributes"
+
 _FIRST_GENERATION = frozenset(
     {
         HITL_OPEN_BOOKKEEPING,
@@ -109,8 +117,10 @@ _SECOND_GENERATION = _FIRST_GENERATION | {
     DECIDE_WHILE_OPENING,
 }
 _THIRD_GENERATION = _SECOND_GENERATION | {FLOW_NAME_ATTRIBUTE, CHECKPOINT_APART}
+_FOURTH_GENERATION = _THIRD_GENERATION | {WAITING_EVENTS_ATTRIBUTE}
 GENERATIONS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("flow-run-2026-11-29", _THIRD_GENERATION | {WAITING_EVENTS_ATTRIBUTE}),
+    ("flow-run-2026-11-30", _FOURTH_GENERATION | {DECISION_RESUMES_RUN, STATUS_WITH_IDENTITY}),
+    ("flow-run-2026-11-29", _FOURTH_GENERATION),
     ("flow-run-2026-11-28", _THIRD_GENERATION),
     ("flow-run-2026-11-27", _SECOND_GENERATION),
     ("flow-run-2026-11-26", _FIRST_GENERATION),

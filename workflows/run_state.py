@@ -68,6 +68,8 @@ class RunState:
         self.waiting_events: dict[str, int] = {}
         #: Review tasks whose `hitl_open` is under way: their inbox row may already exist.
         self.opening_reviews: set[str] = set()
+        #: how often the status changed (a decision that wrote it checks nothing came between)
+        self.status_changes = 0
         self.continued = cp.continued if cp else 0
         self.run_row_id: str | None = cp.run_row_id if cp else None
         self.tenant_id = cp.tenant_id if cp else params.tenant_id
@@ -161,9 +163,11 @@ class RunState:
 
     # -- status and search attributes -----------------------------------------------------------
 
-    def set_search_attributes(self, prepared: PreparedFlow) -> None:
-        """The run's tenant, workspace, flow, version and who started it, for finding runs in
-        Temporal (when the server has the attributes registered).
+    def set_search_attributes(
+        self, prepared: PreparedFlow, status: RunStatus | None = None
+    ) -> None:
+        """The run's tenant, workspace, flow, version and who started it (and its `status`, if
+        given), for finding runs in Temporal (when the server has the attributes registered).
         """
         p = self.params
         updates: list[SearchAttributeUpdate[Any]] = []
@@ -183,19 +187,22 @@ class RunState:
                 updates.append(key.value_set(value))
         if prepared.version is not None:
             updates.append(sa.FLOW_VERSION.value_set(prepared.version))
+        if status is not None:
+            updates.append(sa.FLOW_STATUS.value_set(status))
         if updates and p.search_attributes:
             workflow.upsert_search_attributes(updates)
 
-    def set_status(self, status: RunStatus, written: bool = False) -> None:
+    def set_status(self, status: RunStatus, written: bool = False, announce: bool = True) -> None:
         """The run's status, written back with the next flush (unless an activity has just
-        `written` it) and shown as a search attribute.
+        `written` it) and shown as a search attribute (unless already `announce`d with others).
         """
         if status == self.status:
             return
         self.status = status
+        self.status_changes += 1
         if not written:
             self.write_back.status_changed()
-        if self.params.search_attributes:
+        if announce and self.params.search_attributes:
             workflow.upsert_search_attributes([sa.FLOW_STATUS.value_set(status)])
 
     # -- rows ------------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ class WriteBack:
         self._bytes: dict[str, int] = {}
         self._status_dirty = False
         self._flush_task: asyncio.Task[None] | None = None
+        #: how many write-backs have been taken (each carries the run's status)
+        self.takes = 0
 
     def add(self, row: TaskRecord) -> None:
         """Buffer a row, replacing any earlier one of the same node execution."""
@@ -64,6 +66,11 @@ class WriteBack:
     def status_changed(self) -> None:
         """Have the next write carry the run's status even if no row is buffered."""
         self._status_dirty = True
+
+    @property
+    def settled(self) -> bool:
+        """Whether the run's status as last taken is all there is: no write in flight, none due."""
+        return not self._status_dirty and (self._flush_task is None or self._flush_task.done())
 
     def maybe_flush(self) -> None:
         """Start a background write of buffered rows unless one is already under way."""
@@ -88,6 +95,7 @@ class WriteBack:
             del self._pending[row.orchestrator_task_id]
             self._bytes.pop(row.orchestrator_task_id, None)
         self._status_dirty = False
+        self.takes += 1
         return RunUpdate(
             run=RunRecord(
                 orchestrator_run_id=workflow.info().workflow_id,

@@ -65,6 +65,9 @@ class DecisionRecord(BaseModel):
     task_status: Literal["in_progress", "completed"]
     #: the reviewer `hitl_decide` checks first, in the same transaction
     reviewer: ReviewerCheck | None = None
+    #: a decision completing the task also sets the run's row from `waiting_hitl` to
+    #: `running`, in the same transaction (the run has nothing else to say meanwhile)
+    resumes_run: bool = False
 
 
 class EscalationRecord(BaseModel):
