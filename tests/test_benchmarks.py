@@ -46,6 +46,11 @@ def test_suite_prints_a_row_per_scenario_and_side():
         assert (key, "hand-written") in seen
     for row in rows:
         float(row[-1])  # the ratio column is a number
+    # (e) also times decisions sent one at a time, on each side.
+    one_at_a_time = re.findall(
+        r"^\(e\) (.+?):.*one at a time: decision → next node p50 s ([0-9.]+)", done.stdout, re.M
+    )
+    assert {side for side, _ in one_at_a_time} == {FLOW_RUN, "hand-written"}
 
 
 async def test_a_straggler_is_named_with_the_pauses_in_its_history(

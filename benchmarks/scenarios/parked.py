@@ -3,10 +3,12 @@
 FlowRun: start → `hitl` approval (no assignee: any active user of the run's tenant may
 decide) → an `api` node. Hand-written: a workflow that writes its run row, waits for an
 update, then makes the same call. A run counts as parked once its `workflow_runs` row says
-`waiting_hitl` and, for FlowRun, its `hitl_tasks` row exists. Decisions go out 20 at a
-time, FlowRun's through `workers.client.decide`; the latency is from just before a decision
-is sent to the `started_at` of the next node's `task_instances` row (the time its activity
-began, taken on the worker's clock, which is this machine's).
+`waiting_hitl` and, for FlowRun, its `hitl_tasks` row exists. The first 50 runs are
+decided one at a time (a reviewer's pace: the path's own latency), the rest 20 at a time
+(a burst: the table's p50/p95, which then include waiting for the two cores), FlowRun's
+through `workers.client.decide`; the latency is from just before a decision is sent to
+the `started_at` of the next node's `task_instances` row (the time its activity began,
+taken on the worker's clock, which is this machine's).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from sqlalchemy import text
 
 from benchmarks.hand_written import DECIDE_UPDATE, PARKED
-from benchmarks.measure import Measurement, history_events, measuring, timed_runs
+from benchmarks.measure import Measurement, history_events, measuring, percentile, timed_runs
 from benchmarks.scenarios.common import FLOW_RUN, HAND, Bench, Scenario, run_id
 from benchmarks.support import edge, node
 from workers.client import decide, result, start_run
@@ -28,6 +30,9 @@ from workflows.contract import FlowRunInput
 RUNS = 1000
 #: Decisions in flight at once: reviewers decide one by one, not in a burst of a thousand.
 DECIDING = 20
+#: Runs decided first one at a time, each run's end awaited before the next decision: the
+#: latency of the decision path itself, without 19 others competing for the two cores.
+ONE_AT_A_TIME = 50
 #: Runs started at once while parking.
 STARTING = 100
 
@@ -116,7 +121,10 @@ async def _measure(bench: Bench, side: str) -> Measurement:
                 await handle.execute_update(DECIDE_UPDATE, {"approved": True})
                 await handle.result()
 
-        await timed_runs(runs, decide_one, DECIDING)
+        alone = min(bench.size(ONE_AT_A_TIME), runs - 1)
+        for i in range(alone):
+            await decide_one(i)
+        await timed_runs(runs - alone, lambda i: decide_one(alone + i), DECIDING)
         wall = time.perf_counter() - t0
     started = await _count(
         bench,
@@ -125,14 +133,15 @@ async def _measure(bench: Bench, side: str) -> Measurement:
         "JOIN workflow_runs r ON r.id = t.workflow_run_id "
         "WHERE r.orchestrator_run_id = ANY(:ids) AND t.node_id = 'after'",
     )
-    latencies = [(at - sent[rid]).total_seconds() for rid, at in started]
+    latency = {rid: (at - sent[rid]).total_seconds() for rid, at in started}
+    one_by_one = [latency.pop(rid) for rid in ids[:alone] if rid in latency]
     return Measurement(
         "e",
         side,
         runs,
         runs,
         wall,
-        latencies,
+        list(latency.values()),
         usage.cpu_seconds,
         usage.peak_rss_mib,
         await history_events(bench.client, ids),
@@ -141,6 +150,8 @@ async def _measure(bench: Bench, side: str) -> Measurement:
             "parked in (s)": park_seconds,
             "RSS parked +MiB": parked_rss - base_rss,
             "KiB per parked run": 1024 * (parked_rss - base_rss) / runs,
+            "one at a time: decision → next node p50 s": percentile(one_by_one, 50),
+            "one at a time p95 s": percentile(one_by_one, 95),
         },
     )
 
