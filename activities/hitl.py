@@ -21,6 +21,7 @@ from workflows.contract import (
     HITL_CHECK_REVIEWER,
     HITL_CLOSE,
     HITL_DECIDE,
+    HITL_DECIDE_RESUMING,
     HITL_ESCALATE,
     HITL_OPEN,
     HITL_RECORD_DECISION,
@@ -170,6 +171,19 @@ class HitlActivities:
         if req.reviewer is None:
             raise ApplicationError(
                 "a decision needs the reviewer to check", type="InvalidDecision", non_retryable=True
+            )
+        return await self._record(req, req.reviewer)
+
+    @activity.defn(name=HITL_DECIDE_RESUMING)
+    async def hitl_decide_resuming(self, req: DecisionRecord) -> dict[str, Any]:
+        """`hitl_decide`, and with a decision that completes the task, the run's row from
+        `waiting_hitl` to `running`; the answer's `run_resumed` says whether it moved.
+        """
+        if req.reviewer is None or not req.resumes_run:
+            raise ApplicationError(
+                "a resuming decision needs the reviewer to check and resumes_run",
+                type="InvalidDecision",
+                non_retryable=True,
             )
         return await self._record(req, req.reviewer)
 

@@ -103,6 +103,7 @@ def activities_for(deps: Dependencies) -> Sequence[Callable[..., Any]]:
         hitl.hitl_check_reviewer,
         hitl.hitl_record_decision,
         hitl.hitl_decide,
+        hitl.hitl_decide_resuming,
         hitl.hitl_escalate,
         hitl.hitl_close,
         WriteBack(deps.sessions).record_run,

@@ -103,8 +103,10 @@ async def record_decision(
     The deadline is judged by the database's clock once the row is locked: a decision
     still being written when the deadline passes loses to the deadline, cleanly. With
     `resumes_run`, a decision that completes its task also moves the task's run from
-    `waiting_hitl` to `running` (only from there: any other status was written later).
+    `waiting_hitl` to `running` (only from there: any other status was written later), and
+    the answer's `run_resumed` says whether it did.
     """
+    run_resumed = False
     row = await session.get(HitlDecision, values["id"])
     if row is None:  # not an earlier attempt of this same decision
         task = await _lock_task(session, values["hitl_task_id"])
@@ -139,7 +141,7 @@ async def record_decision(
         if task_status == "completed":
             await _settle_escalations(session, [values["hitl_task_id"]], "resolved")
             if resumes_run:
-                await _resume_run(session, values["hitl_task_id"])
+                run_resumed = await _resume_run(session, values["hitl_task_id"])
         row = await session.get(HitlDecision, values["id"])
     assert row is not None
     return {
@@ -150,17 +152,20 @@ async def record_decision(
         "decided_at": row.decided_at.isoformat(),
         "decided_by": str(row.decided_by) if row.decided_by else None,
         "comments": row.comments,
+        **({"run_resumed": run_resumed} if resumes_run else {}),
     }
 
 
-async def _resume_run(session: AsyncSession, hitl_task_id: uuid.UUID) -> None:
+async def _resume_run(session: AsyncSession, hitl_task_id: uuid.UUID) -> bool:
     run_of_task = select(HitlTask.workflow_run_id).where(HitlTask.id == hitl_task_id)
-    await session.execute(
+    moved = await session.execute(
         update(WorkflowRun)
         .where(WorkflowRun.id == run_of_task.scalar_subquery())
         .where(WorkflowRun.status == "waiting_hitl")
         .values(status="running")
+        .returning(WorkflowRun.id)
     )
+    return moved.first() is not None
 
 
 async def escalate(session: AsyncSession, values: dict[str, Any]) -> bool:

@@ -62,7 +62,7 @@ async def test_decide_returns_the_decision_row_and_the_run_goes_on(
         for e in history.events
         if e.HasField("activity_task_scheduled_event_attributes")
     ]
-    assert scheduled.count("hitl_decide") == 1
+    assert scheduled.count("hitl_decide_resuming") == 1
     assert "hitl_check_reviewer" not in scheduled
     assert "hitl_record_decision" not in scheduled
     # Opening the review carries the start's row and the status: no write before it.

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sqlalchemy import text
 from temporalio.client import WorkflowHandle
 
 from tests.flows import FlowWorker
-from tests.hitl_support import People, decide, edge, node, open_task
+from tests.hitl_support import People, decide, edge, node, open_task, wait_for
 from tests.http_peer import HttpPeer, Reply
 from workers.client import STATUS_QUERY
 from workflows.contract import RECORD_RUN
@@ -31,6 +32,25 @@ async def _scheduled(handle: WorkflowHandle[Any, Any], activity_type: str) -> in
         if event.HasField("activity_task_scheduled_event_attributes")
         and event.activity_task_scheduled_event_attributes.activity_type.name == activity_type
     )
+
+
+def _review_then_slow(http_peer: HttpPeer) -> dict[str, Any]:
+    return {
+        "nodes": [
+            node("start", "start"),
+            node(
+                "review",
+                "hitl",
+                {"title": "Ship?", "decisionType": "approval", "assigneeRole": "finance"},
+            ),
+            node("ship", "api", {"url": f"{http_peer.base}/slow"}),
+        ],
+        "edges": [edge("start", "review"), edge("review", "ship", "approved")],
+    }
+
+
+async def _is_running(flow_worker: FlowWorker, handle: WorkflowHandle[Any, Any]) -> bool:
+    return await _row_status(flow_worker, handle) == "running"
 
 
 async def _row_status(flow_worker: FlowWorker, handle: WorkflowHandle[Any, Any]) -> str:
@@ -53,19 +73,7 @@ async def test_a_final_decision_sets_the_run_running_without_a_write_of_its_own(
     flow_worker: FlowWorker, people: People, http_peer: HttpPeer
 ) -> None:
     http_peer.route("GET", "/slow", Reply(body={"ok": True}, delay=SLOW_SECONDS))
-    definition = {
-        "nodes": [
-            node("start", "start"),
-            node(
-                "review",
-                "hitl",
-                {"title": "Ship?", "decisionType": "approval", "assigneeRole": "finance"},
-            ),
-            node("ship", "api", {"url": f"{http_peer.base}/slow"}),
-        ],
-        "edges": [edge("start", "review"), edge("review", "ship", "approved")],
-    }
-    run = await flow_worker.start(definition, tenant_id=people.tenant)
+    run = await flow_worker.start(_review_then_slow(http_peer), tenant_id=people.tenant)
     (task,) = await open_task(run)
     assert await _row_status(flow_worker, run) == "waiting_hitl"
     await decide(run, task["id"], {"approved": True}, people.finance)
@@ -76,6 +84,28 @@ async def test_a_final_decision_sets_the_run_running_without_a_write_of_its_own(
     assert await _row_status(flow_worker, run) == "completed"
     # Only the run's end was written by `record_run`: the decision carried `running`.
     assert await _scheduled(run, RECORD_RUN) == 1
+
+
+async def test_a_decision_that_finds_the_row_moved_has_the_run_write_its_status(
+    flow_worker: FlowWorker, people: People, http_peer: HttpPeer
+) -> None:
+    """The decision's compare-and-set finds the row no longer `waiting_hitl` (here another
+    writer moved it): the run does not take it as written, and writes `running` itself.
+    """
+    http_peer.route("GET", "/slow", Reply(body={"ok": True}, delay=SLOW_SECONDS))
+    run = await flow_worker.start(_review_then_slow(http_peer), tenant_id=people.tenant)
+    (task,) = await open_task(run)
+    async with flow_worker.sessions() as s, s.begin():
+        await s.execute(
+            text("UPDATE workflow_runs SET status = 'queued' WHERE orchestrator_run_id = :r"),
+            {"r": run.id},
+        )
+    await decide(run, task["id"], {"approved": True}, people.finance)
+    assert await wait_for(lambda: _is_running(flow_worker, run), seconds=2)
+    await _stays(flow_worker, run, "running", seconds=0.5)
+    await run.result()
+    assert await _row_status(flow_worker, run) == "completed"
+    assert await _scheduled(run, RECORD_RUN) == 2
 
 
 async def test_a_decision_leaves_the_run_waiting_while_another_review_is_open(

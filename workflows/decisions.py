@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contract import (
         HITL_CHECK_REVIEWER,
         HITL_DECIDE,
+        HITL_DECIDE_RESUMING,
         HITL_RECORD_DECISION,
         DecisionRecord,
         ReviewerCheck,
@@ -182,7 +183,11 @@ class Decisions:
             before = self._status_mark()
             try:
                 row: dict[str, Any] = await bookkeeping(
-                    HITL_DECIDE if one_step else HITL_RECORD_DECISION,
+                    HITL_DECIDE_RESUMING
+                    if resumes
+                    else HITL_DECIDE
+                    if one_step
+                    else HITL_RECORD_DECISION,
                     DecisionRecord(
                         decision_id=decision_id,
                         hitl_task_id=task.id,
@@ -217,7 +222,7 @@ class Decisions:
                     "approvals": list(task.approvals),
                 }
             if resumes:
-                self._settle_resumed_run(task.id, before)
+                self._settle_resumed_run(task.id, before, bool(row.pop("run_resumed", False)))
             return row
 
     def _status_mark(self) -> tuple[int, int]:
@@ -243,20 +248,20 @@ class Decisions:
             and patches.patched(patches.DECISION_RESUMES_RUN)
         )
 
-    def _settle_resumed_run(self, task_id: str, before: tuple[int, int]) -> None:
-        """After a decision that set the run's row to `running`: the run says so too, without a
-        write of its own, if its status stayed put and no other write was taken meanwhile
-        (one taken earlier could land later). Otherwise the run writes what it says.
+    def _settle_resumed_run(self, task_id: str, before: tuple[int, int], resumed: bool) -> None:
+        """After a decision that set the run's row to `running` (`resumed`: the database says
+        it did): the run says so too, without a write of its own, if its status stayed put and
+        no other write was taken meanwhile (one taken earlier could land later). Otherwise the
+        run writes what it says.
         """
         run = self._run
-        if (
-            self._status_mark() == before
-            and run.status == "waiting_hitl"
-            and not self._others_open(task_id)
-        ):
+        alone = not self._others_open(task_id)
+        if resumed and alone and self._status_mark() == before and run.status == "waiting_hitl":
             run.set_status("running", written=True)
-        else:
-            self._rewrite_status()
+            return
+        if alone:
+            run.set_status("running")
+        self._rewrite_status()
 
     def _rewrite_status(self) -> None:
         self._run.write_back.status_changed()

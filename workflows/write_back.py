@@ -56,6 +56,8 @@ class WriteBack:
         self._flush_task: asyncio.Task[None] | None = None
         #: how many write-backs have been taken (each carries the run's status)
         self.takes = 0
+        #: `record_run` writes under way (in the background or awaited)
+        self._writing = 0
 
     def add(self, row: TaskRecord) -> None:
         """Buffer a row, replacing any earlier one of the same node execution."""
@@ -70,7 +72,7 @@ class WriteBack:
     @property
     def settled(self) -> bool:
         """Whether the run's status as last taken is all there is: no write in flight, none due."""
-        return not self._status_dirty and (self._flush_task is None or self._flush_task.done())
+        return not self._status_dirty and not self._writing
 
     def maybe_flush(self) -> None:
         """Start a background write of buffered rows unless one is already under way."""
@@ -161,6 +163,7 @@ class WriteBack:
             return  # an agent's activity took what was buffered
         update = self.take(**run_fields)
         rows = update.tasks
+        self._writing += 1
         try:
             await bookkeeping(
                 RECORD_RUN,
@@ -173,6 +176,8 @@ class WriteBack:
                 for row in rows:
                     self._pending.setdefault(row.orchestrator_task_id, row)
             raise
+        finally:
+            self._writing -= 1
         # Rows buffered while this write was in flight (e.g. a wait that has just begun) must
         # not sit in memory until some later node ends: write them next.
         if (

@@ -87,6 +87,10 @@ HITL_RECORD_DECISION = "hitl_record_decision"
 #: `decision-in-one-step`). A name of its own: a worker of an older release, which would
 #: record the decision without the check, does not have it, so the task waits for one that does.
 HITL_DECIDE = "hitl_decide"
+#: `hitl_decide`, and the run's row from `waiting_hitl` to `running` in the same transaction,
+#: answering whether it moved it (runs since `decision-resumes-run`). A name of its own: a
+#: worker of an older release would store the decision and leave the row as it was.
+HITL_DECIDE_RESUMING = "hitl_decide_resuming"
 HITL_ESCALATE = "hitl_escalate"
 HITL_CLOSE = "hitl_close"
 #: Reads the completed node rows of the run a retry reuses (`FlowRunInput.retry_of`).
