@@ -123,6 +123,15 @@ class FlowWorker:
             )
             return dict(row)
 
+    async def scheduled_activities(self, run_id: str) -> list[str]:
+        """The activity types a run scheduled, in the order of its history."""
+        history = await self.client.get_workflow_handle(run_id).fetch_history()
+        return [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        ]
+
     async def task_rows(self, orchestrator_run_id: str) -> dict[str, dict[str, Any]]:
         """task_instances of a run, by orchestrator_task_id."""
         async with self.sessions() as s:

@@ -17,7 +17,17 @@ from tests.flows import FlowWorker
 from workers import client
 from workers.client import STATUS_QUERY
 
-__all__ = ["People", "decide", "edge", "inbox", "make_people", "node", "open_task", "review_flow"]
+__all__ = [
+    "People",
+    "decide",
+    "edge",
+    "inbox",
+    "legal_and_money",
+    "make_people",
+    "node",
+    "open_task",
+    "review_flow",
+]
 
 
 @dataclass
@@ -200,6 +210,34 @@ def approval_flow(config: dict[str, Any], *, expired_edge: bool = False) -> dict
         nodes.append(node("late", "end", {"outputs": {"late": True}}))
         edges.append(edge("review", "late", "expired"))
     return {"nodes": nodes, "edges": edges}
+
+
+def legal_and_money(people: People, **money: Any) -> dict[str, Any]:
+    """Two reviews in parallel, "Legal" (free text, the lead) and "Money" (an approval by the
+    finance role, with `money` config), joined by an end that outputs Legal's text.
+    """
+    return {
+        "nodes": [
+            node("start", "start"),
+            node(
+                "legal",
+                "hitl",
+                {"title": "Legal", "decisionType": "free_text", "assigneeId": people.lead},
+            ),
+            node(
+                "money",
+                "hitl",
+                {"title": "Money", "decisionType": "approval", "assigneeRole": "finance", **money},
+            ),
+            node("both", "end", {"outputs": {"legal": "{{ nodes.legal.output.decision.text }}"}}),
+        ],
+        "edges": [
+            edge("start", "legal"),
+            edge("start", "money"),
+            edge("legal", "both"),
+            edge("money", "both", "approved"),
+        ],
+    }
 
 
 async def wait_for(check: Any, seconds: float = 10.0) -> Any:

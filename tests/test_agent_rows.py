@@ -66,15 +66,6 @@ def _carrying_flow(url: str) -> dict[str, object]:
     }
 
 
-async def _scheduled(flow_worker: FlowWorker, run_id: str) -> list[str]:
-    history = await flow_worker.client.get_workflow_handle(run_id).fetch_history()
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    ]
-
-
 async def test_an_agent_writes_the_rows_of_the_nodes_before_it_and_saves_a_write(
     flow_worker: FlowWorker, http_peer: HttpPeer
 ) -> None:
@@ -91,7 +82,11 @@ async def test_an_agent_writes_the_rows_of_the_nodes_before_it_and_saves_a_write
     }
     assert rows["shape"]["outputs"] == {"id": 7}
     # The load, the agent and the run's last write: no write between them.
-    assert await _scheduled(flow_worker, run_id) == ["prepare_flow", "agent.api", "record_run"]
+    assert await flow_worker.scheduled_activities(run_id) == [
+        "prepare_flow",
+        "agent.api",
+        "record_run",
+    ]
 
 
 async def test_rows_an_agent_carried_are_written_when_it_fails_or_is_cancelled(

@@ -56,12 +56,7 @@ async def test_decide_returns_the_decision_row_and_the_run_goes_on(
     (recorded,) = (await inbox(flow_worker, task["id"]))["decisions"]
     assert (str(recorded["decided_by"]), recorded["comments"]) == (people.finance, "fine")
     # The reviewer is checked by the activity that records the decision: one step, not two.
-    history = await flow_worker.client.get_workflow_handle(run.id).fetch_history()
-    scheduled = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    ]
+    scheduled = await flow_worker.scheduled_activities(run.id)
     assert scheduled.count("hitl_decide_resuming") == 1
     assert "hitl_check_reviewer" not in scheduled
     assert "hitl_record_decision" not in scheduled

@@ -15,23 +15,21 @@ from sqlalchemy import text
 from temporalio.client import WorkflowHandle
 
 from tests.flows import FlowWorker
-from tests.hitl_support import People, decide, edge, node, open_task, wait_for
+from tests.hitl_support import (
+    People,
+    decide,
+    edge,
+    legal_and_money,
+    node,
+    open_task,
+    wait_for,
+)
 from tests.http_peer import HttpPeer, Reply
 from workers.client import STATUS_QUERY
 from workflows.contract import RECORD_RUN
 
 #: How long the node after the review takes: the row is read while it runs.
 SLOW_SECONDS = 3.0
-
-
-async def _scheduled(handle: WorkflowHandle[Any, Any], activity_type: str) -> int:
-    history = await handle.fetch_history()
-    return sum(
-        1
-        for event in history.events
-        if event.HasField("activity_task_scheduled_event_attributes")
-        and event.activity_task_scheduled_event_attributes.activity_type.name == activity_type
-    )
 
 
 def _review_then_slow(http_peer: HttpPeer) -> dict[str, Any]:
@@ -83,7 +81,7 @@ async def test_a_final_decision_sets_the_run_running_without_a_write_of_its_own(
     await run.result()
     assert await _row_status(flow_worker, run) == "completed"
     # Only the run's end was written by `record_run`: the decision carried `running`.
-    assert await _scheduled(run, RECORD_RUN) == 1
+    assert (await flow_worker.scheduled_activities(run.id)).count(RECORD_RUN) == 1
 
 
 async def test_a_decision_that_finds_the_row_moved_has_the_run_write_its_status(
@@ -105,39 +103,13 @@ async def test_a_decision_that_finds_the_row_moved_has_the_run_write_its_status(
     await _stays(flow_worker, run, "running", seconds=0.5)
     await run.result()
     assert await _row_status(flow_worker, run) == "completed"
-    assert await _scheduled(run, RECORD_RUN) == 2
+    assert (await flow_worker.scheduled_activities(run.id)).count(RECORD_RUN) == 2
 
 
 async def test_a_decision_leaves_the_run_waiting_while_another_review_is_open(
     flow_worker: FlowWorker, people: People
 ) -> None:
-    definition = {
-        "nodes": [
-            node("start", "start"),
-            node(
-                "legal",
-                "hitl",
-                {"title": "Legal", "decisionType": "free_text", "assigneeId": people.lead},
-            ),
-            node(
-                "money",
-                "hitl",
-                {
-                    "title": "Money",
-                    "decisionType": "approval",
-                    "assigneeRole": "finance",
-                    "requiredApprovals": 2,
-                },
-            ),
-            node("both", "end", {"outputs": {"legal": "{{ nodes.legal.output.decision.text }}"}}),
-        ],
-        "edges": [
-            edge("start", "legal"),
-            edge("start", "money"),
-            edge("legal", "both"),
-            edge("money", "both", "approved"),
-        ],
-    }
+    definition = legal_and_money(people, requiredApprovals=2)
     run = await flow_worker.start(definition, tenant_id=people.tenant)
     tasks = {t["title"]: t for t in await open_task(run, 2)}
     await decide(run, tasks["Legal"]["id"], {"text": "ok"}, people.lead)

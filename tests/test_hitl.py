@@ -24,10 +24,9 @@ from tests.flows import FlowWorker, shared_flow
 from tests.hitl_support import (
     People,
     decide,
-    edge,
     inbox,
+    legal_and_money,
     make_people,
-    node,
     open_task,
     review_flow,
     wait_for,
@@ -197,28 +196,7 @@ async def test_each_rejection_rule_through_the_update_and_the_signal(
 async def test_two_parallel_reviews_and_cancel_while_waiting(
     flow_worker: FlowWorker, people: People
 ) -> None:
-    definition = {
-        "nodes": [
-            node("start", "start"),
-            node(
-                "legal",
-                "hitl",
-                {"title": "Legal", "decisionType": "free_text", "assigneeId": people.lead},
-            ),
-            node(
-                "money",
-                "hitl",
-                {"title": "Money", "decisionType": "approval", "assigneeRole": "finance"},
-            ),
-            node("both", "end", {"outputs": {"legal": "{{ nodes.legal.output.decision.text }}"}}),
-        ],
-        "edges": [
-            edge("start", "legal"),
-            edge("start", "money"),
-            edge("legal", "both"),
-            edge("money", "both", "approved"),
-        ],
-    }
+    definition = legal_and_money(people)
     run = await flow_worker.start(definition, tenant_id=people.tenant)
     tasks = {t["title"]: t for t in await open_task(run, 2)}
     await decide(run, tasks["Legal"]["id"], {"text": "ok"}, people.lead)
