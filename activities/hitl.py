@@ -179,13 +179,11 @@ class HitlActivities:
         """`hitl_decide`, and with a decision that completes the task, the run's row from
         `waiting_hitl` to `running`; the answer's `run_resumed` says whether it moved.
         """
-        if req.reviewer is None or not req.resumes_run:
+        if not req.resumes_run:
             raise ApplicationError(
-                "a resuming decision needs the reviewer to check and resumes_run",
-                type="InvalidDecision",
-                non_retryable=True,
+                "a resuming decision needs resumes_run", type="InvalidDecision", non_retryable=True
             )
-        return await self._record(req, req.reviewer)
+        return await self.hitl_decide(req)
 
     @activity.defn(name=HITL_RECORD_DECISION)
     async def hitl_record_decision(self, req: DecisionRecord) -> dict[str, Any]:
