@@ -21,6 +21,7 @@ from typing import Any
 from benchmarks import report
 from benchmarks.measure import Measurement
 from benchmarks.scenarios import SCENARIOS, Bench, Scenario
+from benchmarks.scenarios.chain import HAND_NO_ROWS, HAND_ROWS
 from benchmarks.scenarios.common import FLOW_RUN, HAND_UNSANDBOXED
 from benchmarks.support import bench_stack, make_reviewer
 from benchmarks.table import HEADER, markdown, notes, rows, side_ratios
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(HEADER, rows(scenarios, measurements))
     extra = (
         side_ratios(scenarios, measurements, FLOW_RUN, HAND_UNSANDBOXED)
+        + side_ratios(scenarios, measurements, HAND_ROWS, HAND_NO_ROWS)
         + notes(measurements)
         + failures
     )

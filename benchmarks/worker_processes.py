@@ -110,6 +110,20 @@ class Workers:
             self.logs,
         )
 
+    @property
+    def no_rows_queue(self) -> str:
+        """The queue of (d)'s write-back-off FlowRun worker."""
+        return f"{self.flow_queue}-no-rows"
+
+    def flow_run_without_rows_worker(self) -> AbstractContextManager[WorkerProcess]:
+        """FlowRun's worker with its database writes left out, on `no_rows_queue` (scenario d)."""
+        name = "flowrun-no-rows"
+        env = worker_env(
+            self.temporal_address, self.database_url, self.no_rows_queue, self.logs / name
+        )
+        argv = [sys.executable, "-m", "benchmarks.flow_run_without_rows"]
+        return worker_process(name, argv, env, self.logs)
+
 
 @contextmanager
 def start_workers(temporal_address: str, database_url: str, tag: str) -> Iterator[Workers]:

@@ -14,7 +14,7 @@ from tests.flows import FlowWorker
 from workers.client import FLOW_RUN
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = "a,b,c,e,g"
+SCENARIOS = "a,b,c,d,e,g"
 ARGS = ("--scale", "0.02", "--rounds", "1", "--scenarios", SCENARIOS)
 
 
@@ -43,7 +43,14 @@ def test_suite_prints_a_row_per_scenario_and_side():
     seen = {(row[0], row[1]) for row in rows}
     for key in SCENARIOS.split(","):
         assert (key, FLOW_RUN) in seen  # the side is named after the workflow
-        assert (key, "hand-written") in seen
+        if key != "d":
+            assert (key, "hand-written") in seen
+    # (d): write-back on and off, FlowRun's (its worker without database writes) the baseline.
+    no_rows = [row for row in rows if row[:2] == ["d", "FlowRun, no rows"]]
+    assert [row[-1] for row in no_rows] == ["1.00"]
+    assert {("d", "hand-written, rows"), ("d", "hand-written, no rows")} <= seen
+    hand_cost = r"^\(d\) hand-written, rows ÷ hand-written, no rows: [0-9.]+$"
+    assert re.search(hand_cost, done.stdout, re.M)
     for row in rows:
         float(row[-1])  # the ratio column is a number
     # (e) also times decisions sent one at a time, on each side.

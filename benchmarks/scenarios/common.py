@@ -79,16 +79,17 @@ async def flow_runs(
     side: str = FLOW_RUN,
     workers: Sequence[WorkerProcess] | None = None,
     concurrency: int | None = None,
+    queue: str | None = None,
 ) -> Measurement:
     """`runs` FlowRuns of `definition`, all started at once (or `concurrency` at a time), each
-    timed from start to result.
+    timed from start to result, on `queue` (FlowRun's workers' unless told).
     """
     ids: list[str] = []
 
     async def one(_: int) -> str:
         handle = await start_run(
             bench.client,
-            bench.workers.flow_queue,
+            queue or bench.workers.flow_queue,
             FlowRunInput(definition=definition, inputs=inputs or {}),
             run_id=run_id(FLOW_RUN),
         )

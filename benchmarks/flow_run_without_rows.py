@@ -1,0 +1,130 @@
+"""FlowRun's worker with write-back off, for scenario (d): what writing the rows costs FlowRun.
+
+    python -m benchmarks.flow_run_without_rows      (env as FlowRun's worker's)
+
+FlowRun has no switch to stop writing rows: the platform reads them, so a run that does not
+record itself would lie. This process is the real worker (`workers.worker.run_worker`: the
+same workflow, sandbox, slots, cache and `api` agent), with its Postgres writes left out and
+nothing else: `prepare_flow` checks the inline definition and its inputs as the real one does
+but reads and writes no row, `record_run` writes nothing, and the agents' node rows go
+nowhere. The bookkeeping activities still run, since FlowRun's commands do not change with
+the database; so FlowRun ÷ this side is what the writes themselves cost, in the worker and in
+Postgres. Only what (d)'s chain uses is registered: `prepare_flow`, `record_run`, `agent.api`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio import activity
+
+from activities.agent_runtime import AgentRuntime
+from activities.api import ApiAgent
+from activities.registry import Dependencies
+from activities.row_batches import RowBatches
+from flow_language.steps_format import read_drawing
+from flow_language.validation import DefinitionError, input_problems, parse_definition
+from workflows.contract import (
+    PREPARE_FLOW,
+    RECORD_RUN,
+    PreparedFlow,
+    PrepareInput,
+    RunUpdate,
+    TaskRecord,
+)
+
+
+class _NoRows(RowBatches):
+    """Node rows that go nowhere (the agent runtime awaits them as written)."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def write(
+        self,
+        run_row_id: uuid.UUID,
+        tenant_id: str | None,
+        rows: Sequence[TaskRecord],
+        *,
+        refresh_usage: bool = False,
+    ) -> None:
+        return None
+
+
+class _BookkeepingWithoutRows:
+    """`prepare_flow` and `record_run` minus their database: the run's row id is made up
+    here, and answered by every `record_run` of the run as the real one answers it.
+    """
+
+    def __init__(self) -> None:
+        self._row_ids: dict[str, str] = {}
+
+    @activity.defn(name=PREPARE_FLOW)
+    async def prepare_flow(self, data: PrepareInput) -> PreparedFlow:
+        """The inline definition parsed and its inputs checked, as the real activity does."""
+        row_id = self._row_ids.setdefault(data.orchestrator_run_id, str(uuid.uuid4()))
+        req = data.request
+        try:
+            definition = parse_definition(read_drawing(req.definition))
+        except DefinitionError as exc:
+            problems = exc.problems
+            return PreparedFlow(run_row_id=row_id, problems=problems, error="; ".join(problems))
+        problems = input_problems(definition, req.inputs)
+        return PreparedFlow(
+            run_row_id=row_id,
+            definition=definition.model_dump(mode="json", exclude_defaults=True),
+            problems=problems,
+            error="; ".join(problems) or None,
+        )
+
+    @activity.defn(name=RECORD_RUN)
+    async def record_run(self, update: RunUpdate) -> str:
+        """Nothing written; the run's row id, as the real activity returns it."""
+        run_id = update.run.orchestrator_run_id
+        if update.run.status in ("completed", "failed", "cancelled"):
+            return self._row_ids.pop(run_id, "")
+        return self._row_ids.get(run_id, "")
+
+
+def without_rows(deps: Dependencies) -> Sequence[Callable[..., Any]]:
+    """The activities of (d)'s chain, writing nothing to Postgres."""
+    assert deps.secrets is not None  # set by Dependencies
+    bookkeeping = _BookkeepingWithoutRows()
+    runtime = AgentRuntime(deps.sessions, deps.secrets, deps.health, rows=_NoRows())
+    return [
+        bookkeeping.prepare_flow,
+        bookkeeping.record_run,
+        runtime.activity("api", ApiAgent(deps.http.shared)),
+    ]
+
+
+async def serve() -> None:
+    """Poll the queue in TEMPORAL_TASK_QUEUE until stopped, set up as `meta-agent worker` is
+    (logging, telemetry, the client's converter and plugins), with `without_rows`.
+    """
+    from workers import telemetry
+    from workers.logs import configure_logging
+    from workers.settings import load_settings
+    from workers.signals import stop_event_on_signals
+    from workers.temporal_client import connect
+    from workers.worker import run_worker
+
+    configure_logging(False, None)
+    settings = load_settings()
+    telemetry.configure()
+    client = await connect(
+        settings.effective_temporal_address(),
+        settings.temporal_namespace,
+        settings.payload_codec(),
+    )
+    try:
+        await run_worker(client, settings, stop_event_on_signals(), activities=without_rows)
+    finally:
+        telemetry.current().shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())
