@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import shlex
 import sys
 import uuid
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from benchmarks import report
 from benchmarks.measure import Measurement
 from benchmarks.scenarios import SCENARIOS, Bench, Scenario
 from benchmarks.scenarios.chain import HAND_NO_ROWS, HAND_ROWS
 from benchmarks.scenarios.common import FLOW_RUN, HAND_UNSANDBOXED
-from benchmarks.support import bench_stack, make_reviewer
+from benchmarks.support import StackUnreachable, bench_stack, make_reviewer
 from benchmarks.table import HEADER, markdown, notes, rows, side_ratios
 from benchmarks.worker_processes import http_peer, start_workers
 
@@ -48,8 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown scenarios {unknown}; choose among {','.join(SCENARIOS)}")
     if bool(args.temporal) != bool(args.database_url):
         parser.error("--temporal and --database-url go together")
-    if args.rounds < 1 or args.scale <= 0:
-        parser.error("--rounds must be at least 1 and --scale positive")
+    if args.rounds < 1 or not (0 < args.scale < math.inf):
+        parser.error("--rounds must be at least 1 and --scale a positive number")
+    if args.out and set(keys) != set(SCENARIOS):
+        # The block holds one run's table: a subset would drop the other scenarios' rows.
+        parser.error("--out writes the whole results table: run every scenario with it")
     args.keys = keys
     return args
 
@@ -107,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the suite, print the table, and write it to `--out` when asked."""
     args = parse_args(argv)
     failures: list[str] = []
-    scenarios, measurements = asyncio.run(run_suite(args, failures))
+    try:
+        scenarios, measurements = asyncio.run(run_suite(args, failures))
+    except StackUnreachable as exc:
+        print(f"python -m benchmarks: cannot reach {exc}", file=sys.stderr)
+        return 1
     table = markdown(HEADER, rows(scenarios, measurements))
     extra = (
         side_ratios(scenarios, measurements, FLOW_RUN, HAND_UNSANDBOXED)
@@ -119,10 +130,24 @@ def main(argv: list[str] | None = None) -> int:
     for line in extra:
         print(line)
     if args.out:
-        command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
+        given = sys.argv[1:] if argv is None else argv
+        command = "python -m benchmarks " + shlex.join(_without_password(given))
         report.write(args.out, command, scenarios, table, extra)
         print(f"written to {args.out}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _without_password(argv: list[str]) -> list[str]:
+    """The command line as the report records it: a database URL's password masked."""
+    masked = []
+    for arg in argv:
+        if arg.startswith("--database-url="):
+            arg = "--database-url=" + _without_password([arg.split("=", 1)[1]])[0]
+        elif "://" in arg:
+            with suppress(ArgumentError):
+                arg = make_url(arg).render_as_string(hide_password=True)
+        masked.append(arg)
+    return masked
 
 
 if __name__ == "__main__":

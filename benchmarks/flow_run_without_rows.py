@@ -1,20 +1,24 @@
-"""FlowRun's worker with write-back off, for scenario (d): what writing the rows costs FlowRun.
+"""FlowRun's worker with write-back off, for scenario (d): what the database costs FlowRun.
 
     python -m benchmarks.flow_run_without_rows      (env as FlowRun's worker's)
 
 FlowRun has no switch to stop writing rows: the platform reads them, so a run that does not
-record itself would lie. This process is the real worker (`workers.worker.run_worker`: the
-same workflow, sandbox, slots, cache and `api` agent), with its Postgres writes left out and
-nothing else: `prepare_flow` checks the inline definition and its inputs as the real one does
-but reads and writes no row, `record_run` writes nothing, and the agents' node rows go
-nowhere. The bookkeeping activities still run, since FlowRun's commands do not change with
-the database; so FlowRun ÷ this side is what the writes themselves cost, in the worker and in
-Postgres. Only what (d)'s chain uses is registered: `prepare_flow`, `record_run`, `agent.api`.
+record itself would lie. This process is the real worker, started as `meta-agent worker`
+starts it (logging, telemetry, the client, `run_worker`: the same workflow, sandbox, slots,
+cache and every activity `activities_for` registers), with three activities swapped for
+ones that leave Postgres out: `prepare_flow` checks the inline definition and its inputs as
+the real one does but reads and writes no row, `record_run` writes nothing, and the `api`
+agent's node rows go nowhere. The bookkeeping activities still run, since FlowRun's commands
+do not depend on the database. The benchmark also turns this worker's reconciler and
+schedule sync off (they would write rows for its runs, which have none); the real worker's
+sweep its own queue in the background. So FlowRun ÷ this side is what the database's reads
+and writes cost a run, in the worker and in Postgres.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,11 +27,12 @@ from temporalio import activity
 
 from activities.agent_runtime import AgentRuntime
 from activities.api import ApiAgent
-from activities.registry import Dependencies
+from activities.registry import Dependencies, activities_for
 from activities.row_batches import RowBatches
 from flow_language.steps_format import read_drawing
 from flow_language.validation import DefinitionError, input_problems, parse_definition
 from workflows.contract import (
+    AGENT_ACTIVITY_PREFIX,
     PREPARE_FLOW,
     RECORD_RUN,
     PreparedFlow,
@@ -90,15 +95,28 @@ class _BookkeepingWithoutRows:
 
 
 def without_rows(deps: Dependencies) -> Sequence[Callable[..., Any]]:
-    """The activities of (d)'s chain, writing nothing to Postgres."""
+    """Every activity the real worker registers, with the three that (d)'s chain touches
+    Postgres through replaced by ones that do not.
+    """
     assert deps.secrets is not None  # set by Dependencies
     bookkeeping = _BookkeepingWithoutRows()
     runtime = AgentRuntime(deps.sessions, deps.secrets, deps.health, rows=_NoRows())
-    return [
-        bookkeeping.prepare_flow,
-        bookkeeping.record_run,
-        runtime.activity("api", ApiAgent(deps.http.shared)),
-    ]
+    swapped: dict[str, Callable[..., Any]] = {
+        PREPARE_FLOW: bookkeeping.prepare_flow,
+        RECORD_RUN: bookkeeping.record_run,
+        f"{AGENT_ACTIVITY_PREFIX}api": runtime.activity("api", ApiAgent(deps.http.shared)),
+    }
+    real = activities_for(deps)  # also what it installs (log scrubbing), as the real worker
+    names = {_name(fn) for fn in real}
+    assert set(swapped) <= names, f"not registered by the real worker: {set(swapped) - names}"
+    return [swapped.get(_name(fn), fn) for fn in real]
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    # The name `activity.defn` gave it, as the SDK's worker reads it (no public accessor).
+    defn = activity._Definition.must_from_callable(fn)
+    assert defn.name is not None
+    return defn.name
 
 
 async def serve() -> None:
@@ -112,9 +130,13 @@ async def serve() -> None:
     from workers.temporal_client import connect
     from workers.worker import run_worker
 
-    configure_logging(False, None)
+    configure_logging(False, os.environ.get("LOG_FORMAT"))
     settings = load_settings()
-    telemetry.configure()
+    telemetry.configure(
+        metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host,
+        traces_file=settings.traces_file,
+    )
     client = await connect(
         settings.effective_temporal_address(),
         settings.temporal_namespace,

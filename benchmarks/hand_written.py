@@ -63,6 +63,7 @@ class Activities:
         """
         started = datetime.now(UTC)
         response = await self.http.get(args["url"])
+        response.raise_for_status()  # an error answer fails the call, as FlowRun's api agent does
         out = {"status": response.status_code, "json": response.json()}
         if args.get("rows", True):
             async with self.sessions() as s, s.begin():

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -46,6 +48,20 @@ class Stack:
     temporal_address: str = ""
 
 
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Point this process's file descriptor 1 at stderr meanwhile: what it spawns prints there."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 @asynccontextmanager
 async def bench_stack(
     temporal_address: str | None = None, database_url: str | None = None
@@ -68,12 +84,13 @@ async def bench_stack(
         try:
             pg.create_database("bench")
             await upgrade_async(pg.url("bench"))
-            env = await WorkflowEnvironment.start_local(
-                dev_server_existing_path=temporal_cli(),
-                search_attributes=list(search_attributes.ALL),
-                data_converter=DATA_CONVERTER,
-                dev_server_log_level="error",
-            )
+            with _stdout_to_stderr():  # its banner is not the table's: stdout is the table
+                env = await WorkflowEnvironment.start_local(
+                    dev_server_existing_path=temporal_cli(),
+                    search_attributes=list(search_attributes.ALL),
+                    data_converter=DATA_CONVERTER,
+                    dev_server_log_level="error",
+                )
             engine = create_engine(pg.url("bench"), pool_size=10)
             sessions = session_factory(engine)
             deps = Dependencies(sessions=sessions)
@@ -93,10 +110,20 @@ async def bench_stack(
             pg.stop()
 
 
+class StackUnreachable(Exception):
+    """The Temporal or Postgres the command was pointed at does not answer."""
+
+
 @asynccontextmanager
 async def _existing_stack(temporal_address: str, database_url: str) -> AsyncIterator[Stack]:
-    await upgrade_async(database_url)
-    client = await connect(temporal_address, "default")
+    try:
+        await upgrade_async(database_url)
+    except (OSError, SQLAlchemyError) as exc:
+        raise StackUnreachable(f"Postgres at --database-url: {_first_line(exc)}") from exc
+    try:
+        client = await connect(temporal_address, "default")
+    except RuntimeError as exc:  # the SDK's "Failed client connect: ..."
+        raise StackUnreachable(f"Temporal at {temporal_address}: {_first_line(exc)}") from exc
     await ensure_search_attributes(client)
     engine = create_engine(database_url, pool_size=10)
     sessions = session_factory(engine)
@@ -106,6 +133,10 @@ async def _existing_stack(temporal_address: str, database_url: str) -> AsyncIter
     finally:
         await deps.aclose()
         await engine.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 #: An approval by the `finance` role, then one node per outcome.

@@ -57,7 +57,9 @@ def rows(scenarios: Sequence[Scenario], measurements: Sequence[Measurement]) -> 
             latencies = [x for m in ms for x in m.latencies]
             cpu = statistics.median(m.cpu_seconds for m in ms)
             nodes = statistics.median(m.nodes for m in ms)
-            ratio = rate[side] / rate[scenario.baseline] if scenario.baseline in rate else 0.0
+            # No baseline (its side failed in every round): no ratio, not a ratio of 0.
+            baseline = rate.get(scenario.baseline)
+            ratio = f"{rate[side] / baseline:.2f}" if baseline else "-"
             out.append(
                 [
                     scenario.key,
@@ -72,7 +74,7 @@ def rows(scenarios: Sequence[Scenario], measurements: Sequence[Measurement]) -> 
                     f"{100 * statistics.median(m.machine_busy for m in ms):.0f}",
                     _fmt(max(m.peak_rss_mib for m in ms)),
                     _fmt(statistics.mean(m.history_events for m in ms)),
-                    f"{ratio:.2f}",
+                    ratio,
                 ]
             )
     return out

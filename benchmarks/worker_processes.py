@@ -121,6 +121,9 @@ class Workers:
         env = worker_env(
             self.temporal_address, self.database_url, self.no_rows_queue, self.logs / name
         )
+        # Both would write rows for its runs, which have none: the reconciler records any
+        # closed run without a row as ended without recording its end.
+        env.update(RECONCILE_INTERVAL_SECONDS="0", SCHEDULE_SYNC_INTERVAL_SECONDS="0")
         argv = [sys.executable, "-m", "benchmarks.flow_run_without_rows"]
         return worker_process(name, argv, env, self.logs)
 

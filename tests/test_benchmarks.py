@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.__main__ import _without_password, main, parse_args
 from benchmarks.measure import straggler
 from flow_language.drawing import edge, node
 from tests.flows import FlowWorker
 from workers.client import FLOW_RUN
+from workers.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = "a,b,c,d,e,g"
@@ -77,3 +79,43 @@ async def test_a_straggler_is_named_with_the_pauses_in_its_history(
     assert f"run {slow} took 9.0 s" in report
     # The timer's 1.5 s is the pause: it started and fired 1.5 s apart.
     assert "timer_fired after 1." in report
+
+
+@pytest.mark.parametrize(
+    ("args", "refusal"),
+    [
+        (["--scale", "nan"], "--scale a positive number"),
+        (["--scale", "inf"], "--scale a positive number"),
+        (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--scenarios", "a,d", "--out", "x.md"], "--out writes the whole results table"),
+        (["--temporal", "localhost:7233"], "--temporal and --database-url go together"),
+    ],
+)
+def test_a_command_line_that_would_mislead_is_refused(
+    args: list[str], refusal: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(args)
+    assert exited.value.code == 2
+    assert refusal in capsys.readouterr().err
+
+
+def test_the_recorded_command_hides_a_database_password() -> None:
+    given = ["--database-url", "postgresql://u:s3cret@db:5432/x", "--temporal", "t:7233"]
+    assert _without_password(given) == [
+        "--database-url",
+        "postgresql://u:***@db:5432/x",
+        "--temporal",
+        "t:7233",
+    ]
+    assert _without_password(["--database-url=postgresql+asyncpg://u:pw@db/x"]) == [
+        "--database-url=postgresql+asyncpg://u:***@db/x"
+    ]
+
+
+def test_an_unreachable_database_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+    assert main(["--temporal", "127.0.0.1:1", "--database-url", closed, "--scale", "0.01"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("python -m benchmarks: cannot reach Postgres at --database-url: ")
+    assert "Traceback" not in err

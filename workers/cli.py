@@ -36,6 +36,13 @@ async def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from workers.worker import run_worker
 
     settings.require_database_url()
+    cores = os.cpu_count() or 1
+    if args.processes > cores:
+        logging.getLogger("meta_agent.worker").warning(
+            "%d worker processes on %d cores: beyond one per core they only share the cores",
+            args.processes,
+            cores,
+        )
     stop = stop_event_on_signals()
     if args.processes > 1:
         # Each child serves its own endpoints (the supervisor gives each its port).
