@@ -20,11 +20,14 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
 )
 from temporalio.service import RPCError
 
@@ -167,6 +170,47 @@ def _row_problems(
     return problems
 
 
+async def _status_view(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    """The `status` query's answer; a query that fails on replay names the history it
+    replayed, so a rare failure can be traced from the test's report alone.
+    """
+    try:
+        view: dict[str, Any] = await asyncio.wait_for(handle.query(STATUS_QUERY), timeout=5)
+    except WorkflowQueryFailedError as exc:
+        history = await handle.fetch_history()
+        events = "\n".join(_event_line(e) for e in history.events[:HISTORY_LINES])
+        raise AssertionError(
+            f"run {handle.id}: status query failed: {exc}\nits history:\n{events}"
+        ) from exc
+    return view
+
+
+#: How many of a run's history events a failed query's report lists.
+HISTORY_LINES = 200
+
+
+def _event_line(event: HistoryEvent) -> str:
+    """One event: its id, type and, for a command's event, what the command was."""
+    kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+    if event.HasField("marker_recorded_event_attributes"):
+        marker = event.marker_recorded_event_attributes
+        if "patch-data" not in marker.details:
+            return f"{event.event_id} {kind} {marker.marker_name}"
+        patch = marker.details["patch-data"].payloads
+        return f"{event.event_id} {kind} {[p.data.decode(errors='replace') for p in patch]}"
+    if event.HasField("upsert_workflow_search_attributes_event_attributes"):
+        fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+        return f"{event.event_id} {kind} {sorted(fields.indexed_fields)}"
+    if event.HasField("activity_task_scheduled_event_attributes"):
+        activity = event.activity_task_scheduled_event_attributes.activity_type.name
+        return f"{event.event_id} {kind} {activity}"
+    if event.HasField("workflow_task_completed_event_attributes"):
+        sdk = event.workflow_task_completed_event_attributes.sdk_metadata
+        flags = f"core flags {list(sdk.core_used_flags)}, lang flags {list(sdk.lang_used_flags)}"
+        return f"{event.event_id} {kind} ({flags})"
+    return f"{event.event_id} {kind}"
+
+
 async def assert_run_tells_the_truth(
     client: Client, sessions: async_sessionmaker[AsyncSession], workflow_id: str
 ) -> str:
@@ -190,7 +234,7 @@ async def assert_run_tells_the_truth(
         await asyncio.sleep(0.5)
     assert not problems, f"run {workflow_id} ({status.name}): " + "; ".join(problems)
     if status not in RECONCILED:
-        view = await asyncio.wait_for(handle.query(STATUS_QUERY), timeout=5)
+        view = await _status_view(handle)
         assert view["status"] == expected, f"run {workflow_id}: status query says {view['status']}"
         live = {
             k: v["status"] for k, v in view["nodes"].items() if v["status"] not in TASK_TERMINAL
