@@ -3,9 +3,10 @@
     python -m benchmarks.flow_run_without_rows      (env as FlowRun's worker's)
 
 FlowRun has no switch to stop writing rows: the platform reads them, so a run that does not
-record itself would lie. This process is the real worker, started as `meta-agent worker`
-starts it (logging, telemetry, the client, `run_worker`: the same workflow, sandbox, slots,
-cache and every activity `activities_for` registers), with three activities swapped for
+record itself would lie. This process is the real worker, started by `meta-agent worker`'s
+own code (`workers.cli.serve_worker`: telemetry, the client, `run_worker` with the same
+workflow, sandbox, slots, cache and every activity `activities_for` registers; only the
+logging setup of `meta-agent`'s main is repeated here), with three activities swapped for
 ones that leave Postgres out: `prepare_flow` checks the inline definition and its inputs as
 the real one does but reads and writes no row, `record_run` writes nothing, and the `api`
 agent's node rows go nowhere. The bookkeeping activities still run, since FlowRun's commands
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -119,34 +121,17 @@ def _name(fn: Callable[..., Any]) -> str:
     return defn.name
 
 
-async def serve() -> None:
-    """Poll the queue in TEMPORAL_TASK_QUEUE until stopped, set up as `meta-agent worker` is
-    (logging, telemetry, the client's converter and plugins), with `without_rows`.
+async def serve() -> int:
+    """Poll the queue in TEMPORAL_TASK_QUEUE until stopped: `meta-agent worker`'s own start
+    (`serve_worker`), with `without_rows`.
     """
-    from workers import telemetry
+    from workers.cli import serve_worker
     from workers.logs import configure_logging
     from workers.settings import load_settings
-    from workers.signals import stop_event_on_signals
-    from workers.temporal_client import connect
-    from workers.worker import run_worker
 
     configure_logging(False, os.environ.get("LOG_FORMAT"))
-    settings = load_settings()
-    telemetry.configure(
-        metrics_port=settings.metrics_port,
-        metrics_host=settings.metrics_host,
-        traces_file=settings.traces_file,
-    )
-    client = await connect(
-        settings.effective_temporal_address(),
-        settings.temporal_namespace,
-        settings.payload_codec(),
-    )
-    try:
-        await run_worker(client, settings, stop_event_on_signals(), activities=without_rows)
-    finally:
-        telemetry.current().shutdown()
+    return await serve_worker(load_settings(), register=False, activities=without_rows)
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    sys.exit(asyncio.run(serve()))

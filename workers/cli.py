@@ -14,10 +14,13 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from workers.logs import configure_logging
 from workers.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from workers.worker import ActivitySource
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int | None]]
 
@@ -30,21 +33,37 @@ async def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    return await serve_worker(settings, processes=args.processes, register=not args.no_register)
+
+
+async def serve_worker(
+    settings: Settings,
+    *,
+    processes: int = 1,
+    register: bool = True,
+    activities: ActivitySource | None = None,
+) -> int:
+    """`meta-agent worker`: telemetry, a client that waits for Temporal, then the worker (or
+    `processes` of them, supervised) until a signal stops it.
+
+    `activities` replaces `activities_for` in a single process: benchmark (d)'s
+    write-back-off worker starts here, so it starts as every real worker does.
+    """
     from workers import telemetry
     from workers.signals import stop_event_on_signals
     from workers.temporal_client import connect_patiently, ensure_search_attributes
-    from workers.worker import run_worker
+    from workers.worker import activity_functions, run_worker
 
     settings.require_database_url()
     cores = os.cpu_count() or 1
-    if args.processes > cores:
+    if processes > cores:
         logging.getLogger("meta_agent.worker").warning(
             "%d worker processes on %d cores: beyond one per core they only share the cores",
-            args.processes,
+            processes,
             cores,
         )
     stop = stop_event_on_signals()
-    if args.processes > 1:
+    if processes > 1:
         # Each child serves its own endpoints (the supervisor gives each its port).
         telemetry.configure()
     else:
@@ -61,16 +80,16 @@ async def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     )
     if client is None:
         return 0  # stopped before Temporal answered
-    if not args.no_register:
+    if register:
         added = await ensure_search_attributes(client)
         if added:
             print(f"registered search attributes: {', '.join(added)}")
-    if args.processes > 1:
+    if processes > 1:
         from workers.supervisor import supervise
 
-        return await supervise(args.processes, stop)
+        return await supervise(processes, stop)
     try:
-        await run_worker(client, settings, stop)
+        await run_worker(client, settings, stop, activities or activity_functions)
     finally:
         telemetry.current().shutdown()
     return 0
