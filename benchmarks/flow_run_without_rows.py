@@ -33,6 +33,7 @@ from activities.registry import Dependencies, activities_for
 from activities.row_batches import RowBatches
 from flow_language.steps_format import read_drawing
 from flow_language.validation import DefinitionError, input_problems, parse_definition
+from persistence.statuses import RUN_ENDED
 from workflows.contract import (
     AGENT_ACTIVITY_PREFIX,
     PREPARE_FLOW,
@@ -91,7 +92,7 @@ class _BookkeepingWithoutRows:
     async def record_run(self, update: RunUpdate) -> str:
         """Nothing written; the run's row id, as the real activity returns it."""
         run_id = update.run.orchestrator_run_id
-        if update.run.status in ("completed", "failed", "cancelled"):
+        if update.run.status in RUN_ENDED:
             return self._row_ids.pop(run_id, "")
         return self._row_ids.get(run_id, "")
 

@@ -10,6 +10,7 @@ same task queue. (g) the chain one run at a time.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.hand_written import CHAIN, CHAIN_UNSANDBOXED
@@ -24,6 +25,7 @@ from benchmarks.scenarios.common import (
     hand_runs,
 )
 from benchmarks.support import edge, node
+from benchmarks.worker_processes import WorkerProcess
 
 RUNS = 200
 NODES = 10
@@ -51,6 +53,7 @@ async def _flow(
     runs: int = RUNS,
     concurrency: int = 0,
     queue: str | None = None,
+    workers: Sequence[WorkerProcess] | None = None,
 ) -> Measurement:
     return await flow_runs(
         bench,
@@ -61,6 +64,7 @@ async def _flow(
         side=side,
         concurrency=concurrency or None,
         queue=queue,
+        workers=workers,
     )
 
 
@@ -87,33 +91,16 @@ async def _hand(
 async def _flow_without_rows(bench: Bench) -> Measurement:
     with bench.workers.flow_run_without_rows_worker() as worker:
         # Its process is new: one run first, unmeasured, as the suite's warm-up gives the others.
-        warm = dataclasses.replace(bench, scale=0)
-        await _flow(warm, "d", side=FLOW_RUN_NO_ROWS, queue=bench.workers.no_rows_queue)
-        return await flow_runs(
-            bench,
-            "d",
-            chain(NODES, bench.url),
-            runs=bench.size(RUNS),
-            nodes_per_run=NODES,
-            side=FLOW_RUN_NO_ROWS,
-            workers=[worker],
-            queue=bench.workers.no_rows_queue,
-        )
+        queue = bench.workers.no_rows_queue
+        await _flow(dataclasses.replace(bench, scale=0), "d", FLOW_RUN_NO_ROWS, queue=queue)
+        return await _flow(bench, "d", FLOW_RUN_NO_ROWS, queue=queue, workers=[worker])
 
 
 async def _two_workers(bench: Bench) -> Measurement:
     with bench.workers.extra_flow_run_worker("flowrun-2") as second:
         # A few unmeasured runs first, which the two workers share: the second one is new.
         await flow_runs(bench, "f", chain(NODES, bench.url), runs=4, nodes_per_run=NODES)
-        return await flow_runs(
-            bench,
-            "f",
-            chain(NODES, bench.url),
-            runs=bench.size(RUNS),
-            nodes_per_run=NODES,
-            side=TWO_WORKERS,
-            workers=[bench.workers.flow_run, second],
-        )
+        return await _flow(bench, "f", TWO_WORKERS, workers=[bench.workers.flow_run, second])
 
 
 CHAIN_RUNS = Scenario(
