@@ -27,9 +27,10 @@ from benchmarks.measure import Measurement
 from benchmarks.scenarios import SCENARIOS, Bench, Scenario
 from benchmarks.scenarios.chain import HAND_NO_ROWS, HAND_ROWS
 from benchmarks.scenarios.common import FLOW_RUN, HAND_UNSANDBOXED
-from benchmarks.support import StackUnreachable, bench_stack, make_reviewer
+from benchmarks.support import bench_stack, make_reviewer
 from benchmarks.table import HEADER, markdown, notes, rows, side_ratios
 from benchmarks.worker_processes import http_peer, start_workers
+from workers.cli import known_error
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -116,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     try:
         scenarios, measurements = asyncio.run(run_suite(args, failures))
-    except StackUnreachable as exc:
-        print(f"python -m benchmarks: cannot reach {exc}", file=sys.stderr)
+    except Exception as exc:
+        known = known_error(exc)  # an unreachable stack, as `meta-agent` says it
+        if known is None:
+            raise
+        print(f"python -m benchmarks: {known}", file=sys.stderr)
         return 1
     table = markdown(HEADER, rows(scenarios, measurements))
     extra = (

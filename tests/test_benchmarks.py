@@ -117,5 +117,5 @@ def test_an_unreachable_database_is_one_line(capsys: pytest.CaptureFixture[str])
     closed = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
     assert main(["--temporal", "127.0.0.1:1", "--database-url", closed, "--scale", "0.01"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("python -m benchmarks: cannot reach Postgres at --database-url: ")
+    assert err.startswith("python -m benchmarks: cannot reach the database: ")
     assert "Traceback" not in err

@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """One command, run to its exit code: 2 for a bad setting, 1 for a known error, 130 on Ctrl-C.
 
-    A known error (`_known_error`) is printed as one line; anything else keeps its traceback.
+    A known error (`known_error`) is printed as one line; anything else keeps its traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -196,15 +196,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        known = _known_error(exc)
+        known = known_error(exc)
         if known is None:
             raise
         print(f"meta-agent: {known}", file=sys.stderr)
         return 1
 
 
-def _known_error(exc: BaseException) -> str | None:
-    """Errors whose message is enough for a person; anything else keeps its traceback."""
+def known_error(exc: BaseException) -> str | None:
+    """Errors whose message is enough for a person (an unreachable Temporal or database, a
+    name not found), as one line; None: anything else keeps its traceback.
+    """
     from temporalio.service import RPCError, RPCStatusCode
 
     from persistence.queries import NotFoundError
